@@ -1,0 +1,18 @@
+import { pino, type Logger, type LevelWithSilent } from "pino";
+
+export type { Logger } from "pino";
+
+/**
+ * JSON logs. Message content never goes to a log (DESIGN principle 4): the redact list is a
+ * backstop for the obvious fields, not a licence to log events.
+ */
+export function createLogger(name: string, level: LevelWithSilent = "info"): Logger {
+  return pino({
+    name,
+    level,
+    redact: {
+      paths: ["content", "*.content", "body", "*.body", "access_token", "*.access_token", "password", "*.password"],
+      censor: "[redacted]",
+    },
+  });
+}

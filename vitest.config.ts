@@ -1,0 +1,27 @@
+import { defineConfig } from "vitest/config";
+
+// Unit tests live next to their code; integration/e2e tests boot real Synapse homeservers
+// (tests/harness) and therefore run one file at a time with long timeouts.
+export default defineConfig({
+  test: {
+    reporters: ["default", "./tests/summary-reporter.ts"],
+    projects: [
+      {
+        test: {
+          name: "unit",
+          include: ["{common,policy-module,bridge,deploy}/src/**/*.test.ts"],
+          testTimeout: 30_000,
+        },
+      },
+      {
+        test: {
+          name: "e2e",
+          include: ["tests/**/*.test.ts"],
+          testTimeout: 180_000,
+          hookTimeout: 240_000,
+          fileParallelism: false,
+        },
+      },
+    ],
+  },
+});
