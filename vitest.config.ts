@@ -5,6 +5,8 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     reporters: ["default", "./tests/summary-reporter.ts"],
+    // matrix-js-sdk is chatty; show console output only for failing tests.
+    silent: "passed-only",
     projects: [
       {
         test: {

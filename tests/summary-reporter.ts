@@ -17,7 +17,10 @@ export default class SummaryReporter implements Reporter {
         else skipped++;
       }
       // A module that failed to load (syntax error, failing beforeAll) has no test results of its own.
-      if (mod.state() === "failed" && [...mod.children.allTests()].every((t) => t.result().state !== "failed")) {
+      if (
+        mod.state() === "failed" &&
+        [...mod.children.allTests()].every((t) => t.result().state !== "failed")
+      ) {
         failed++;
       }
     }

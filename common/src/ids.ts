@@ -19,7 +19,8 @@ export class InvalidIdError extends Error {
 }
 
 function serverPart(id: string, sigil: string, kind: string): string {
-  if (!id.startsWith(sigil)) throw new InvalidIdError(`${kind} must start with '${sigil}': ${JSON.stringify(id)}`);
+  if (!id.startsWith(sigil))
+    throw new InvalidIdError(`${kind} must start with '${sigil}': ${JSON.stringify(id)}`);
   const colon = id.indexOf(":");
   if (colon < 2) throw new InvalidIdError(`${kind} has no server name: ${JSON.stringify(id)}`);
   return id.slice(colon + 1);
@@ -36,7 +37,8 @@ export function parseServerName(value: string): ServerName {
 export function parseUserId(value: string): UserId {
   const server = serverPart(value, "@", "user ID");
   const localpart = value.slice(1, value.indexOf(":"));
-  if (!LOCALPART.test(localpart)) throw new InvalidIdError(`user ID has an invalid localpart: ${JSON.stringify(value)}`);
+  if (!LOCALPART.test(localpart))
+    throw new InvalidIdError(`user ID has an invalid localpart: ${JSON.stringify(value)}`);
   parseServerName(server);
   if (value.length > 255) throw new InvalidIdError("user ID is longer than 255 characters");
   return value as UserId;
@@ -49,7 +51,8 @@ export function parseRoomId(value: string): RoomId {
 
 export function parseEventId(value: string): EventId {
   // Room versions >= 3 use server-less event IDs ($base64), older ones $local:server.
-  if (!/^\$[A-Za-z0-9+/_\-=:.]+$/.test(value)) throw new InvalidIdError(`not a valid event ID: ${JSON.stringify(value)}`);
+  if (!/^\$[A-Za-z0-9+/_\-=:.]+$/.test(value))
+    throw new InvalidIdError(`not a valid event ID: ${JSON.stringify(value)}`);
   return value as EventId;
 }
 

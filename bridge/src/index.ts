@@ -1,0 +1,2 @@
+export { start } from "./start.ts";
+export { BridgeConfigSchema, type BridgeConfig } from "./config.ts";

@@ -1,0 +1,74 @@
+import { timingSafeEqual } from "node:crypto";
+import type { Express, Request } from "express";
+import type { Counter } from "prom-client";
+import { ApiError, asyncHandler } from "../http/errors.ts";
+import type { Registration } from "./registration.ts";
+
+export interface TransactionJournal {
+  /** True the first time a transaction ID is recorded, false on a replay. Durable before it returns. */
+  markProcessed(service: string, txnId: string): Promise<boolean>;
+  isProcessed(service: string, txnId: string): Promise<boolean>;
+}
+
+export interface AppserviceEvent {
+  type: string;
+  room_id?: string;
+  event_id?: string;
+  sender?: string;
+  state_key?: string;
+}
+
+export type EventHandler = (events: readonly AppserviceEvent[]) => Promise<void>;
+
+/**
+ * The homeserver → appservice API (transactions and ping). A transaction is acknowledged only
+ * after its handler ran and its ID is durably journalled, so a crash before the ack makes Synapse
+ * resend it, and a resend after the ack is recognised and not handled twice.
+ */
+export function mountAppserviceApi(
+  app: Express,
+  opts: {
+    registration: Registration;
+    journal: TransactionJournal;
+    onEvents: EventHandler;
+    counter: Counter<"outcome">;
+  },
+): void {
+  const expected = Buffer.from(opts.registration.hs_token);
+  const authorise = (req: Request): void => {
+    const header = req.get("authorization");
+    const token = header?.startsWith("Bearer ") ? header.slice(7) : undefined;
+    if (token === undefined) throw new ApiError("M_MISSING_TOKEN", "Missing homeserver token");
+    const given = Buffer.from(token);
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+      throw new ApiError("M_FORBIDDEN", "Invalid homeserver token");
+    }
+  };
+
+  app.put(
+    "/_matrix/app/v1/transactions/:txnId",
+    asyncHandler(async (req, res) => {
+      authorise(req);
+      const txnId = String(req.params.txnId);
+      const body = req.body as { events?: unknown };
+      if (!Array.isArray(body.events)) throw new ApiError("M_BAD_JSON", "Transaction has no events array");
+      if (await opts.journal.isProcessed(opts.registration.id, txnId)) {
+        opts.counter.inc({ outcome: "replayed" });
+        res.json({});
+        return;
+      }
+      await opts.onEvents(body.events as AppserviceEvent[]);
+      await opts.journal.markProcessed(opts.registration.id, txnId);
+      opts.counter.inc({ outcome: "processed" });
+      res.json({});
+    }),
+  );
+  app.post(
+    "/_matrix/app/v1/ping",
+    asyncHandler(async (req, res) => {
+      authorise(req);
+      await Promise.resolve();
+      res.json({});
+    }),
+  );
+}

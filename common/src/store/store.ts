@@ -1,0 +1,109 @@
+import type { Knex } from "knex";
+import type { Logger } from "pino";
+import type { StoreConfig } from "./config.ts";
+import { createKnex } from "./knex.ts";
+import { migrate, type Migration } from "./migrations.ts";
+
+export interface LeaseStore {
+  /** Leader lock for scheduled jobs across instances: true if `holder` now holds `name` until now + ttl. */
+  tryAcquire(name: string, holder: string, ttlMs: number, now?: Date): Promise<boolean>;
+  release(name: string, holder: string): Promise<void>;
+}
+
+export interface TransactionStore {
+  markProcessed(service: string, txnId: string, now?: Date): Promise<boolean>;
+  isProcessed(service: string, txnId: string): Promise<boolean>;
+}
+
+export interface Store {
+  readonly leases: LeaseStore;
+  readonly transactions: TransactionStore;
+  health(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: "leases",
+    up: (trx) =>
+      trx.schema.createTable("leases", (t) => {
+        t.text("name").primary();
+        t.text("holder").notNullable();
+        t.timestamp("expires_at", { useTz: true }).notNullable();
+      }),
+  },
+  {
+    version: 2,
+    name: "appservice transactions",
+    up: (trx) =>
+      trx.schema.createTable("appservice_transactions", (t) => {
+        t.text("service").notNullable();
+        t.text("txn_id").notNullable();
+        t.timestamp("processed_at", { useTz: true }).notNullable();
+        t.primary(["service", "txn_id"]);
+      }),
+  },
+];
+
+export class KnexStore implements Store {
+  readonly knex: Knex;
+  constructor(knex: Knex) {
+    this.knex = knex;
+  }
+
+  readonly leases: LeaseStore = {
+    tryAcquire: async (name, holder, ttlMs, now = new Date()) => {
+      const expires = new Date(now.getTime() + ttlMs);
+      // One statement: insert, or take over when expired or already ours. Postgres row locking on
+      // the conflicting row makes concurrent callers serialise, so exactly one wins.
+      const rows = await this.knex.raw<{ rows: { holder: string }[] }>(
+        `INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?)
+         ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
+         WHERE leases.holder = EXCLUDED.holder OR leases.expires_at <= ?
+         RETURNING holder`,
+        [name, holder, expires, now],
+      );
+      return rows.rows.length === 1;
+    },
+    release: async (name, holder) => {
+      await this.knex("leases").where({ name, holder }).delete();
+    },
+  };
+
+  readonly transactions: TransactionStore = {
+    markProcessed: async (service, txnId, now = new Date()) => {
+      const rows = await this.knex("appservice_transactions")
+        .insert({ service, txn_id: txnId, processed_at: now })
+        .onConflict(["service", "txn_id"])
+        .ignore()
+        .returning("txn_id");
+      return rows.length === 1;
+    },
+    isProcessed: async (service, txnId) => {
+      const row: unknown = await this.knex("appservice_transactions")
+        .where({ service, txn_id: txnId })
+        .first();
+      return row !== undefined;
+    },
+  };
+
+  async health(): Promise<void> {
+    await this.knex.raw("SELECT 1");
+  }
+
+  async close(): Promise<void> {
+    await this.knex.destroy();
+  }
+}
+
+export async function createStore(config: StoreConfig, log?: Logger): Promise<KnexStore> {
+  const knex = await createKnex(config);
+  try {
+    await migrate(knex, MIGRATIONS, log);
+  } catch (err) {
+    await knex.destroy();
+    throw err;
+  }
+  return new KnexStore(knex);
+}

@@ -1,0 +1,184 @@
+import { z } from "zod";
+import { parseServerName, InvalidIdError } from "@medmesh/common";
+
+const port = z.number().int().min(1).max(65535);
+const duration = z
+  .string()
+  .regex(/^\d+(ms|s|m|h|d|w|y)$/, "must be a Synapse duration such as 30s, 5m, 1h, 7d");
+
+const serverName = z.string().superRefine((v, ctx) => {
+  try {
+    parseServerName(v);
+  } catch (err) {
+    if (err instanceof InvalidIdError) ctx.addIssue({ code: "custom", message: err.message });
+    else throw err;
+  }
+});
+
+export const SynapseDatabaseSchema = z
+  .discriminatedUnion("type", [
+    z.object({
+      type: z.literal("sqlite").describe("SQLite file in the organisation's data folder (embedded default)."),
+    }),
+    z.object({
+      type: z
+        .literal("postgres")
+        .describe("PostgreSQL; the database must exist with C collation (Synapse requires it)."),
+      host: z.string().min(1).describe("PostgreSQL host or socket directory."),
+      port: port.default(5432),
+      user: z.string().min(1),
+      password: z
+        .string()
+        .describe("Use ${file:/run/secrets/…} or ${env:NAME} rather than a literal.")
+        .optional(),
+      database: z.string().min(1),
+    }),
+  ])
+  .default({ type: "sqlite" })
+  .describe("Synapse's database.");
+
+export const StoreSchema = z
+  .discriminatedUnion("type", [
+    z.object({
+      type: z.literal("pglite").describe("Embedded PostgreSQL (PGlite) in the organisation's data folder."),
+    }),
+    z.object({
+      type: z.literal("postgres").describe("A PostgreSQL server."),
+      url: z.string().min(1).describe("postgres:// URL; use ${file:…} or ${env:…} for the password."),
+    }),
+  ])
+  .default({ type: "pglite" })
+  .describe("Store of the MedMesh services (policy-module, bridge).");
+
+export const DemoUserSchema = z.object({
+  localpart: z.string().regex(/^[a-z0-9._=\-/]+$/, "must be a valid Matrix localpart (lower case)"),
+  password: z.string().min(8, "must be at least 8 characters"),
+  display_name: z.string().optional(),
+  admin: z.boolean().default(false),
+});
+
+export const OrganisationSchema = z.object({
+  id: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9-]*$/, "must be a lower-case slug (a-z, 0-9, -)")
+    .describe("Short identifier, used for folder names.")
+    .meta({ examples: ["hospital-a"] }),
+  name: z
+    .string()
+    .min(1)
+    .describe("Display name of the organisation.")
+    .meta({ examples: ["Hospital A"] }),
+  server_name: serverName
+    .optional()
+    .describe("Matrix server name. Defaults to localhost:<federation port> for a local network.")
+    .meta({ examples: ["matrix.hospital-a.example"] }),
+  bind_address: z
+    .string()
+    .default("127.0.0.1")
+    .describe("Address every listener of this organisation binds to."),
+  ports: z
+    .object({
+      client: port
+        .describe("Synapse client-server API (plain HTTP, behind MedMesh/reverse proxy).")
+        .meta({ examples: [8008] }),
+      federation: port.describe("Synapse federation API (TLS).").meta({ examples: [8448] }),
+      policy_module: port
+        .describe("policy-module HTTP (health, metrics, appservice, API).")
+        .meta({ examples: [9100] }),
+      bridge: port.describe("bridge HTTP (health, metrics, appservice).").meta({ examples: [9200] }),
+    })
+    .describe("TCP ports; all must differ."),
+  tls: z
+    .object({
+      certificate: z.string().describe("PEM certificate chain for the federation listener."),
+      private_key: z.string().describe("PEM private key."),
+    })
+    .optional()
+    .describe("Federation TLS. When omitted, a certificate is issued by the network's local CA."),
+  database: SynapseDatabaseSchema,
+  store: StoreSchema,
+  demo_users: z
+    .array(DemoUserSchema)
+    .default([])
+    .describe("Users created at start (local demo networks only; never in production)."),
+});
+
+export const DeploymentSchema = z
+  .object({
+    data_dir: z
+      .string()
+      .default(".medmesh/local")
+      .describe("Folder for generated config, keys, databases and logs (relative to the config file)."),
+    profile: z
+      .enum(["production", "test"])
+      .default("production")
+      .describe("'test' relaxes Synapse's rate limits for automated tests; never use it for real users."),
+    synapse_venv: z
+      .string()
+      .default("deploy/.venv")
+      .describe("Python venv holding the pinned Synapse (relative to the repository root)."),
+    redaction_retention_period: duration
+      .default("1h")
+      .describe(
+        "How long Synapse keeps the content of redacted events before erasing it (retention relies on this).",
+      ),
+    trusted_ca_files: z
+      .array(z.string())
+      .default([])
+      .describe("Extra CA certificates federation peers may present (PEM files)."),
+    organisations: z
+      .array(OrganisationSchema)
+      .min(1, "at least one organisation is required")
+      .describe(
+        "The organisations of this deployment: one for a production host, several for a local network.\n" +
+          "Fields per organisation: id, name, server_name, bind_address, ports, tls, database, store, demo_users.",
+      )
+      .meta({
+        examples: [
+          [
+            {
+              id: "hospital-a",
+              name: "Hospital A",
+              server_name: "matrix.hospital-a.example",
+              bind_address: "127.0.0.1",
+              ports: { client: 8008, federation: 8448, policy_module: 9100, bridge: 9200 },
+              tls: {
+                certificate: "/etc/medmesh/tls/fullchain.pem",
+                private_key: "/etc/medmesh/tls/privkey.pem",
+              },
+              database: {
+                type: "postgres",
+                host: "127.0.0.1",
+                port: 5432,
+                user: "synapse",
+                password: "${file:/run/secrets/synapse_db_password}",
+                database: "synapse",
+              },
+              store: { type: "postgres", url: "${file:/run/secrets/medmesh_store_url}" },
+            },
+          ],
+        ],
+      }),
+  })
+  .superRefine((cfg, ctx) => {
+    const seen = new Map<string, string>();
+    cfg.organisations.forEach((org, i) => {
+      const claim = (what: string, path: (string | number)[]) => {
+        const prev = seen.get(what);
+        if (prev) ctx.addIssue({ code: "custom", path, message: `${what} is already used by ${prev}` });
+        else seen.set(what, `organisations.${i}`);
+      };
+      claim(`id '${org.id}'`, ["organisations", i, "id"]);
+      claim(`server name '${serverNameOf(org)}'`, ["organisations", i, "server_name"]);
+      for (const [k, p] of Object.entries(org.ports)) {
+        claim(`port ${p} on ${org.bind_address}`, ["organisations", i, "ports", k]);
+      }
+    });
+  });
+
+export type DeploymentConfig = z.output<typeof DeploymentSchema>;
+export type OrganisationConfig = z.output<typeof OrganisationSchema>;
+
+export function serverNameOf(org: Pick<OrganisationConfig, "server_name" | "ports">): string {
+  return org.server_name ?? `localhost:${org.ports.federation}`;
+}

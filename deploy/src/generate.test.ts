@@ -1,0 +1,150 @@
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { parse as parseYaml } from "yaml";
+import { loadRegistration, parseConfig, ServiceConfigSchema } from "@medmesh/common";
+import { DeploymentSchema } from "./config/schema.ts";
+import { generateNetwork } from "./generate.ts";
+
+type Yaml = Record<string, unknown> & {
+  listeners: { port: number; tls: boolean; resources: { names: string[] }[] }[];
+  database: { name: string; args: Record<string, unknown> };
+};
+
+function deployment(profile: "test" | "production", extra: Record<string, unknown> = {}) {
+  return parseConfig(
+    DeploymentSchema,
+    {
+      data_dir: mkdtempSync(join(tmpdir(), "medmesh-gen-")),
+      profile,
+      organisations: [
+        {
+          id: "hospital-a",
+          name: "Hospital A",
+          ports: { client: 18008, federation: 18448, policy_module: 19100, bridge: 19200 },
+        },
+        {
+          id: "gp-b",
+          name: "GP B",
+          ports: { client: 18009, federation: 18449, policy_module: 19101, bridge: 19201 },
+          database: {
+            type: "postgres",
+            host: "/run/postgresql",
+            user: "synapse",
+            password: "pw",
+            database: "synapse_b",
+          },
+          ...extra,
+        },
+      ],
+    },
+    "test",
+  );
+}
+
+const readYaml = (file: string): Yaml => parseYaml(readFileSync(file, "utf8")) as Yaml;
+
+describe("organisation config generator", () => {
+  it("writes a complete, federation-ready homeserver.yaml per organisation", async () => {
+    const net = await generateNetwork(deployment("production"), "/");
+    const [a, b] = net.organisations;
+    const hs = readYaml(a!.paths.homeserverYaml);
+    expect(hs.server_name).toBe("localhost:18448");
+    const fed = hs.listeners.find((l) => l.resources[0]?.names.includes("federation"));
+    expect(fed).toMatchObject({ port: 18448, tls: true });
+    expect(hs.listeners.find((l) => l.port === 18008)?.tls).toBe(false);
+    expect(hs.federation_verify_certificates).toBe(true);
+    expect(hs.federation_custom_ca_list).toEqual([net.caCertificate]);
+    expect(hs.ip_range_whitelist).toEqual(["127.0.0.0/8", "::1/128"]);
+    expect(hs.trusted_key_servers).toEqual([]);
+    expect(hs.redaction_retention_period).toBe("1h");
+    expect(hs.rc_admin_redaction).toBeDefined();
+    expect(hs.push).toEqual({ include_content: false });
+    expect(hs.enable_registration).toBe(false);
+    expect(hs.database).toEqual({ name: "sqlite3", args: { database: a!.paths.sqliteDb } });
+    // Production profile keeps Synapse's default rate limits.
+    expect(Object.keys(hs).filter((k) => k.startsWith("rc_") && k !== "rc_admin_redaction")).toEqual([]);
+
+    const hsB = readYaml(b!.paths.homeserverYaml);
+    expect(hsB.database).toMatchObject({
+      name: "psycopg2",
+      args: { host: "/run/postgresql", dbname: "synapse_b", user: "synapse" },
+    });
+    expect(hs.app_service_config_files).toEqual([
+      a!.paths.policyModuleRegistration,
+      a!.paths.bridgeRegistration,
+    ]);
+  });
+
+  it("issues a TLS certificate from the local CA that verifies for localhost", async () => {
+    const net = await generateNetwork(deployment("production"), "/");
+    const hs = readYaml(net.organisations[0]!.paths.homeserverYaml);
+    const out = execFileSync(
+      "openssl",
+      ["verify", "-CAfile", net.caCertificate, hs.tls_certificate_path as string],
+      {
+        encoding: "utf8",
+      },
+    );
+    expect(out).toContain(": OK");
+    const text = execFileSync(
+      "openssl",
+      ["x509", "-noout", "-ext", "subjectAltName", "-in", hs.tls_certificate_path as string],
+      {
+        encoding: "utf8",
+      },
+    );
+    expect(text).toContain("DNS:localhost");
+    expect(text).toContain("IP Address:127.0.0.1");
+  });
+
+  it("relaxes rate limits only in the test profile", async () => {
+    const hs = readYaml(
+      (await generateNetwork(deployment("test"), "/")).organisations[0]!.paths.homeserverYaml,
+    );
+    expect(hs.rc_message).toEqual({ per_second: 1000, burst_count: 1000 });
+    expect(hs.rc_joins).toBeDefined();
+  });
+
+  it("writes appservice registrations and service configs that agree, and keeps secrets across runs", async () => {
+    const config = deployment("production");
+    const first = await generateNetwork(config, "/");
+    const org = first.organisations[0]!;
+    const reg = loadRegistration(org.paths.policyModuleRegistration);
+    expect(reg.url).toBe("http://127.0.0.1:19100");
+    expect(reg.as_token).not.toBe(reg.hs_token);
+    expect(statSync(org.paths.policyModuleRegistration).mode & 0o077).toBe(0);
+    expect(statSync(org.paths.registrationSecret).mode & 0o077).toBe(0);
+    expect(loadRegistration(org.paths.bridgeRegistration).as_token).not.toBe(reg.as_token);
+
+    const svc = parseConfig(
+      ServiceConfigSchema,
+      parseYaml(readFileSync(org.paths.policyModuleConfig, "utf8")),
+      "pm",
+    );
+    expect(svc.homeserver).toEqual({ server_name: "localhost:18448", url: "http://127.0.0.1:18008" });
+    expect(svc.appservice.registration_file).toBe(org.paths.policyModuleRegistration);
+    expect(svc.listen.port).toBe(19100);
+
+    const signingKey = readFileSync(org.paths.signingKey, "utf8");
+    expect(signingKey).toMatch(/^ed25519 a_\w{4} [A-Za-z0-9+/]{43}\n$/);
+    const secret = readFileSync(org.paths.registrationSecret, "utf8");
+    const again = (await generateNetwork(config, "/")).organisations[0]!;
+    expect(readFileSync(again.paths.signingKey, "utf8")).toBe(signingKey);
+    expect(readFileSync(again.paths.registrationSecret, "utf8")).toBe(secret);
+    expect(loadRegistration(again.paths.policyModuleRegistration).hs_token).toBe(reg.hs_token);
+  });
+
+  it("rejects a deployment whose organisations collide, naming the field", () => {
+    expect(() =>
+      deployment("production", {
+        id: "hospital-a",
+        ports: { client: 18008, federation: 18449, policy_module: 1, bridge: 2 },
+      }),
+    ).toThrow(
+      /organisations\.1\.id: id 'hospital-a' is already used by organisations\.0[\s\S]*organisations\.1\.ports\.client: port 18008/,
+    );
+  });
+});

@@ -1,0 +1,211 @@
+import { existsSync, readFileSync } from "node:fs";
+import { mkdir, writeFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { parse as parseYaml, stringify } from "yaml";
+import type { PolicyModuleConfig } from "@medmesh/policy-module";
+import type { BridgeConfig } from "@medmesh/bridge";
+import type { DeploymentConfig, OrganisationConfig } from "./config/schema.ts";
+import { serverNameOf } from "./config/schema.ts";
+import { ensureSecretFile, randomToken, synapseSigningKey } from "./secrets.ts";
+import {
+  homeserverConfig,
+  hostForUrl,
+  logConfig,
+  type OrganisationPaths,
+} from "./synapse/homeserver-config.ts";
+import { ensureLocalCa, ensureServerCertificate } from "./tls/local-ca.ts";
+
+export interface GeneratedOrganisation {
+  org: OrganisationConfig;
+  serverName: string;
+  paths: OrganisationPaths;
+  /** Synapse's client API (loopback). */
+  synapseUrl: string;
+  federationUrl: string;
+  policyModuleUrl: string;
+  bridgeUrl: string;
+  policyModule: PolicyModuleConfig;
+  bridge: BridgeConfig;
+}
+
+export interface GeneratedNetwork {
+  dataDir: string;
+  caCertificate: string;
+  organisations: GeneratedOrganisation[];
+}
+
+export function organisationPaths(dataDir: string, orgId: string): OrganisationPaths {
+  const root = join(dataDir, orgId);
+  const synapseDir = join(root, "synapse");
+  const secrets = join(root, "secrets");
+  const appserviceDir = join(root, "appservices");
+  return {
+    root,
+    synapseDir,
+    homeserverYaml: join(synapseDir, "homeserver.yaml"),
+    logConfig: join(synapseDir, "log.config"),
+    logFile: join(synapseDir, "homeserver.log"),
+    pidFile: join(synapseDir, "homeserver.pid"),
+    signingKey: join(secrets, "signing.key"),
+    mediaStore: join(synapseDir, "media"),
+    sqliteDb: join(synapseDir, "homeserver.db"),
+    registrationSecret: join(secrets, "registration_shared_secret"),
+    macaroonSecret: join(secrets, "macaroon_secret_key"),
+    formSecret: join(secrets, "form_secret"),
+    appserviceDir,
+    policyModuleRegistration: join(appserviceDir, "policy-module.yaml"),
+    bridgeRegistration: join(appserviceDir, "bridge.yaml"),
+    policyModuleConfig: join(root, "policy-module.yaml"),
+    bridgeConfig: join(root, "bridge.yaml"),
+    storeDir: join(root, "store"),
+    tlsDir: join(root, "tls"),
+  };
+}
+
+/**
+ * Generates everything a network's homeservers and MedMesh services need: a local CA, and per
+ * organisation the Synapse config, signing key, secrets, TLS certificate, appservice registrations
+ * and service configs. Idempotent: keys, secrets and tokens that exist are kept (a restart resumes
+ * the same network); the YAML configs are rewritten from the deployment config every time.
+ */
+export async function generateNetwork(
+  deployment: DeploymentConfig,
+  baseDir: string,
+): Promise<GeneratedNetwork> {
+  const dataDir = resolve(baseDir, deployment.data_dir);
+  await mkdir(dataDir, { recursive: true });
+  const needsLocalCa = deployment.organisations.some((o) => !o.tls);
+  const ca = needsLocalCa ? await ensureLocalCa(join(dataDir, "ca")) : undefined;
+  const caFiles = [
+    ...(ca ? [ca.certificate] : []),
+    ...deployment.trusted_ca_files.map((f) => resolve(baseDir, f)),
+  ];
+  const organisations: GeneratedOrganisation[] = [];
+  for (const org of deployment.organisations) {
+    organisations.push(await generateOrganisation(deployment, org, dataDir, baseDir, caFiles, ca));
+  }
+  return { dataDir, caCertificate: caFiles[0] ?? "", organisations };
+}
+
+async function generateOrganisation(
+  deployment: DeploymentConfig,
+  org: OrganisationConfig,
+  dataDir: string,
+  baseDir: string,
+  caFiles: string[],
+  ca: Awaited<ReturnType<typeof ensureLocalCa>> | undefined,
+): Promise<GeneratedOrganisation> {
+  const serverName = serverNameOf(org);
+  const paths = organisationPaths(dataDir, org.id);
+  for (const dir of [paths.synapseDir, paths.mediaStore, paths.appserviceDir, paths.storeDir]) {
+    await mkdir(dir, { recursive: true });
+  }
+  await ensureSecretFile(paths.signingKey, synapseSigningKey);
+  for (const secret of [paths.registrationSecret, paths.macaroonSecret, paths.formSecret]) {
+    await ensureSecretFile(secret, () => randomToken());
+  }
+
+  let tls: { certificate: string; privateKey: string };
+  if (org.tls) {
+    tls = {
+      certificate: resolve(baseDir, org.tls.certificate),
+      privateKey: resolve(baseDir, org.tls.private_key),
+    };
+  } else {
+    if (!ca) throw new Error("local CA missing"); // generateNetwork creates it whenever an org lacks TLS
+    const host = serverName.replace(/:\d+$/, "").replace(/^\[|\]$/g, "");
+    const isIp = /^[\d.]+$|:/.test(host);
+    tls = await ensureServerCertificate(ca, paths.tlsDir, {
+      dns: isIp ? ["localhost"] : [host, ...(host === "localhost" ? [] : ["localhost"])],
+      ip: ["127.0.0.1", "::1", ...(isIp ? [host] : [])],
+    });
+  }
+
+  const host = hostForUrl(org.bind_address);
+  const policyModuleUrl = `http://${host}:${org.ports.policy_module}`;
+  const bridgeUrl = `http://${host}:${org.ports.bridge}`;
+  const escapedServer = serverName.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  await writeRegistration(paths.policyModuleRegistration, {
+    id: "medmesh-policy",
+    url: policyModuleUrl,
+    sender_localpart: "medmesh",
+    users: [{ exclusive: true, regex: `@medmesh:${escapedServer}` }],
+  });
+  await writeRegistration(paths.bridgeRegistration, {
+    id: "medmesh-bridge",
+    url: bridgeUrl,
+    sender_localpart: "medmesh-bridge",
+    users: [{ exclusive: true, regex: `@(medmesh-bridge|bridge_.+):${escapedServer}` }],
+  });
+
+  await writeYaml(
+    paths.homeserverYaml,
+    homeserverConfig({ deployment, org, serverName, paths, tls, federationCaFiles: caFiles }),
+  );
+  await writeYaml(paths.logConfig, logConfig(paths.logFile));
+
+  const synapseUrl = `http://${host}:${org.ports.client}`;
+  const serviceConfig = (name: "policy-module" | "bridge", port: number, registration: string) => ({
+    homeserver: { server_name: serverName, url: synapseUrl },
+    appservice: { registration_file: registration },
+    listen: { host: org.bind_address, port },
+    store:
+      org.store.type === "postgres"
+        ? { type: "postgres" as const, url: org.store.url, pool_max: 10 }
+        : { type: "pglite" as const, data_dir: join(paths.storeDir, name) },
+    log_level: "info" as const,
+  });
+  const policyModule = serviceConfig(
+    "policy-module",
+    org.ports.policy_module,
+    paths.policyModuleRegistration,
+  );
+  const bridge = serviceConfig("bridge", org.ports.bridge, paths.bridgeRegistration);
+  await writeYaml(paths.policyModuleConfig, policyModule);
+  await writeYaml(paths.bridgeConfig, bridge);
+
+  return {
+    org,
+    serverName,
+    paths,
+    synapseUrl,
+    federationUrl: `https://${host}:${org.ports.federation}`,
+    policyModuleUrl,
+    bridgeUrl,
+    policyModule,
+    bridge,
+  };
+}
+
+async function writeRegistration(
+  file: string,
+  reg: { id: string; url: string; sender_localpart: string; users: { exclusive: boolean; regex: string }[] },
+): Promise<void> {
+  // Tokens survive regeneration: Synapse and the running service must keep agreeing on them.
+  const previous = existsSync(file) ? (parseYaml(readFileSync(file, "utf8")) as Record<string, unknown>) : {};
+  const token = (key: "as_token" | "hs_token"): string =>
+    typeof previous[key] === "string" ? previous[key] : randomToken();
+  await writeYaml(
+    file,
+    {
+      id: reg.id,
+      url: reg.url,
+      as_token: token("as_token"),
+      hs_token: token("hs_token"),
+      sender_localpart: reg.sender_localpart,
+      rate_limited: false,
+      namespaces: { users: reg.users, rooms: [], aliases: [] },
+    },
+    0o600,
+  );
+}
+
+async function writeYaml(file: string, value: unknown, mode = 0o644): Promise<void> {
+  await writeFile(
+    file,
+    `# Generated by MedMesh (deploy/src/generate.ts); edits are overwritten.\n${stringify(value)}`,
+    {
+      mode,
+    },
+  );
+}

@@ -1,0 +1,187 @@
+import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { rm, writeFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { promisify } from "node:util";
+import { createLogger, type RunningService } from "@medmesh/common";
+import { start as startPolicyModule } from "@medmesh/policy-module";
+import { start as startBridge } from "@medmesh/bridge";
+import type { DeploymentConfig } from "./config/schema.ts";
+import { generateNetwork, type GeneratedOrganisation } from "./generate.ts";
+import { ensureUser, type RegisteredUser } from "./synapse/admin.ts";
+import { startSynapse, type SynapseProcess } from "./synapse/process.ts";
+
+export const REPO_ROOT = resolve(import.meta.dirname, "../..");
+const NETWORK_FILE = "network.json";
+
+export interface RunningOrganisation extends GeneratedOrganisation {
+  /** What a Matrix client connects to. */
+  clientUrl: string;
+  registrationSecret: string;
+  synapse: SynapseProcess;
+  services: RunningService[];
+  demoUsers: RegisteredUser[];
+}
+
+export interface RunningNetwork {
+  dataDir: string;
+  caCertificate: string;
+  descriptionFile: string;
+  organisations: RunningOrganisation[];
+  stop(): Promise<void>;
+}
+
+export interface StartNetworkOptions {
+  /** Directory relative paths of the deployment config are resolved against. */
+  baseDir: string;
+  /** Called with progress lines ("starting Synapse for …"). */
+  progress?: (line: string) => void;
+}
+
+export async function installSynapse(venv: string): Promise<void> {
+  await promisify(execFile)(join(REPO_ROOT, "deploy", "install-synapse.sh"), [venv], {
+    maxBuffer: 16 * 1024 * 1024,
+  });
+}
+
+/**
+ * Brings a whole network up — the production start functions of every piece, in the order a
+ * real deployment needs them: generated config, Synapse, then the MedMesh services (which prove
+ * their link to Synapse before they report ready). `npm start` and the test harness both use it.
+ */
+export async function startNetwork(
+  deployment: DeploymentConfig,
+  opts: StartNetworkOptions,
+): Promise<RunningNetwork> {
+  const say = opts.progress ?? (() => undefined);
+  const venv = resolve(REPO_ROOT, deployment.synapse_venv);
+  say(`checking Synapse in ${venv}`);
+  await installSynapse(venv);
+  const generated = await generateNetwork(deployment, opts.baseDir);
+  const running: RunningOrganisation[] = [];
+  const stopAll = async (): Promise<void> => {
+    await rm(join(generated.dataDir, NETWORK_FILE), { force: true });
+    await Promise.allSettled(running.map((o) => stopOrganisation(o)));
+  };
+  try {
+    const started = await Promise.allSettled(
+      generated.organisations.map(async (g) => {
+        const org = await startOrganisation(g, venv, say);
+        running.push(org);
+        return org;
+      }),
+    );
+    const failed = started.find((r) => r.status === "rejected");
+    if (failed) throw failed.reason;
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+  const ordered = generated.organisations.map(
+    (g) => running.find((r) => r.org.id === g.org.id) as RunningOrganisation,
+  );
+  const descriptionFile = join(generated.dataDir, NETWORK_FILE);
+  await writeFile(
+    descriptionFile,
+    JSON.stringify(describeNetwork(generated.caCertificate, ordered), null, 2) + "\n",
+  );
+  return {
+    dataDir: generated.dataDir,
+    caCertificate: generated.caCertificate,
+    descriptionFile,
+    organisations: ordered,
+    stop: stopAll,
+  };
+}
+
+async function startOrganisation(
+  g: GeneratedOrganisation,
+  venv: string,
+  say: (l: string) => void,
+): Promise<RunningOrganisation> {
+  say(`starting Synapse for ${g.org.name} (${g.serverName})`);
+  const synapse = await startSynapse({
+    venv,
+    homeserverYaml: g.paths.homeserverYaml,
+    workDir: g.paths.synapseDir,
+    clientUrl: g.synapseUrl,
+    logFile: g.paths.logFile,
+  });
+  const services: RunningService[] = [];
+  try {
+    const logDir = join(g.paths.root, "logs");
+    say(`starting MedMesh services for ${g.org.name}`);
+    services.push(
+      await startPolicyModule(g.policyModule, {
+        log: createLogger("policy-module", g.policyModule.log_level, join(logDir, "policy-module.log")),
+      }),
+    );
+    services.push(
+      await startBridge(g.bridge, {
+        log: createLogger("bridge", g.bridge.log_level, join(logDir, "bridge.log")),
+      }),
+    );
+    const registrationSecret = readFileSync(g.paths.registrationSecret, "utf8").trim();
+    const demoUsers: RegisteredUser[] = [];
+    for (const u of g.org.demo_users) {
+      demoUsers.push(
+        await ensureUser(g.synapseUrl, registrationSecret, {
+          localpart: u.localpart,
+          password: u.password,
+          admin: u.admin,
+          ...(u.display_name === undefined ? {} : { displayName: u.display_name }),
+        }),
+      );
+    }
+    // Until the policy proxy (issue #4) sits in front of Synapse, clients use Synapse's client
+    // listener directly; this is the one place that changes when the proxy lands.
+    return { ...g, clientUrl: g.synapseUrl, registrationSecret, synapse, services, demoUsers };
+  } catch (err) {
+    await Promise.allSettled(services.map((s) => s.stop()));
+    await synapse.stop();
+    throw err;
+  }
+}
+
+async function stopOrganisation(o: RunningOrganisation): Promise<void> {
+  await Promise.allSettled(o.services.map((s) => s.stop()));
+  await o.synapse.stop();
+}
+
+/** The machine-readable description of a running network; documented in docs/network-description.md. */
+export function describeNetwork(
+  caCertificate: string,
+  orgs: readonly RunningOrganisation[],
+): Record<string, unknown> {
+  return {
+    version: 1,
+    started_at: new Date().toISOString(),
+    runner_pid: process.pid,
+    ca_certificate: caCertificate,
+    organisations: orgs.map((o) => ({
+      id: o.org.id,
+      name: o.org.name,
+      server_name: o.serverName,
+      client_url: o.clientUrl,
+      federation_url: o.federationUrl,
+      registration_shared_secret_file: o.paths.registrationSecret,
+      services: Object.fromEntries(
+        o.services.map((s) => [
+          s.name,
+          { url: s.url, health: `${s.url}/health`, metrics: `${s.url}/metrics` },
+        ]),
+      ),
+      synapse: {
+        pid: o.synapse.pid,
+        url: o.synapseUrl,
+        homeserver_yaml: o.paths.homeserverYaml,
+        log_file: o.paths.logFile,
+      },
+      demo_users: o.org.demo_users.map((u, i) => ({
+        user_id: o.demoUsers[i]?.userId,
+        localpart: u.localpart,
+        password: u.password,
+      })),
+    })),
+  };
+}

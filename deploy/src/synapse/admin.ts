@@ -1,0 +1,111 @@
+import { createHmac } from "node:crypto";
+
+export interface RegisteredUser {
+  userId: string;
+  accessToken: string;
+  deviceId: string;
+}
+
+export interface NewUser {
+  localpart: string;
+  password: string;
+  admin?: boolean;
+  displayName?: string;
+}
+
+/**
+ * Registers a user through Synapse's shared-secret admin API (`/_synapse/admin/v1/register`):
+ * a nonce, then an HMAC-SHA1 over nonce, user, password and admin flag keyed by the secret.
+ */
+export async function registerWithSharedSecret(
+  synapseUrl: string,
+  secret: string,
+  user: NewUser,
+): Promise<RegisteredUser> {
+  const endpoint = new URL("/_synapse/admin/v1/register", synapseUrl);
+  const nonceRes = await fetch(endpoint);
+  if (!nonceRes.ok)
+    throw new Error(`registration nonce request failed: ${String(nonceRes.status)} ${await nonceRes.text()}`);
+  const { nonce } = (await nonceRes.json()) as { nonce: string };
+  const admin = user.admin ?? false;
+  const mac = createHmac("sha1", secret)
+    .update([nonce, user.localpart, user.password, admin ? "admin" : "notadmin"].join("\0"))
+    .digest("hex");
+  const res = await fetch(endpoint, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({
+      nonce,
+      username: user.localpart,
+      password: user.password,
+      admin,
+      mac,
+      ...(user.displayName === undefined ? {} : { displayname: user.displayName }),
+    }),
+  });
+  const body = (await res.json()) as {
+    user_id?: string;
+    access_token?: string;
+    device_id?: string;
+    errcode?: string;
+    error?: string;
+  };
+  if (!res.ok || !body.user_id || !body.access_token) {
+    throw new MatrixRequestError(
+      res.status,
+      body.errcode ?? "M_UNKNOWN",
+      body.error ?? "registration failed",
+    );
+  }
+  return { userId: body.user_id, accessToken: body.access_token, deviceId: body.device_id ?? "" };
+}
+
+export async function loginWithPassword(
+  synapseUrl: string,
+  localpart: string,
+  password: string,
+): Promise<RegisteredUser> {
+  const res = await fetch(new URL("/_matrix/client/v3/login", synapseUrl), {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({
+      type: "m.login.password",
+      identifier: { type: "m.id.user", user: localpart },
+      password,
+    }),
+  });
+  const body = (await res.json()) as {
+    user_id?: string;
+    access_token?: string;
+    device_id?: string;
+    errcode?: string;
+    error?: string;
+  };
+  if (!res.ok || !body.user_id || !body.access_token) {
+    throw new MatrixRequestError(res.status, body.errcode ?? "M_UNKNOWN", body.error ?? "login failed");
+  }
+  return { userId: body.user_id, accessToken: body.access_token, deviceId: body.device_id ?? "" };
+}
+
+/** Registers the user, or logs in when it already exists (a restarted local network keeps its users). */
+export async function ensureUser(synapseUrl: string, secret: string, user: NewUser): Promise<RegisteredUser> {
+  try {
+    return await registerWithSharedSecret(synapseUrl, secret, user);
+  } catch (err) {
+    if (err instanceof MatrixRequestError && err.errcode === "M_USER_IN_USE") {
+      return loginWithPassword(synapseUrl, user.localpart, user.password);
+    }
+    throw err;
+  }
+}
+
+export class MatrixRequestError extends Error {
+  override name = "MatrixRequestError";
+  readonly status: number;
+  readonly errcode: string;
+  constructor(status: number, errcode: string, message: string) {
+    super(`${errcode} (${String(status)}): ${message}`);
+    this.status = status;
+    this.errcode = errcode;
+  }
+}

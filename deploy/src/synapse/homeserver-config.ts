@@ -1,0 +1,170 @@
+import type { DeploymentConfig, OrganisationConfig } from "../config/schema.ts";
+
+/** Where the generated files of one organisation live; see deploy/src/generate.ts. */
+export interface OrganisationPaths {
+  root: string;
+  synapseDir: string;
+  homeserverYaml: string;
+  logConfig: string;
+  logFile: string;
+  pidFile: string;
+  signingKey: string;
+  mediaStore: string;
+  sqliteDb: string;
+  registrationSecret: string;
+  macaroonSecret: string;
+  formSecret: string;
+  appserviceDir: string;
+  policyModuleRegistration: string;
+  bridgeRegistration: string;
+  policyModuleConfig: string;
+  bridgeConfig: string;
+  storeDir: string;
+  tlsDir: string;
+}
+
+export interface HomeserverInputs {
+  deployment: DeploymentConfig;
+  org: OrganisationConfig;
+  serverName: string;
+  paths: OrganisationPaths;
+  tls: { certificate: string; privateKey: string };
+  federationCaFiles: string[];
+}
+
+// Generous enough that an automated suite never trips them, still finite. Only in the 'test'
+// profile: the production sample keeps Synapse's defaults.
+const TEST_PROFILE_RATE_LIMITS = {
+  rc_message: { per_second: 1000, burst_count: 1000 },
+  rc_registration: { per_second: 1000, burst_count: 1000 },
+  rc_login: {
+    address: { per_second: 1000, burst_count: 1000 },
+    account: { per_second: 1000, burst_count: 1000 },
+    failed_attempts: { per_second: 1000, burst_count: 1000 },
+  },
+  rc_joins: {
+    local: { per_second: 1000, burst_count: 1000 },
+    remote: { per_second: 1000, burst_count: 1000 },
+  },
+  rc_joins_per_room: { per_second: 1000, burst_count: 1000 },
+  rc_invites: {
+    per_room: { per_second: 1000, burst_count: 1000 },
+    per_user: { per_second: 1000, burst_count: 1000 },
+    per_issuer: { per_second: 1000, burst_count: 1000 },
+  },
+  rc_room_creation: { per_second: 1000, burst_count: 1000 },
+  rc_key_requests: { per_second: 1000, burst_count: 1000 },
+  rc_federation: {
+    window_size: 1000,
+    sleep_limit: 1000,
+    sleep_delay: 1,
+    reject_limit: 1000,
+    concurrent: 100,
+  },
+  rc_media_create: { per_second: 1000, burst_count: 1000 },
+  rc_profile: { per_second: 1000, burst_count: 1000 },
+  rc_user_directory: { per_second: 1000, burst_count: 1000 },
+};
+
+export function homeserverConfig(i: HomeserverInputs): Record<string, unknown> {
+  const { org, paths, deployment } = i;
+  const bind = [org.bind_address];
+  return {
+    server_name: i.serverName,
+    pid_file: paths.pidFile,
+    public_baseurl: `http://${hostForUrl(org.bind_address)}:${org.ports.client}/`,
+    listeners: [
+      {
+        // Client API on plain HTTP: it sits behind MedMesh's policy proxy / the org's reverse proxy.
+        port: org.ports.client,
+        bind_addresses: bind,
+        type: "http",
+        tls: false,
+        x_forwarded: true,
+        resources: [{ names: ["client"], compress: false }],
+      },
+      {
+        port: org.ports.federation,
+        bind_addresses: bind,
+        type: "http",
+        tls: true,
+        resources: [{ names: ["federation"], compress: false }],
+      },
+    ],
+    tls_certificate_path: i.tls.certificate,
+    tls_private_key_path: i.tls.privateKey,
+    federation_verify_certificates: true,
+    federation_custom_ca_list: i.federationCaFiles,
+    // Synapse refuses outbound requests to private ranges by default; a loopback network needs
+    // exactly loopback allowed, nothing wider.
+    ip_range_whitelist: ["127.0.0.0/8", "::1/128"],
+    trusted_key_servers: [],
+    suppress_key_server_warning: true,
+    database: databaseSection(i),
+    log_config: paths.logConfig,
+    media_store_path: paths.mediaStore,
+    signing_key_path: paths.signingKey,
+    registration_shared_secret_path: paths.registrationSecret,
+    macaroon_secret_key_path: paths.macaroonSecret,
+    form_secret_path: paths.formSecret,
+    enable_registration: false,
+    report_stats: false,
+    app_service_config_files: [paths.policyModuleRegistration, paths.bridgeRegistration],
+    // Retention: redacted content must actually leave the database soon after the sweep.
+    redaction_retention_period: deployment.redaction_retention_period,
+    // The retention sweep redacts in bulk as an admin; it must not be throttled like chat.
+    rc_admin_redaction: { per_second: 50, burst_count: 500 },
+    // Push gateways are third parties: never hand them message content.
+    push: { include_content: false },
+    url_preview_enabled: false,
+    enable_authenticated_media: true,
+    presence: { enabled: false },
+    serve_server_wellknown: false,
+    ...(deployment.profile === "test" ? TEST_PROFILE_RATE_LIMITS : {}),
+  };
+}
+
+function databaseSection(i: HomeserverInputs): Record<string, unknown> {
+  const db = i.org.database;
+  if (db.type === "sqlite") return { name: "sqlite3", args: { database: i.paths.sqliteDb } };
+  return {
+    name: "psycopg2",
+    args: {
+      host: db.host,
+      port: db.port,
+      user: db.user,
+      ...(db.password === undefined ? {} : { password: db.password }),
+      dbname: db.database,
+      cp_min: 2,
+      cp_max: 10,
+    },
+  };
+}
+
+export function logConfig(logFile: string): Record<string, unknown> {
+  return {
+    version: 1,
+    formatters: {
+      precise: { format: "%(asctime)s - %(name)s - %(lineno)d - %(levelname)s - %(request)s - %(message)s" },
+    },
+    handlers: {
+      file: {
+        class: "logging.handlers.RotatingFileHandler",
+        formatter: "precise",
+        filename: logFile,
+        maxBytes: 50 * 1024 * 1024,
+        backupCount: 3,
+        encoding: "utf8",
+      },
+    },
+    loggers: { "synapse.storage.SQL": { level: "INFO" } },
+    root: { level: "INFO", handlers: ["file"] },
+    disable_existing_loggers: false,
+  };
+}
+
+export function hostForUrl(address: string): string {
+  if (address === "0.0.0.0") return "127.0.0.1";
+  if (address === "::") return "[::1]";
+  return address.includes(":") ? `[${address}]` : address;
+}

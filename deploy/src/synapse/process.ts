@@ -1,0 +1,92 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { createWriteStream } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+
+export interface SynapseProcess {
+  readonly pid: number;
+  readonly stdoutLog: string;
+  stop(): Promise<void>;
+}
+
+export interface StartSynapseOptions {
+  venv: string;
+  homeserverYaml: string;
+  workDir: string;
+  /** Client API base URL, polled on /health until Synapse answers. */
+  clientUrl: string;
+  logFile: string;
+  timeoutMs?: number;
+}
+
+/** Starts one Synapse and resolves once its client listener reports healthy. */
+export async function startSynapse(opts: StartSynapseOptions): Promise<SynapseProcess> {
+  const stdoutLog = join(opts.workDir, "stdout.log");
+  const out = createWriteStream(stdoutLog, { flags: "a" });
+  await new Promise((r) => out.once("open", r));
+  const child = spawn(
+    join(opts.venv, "bin", "python"),
+    ["-m", "synapse.app.homeserver", "-c", opts.homeserverYaml],
+    {
+      cwd: opts.workDir,
+      stdio: ["ignore", out, out],
+      env: { ...process.env, PYTHONUNBUFFERED: "1" },
+    },
+  );
+  const exited = new Promise<number | null>((resolve) =>
+    child.once("exit", (code) => {
+      resolve(code);
+    }),
+  );
+  const pid = child.pid;
+  if (pid === undefined)
+    throw new Error(`could not spawn Synapse from ${opts.venv} (run deploy/install-synapse.sh)`);
+
+  const deadline = Date.now() + (opts.timeoutMs ?? 90_000);
+  let exitCode: number | null | undefined;
+  void exited.then((c) => {
+    exitCode = c;
+  });
+  for (;;) {
+    if (exitCode !== undefined) {
+      throw new Error(
+        `Synapse (${opts.homeserverYaml}) exited with code ${String(exitCode)} during start-up:\n${await tail(stdoutLog, opts.logFile)}`,
+      );
+    }
+    if (Date.now() > deadline) {
+      await stopChild(child, exited);
+      throw new Error(
+        `Synapse did not become healthy at ${opts.clientUrl} in time:\n${await tail(stdoutLog, opts.logFile)}`,
+      );
+    }
+    try {
+      const res = await fetch(new URL("/health", opts.clientUrl), { signal: AbortSignal.timeout(1000) });
+      if (res.ok) break;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return { pid, stdoutLog, stop: () => stopChild(child, exited) };
+}
+
+async function stopChild(child: ChildProcess, exited: Promise<number | null>): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill("SIGTERM");
+  const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+async function tail(...files: string[]): Promise<string> {
+  const parts: string[] = [];
+  for (const f of files) {
+    try {
+      const lines = (await readFile(f, "utf8")).trimEnd().split("\n");
+      parts.push(`--- ${f} (last lines) ---\n${lines.slice(-25).join("\n")}`);
+    } catch {
+      // file not written yet
+    }
+  }
+  return parts.join("\n");
+}

@@ -1,0 +1,2 @@
+export { start } from "./start.ts";
+export { PolicyModuleConfigSchema, type PolicyModuleConfig } from "./config.ts";

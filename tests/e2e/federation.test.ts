@@ -1,0 +1,106 @@
+import { randomBytes } from "node:crypto";
+import { existsSync, readFileSync } from "node:fs";
+import { DatabaseSync } from "node:sqlite";
+import { describe, expect, it } from "vitest";
+import { Preset, type MatrixClient } from "matrix-js-sdk";
+import { useTestNetwork, waitForMembership, waitForRoomEvent, type TestUser } from "../harness/index.ts";
+
+const net = useTestNetwork({ name: "federation" });
+
+/** Alice (org A) creates a room, invites Bob (org B) and Bob joins over federation. */
+async function sharedRoom(
+  encrypted: boolean,
+): Promise<{ ac: MatrixClient; bc: MatrixClient; alice: TestUser; bob: TestUser; roomId: string }> {
+  const [a, b] = net().orgs;
+  if (!a || !b) throw new Error("need two organisations");
+  const alice = await net().registerUser(a);
+  const bob = await net().registerUser(b);
+  const [ac, bc] = await Promise.all([net().client(alice), net().client(bob)]);
+  const { room_id: roomId } = await ac.createRoom({
+    preset: Preset.PrivateChat,
+    invite: [bob.userId],
+    ...(encrypted
+      ? {
+          initial_state: [
+            { type: "m.room.encryption", state_key: "", content: { algorithm: "m.megolm.v1.aes-sha2" } },
+          ],
+        }
+      : {}),
+  });
+  await waitForMembership(bc, roomId, "invite", { description: "federated invite from org A" });
+  await bc.joinRoom(roomId);
+  await waitForRoomEvent(
+    ac,
+    roomId,
+    (e) =>
+      e.getType() === "m.room.member" &&
+      e.getStateKey() === bob.userId &&
+      e.getContent().membership === "join",
+    { description: "Bob's join, seen by Alice over federation" },
+  );
+  return { ac, bc, alice, bob, roomId };
+}
+
+const isMessage = (body: string) => (e: { getType(): string; getContent(): { body?: unknown } }) =>
+  e.getType() === "m.room.message" && e.getContent().body === body;
+
+describe("two organisations federate over TLS with the local CA", () => {
+  it("exchange messages both ways in a plain room", async () => {
+    const { ac, bc, roomId } = await sharedRoom(false);
+    const [a, b] = net().orgs;
+    expect(a?.serverName).not.toBe(b?.serverName);
+
+    await ac.sendTextMessage(roomId, "hello from Hospital A");
+    const seenByBob = await waitForRoomEvent(bc, roomId, isMessage("hello from Hospital A"), {
+      description: "Alice's message on org B",
+    });
+    expect(seenByBob.getSender()).toBe(ac.getUserId());
+
+    await bc.sendTextMessage(roomId, "hello from GP circle B");
+    const seenByAlice = await waitForRoomEvent(ac, roomId, isMessage("hello from GP circle B"), {
+      description: "Bob's message on org A",
+    });
+    expect(seenByAlice.getSender()).toBe(bc.getUserId());
+  });
+
+  it("decrypt an encrypted message across servers, while both homeservers store only ciphertext", async () => {
+    const { ac, bc, roomId } = await sharedRoom(true);
+    const secret = `clinical detail ${randomBytes(8).toString("hex")}`;
+    const { event_id: eventId } = await ac.sendTextMessage(roomId, secret);
+
+    const decrypted = await waitForRoomEvent(bc, roomId, isMessage(secret), {
+      description: "Alice's encrypted message, decrypted by Bob's Rust crypto",
+    });
+    expect(decrypted.getId()).toBe(eventId);
+    expect(decrypted.isEncrypted()).toBe(true);
+    expect(decrypted.getWireType()).toBe("m.room.encrypted");
+
+    for (const org of net().orgs) {
+      const db = new DatabaseSync(org.paths.sqliteDb, { readOnly: true });
+      try {
+        const row = db.prepare("SELECT json FROM event_json WHERE event_id = ?").get(eventId) as
+          { json: string } | undefined;
+        expect(row, `event ${eventId} stored on ${org.serverName}`).toBeDefined();
+        const stored = JSON.parse(row!.json) as {
+          type: string;
+          content: { algorithm?: string; ciphertext?: string };
+        };
+        expect(stored.type).toBe("m.room.encrypted");
+        expect(stored.content.algorithm).toBe("m.megolm.v1.aes-sha2");
+        expect(stored.content.ciphertext?.length).toBeGreaterThan(0);
+        const rows = db.prepare("SELECT json FROM event_json WHERE room_id = ?").all(roomId) as {
+          json: string;
+        }[];
+        expect(rows.length).toBeGreaterThan(3);
+        expect(rows.filter((r) => r.json.includes(secret))).toEqual([]);
+      } finally {
+        db.close();
+      }
+      // Not in any page of the database files either (main file and write-ahead log).
+      for (const file of [org.paths.sqliteDb, `${org.paths.sqliteDb}-wal`]) {
+        if (existsSync(file))
+          expect(readFileSync(file).includes(secret), `${file} contains the plaintext`).toBe(false);
+      }
+    }
+  });
+});

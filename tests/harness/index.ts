@@ -1,0 +1,11 @@
+export {
+  startTestNetwork,
+  TEST_RUNS_DIR,
+  type TestNetwork,
+  type TestUser,
+  type TestNetworkOptions,
+} from "./test-network.ts";
+export { useTestNetwork } from "./vitest.ts";
+export { startClient, type ClientUser } from "./clients.ts";
+export { waitForRoomEvent, waitForMembership, type WaitOptions } from "./wait.ts";
+export { freePorts } from "./ports.ts";

@@ -1,0 +1,36 @@
+import { createServer } from "node:net";
+
+/**
+ * Distinct free TCP ports on 127.0.0.1. The OS hands them out and we release them at once, so a
+ * port can in theory be taken before Synapse binds it; on a test machine that is rare enough, and
+ * the start-up error then names the port.
+ */
+export async function freePorts(count: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from({ length: count }, () => {
+      const server = createServer();
+      return new Promise<ReturnType<typeof createServer>>((resolve, reject) => {
+        server.once("error", reject);
+        server.listen(0, "127.0.0.1", () => {
+          resolve(server);
+        });
+      });
+    }),
+  );
+  const ports = servers.map((s) => {
+    const addr = s.address();
+    if (addr === null || typeof addr === "string") throw new Error("unexpected server address");
+    return addr.port;
+  });
+  await Promise.all(
+    servers.map(
+      (s) =>
+        new Promise<void>((r) => {
+          s.close(() => {
+            r();
+          });
+        }),
+    ),
+  );
+  return ports;
+}
