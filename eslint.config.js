@@ -17,7 +17,7 @@ export default tseslint.config(
   },
   {
     // Tests sit at the boundary with matrix-js-sdk and raw HTTP bodies.
-    files: ["tests/**/*.ts", "**/*.test.ts"],
+    files: ["tests/**/*.ts", "**/*.test.ts", "**/*.suite.ts"],
     rules: {
       "@typescript-eslint/no-non-null-assertion": "off",
     },

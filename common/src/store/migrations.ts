@@ -21,9 +21,14 @@ const MIGRATION_LOCK = 7_350_001;
  */
 export async function migrate(knex: Knex, migrations: readonly Migration[], log?: Logger): Promise<void> {
   const latest = migrations.reduce((max, m) => Math.max(max, m.version), 0);
-  await knex.raw(
-    `CREATE TABLE IF NOT EXISTS ${HISTORY} (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
-  );
+  // Even "IF NOT EXISTS" races between connections in Postgres, so the history table is created
+  // under the same lock as every step.
+  await knex.transaction(async (trx) => {
+    await trx.raw("SELECT pg_advisory_xact_lock(?)", [MIGRATION_LOCK]);
+    await trx.raw(
+      `CREATE TABLE IF NOT EXISTS ${HISTORY} (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
+    );
+  });
   for (;;) {
     const done = await knex.transaction(async (trx) => {
       await trx.raw("SELECT pg_advisory_xact_lock(?)", [MIGRATION_LOCK]);

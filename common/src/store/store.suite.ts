@@ -1,0 +1,176 @@
+import { describe, expect, it } from "vitest";
+import type { StoreConfig } from "./config.ts";
+import { createKnex } from "./knex.ts";
+import { migrate, SchemaTooNewError, type Migration } from "./migrations.ts";
+import { createStore, MIGRATIONS } from "./store.ts";
+
+export interface Backend {
+  config: StoreConfig;
+  /**
+   * Whether several store instances (processes) may open the database at once. True for a
+   * PostgreSQL server; false for PGlite, which is one process's embedded database.
+   */
+  multiInstance: boolean;
+  cleanup(): Promise<void>;
+}
+
+/**
+ * The one store suite. Every backend (PGlite, PostgreSQL) runs it unchanged, so a behaviour that
+ * holds on the embedded default also holds in production.
+ */
+export function storeSuite(name: string, makeBackend: () => Promise<Backend>): void {
+  const withBackend = async (fn: (b: Backend) => Promise<void>): Promise<void> => {
+    const backend = await makeBackend();
+    try {
+      await fn(backend);
+    } finally {
+      await backend.cleanup();
+    }
+  };
+
+  describe(`store on ${name}`, () => {
+    it("migrates an empty database, is idempotent, and keeps data across reopen", () =>
+      withBackend(async ({ config }) => {
+        const store = await createStore(config);
+        const versions = (await store
+          .knex("medmesh_schema_migrations")
+          .orderBy("version")
+          .pluck("version")) as number[];
+        expect(versions).toEqual(MIGRATIONS.map((m) => m.version));
+        expect(await store.transactions.markProcessed("svc", "txn-1")).toBe(true);
+        await store.close();
+
+        const reopened = await createStore(config);
+        expect(await reopened.transactions.isProcessed("svc", "txn-1")).toBe(true);
+        const count = await reopened.knex("medmesh_schema_migrations").count<{ n: string }[]>({ n: "*" });
+        expect(Number(count[0]?.n)).toBe(MIGRATIONS.length);
+        await reopened.close();
+      }));
+
+    it("refuses a database whose schema is newer than the code", () =>
+      withBackend(async ({ config }) => {
+        const store = await createStore(config);
+        const future = MIGRATIONS.length + 5;
+        await store.knex("medmesh_schema_migrations").insert({ version: future, name: "from the future" });
+        await store.close();
+        const attempt = createStore(config);
+        await expect(attempt).rejects.toBeInstanceOf(SchemaTooNewError);
+        await expect(attempt).rejects.toThrow(
+          new RegExp(`version ${String(future)}, newer than this code's ${String(MIGRATIONS.length)}`),
+        );
+      }));
+
+    it("runs each migration step in its own transaction", () =>
+      withBackend(async ({ config }) => {
+        const knex = await createKnex(config);
+        try {
+          const steps: Migration[] = [
+            {
+              version: 1,
+              name: "good",
+              up: (trx) => trx.schema.createTable("good_table", (t) => t.integer("x")),
+            },
+            {
+              version: 2,
+              name: "bad",
+              up: async (trx) => {
+                await trx.schema.createTable("half_done", (t) => t.integer("x"));
+                throw new Error("boom");
+              },
+            },
+          ];
+          await expect(migrate(knex, steps)).rejects.toThrow(/migration 2 \(bad\) failed: boom/);
+          expect(await knex.schema.hasTable("good_table")).toBe(true);
+          expect(await knex.schema.hasTable("half_done")).toBe(false);
+          const applied = (await knex("medmesh_schema_migrations").pluck("version")) as number[];
+          expect(applied).toEqual([1]);
+        } finally {
+          await knex.destroy();
+        }
+      }));
+
+    it("lets concurrent migrators apply each step exactly once", () =>
+      withBackend(async ({ config, multiInstance }) => {
+        // On Postgres two instances really race and the advisory lock keeps them apart; PGlite
+        // has one connection, so there concurrent calls on one instance queue.
+        const knexes = multiInstance
+          ? await Promise.all([createKnex(config), createKnex(config)])
+          : await createKnex(config).then((k) => [k]);
+        try {
+          let runs = 0;
+          const steps: Migration[] = [1, 2, 3].map((version) => ({
+            version,
+            name: `step ${String(version)}`,
+            up: async (trx) => {
+              runs++;
+              await trx.raw("SELECT pg_sleep(0.05)");
+            },
+          }));
+          await Promise.all([...knexes, ...knexes].map((k) => migrate(k, steps)));
+          expect(runs).toBe(3);
+        } finally {
+          await Promise.all(knexes.map((k) => k.destroy()));
+        }
+      }));
+
+    it("grants a lease to one holder at a time, extends it for its holder, and hands it over on expiry", () =>
+      withBackend(async ({ config }) => {
+        const store = await createStore(config);
+        try {
+          const t0 = new Date("2026-01-01T00:00:00Z");
+          const at = (ms: number): Date => new Date(t0.getTime() + ms);
+          expect(await store.leases.tryAcquire("sweep", "a", 1000, t0)).toBe(true);
+          expect(await store.leases.tryAcquire("sweep", "b", 1000, at(500))).toBe(false);
+          expect(await store.leases.tryAcquire("sweep", "a", 1000, at(900))).toBe(true); // extends to 1900
+          expect(await store.leases.tryAcquire("sweep", "b", 1000, at(1500))).toBe(false);
+          expect(await store.leases.tryAcquire("sweep", "b", 1000, at(1900))).toBe(true);
+          await store.leases.release("sweep", "a"); // not the holder: no effect
+          expect(await store.leases.tryAcquire("sweep", "a", 1000, at(2000))).toBe(false);
+          await store.leases.release("sweep", "b");
+          expect(await store.leases.tryAcquire("sweep", "a", 1000, at(2000))).toBe(true);
+          expect(await store.leases.tryAcquire("other", "b", 1000, at(2000))).toBe(true);
+        } finally {
+          await store.close();
+        }
+      }));
+
+    it("lets exactly one of many racing holders win a free lease", () =>
+      withBackend(async ({ config, multiInstance }) => {
+        const instances = multiInstance ? 3 : 1;
+        const stores = await Promise.all(Array.from({ length: instances }, () => createStore(config)));
+        try {
+          const now = new Date();
+          const results = await Promise.all(
+            Array.from({ length: 12 }, (_, i) =>
+              stores[i % stores.length]!.leases.tryAcquire("race", `holder-${String(i)}`, 60_000, now),
+            ),
+          );
+          expect(results.filter(Boolean)).toHaveLength(1);
+        } finally {
+          await Promise.all(stores.map((s) => s.close()));
+        }
+      }));
+
+    it("journals appservice transactions once", () =>
+      withBackend(async ({ config }) => {
+        const store = await createStore(config);
+        try {
+          expect(await store.transactions.isProcessed("bridge", "42")).toBe(false);
+          expect(await store.transactions.markProcessed("bridge", "42")).toBe(true);
+          expect(await store.transactions.markProcessed("bridge", "42")).toBe(false);
+          expect(await store.transactions.isProcessed("bridge", "42")).toBe(true);
+          expect(await store.transactions.isProcessed("policy", "42")).toBe(false);
+        } finally {
+          await store.close();
+        }
+      }));
+
+    it("fails its health check once closed", () =>
+      withBackend(async ({ config }) => {
+        const store = await createStore(config);
+        await store.health();
+        await store.close();
+        await expect(store.health()).rejects.toThrow();
+      }));
+  });
+}

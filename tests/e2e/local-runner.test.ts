@@ -1,0 +1,152 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { mkdir, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { stringify } from "yaml";
+import { REPO_ROOT } from "@medmesh/deploy";
+import { freePorts, TEST_RUNS_DIR } from "../harness/index.ts";
+
+interface Description {
+  runner_pid: number;
+  organisations: {
+    server_name: string;
+    client_url: string;
+    registration_shared_secret_file: string;
+    synapse: { pid: number };
+    services: Record<string, { health: string }>;
+    demo_users: { user_id: string; localpart: string; password: string }[];
+  }[];
+}
+
+const dataDir = join(TEST_RUNS_DIR, `npm-start-${String(Date.now())}`);
+let failed = false;
+
+/** `npm start` exactly as a newcomer runs it, in its own process group like a terminal job. */
+function npmStart(configFile: string): { child: ChildProcess; output: () => string; ready: Promise<number> } {
+  const child = spawn("npm", ["start", "--", "--config", configFile], {
+    cwd: REPO_ROOT,
+    detached: true,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  const started = Date.now();
+  const ready = new Promise<number>((resolve, reject) => {
+    const onData = (chunk: Buffer): void => {
+      output += chunk.toString();
+      if (output.includes("press Ctrl-C to stop")) resolve(Date.now() - started);
+    };
+    child.stdout?.on("data", onData);
+    child.stderr?.on("data", onData);
+    child.once("exit", (code) => {
+      reject(new Error(`npm start exited with ${String(code)} before ready:\n${output}`));
+    });
+  });
+  return { child, output: () => output, ready };
+}
+
+/**
+ * Ctrl-C: SIGINT to the whole foreground process group, as a terminal sends it. Resolves once npm
+ * has exited and every given process is gone (or 30 s passed); returns those still alive.
+ */
+async function ctrlC(child: ChildProcess, pids: number[]): Promise<number[]> {
+  const exited = new Promise((resolve) => child.once("exit", resolve));
+  process.kill(-(child.pid ?? 0), "SIGINT");
+  await exited;
+  const deadline = Date.now() + 30_000;
+  while (pids.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  return pids.filter(alive);
+}
+
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+async function login(clientUrl: string, user: string, password: string): Promise<Response> {
+  return fetch(new URL("/_matrix/client/v3/login", clientUrl), {
+    method: "POST",
+    body: JSON.stringify({ type: "m.login.password", identifier: { type: "m.id.user", user }, password }),
+  });
+}
+
+describe("npm start", () => {
+  afterAll(async () => {
+    if (!failed) await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it("brings up two organisations, describes them, stops cleanly on Ctrl-C and resumes on restart", async (ctx) => {
+    ctx.onTestFailed(() => {
+      failed = true;
+    });
+    await mkdir(dataDir, { recursive: true });
+    const [c1, f1, p1, b1, c2, f2, p2, b2] = await freePorts(8);
+    const configFile = join(dataDir, "network.yaml");
+    await writeFile(
+      configFile,
+      stringify({
+        data_dir: dataDir,
+        organisations: [
+          {
+            id: "hospital-a",
+            name: "Hospital A",
+            ports: { client: c1, federation: f1, policy_module: p1, bridge: b1 },
+            demo_users: [{ localpart: "alice", password: "medmesh-demo-alice" }],
+          },
+          {
+            id: "gp-circle-b",
+            name: "GP circle B",
+            ports: { client: c2, federation: f2, policy_module: p2, bridge: b2 },
+            demo_users: [{ localpart: "bob", password: "medmesh-demo-bob" }],
+          },
+        ],
+      }),
+    );
+
+    const first = npmStart(configFile);
+    const readyMs = await first.ready;
+    expect(first.output()).toMatch(/MedMesh is ready/);
+    expect(first.output()).toContain(`client URL:    http://127.0.0.1:${String(c1)}`);
+    expect(first.output()).toContain("demo login:    bob / medmesh-demo-bob");
+    process.stderr.write(`npm start: ready after ${String(readyMs)} ms (first start, fresh data)\n`);
+
+    const descriptionFile = join(dataDir, "network.json");
+    const description = JSON.parse(readFileSync(descriptionFile, "utf8")) as Description;
+    expect(description.organisations.map((o) => o.server_name)).toEqual([
+      `localhost:${String(f1)}`,
+      `localhost:${String(f2)}`,
+    ]);
+    for (const org of description.organisations) {
+      const versions = await fetch(new URL("/_matrix/client/versions", org.client_url));
+      expect(versions.status).toBe(200);
+      expect(((await versions.json()) as { versions: string[] }).versions.length).toBeGreaterThan(0);
+      for (const svc of Object.values(org.services)) expect((await fetch(svc.health)).status).toBe(200);
+      const user = org.demo_users[0]!;
+      expect((await login(org.client_url, user.localpart, user.password)).status).toBe(200);
+      expect(existsSync(org.registration_shared_secret_file)).toBe(true);
+    }
+    const pids = [description.runner_pid, ...description.organisations.map((o) => o.synapse.pid)];
+    expect(pids.every(alive)).toBe(true);
+    const signingKey = readFileSync(join(dataDir, "hospital-a", "secrets", "signing.key"), "utf8");
+
+    expect(await ctrlC(first.child, pids)).toEqual([]);
+    expect(first.output()).toContain("stopped; data kept");
+    expect(existsSync(descriptionFile)).toBe(false);
+
+    // Restart on the same data: same keys, the demo users still exist (logged in, not re-created).
+    const second = npmStart(configFile);
+    await second.ready;
+    expect(readFileSync(join(dataDir, "hospital-a", "secrets", "signing.key"), "utf8")).toBe(signingKey);
+    const again = JSON.parse(readFileSync(descriptionFile, "utf8")) as Description;
+    expect(again.organisations[1]?.demo_users[0]?.user_id).toBe(`@bob:localhost:${String(f2)}`);
+    expect((await login(again.organisations[0]!.client_url, "alice", "medmesh-demo-alice")).status).toBe(200);
+    expect(
+      await ctrlC(second.child, [again.runner_pid, ...again.organisations.map((o) => o.synapse.pid)]),
+    ).toEqual([]);
+    expect(second.output()).toContain("stopped; data kept");
+  });
+});

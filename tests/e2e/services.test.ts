@@ -1,0 +1,94 @@
+import { describe, expect, it } from "vitest";
+import type { RunningService } from "@medmesh/common";
+import { useTestNetwork } from "../harness/index.ts";
+
+const net = useTestNetwork({ name: "services" });
+
+function service(orgIndex: number, name: string): RunningService {
+  const svc = net().orgs[orgIndex]?.services.find((s) => s.name === name);
+  if (!svc) throw new Error(`no ${name} in organisation ${String(orgIndex)}`);
+  return svc;
+}
+
+async function transactionsCounted(svc: RunningService, outcome: string): Promise<number> {
+  const metric = await svc.metrics.getSingleMetric("medmesh_appservice_transactions_total")?.get();
+  return metric?.values.find((v) => v.labels.outcome === outcome)?.value ?? 0;
+}
+
+function putTransaction(svc: RunningService, txnId: string, token?: string): Promise<Response> {
+  return fetch(`${svc.url}/_matrix/app/v1/transactions/${txnId}`, {
+    method: "PUT",
+    headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body: JSON.stringify({ events: [] }),
+  });
+}
+
+describe("MedMesh services beside Synapse", () => {
+  it("report healthy with their store and homeserver checks, and expose metrics", async () => {
+    for (const org of net().orgs) {
+      for (const svc of org.services) {
+        const res = await fetch(`${svc.url}/health`);
+        expect(res.status).toBe(200);
+        expect(await res.json()).toEqual({
+          service: svc.name,
+          status: "ok",
+          checks: { store: "ok", homeserver: "ok" },
+        });
+        const metrics = await (await fetch(`${svc.url}/metrics`)).text();
+        expect(metrics).toContain(`process_resident_memory_bytes{service="${svc.name}"}`);
+      }
+    }
+  });
+
+  it("receive Synapse's appservice transactions for their namespace and journal them", async () => {
+    const org = net().orgs[0]!;
+    const policy = service(0, "policy-module");
+    const before = await transactionsCounted(policy, "processed");
+    const user = await net().registerUser(org);
+    const client = await net().client(user);
+    const bot = `@medmesh:${org.serverName}`;
+    await client.createRoom({ invite: [bot] });
+    const deadline = Date.now() + 20_000;
+    while ((await transactionsCounted(policy, "processed")) === before && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(await transactionsCounted(policy, "processed")).toBeGreaterThan(before);
+  });
+
+  it("refuse transactions without the homeserver token and recognise replays", async () => {
+    const bridge = service(0, "bridge");
+    const missing = await putTransaction(bridge, "t-missing");
+    expect(missing.status).toBe(401);
+    expect(await missing.json()).toMatchObject({ errcode: "M_MISSING_TOKEN" });
+    const wrong = await putTransaction(bridge, "t-wrong", bridge.registration.as_token);
+    expect(wrong.status).toBe(403);
+    expect(await wrong.json()).toMatchObject({ errcode: "M_FORBIDDEN" });
+    expect(await bridge.store.transactions.isProcessed(bridge.registration.id, "t-wrong")).toBe(false);
+
+    const replayedBefore = await transactionsCounted(bridge, "replayed");
+    expect((await putTransaction(bridge, "t-once", bridge.registration.hs_token)).status).toBe(200);
+    expect(await bridge.store.transactions.isProcessed(bridge.registration.id, "t-once")).toBe(true);
+    expect((await putTransaction(bridge, "t-once", bridge.registration.hs_token)).status).toBe(200);
+    expect(await transactionsCounted(bridge, "replayed")).toBe(replayedBefore + 1);
+  });
+
+  it("answer unknown routes with a Matrix error", async () => {
+    const res = await fetch(`${service(1, "policy-module").url}/no/such/route`);
+    expect(res.status).toBe(404);
+    expect(await res.json()).toEqual({
+      errcode: "M_UNRECOGNIZED",
+      error: "Unrecognized request: GET /no/such/route",
+    });
+  });
+
+  it("turn unhealthy (503, naming the failed check) when their homeserver is down", async () => {
+    const org = net().orgs[1]!;
+    await org.synapse.stop();
+    const res = await fetch(`${service(1, "bridge").url}/health`);
+    expect(res.status).toBe(503);
+    const body = (await res.json()) as { status: string; checks: Record<string, string> };
+    expect(body.status).toBe("unhealthy");
+    expect(body.checks.store).toBe("ok");
+    expect(body.checks.homeserver).not.toBe("ok");
+  });
+});
