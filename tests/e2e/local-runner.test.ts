@@ -36,8 +36,8 @@ function npmStart(configFile: string): { child: ChildProcess; output: () => stri
       output += chunk.toString();
       if (output.includes("press Ctrl-C to stop")) resolve(Date.now() - started);
     };
-    child.stdout?.on("data", onData);
-    child.stderr?.on("data", onData);
+    child.stdout.on("data", onData);
+    child.stderr.on("data", onData);
     child.once("exit", (code) => {
       reject(new Error(`npm start exited with ${String(code)} before ready:\n${output}`));
     });
