@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from "node:fs";
-import { mkdir, writeFile } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { chmod, mkdir, writeFile } from "node:fs/promises";
+import { join, relative, resolve, sep } from "node:path";
 import { parse as parseYaml, stringify } from "yaml";
 import type { PolicyModuleConfig } from "@medmesh/policy-module";
 import type { BridgeConfig } from "@medmesh/bridge";
@@ -121,38 +121,54 @@ async function generateOrganisation(
     });
   }
 
-  const host = hostForUrl(org.bind_address);
-  const policyModuleUrl = `http://${host}:${org.ports.policy_module}`;
-  const bridgeUrl = `http://${host}:${org.ports.bridge}`;
+  // Configs are written for the processes that read them: on this host (loopback, host paths) or
+  // in containers (compose service names, the data folder's mount path).
+  const view = runtimeView(deployment, dataDir, org);
+  const runtimePaths = Object.fromEntries(
+    Object.entries(paths as unknown as Record<string, string>).map(([k, v]) => [k, view.path(v)]),
+  ) as unknown as OrganisationPaths;
   const escapedServer = serverName.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
   await writeRegistration(paths.policyModuleRegistration, {
     id: "medmesh-policy",
-    url: policyModuleUrl,
+    url: view.url("policy_module", org.ports.policy_module),
     sender_localpart: "medmesh",
     users: [{ exclusive: true, regex: `@medmesh:${escapedServer}` }],
   });
   await writeRegistration(paths.bridgeRegistration, {
     id: "medmesh-bridge",
-    url: bridgeUrl,
+    url: view.url("bridge", org.ports.bridge),
     sender_localpart: "medmesh-bridge",
     users: [{ exclusive: true, regex: `@(medmesh-bridge|bridge_.+):${escapedServer}` }],
   });
 
+  // 0600: with a Postgres password it holds a secret.
   await writeYaml(
     paths.homeserverYaml,
-    homeserverConfig({ deployment, org, serverName, paths, tls, federationCaFiles: caFiles }),
+    homeserverConfig({
+      deployment,
+      org,
+      serverName,
+      paths: runtimePaths,
+      tls: { certificate: view.path(tls.certificate), privateKey: view.path(tls.privateKey) },
+      federationCaFiles: caFiles.map(view.path),
+    }),
+    0o600,
   );
-  await writeYaml(paths.logConfig, logConfig(paths.logFile));
+  await writeYaml(paths.logConfig, logConfig(runtimePaths.logFile));
 
-  const synapseUrl = `http://${host}:${org.ports.client}`;
   const serviceConfig = (name: "policy-module" | "bridge", port: number, registration: string) => ({
-    homeserver: { server_name: serverName, url: synapseUrl },
-    appservice: { registration_file: registration },
+    homeserver: { server_name: serverName, url: view.url("synapse", org.ports.client) },
+    appservice: { registration_file: view.path(registration) },
     listen: { host: org.bind_address, port },
     store:
       org.store.type === "postgres"
-        ? { type: "postgres" as const, url: org.store.url, pool_max: 10 }
-        : { type: "pglite" as const, data_dir: join(paths.storeDir, name) },
+        ? {
+            type: "postgres" as const,
+            url: org.store.url,
+            pool_max: 10,
+            ...(org.store.password === undefined ? {} : { password: org.store.password }),
+          }
+        : { type: "pglite" as const, data_dir: view.path(join(paths.storeDir, name)) },
     log_level: "info" as const,
   });
   const policyModule = serviceConfig(
@@ -161,19 +177,34 @@ async function generateOrganisation(
     paths.policyModuleRegistration,
   );
   const bridge = serviceConfig("bridge", org.ports.bridge, paths.bridgeRegistration);
-  await writeYaml(paths.policyModuleConfig, policyModule);
-  await writeYaml(paths.bridgeConfig, bridge);
+  await writeYaml(paths.policyModuleConfig, policyModule, 0o600);
+  await writeYaml(paths.bridgeConfig, bridge, 0o600);
 
+  const host = hostForUrl(org.bind_address);
   return {
     org,
     serverName,
     paths,
-    synapseUrl,
-    federationUrl: `https://${host}:${org.ports.federation}`,
-    policyModuleUrl,
-    bridgeUrl,
+    synapseUrl: `http://${host}:${String(org.ports.client)}`,
+    federationUrl: `https://${host}:${String(org.ports.federation)}`,
+    policyModuleUrl: `http://${host}:${String(org.ports.policy_module)}`,
+    bridgeUrl: `http://${host}:${String(org.ports.bridge)}`,
     policyModule,
     bridge,
+  };
+}
+
+/** How the running processes see this deployment: host paths and loopback, or container paths and service names. */
+function runtimeView(deployment: DeploymentConfig, dataDir: string, org: OrganisationConfig) {
+  const container = deployment.container;
+  const localHost = hostForUrl(org.bind_address);
+  return {
+    path: (p: string): string =>
+      container && (p === dataDir || p.startsWith(dataDir + sep))
+        ? join(container.data_dir, relative(dataDir, p))
+        : p,
+    url: (service: "synapse" | "policy_module" | "bridge", port: number): string =>
+      `http://${container ? container.hosts[service] : localHost}:${String(port)}`,
   };
 }
 
@@ -204,8 +235,6 @@ async function writeYaml(file: string, value: unknown, mode = 0o644): Promise<vo
   await writeFile(
     file,
     `# Generated by MedMesh (deploy/src/generate.ts); edits are overwritten.\n${stringify(value)}`,
-    {
-      mode,
-    },
   );
+  await chmod(file, mode); // also tightens a file an older version wrote with a wider mode
 }

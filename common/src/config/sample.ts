@@ -46,8 +46,10 @@ function renderObject(s: JsonSchema, indent: number, out: string[]): void {
     if (objectLike) {
       out.push(`${pad}${key}:`);
       renderObject(objectLike, indent + 2, out);
+    } else if (value === null && optional) {
+      out.push(`${pad}# ${key}:`); // optional and nothing sensible to show: leave it commented out
     } else {
-      const rendered = stringify({ [key]: value ?? null }, { lineWidth: 0 }).trimEnd();
+      const rendered = stringify({ [key]: value }, { lineWidth: 0 }).trimEnd();
       for (const line of rendered.split("\n")) out.push(`${pad}${line}`);
     }
   }

@@ -50,7 +50,13 @@ export const ServiceConfigSchema = z.object({
     })
     .describe("HTTP listener: /health, /metrics and the service's APIs."),
   store: StoreConfigSchema.describe("Database of this service.").meta({
-    examples: [{ type: "postgres", url: "${file:/run/secrets/store_url}" }],
+    examples: [
+      {
+        type: "postgres",
+        url: "postgres://medmesh@db:5432/medmesh",
+        password: "${file:/run/secrets/db_password}",
+      },
+    ],
   }),
   log_level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });

@@ -11,6 +11,7 @@ export const StoreConfigSchema = z.discriminatedUnion("type", [
   z.object({
     type: z.literal("postgres").describe("A PostgreSQL server (production)."),
     url: z.string().min(1).describe("postgres:// connection URL."),
+    password: z.string().optional().describe("Password, if not in the URL; use ${file:…} or ${env:…}."),
     pool_max: z.number().int().min(1).default(10).describe("Maximum connections in the pool."),
   }),
 ]);

@@ -7,7 +7,14 @@ import type { StoreConfig } from "./config.ts";
 
 export async function createKnex(config: StoreConfig): Promise<Knex> {
   if (config.type === "postgres") {
-    return knexFactory({ client: "pg", connection: config.url, pool: { min: 0, max: config.pool_max } });
+    return knexFactory({
+      client: "pg",
+      connection: {
+        connectionString: config.url,
+        ...(config.password === undefined ? {} : { password: config.password }),
+      },
+      pool: { min: 0, max: config.pool_max },
+    });
   }
   if (config.data_dir !== "memory://") {
     await mkdir(config.data_dir, { recursive: true });

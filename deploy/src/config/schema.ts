@@ -44,7 +44,8 @@ export const StoreSchema = z
     }),
     z.object({
       type: z.literal("postgres").describe("A PostgreSQL server."),
-      url: z.string().min(1).describe("postgres:// URL; use ${file:…} or ${env:…} for the password."),
+      url: z.string().min(1).describe("postgres:// URL without the password."),
+      password: z.string().optional().describe("Database password; use ${file:…} or ${env:…}."),
     }),
   ])
   .default({ type: "pglite" })
@@ -76,6 +77,13 @@ export const OrganisationSchema = z.object({
     .string()
     .default("127.0.0.1")
     .describe("Address every listener of this organisation binds to."),
+  public_baseurl: z
+    .url({ protocol: /^https?$/ })
+    .optional()
+    .describe(
+      "Public URL of the client API (behind the reverse proxy). Defaults to the local client listener.",
+    )
+    .meta({ examples: ["https://matrix.hospital-a.example/"] }),
   ports: z
     .object({
       client: port
@@ -122,6 +130,26 @@ export const DeploymentSchema = z
       .describe(
         "How long Synapse keeps the content of redacted events before erasing it (retention relies on this).",
       ),
+    container: z
+      .object({
+        data_dir: z
+          .string()
+          .regex(/^\//, "must be an absolute path inside the containers")
+          .describe("Where data_dir is mounted inside every container; generated configs use these paths.")
+          .meta({ examples: ["/data"] }),
+        hosts: z
+          .object({
+            synapse: z.string().default("synapse"),
+            policy_module: z.string().default("policy-module"),
+            bridge: z.string().default("bridge"),
+          })
+          .default({ synapse: "synapse", policy_module: "policy-module", bridge: "bridge" })
+          .describe("Host names of the services on the container network (docker compose service names)."),
+      })
+      .optional()
+      .describe(
+        "Set when the organisation runs in containers (docker-compose.yml); omit for processes on one host.",
+      ),
     trusted_ca_files: z
       .array(z.string())
       .default([])
@@ -140,7 +168,7 @@ export const DeploymentSchema = z
               id: "hospital-a",
               name: "Hospital A",
               server_name: "matrix.hospital-a.example",
-              bind_address: "127.0.0.1",
+              bind_address: "0.0.0.0",
               ports: { client: 8008, federation: 8448, policy_module: 9100, bridge: 9200 },
               tls: {
                 certificate: "/etc/medmesh/tls/fullchain.pem",
@@ -148,13 +176,17 @@ export const DeploymentSchema = z
               },
               database: {
                 type: "postgres",
-                host: "127.0.0.1",
+                host: "postgres",
                 port: 5432,
                 user: "synapse",
                 password: "${file:/run/secrets/synapse_db_password}",
                 database: "synapse",
               },
-              store: { type: "postgres", url: "${file:/run/secrets/medmesh_store_url}" },
+              store: {
+                type: "postgres",
+                url: "postgres://medmesh@postgres:5432/medmesh",
+                password: "${file:/run/secrets/medmesh_db_password}",
+              },
             },
           ],
         ],

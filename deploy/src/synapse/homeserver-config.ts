@@ -72,7 +72,8 @@ export function homeserverConfig(i: HomeserverInputs): Record<string, unknown> {
   return {
     server_name: i.serverName,
     pid_file: paths.pidFile,
-    public_baseurl: `http://${hostForUrl(org.bind_address)}:${org.ports.client}/`,
+    public_baseurl:
+      org.public_baseurl ?? `http://${hostForUrl(org.bind_address)}:${String(org.ports.client)}/`,
     listeners: [
       {
         // Client API on plain HTTP: it sits behind MedMesh's policy proxy / the org's reverse proxy.

@@ -1,0 +1,239 @@
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, relative, resolve } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import { parse as parseYaml } from "yaml";
+import { loadConfigFile, loadRegistration, parseConfig, ServiceConfigSchema } from "@medmesh/common";
+import { DeploymentSchema, type DeploymentConfig } from "./config/schema.ts";
+import { generateNetwork, type GeneratedOrganisation } from "./generate.ts";
+import { REPO_ROOT } from "./network.ts";
+
+interface ComposeService {
+  image?: string;
+  build?: { context: string; dockerfile: string };
+  command?: string[];
+  environment?: Record<string, string>;
+  volumes?: string[];
+  ports?: string[];
+  secrets?: string[];
+  healthcheck?: { test: string[] };
+  depends_on?: Record<string, { condition: string }>;
+}
+interface Compose {
+  services: Record<string, ComposeService>;
+  secrets: Record<string, { file: string }>;
+  volumes: Record<string, unknown>;
+}
+
+const compose = parseYaml(readFileSync(join(REPO_ROOT, "docker-compose.yml"), "utf8"), {
+  merge: true,
+}) as Compose;
+const CONFIG = join(REPO_ROOT, "config", "docker", "deployment.yaml");
+const svc = (name: string): ComposeService => {
+  const s = compose.services[name];
+  if (!s) throw new Error(`docker-compose.yml has no service '${name}'`);
+  return s;
+};
+
+let deployment: DeploymentConfig;
+let org: GeneratedOrganisation;
+let containerRoot: string; // where /data of the containers is, on this machine, for the test
+const secretValues = {
+  synapse_db_password: "synapse-secret-value",
+  medmesh_db_password: "medmesh-secret-value",
+};
+
+/** Maps a path inside a container onto the generated output, through the compose volume mounts. */
+function hostPathOf(service: ComposeService, containerPath: string): string | undefined {
+  for (const v of service.volumes ?? []) {
+    const [source, target] = v.split(":") as [string, string];
+    if (containerPath === target || containerPath.startsWith(`${target}/`)) {
+      const hostSource =
+        resolve(REPO_ROOT, source) === resolve(REPO_ROOT, ".medmesh/docker")
+          ? containerRoot
+          : resolve(REPO_ROOT, source);
+      return join(hostSource, relative(target, containerPath));
+    }
+  }
+  return undefined;
+}
+
+function stringsIn(value: unknown): string[] {
+  if (typeof value === "string") return [value];
+  if (Array.isArray(value)) return value.flatMap(stringsIn);
+  if (value && typeof value === "object") return Object.values(value).flatMap(stringsIn);
+  return [];
+}
+
+beforeAll(async () => {
+  // Generate exactly what an operator would, with the secrets in a temp folder.
+  const tmp = mkdtempSync(join(tmpdir(), "medmesh-compose-"));
+  for (const [name, value] of Object.entries(secretValues)) writeFileSync(join(tmp, name), value);
+  const text = readFileSync(CONFIG, "utf8").replaceAll("../../deploy/docker/secrets/", `${tmp}/`);
+  const raw = parseYaml(text) as Record<string, unknown>;
+  containerRoot = join(tmp, "data");
+  deployment = parseConfig(
+    DeploymentSchema,
+    { ...raw, data_dir: containerRoot },
+    CONFIG,
+    join(REPO_ROOT, "config", "docker"),
+  );
+  const net = await generateNetwork(deployment, join(REPO_ROOT, "config", "docker"));
+  org = net.organisations[0]!;
+});
+
+describe("docker-compose.yml (production reference for one organisation)", () => {
+  it("uses the config in config/docker, which validates as it is committed", () => {
+    const configured = parseYaml(readFileSync(CONFIG, "utf8")) as { data_dir: string };
+    // The compose data mount is the folder the committed config generates into.
+    expect(resolve(REPO_ROOT, "config", "docker", configured.data_dir)).toBe(
+      resolve(REPO_ROOT, ".medmesh/docker"),
+    );
+    for (const name of ["synapse", "policy-module", "bridge"]) {
+      expect(svc(name).volumes).toContain("./.medmesh/docker:/data");
+    }
+    expect(deployment.container?.data_dir).toBe("/data");
+    // As committed it fails only for the operator's missing secrets, named by field.
+    if (!existsSync(join(REPO_ROOT, "deploy/docker/secrets/synapse_db_password"))) {
+      expect(() => loadConfigFile(DeploymentSchema, CONFIG)).toThrow(
+        /organisations\.0\.database\.password: cannot read secret file/,
+      );
+    }
+  });
+
+  it("pins every image, and Synapse to deploy/SYNAPSE_VERSION", () => {
+    const version = readFileSync(join(REPO_ROOT, "deploy", "SYNAPSE_VERSION"), "utf8").trim();
+    expect(svc("synapse").image).toBe(`ghcr.io/element-hq/synapse:v${version}`);
+    for (const [name, s] of Object.entries(compose.services)) {
+      expect(s.image, `${name} image`).toMatch(/:v?\d+\.\d+(\.\d+)?(-[a-z0-9]+)?$/);
+    }
+    const dockerfile = readFileSync(join(REPO_ROOT, "deploy", "docker", "Dockerfile"), "utf8");
+    const pkg = JSON.parse(readFileSync(join(REPO_ROOT, "package.json"), "utf8")) as {
+      devDependencies: { node: string };
+    };
+    expect(dockerfile).toContain(`FROM node:${pkg.devDependencies.node}-`);
+  });
+
+  it("gives every service a health check", () => {
+    for (const [name, s] of Object.entries(compose.services))
+      expect(s.healthcheck?.test.length, name).toBeGreaterThan(0);
+  });
+
+  it("mounts and references only files that exist in the repo or the generated output", () => {
+    for (const [name, s] of Object.entries(compose.services)) {
+      for (const v of s.volumes ?? []) {
+        const source = v.split(":")[0]!;
+        if (source.startsWith(".")) {
+          if (resolve(REPO_ROOT, source) !== resolve(REPO_ROOT, ".medmesh/docker")) {
+            expect(existsSync(resolve(REPO_ROOT, source)), `${name} mounts ${source}`).toBe(true);
+          }
+        } else {
+          expect(compose.volumes, `${name} volume ${source}`).toHaveProperty(source);
+        }
+      }
+      const referenced = [...(s.command ?? []), ...Object.values(s.environment ?? {})].filter((x) =>
+        x.startsWith("/data/"),
+      );
+      for (const p of referenced)
+        expect(existsSync(hostPathOf(s, p) ?? ""), `${name} references ${p}`).toBe(true);
+    }
+    // Every container path inside the generated configs resolves through the mount.
+    for (const file of [
+      org.paths.homeserverYaml,
+      org.paths.policyModuleConfig,
+      org.paths.bridgeConfig,
+      org.paths.logConfig,
+    ]) {
+      const paths = stringsIn(parseYaml(readFileSync(file, "utf8"))).filter((x) => x.startsWith("/data/"));
+      expect(paths.length, file).toBeGreaterThan(0);
+      for (const p of paths) {
+        const host = hostPathOf(svc("synapse"), p) ?? "";
+        // The log file and pid file appear at run time; their folder must exist.
+        expect(existsSync(host) || existsSync(join(host, "..")), `${p} from ${file}`).toBe(true);
+      }
+    }
+    expect(existsSync(join(REPO_ROOT, svc("policy-module").build!.dockerfile))).toBe(true);
+  });
+
+  it("publishes and health-checks the ports Synapse listens on", () => {
+    const hs = parseYaml(readFileSync(org.paths.homeserverYaml, "utf8")) as {
+      listeners: { port: number; bind_addresses: string[]; resources: { names: string[] }[] }[];
+    };
+    const port = (resource: string) => hs.listeners.find((l) => l.resources[0]?.names.includes(resource))!;
+    expect(port("federation").bind_addresses).toEqual(["0.0.0.0"]);
+    const synapse = svc("synapse");
+    expect(synapse.ports).toContain(`${String(port("federation").port)}:${String(port("federation").port)}`);
+    expect(synapse.ports).toContain(
+      `127.0.0.1:${String(port("client").port)}:${String(port("client").port)}`,
+    );
+    expect(synapse.healthcheck?.test.join(" ")).toContain(
+      `http://localhost:${String(port("client").port)}/health`,
+    );
+    for (const name of ["postgres", "policy-module", "bridge"]) expect(svc(name).ports, name).toBeUndefined();
+  });
+
+  it("wires appservices and services to each other by compose service name and listening port", () => {
+    for (const [name, registration, config] of [
+      ["policy-module", org.paths.policyModuleRegistration, org.paths.policyModuleConfig],
+      ["bridge", org.paths.bridgeRegistration, org.paths.bridgeConfig],
+    ] as const) {
+      const service = parseConfig(ServiceConfigSchema, parseYaml(readFileSync(config, "utf8")), config);
+      const port = String(service.listen.port);
+      expect(loadRegistration(registration).url).toBe(`http://${name}:${port}`);
+      expect(service.listen.host).toBe("0.0.0.0");
+      expect(svc(name).healthcheck?.test.join(" ")).toContain(`http://localhost:${port}/health`);
+      expect(svc(name).command).toContain(`/data/hospital-a/${name}.yaml`);
+      expect(service.homeserver.url).toBe("http://synapse:8008");
+      expect(svc(name).depends_on?.synapse?.condition).toBe("service_healthy");
+      expect(service.appservice.registration_file).toBe(`/data/hospital-a/appservices/${name}.yaml`);
+    }
+  });
+
+  it("points Synapse and the store at the postgres service, databases its init script creates", () => {
+    const init = readFileSync(join(REPO_ROOT, "deploy", "docker", "postgres-init.sh"), "utf8");
+    const hs = parseYaml(readFileSync(org.paths.homeserverYaml, "utf8")) as {
+      database: { name: string; args: { host: string; user: string; dbname: string; password: string } };
+    };
+    expect(hs.database.name).toBe("psycopg2");
+    expect(compose.services).toHaveProperty(hs.database.args.host);
+    expect(hs.database.args.password).toBe(secretValues.synapse_db_password);
+    expect(init).toMatch(new RegExp(`CREATE ROLE ${hs.database.args.user} LOGIN`));
+    expect(init).toMatch(
+      new RegExp(
+        `CREATE DATABASE ${hs.database.args.dbname} OWNER ${hs.database.args.user} .*LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0`,
+      ),
+    );
+    expect(svc("synapse").depends_on?.postgres?.condition).toBe("service_healthy");
+
+    const store = parseConfig(
+      ServiceConfigSchema,
+      parseYaml(readFileSync(org.paths.policyModuleConfig, "utf8")),
+      "pm",
+    ).store;
+    if (store.type !== "postgres")
+      throw new Error("the compose deployment must use PostgreSQL for the store");
+    const url = new URL(store.url);
+    expect(compose.services).toHaveProperty(url.hostname);
+    expect(store.password).toBe(secretValues.medmesh_db_password);
+    expect(init).toMatch(new RegExp(`CREATE ROLE ${url.username} LOGIN`));
+    expect(init).toMatch(new RegExp(`CREATE DATABASE ${url.pathname.slice(1)} OWNER ${url.username}`));
+  });
+
+  it("declares every secret that services or the init script use", () => {
+    const init = readFileSync(join(REPO_ROOT, "deploy", "docker", "postgres-init.sh"), "utf8");
+    const used = [...init.matchAll(/\/run\/secrets\/(\w+)/g)].map((m) => m[1]!);
+    expect(used.length).toBeGreaterThan(0);
+    for (const s of used) expect(svc("postgres").secrets).toContain(s);
+    for (const [name, s] of Object.entries(compose.services)) {
+      for (const secret of s.secrets ?? [])
+        expect(compose.secrets, `${name} uses ${secret}`).toHaveProperty(secret);
+    }
+    const env = svc("postgres").environment ?? {};
+    expect(Object.keys(compose.secrets)).toContain(env.POSTGRES_PASSWORD_FILE?.replace("/run/secrets/", ""));
+    // The secret files the operator creates are the ones the deployment config reads.
+    const config = readFileSync(CONFIG, "utf8");
+    for (const [, file] of config.matchAll(/\$\{file:\.\.\/\.\.\/(deploy\/docker\/secrets\/\w+)\}/g)) {
+      expect(Object.values(compose.secrets).map((s) => s.file)).toContain(`./${file!}`);
+    }
+  });
+});
