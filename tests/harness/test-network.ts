@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
+import knexFactory from "knex";
 import type { MatrixClient } from "matrix-js-sdk";
 import { parseConfig } from "@medmesh/common";
 import {
@@ -38,6 +39,11 @@ export interface TestNetworkOptions {
   /** Test name, used for the run folder. */
   name: string;
   organisations?: number;
+  /**
+   * A PostgreSQL server URL: each organisation's Synapse and MedMesh store then get fresh databases
+   * there (dropped again when the network stops cleanly) instead of SQLite and PGlite.
+   */
+  postgresUrl?: string;
 }
 
 /**
@@ -51,6 +57,7 @@ export async function startTestNetwork(opts: TestNetworkOptions): Promise<TestNe
   await mkdir(dataDir, { recursive: true });
   const ports = await freePorts(count * 4);
   const letters = "abcdefghijklmnopqrstuvwxyz";
+  const databases = opts.postgresUrl ? await createPostgresDatabases(opts.postgresUrl, count) : undefined;
   const deployment = parseConfig(
     DeploymentSchema,
     {
@@ -66,6 +73,7 @@ export async function startTestNetwork(opts: TestNetworkOptions): Promise<TestNe
           policy_module: ports[i * 4 + 2],
           bridge: ports[i * 4 + 3],
         },
+        ...databases?.organisation(i),
       })),
     },
     `test network ${opts.name}`,
@@ -93,10 +101,61 @@ export async function startTestNetwork(opts: TestNetworkOptions): Promise<TestNe
     async stop(keep) {
       for (const c of clients) c.stopClient();
       await network.stop();
+      if (!keep) await databases?.drop();
       if (keep) {
         process.stderr.write(`test network data kept for inspection (Synapse logs, databases): ${dataDir}\n`);
       } else {
         await rm(dataDir, { recursive: true, force: true });
+      }
+    },
+  };
+}
+
+/** Per organisation: a Synapse database (C collation, as Synapse requires) and a store database. */
+async function createPostgresDatabases(serverUrl: string, count: number) {
+  const admin = knexFactory({ client: "pg", connection: serverUrl, pool: { min: 0, max: 1 } });
+  const names: { synapse: string; store: string }[] = [];
+  try {
+    for (let i = 0; i < count; i++) {
+      const suffix = `${String(i)}_${randomBytes(4).toString("hex")}`;
+      const db = { synapse: `synapse_${suffix}`, store: `medmesh_${suffix}` };
+      await admin.raw(
+        `CREATE DATABASE ${db.synapse} ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0`,
+      );
+      await admin.raw(`CREATE DATABASE ${db.store}`);
+      names.push(db);
+    }
+  } finally {
+    await admin.destroy();
+  }
+  const server = new URL(serverUrl);
+  return {
+    organisation(i: number) {
+      const db = names[i];
+      if (!db) return {};
+      const storeUrl = new URL(serverUrl);
+      storeUrl.pathname = `/${db.store}`;
+      return {
+        database: {
+          type: "postgres",
+          host: server.hostname,
+          port: Number(server.port || 5432),
+          user: decodeURIComponent(server.username),
+          ...(server.password ? { password: decodeURIComponent(server.password) } : {}),
+          database: db.synapse,
+        },
+        store: { type: "postgres", url: storeUrl.toString() },
+      };
+    },
+    async drop() {
+      const dropper = knexFactory({ client: "pg", connection: serverUrl, pool: { min: 0, max: 1 } });
+      try {
+        for (const db of names) {
+          for (const name of [db.synapse, db.store])
+            await dropper.raw(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+        }
+      } finally {
+        await dropper.destroy();
       }
     },
   };

@@ -1,6 +1,8 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
+import { readFile } from "node:fs/promises";
+import { PGlite } from "@electric-sql/pglite";
 import knexFactory, { type Knex } from "knex";
 import ClientPgLite from "knex-pglite";
 import type { StoreConfig } from "./config.ts";
@@ -20,11 +22,40 @@ export async function createKnex(config: StoreConfig): Promise<Knex> {
     await mkdir(config.data_dir, { recursive: true });
     claimDataDir(config.data_dir);
   }
-  return knexFactory({
-    client: ClientPgLite,
-    dialect: "postgres",
-    connection: config.data_dir === "memory://" ? {} : { filename: config.data_dir },
-  });
+  const pglite = new PGlite(
+    config.data_dir === "memory://" ? undefined : config.data_dir,
+    await compiledPglite(),
+  );
+  // knex-pglite takes a ready instance this way (its typings don't say so) and closes it on destroy().
+  const connection = { pglite } as unknown as Knex.StaticConnectionConfig;
+  return knexFactory({ client: ClientPgLite, dialect: "postgres", connection });
+}
+
+interface CompiledPglite {
+  pgliteWasmModule: WebAssembly.Module;
+  initdbWasmModule: WebAssembly.Module;
+}
+let compiled: Promise<CompiledPglite> | undefined;
+
+/**
+ * Each PGlite instance would compile its own copy of Postgres' WASM (~200 MiB and ~1 s each); a
+ * `npm start` network runs four. Compiled modules are immutable code, so one compilation is shared
+ * by every instance in the process — a cache, not shared state.
+ */
+function compiledPglite(): Promise<CompiledPglite> {
+  compiled ??= (async () => {
+    const dist = new URL(".", import.meta.resolve("@electric-sql/pglite"));
+    const [pglite, initdb] = await Promise.all([
+      readFile(new URL("pglite.wasm", dist)),
+      readFile(new URL("initdb.wasm", dist)),
+    ]);
+    const [pgliteWasmModule, initdbWasmModule] = await Promise.all([
+      WebAssembly.compile(pglite),
+      WebAssembly.compile(initdb),
+    ]);
+    return { pgliteWasmModule, initdbWasmModule };
+  })();
+  return compiled;
 }
 
 /**

@@ -1,0 +1,67 @@
+import knexFactory from "knex";
+import { describe, expect, it } from "vitest";
+import { useTestNetwork, waitForMembership, waitForRoomEvent } from "../harness/index.ts";
+
+const postgresUrl = process.env.MEDMESH_TEST_POSTGRES_URL;
+
+if (!postgresUrl && process.env.CI) {
+  describe("organisations on PostgreSQL", () => {
+    it("need MEDMESH_TEST_POSTGRES_URL in CI", () => {
+      throw new Error(
+        "MEDMESH_TEST_POSTGRES_URL is not set: run .ci/start-postgres.sh and export the URL it prints",
+      );
+    });
+  });
+} else if (!postgresUrl) {
+  describe.skip("organisations on PostgreSQL (set MEDMESH_TEST_POSTGRES_URL, e.g. from .ci/start-postgres.sh)", () => {
+    it("are skipped without a server", () => undefined);
+  });
+} else {
+  describe("organisations on PostgreSQL (Synapse and the MedMesh stores)", () => {
+    const net = useTestNetwork({ name: "postgres", postgresUrl });
+
+    it("federate, with events in Synapse's Postgres database and service state in the store's", async () => {
+      const [a, b] = net().orgs;
+      const alice = await net().registerUser(a!);
+      const bob = await net().registerUser(b!);
+      const [ac, bc] = await Promise.all([net().client(alice), net().client(bob)]);
+      const { room_id: roomId } = await ac.createRoom({ invite: [bob.userId] });
+      await waitForMembership(bc, roomId, "invite");
+      await bc.joinRoom(roomId);
+      const { event_id: eventId } = await ac.sendTextMessage(roomId, "stored in PostgreSQL");
+      await waitForRoomEvent(bc, roomId, (e) => e.getId() === eventId, {
+        description: "Alice's message on org B",
+      });
+
+      for (const org of net().orgs) {
+        const hs = org.org.database;
+        if (hs.type !== "postgres") throw new Error("expected a Postgres-backed Synapse");
+        const db = knexFactory({
+          client: "pg",
+          connection: { host: hs.host, port: hs.port, user: hs.user, database: hs.database },
+          pool: { min: 0, max: 1 },
+        });
+        try {
+          const row = (await db("events").where({ event_id: eventId }).first("room_id")) as
+            { room_id: string } | undefined;
+          expect(row?.room_id, `event in ${hs.database}`).toBe(roomId);
+        } finally {
+          await db.destroy();
+        }
+        for (const svc of org.services) {
+          expect(svc.store).toBeDefined();
+          const health = (await (await fetch(`${svc.url}/health`)).json()) as { checks: { store: string } };
+          expect(health.checks.store).toBe("ok");
+        }
+        // The services' store is the configured Postgres database, migrated.
+        if (org.org.store.type !== "postgres") throw new Error("expected a Postgres store");
+        const store = knexFactory({ client: "pg", connection: org.org.store.url, pool: { min: 0, max: 1 } });
+        try {
+          expect(await store.schema.hasTable("appservice_transactions")).toBe(true);
+        } finally {
+          await store.destroy();
+        }
+      }
+    });
+  });
+}
