@@ -42,8 +42,9 @@ if (!postgresUrl && process.env.CI) {
           pool: { min: 0, max: 1 },
         });
         try {
-          const row = (await db("events").where({ event_id: eventId }).first("room_id")) as
-            { room_id: string } | undefined;
+          const row = await db("events")
+            .where({ event_id: eventId })
+            .first<{ room_id: string } | undefined>("room_id");
           expect(row?.room_id, `event in ${hs.database}`).toBe(roomId);
         } finally {
           await db.destroy();
