@@ -62,7 +62,9 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case "install-synapse":
-      await installSynapse(resolve(REPO_ROOT, "deploy/.venv"));
+      await installSynapse(resolve(REPO_ROOT, "deploy/.venv"), (line) => {
+        console.log(line);
+      });
       console.log("Synapse is installed");
       return 0;
   }
@@ -90,19 +92,26 @@ async function startCommand(file: string): Promise<number> {
   lines.push(`network description: ${network.descriptionFile}`, "press Ctrl-C to stop");
   console.log(lines.join("\n"));
 
-  await new Promise<void>((resolveStop) => {
+  // Run until Ctrl-C / SIGTERM, or until a homeserver dies under us: then stop the rest and say so.
+  const crashed = await new Promise<string | undefined>((resolveStop) => {
     const onSignal = (signal: string): void => {
       console.log(`\n${signal}: stopping MedMesh …`);
-      process.off("SIGINT", onSignal);
-      process.off("SIGTERM", onSignal);
-      resolveStop();
+      resolveStop(undefined);
     };
-    process.on("SIGINT", onSignal);
-    process.on("SIGTERM", onSignal);
+    process.once("SIGINT", onSignal);
+    process.once("SIGTERM", onSignal);
+    for (const o of network.organisations) {
+      void o.synapse.exited.then((code) => {
+        resolveStop(
+          `Synapse of ${o.org.name} exited unexpectedly (code ${String(code)}); see ${o.paths.logFile}`,
+        );
+      });
+    }
   });
+  if (crashed) console.error(`error: ${crashed}; stopping MedMesh …`);
   await network.stop();
   console.log("stopped; data kept in " + network.dataDir);
-  return 0;
+  return crashed ? 1 : 0;
 }
 
 main(process.argv.slice(2)).then(

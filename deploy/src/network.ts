@@ -1,8 +1,7 @@
-import { execFile } from "node:child_process";
+import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { promisify } from "node:util";
 import { createLogger, type RunningService } from "@medmesh/common";
 import { start as startPolicyModule } from "@medmesh/policy-module";
 import { start as startBridge } from "@medmesh/bridge";
@@ -38,10 +37,23 @@ export interface StartNetworkOptions {
   progress?: (line: string) => void;
 }
 
-export async function installSynapse(venv: string): Promise<void> {
-  await promisify(execFile)(join(REPO_ROOT, "deploy", "install-synapse.sh"), [venv], {
-    maxBuffer: 16 * 1024 * 1024,
+/** Runs deploy/install-synapse.sh (quick when the pinned version is there); its lines go to `say`. */
+export async function installSynapse(
+  venv: string,
+  say: (line: string) => void = () => undefined,
+): Promise<void> {
+  const child = spawn(join(REPO_ROOT, "deploy", "install-synapse.sh"), [venv], {
+    stdio: ["ignore", "pipe", "pipe"],
   });
+  let output = "";
+  const collect = (chunk: Buffer): void => {
+    output += chunk.toString();
+    for (const line of chunk.toString().split("\n")) if (line.trim()) say(line.trim());
+  };
+  child.stdout.on("data", collect);
+  child.stderr.on("data", collect);
+  const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
+  if (code !== 0) throw new Error(`installing Synapse failed (exit ${String(code)}):\n${output}`);
 }
 
 /**
@@ -55,8 +67,7 @@ export async function startNetwork(
 ): Promise<RunningNetwork> {
   const say = opts.progress ?? (() => undefined);
   const venv = resolve(REPO_ROOT, deployment.synapse_venv);
-  say(`checking Synapse in ${venv}`);
-  await installSynapse(venv);
+  await installSynapse(venv, say);
   const generated = await generateNetwork(deployment, opts.baseDir);
   const running: RunningOrganisation[] = [];
   const stopAll = async (): Promise<void> => {

@@ -20,6 +20,7 @@ interface Description {
 }
 
 const dataDir = join(TEST_RUNS_DIR, `npm-start-${String(Date.now())}`);
+const configFile = join(dataDir, "network.yaml");
 let failed = false;
 
 /** `npm start` exactly as a newcomer runs it, in its own process group like a terminal job. */
@@ -85,7 +86,6 @@ describe("npm start", () => {
     });
     await mkdir(dataDir, { recursive: true });
     const [c1, f1, p1, b1, c2, f2, p2, b2] = await freePorts(8);
-    const configFile = join(dataDir, "network.yaml");
     await writeFile(
       configFile,
       stringify({
@@ -148,5 +148,26 @@ describe("npm start", () => {
       await ctrlC(second.child, [again.runner_pid, ...again.organisations.map((o) => o.synapse.pid)]),
     ).toEqual([]);
     expect(second.output()).toContain("stopped; data kept");
+  });
+
+  it("stops everything and exits non-zero, naming the log, when a homeserver dies", async (ctx) => {
+    ctx.onTestFailed(() => {
+      failed = true;
+    });
+    const run = npmStart(configFile);
+    await run.ready;
+    const description = JSON.parse(readFileSync(join(dataDir, "network.json"), "utf8")) as Description;
+    const [a, b] = description.organisations;
+    const exited = new Promise((resolve) => run.child.once("exit", resolve));
+    process.kill(b!.synapse.pid, "SIGKILL");
+    expect(await exited).toBe(1);
+    expect(run.output()).toMatch(
+      /error: Synapse of GP circle B exited unexpectedly \(code null\); see .*homeserver\.log/,
+    );
+    const deadline = Date.now() + 30_000;
+    while ([description.runner_pid, a!.synapse.pid].some(alive) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect([description.runner_pid, a!.synapse.pid].filter(alive)).toEqual([]);
   });
 });

@@ -6,6 +6,8 @@ import { join } from "node:path";
 export interface SynapseProcess {
   readonly pid: number;
   readonly stdoutLog: string;
+  /** Resolves with the exit code when the process ends, whether stopped or crashed. */
+  readonly exited: Promise<number | null>;
   stop(): Promise<void>;
 }
 
@@ -67,7 +69,7 @@ export async function startSynapse(opts: StartSynapseOptions): Promise<SynapsePr
     }
     await new Promise((r) => setTimeout(r, 200));
   }
-  return { pid, stdoutLog, stop: () => stopChild(child, exited) };
+  return { pid, stdoutLog, exited, stop: () => stopChild(child, exited) };
 }
 
 async function stopChild(child: ChildProcess, exited: Promise<number | null>): Promise<void> {
