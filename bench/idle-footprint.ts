@@ -12,7 +12,7 @@ import { join, resolve } from "node:path";
 import { parseConfig } from "@medmesh/common";
 import { DeploymentSchema, generateNetwork, installSynapse, REPO_ROOT, startNetwork } from "@medmesh/deploy";
 import { startSynapse } from "../deploy/src/synapse/process.ts";
-import { freePorts } from "../tests/harness/ports.ts";
+import { freeOrganisationPorts } from "../tests/harness/ports.ts";
 
 const IDLE_MS = Number(process.env.BENCH_IDLE_MS ?? 15_000);
 
@@ -25,7 +25,7 @@ const mib = (n: number): string => `${n.toFixed(0)} MiB`;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 const dataDir = await mkdtemp(join(tmpdir(), "medmesh-bench-"));
-const ports = await freePorts(8);
+const ports = [await freeOrganisationPorts(), await freeOrganisationPorts()];
 const deployment = parseConfig(
   DeploymentSchema,
   {
@@ -33,12 +33,7 @@ const deployment = parseConfig(
     organisations: ["a", "b"].map((x, i) => ({
       id: `org-${x}`,
       name: `Org ${x.toUpperCase()}`,
-      ports: {
-        client: ports[i * 4],
-        federation: ports[i * 4 + 1],
-        policy_module: ports[i * 4 + 2],
-        bridge: ports[i * 4 + 3],
-      },
+      ports: ports[i],
     })),
   },
   "bench",

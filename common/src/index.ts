@@ -10,6 +10,7 @@ export {
   startAppserviceService,
   type RunningService,
   type ServiceDefinition,
+  type StartedRole,
   type StartOptions,
 } from "./service/appservice-service.ts";
 export { runServiceMain } from "./service/main.ts";

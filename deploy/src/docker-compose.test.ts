@@ -4,6 +4,7 @@ import { join, relative, resolve } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 import { loadConfigFile, loadRegistration, parseConfig, ServiceConfigSchema } from "@medmesh/common";
+import { PolicyModuleConfigSchema } from "@medmesh/policy-module";
 import { DeploymentSchema, type DeploymentConfig } from "./config/schema.ts";
 import { generateNetwork, type GeneratedOrganisation } from "./generate.ts";
 import { REPO_ROOT } from "./network.ts";
@@ -155,21 +156,31 @@ describe("docker-compose.yml (production reference for one organisation)", () =>
     expect(existsSync(join(REPO_ROOT, svc("policy-module").build!.dockerfile))).toBe(true);
   });
 
-  it("publishes and health-checks the ports Synapse listens on", () => {
+  it("publishes only the policy proxy's ports, and health-checks Synapse on its private listener", () => {
     const hs = parseYaml(readFileSync(org.paths.homeserverYaml, "utf8")) as {
-      listeners: { port: number; bind_addresses: string[]; resources: { names: string[] }[] }[];
+      listeners: { port: number; tls: boolean; bind_addresses: string[]; resources: { names: string[] }[] }[];
     };
-    const port = (resource: string) => hs.listeners.find((l) => l.resources[0]?.names.includes(resource))!;
-    expect(port("federation").bind_addresses).toEqual(["0.0.0.0"]);
-    const synapse = svc("synapse");
-    expect(synapse.ports).toContain(`${String(port("federation").port)}:${String(port("federation").port)}`);
-    expect(synapse.ports).toContain(
-      `127.0.0.1:${String(port("client").port)}:${String(port("client").port)}`,
+    const listener = (resource: string) =>
+      hs.listeners.find((l) => l.resources[0]?.names.includes(resource))!;
+    // Synapse: plain HTTP on the container network only, reached through the proxy.
+    expect(listener("federation")).toMatchObject({ tls: false, bind_addresses: ["0.0.0.0"] });
+    expect(svc("synapse").ports).toBeUndefined();
+    expect(svc("synapse").healthcheck?.test.join(" ")).toContain(
+      `http://localhost:${String(listener("client").port)}/health`,
     );
-    expect(synapse.healthcheck?.test.join(" ")).toContain(
-      `http://localhost:${String(port("client").port)}/health`,
+    const pm = parseConfig(
+      PolicyModuleConfigSchema,
+      parseYaml(readFileSync(org.paths.policyModuleConfig, "utf8")),
+      "pm",
     );
-    for (const name of ["postgres", "policy-module", "bridge"]) expect(svc(name).ports, name).toBeUndefined();
+    const proxy = pm.proxy!;
+    expect(proxy.federation.upstream).toBe(`http://synapse:${String(listener("federation").port)}`);
+    expect(pm.homeserver.url).toBe(`http://synapse:${String(listener("client").port)}`);
+    expect(svc("policy-module").ports).toEqual([
+      `${String(proxy.federation.port)}:${String(proxy.federation.port)}`,
+      `127.0.0.1:${String(proxy.client.port)}:${String(proxy.client.port)}`,
+    ]);
+    for (const name of ["postgres", "synapse", "bridge"]) expect(svc(name).ports, name).toBeUndefined();
   });
 
   it("wires appservices and services to each other by compose service name and listening port", () => {
@@ -183,7 +194,7 @@ describe("docker-compose.yml (production reference for one organisation)", () =>
       expect(service.listen.host).toBe("0.0.0.0");
       expect(svc(name).healthcheck?.test.join(" ")).toContain(`http://localhost:${port}/health`);
       expect(svc(name).command).toContain(`/data/hospital-a/${name}.yaml`);
-      expect(service.homeserver.url).toBe("http://synapse:8008");
+      expect(service.homeserver.url).toMatch(/^http:\/\/synapse:\d+$/);
       expect(svc(name).depends_on?.synapse?.condition).toBe("service_healthy");
       expect(service.appservice.registration_file).toBe(`/data/hospital-a/appservices/${name}.yaml`);
     }

@@ -5,11 +5,12 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 import { loadRegistration, parseConfig, ServiceConfigSchema } from "@medmesh/common";
+import { PolicyModuleConfigSchema } from "@medmesh/policy-module";
 import { DeploymentSchema } from "./config/schema.ts";
 import { generateNetwork } from "./generate.ts";
 
 type Yaml = Record<string, unknown> & {
-  listeners: { port: number; tls: boolean; resources: { names: string[] }[] }[];
+  listeners: { port: number; tls: boolean; bind_addresses: string[]; resources: { names: string[] }[] }[];
   database: { name: string; args: Record<string, unknown> };
 };
 
@@ -23,12 +24,26 @@ function deployment(profile: "test" | "production", extra: Record<string, unknow
         {
           id: "hospital-a",
           name: "Hospital A",
-          ports: { client: 18008, federation: 18448, policy_module: 19100, bridge: 19200 },
+          ports: {
+            client: 18008,
+            federation: 18448,
+            synapse_client: 28008,
+            synapse_federation: 28448,
+            policy_module: 19100,
+            bridge: 19200,
+          },
         },
         {
           id: "gp-b",
           name: "GP B",
-          ports: { client: 18009, federation: 18449, policy_module: 19101, bridge: 19201 },
+          ports: {
+            client: 18009,
+            federation: 18449,
+            synapse_client: 28009,
+            synapse_federation: 28449,
+            policy_module: 19101,
+            bridge: 19201,
+          },
           database: {
             type: "postgres",
             host: "/run/postgresql",
@@ -52,9 +67,31 @@ describe("organisation config generator", () => {
     const [a, b] = net.organisations;
     const hs = readYaml(a!.paths.homeserverYaml);
     expect(hs.server_name).toBe("localhost:18448");
-    const fed = hs.listeners.find((l) => l.resources[0]?.names.includes("federation"));
-    expect(fed).toMatchObject({ port: 18448, tls: true });
-    expect(hs.listeners.find((l) => l.port === 18008)?.tls).toBe(false);
+    // Synapse's own listeners are private, plain HTTP, behind the policy proxy.
+    const listener = (r: string) => hs.listeners.find((l) => l.resources[0]?.names.includes(r));
+    expect(listener("federation")).toMatchObject({
+      port: 28448,
+      tls: false,
+      bind_addresses: ["127.0.0.1"],
+      x_forwarded: true,
+    });
+    expect(listener("client")).toMatchObject({
+      port: 28008,
+      tls: false,
+      bind_addresses: ["127.0.0.1"],
+      x_forwarded: true,
+    });
+    expect(hs.public_baseurl).toBe("http://127.0.0.1:18008/");
+    // The proxy serves the public ports and terminates federation TLS.
+    const pm = parseConfig(
+      PolicyModuleConfigSchema,
+      parseYaml(readFileSync(a!.paths.policyModuleConfig, "utf8")),
+      "pm",
+    );
+    expect(pm.proxy).toMatchObject({
+      client: { host: "127.0.0.1", port: 18008 },
+      federation: { host: "127.0.0.1", port: 18448, upstream: "http://127.0.0.1:28448" },
+    });
     expect(hs.federation_verify_certificates).toBe(true);
     expect(hs.federation_custom_ca_list).toEqual([net.caCertificate]);
     expect(hs.ip_range_whitelist).toEqual(["127.0.0.0/8", "::1/128"]);
@@ -80,22 +117,20 @@ describe("organisation config generator", () => {
 
   it("issues a TLS certificate from the local CA that verifies for localhost", async () => {
     const net = await generateNetwork(deployment("production"), "/");
-    const hs = readYaml(net.organisations[0]!.paths.homeserverYaml);
-    const out = execFileSync(
-      "openssl",
-      ["verify", "-CAfile", net.caCertificate, hs.tls_certificate_path as string],
-      {
-        encoding: "utf8",
-      },
+    const org = net.organisations[0]!;
+    const pm = parseConfig(
+      PolicyModuleConfigSchema,
+      parseYaml(readFileSync(org.paths.policyModuleConfig, "utf8")),
+      "pm",
     );
+    const certificate = pm.proxy!.federation.tls.certificate;
+    const out = execFileSync("openssl", ["verify", "-CAfile", net.caCertificate, certificate], {
+      encoding: "utf8",
+    });
     expect(out).toContain(": OK");
-    const text = execFileSync(
-      "openssl",
-      ["x509", "-noout", "-ext", "subjectAltName", "-in", hs.tls_certificate_path as string],
-      {
-        encoding: "utf8",
-      },
-    );
+    const text = execFileSync("openssl", ["x509", "-noout", "-ext", "subjectAltName", "-in", certificate], {
+      encoding: "utf8",
+    });
     expect(text).toContain("DNS:localhost");
     expect(text).toContain("IP Address:127.0.0.1");
   });
@@ -124,7 +159,7 @@ describe("organisation config generator", () => {
       parseYaml(readFileSync(org.paths.policyModuleConfig, "utf8")),
       "pm",
     );
-    expect(svc.homeserver).toEqual({ server_name: "localhost:18448", url: "http://127.0.0.1:18008" });
+    expect(svc.homeserver).toEqual({ server_name: "localhost:18448", url: "http://127.0.0.1:28008" });
     expect(svc.appservice.registration_file).toBe(org.paths.policyModuleRegistration);
     expect(svc.listen.port).toBe(19100);
 
@@ -141,7 +176,14 @@ describe("organisation config generator", () => {
     expect(() =>
       deployment("production", {
         id: "hospital-a",
-        ports: { client: 18008, federation: 18449, policy_module: 1, bridge: 2 },
+        ports: {
+          client: 18008,
+          federation: 18449,
+          synapse_client: 3,
+          synapse_federation: 4,
+          policy_module: 1,
+          bridge: 2,
+        },
       }),
     ).toThrow(
       /organisations\.1\.id: id 'hospital-a' is already used by organisations\.0[\s\S]*organisations\.1\.ports\.client: port 18008/,

@@ -19,7 +19,9 @@ export interface GeneratedOrganisation {
   org: OrganisationConfig;
   serverName: string;
   paths: OrganisationPaths;
-  /** Synapse's client API (loopback). */
+  /** The client API as clients reach it: the MedMesh policy proxy. */
+  clientUrl: string;
+  /** Synapse's own client listener (loopback), for MedMesh and admin tooling only. */
   synapseUrl: string;
   federationUrl: string;
   policyModuleUrl: string;
@@ -149,15 +151,16 @@ async function generateOrganisation(
       org,
       serverName,
       paths: runtimePaths,
-      tls: { certificate: view.path(tls.certificate), privateKey: view.path(tls.privateKey) },
       federationCaFiles: caFiles.map(view.path),
+      bindAddress: view.synapseBind,
+      clientUrl: `http://${hostForUrl(org.bind_address)}:${String(org.ports.client)}`,
     }),
     0o600,
   );
   await writeYaml(paths.logConfig, logConfig(runtimePaths.logFile));
 
   const serviceConfig = (name: "policy-module" | "bridge", port: number, registration: string) => ({
-    homeserver: { server_name: serverName, url: view.url("synapse", org.ports.client) },
+    homeserver: { server_name: serverName, url: view.url("synapse", org.ports.synapse_client) },
     appservice: { registration_file: view.path(registration) },
     listen: { host: org.bind_address, port },
     store:
@@ -171,11 +174,18 @@ async function generateOrganisation(
         : { type: "pglite" as const, data_dir: view.path(join(paths.storeDir, name)) },
     log_level: "info" as const,
   });
-  const policyModule = serviceConfig(
-    "policy-module",
-    org.ports.policy_module,
-    paths.policyModuleRegistration,
-  );
+  const policyModule = {
+    ...serviceConfig("policy-module", org.ports.policy_module, paths.policyModuleRegistration),
+    proxy: {
+      client: { host: org.bind_address, port: org.ports.client },
+      federation: {
+        host: org.bind_address,
+        port: org.ports.federation,
+        upstream: view.url("synapse", org.ports.synapse_federation),
+        tls: { certificate: view.path(tls.certificate), private_key: view.path(tls.privateKey) },
+      },
+    },
+  };
   const bridge = serviceConfig("bridge", org.ports.bridge, paths.bridgeRegistration);
   await writeYaml(paths.policyModuleConfig, policyModule, 0o600);
   await writeYaml(paths.bridgeConfig, bridge, 0o600);
@@ -185,7 +195,8 @@ async function generateOrganisation(
     org,
     serverName,
     paths,
-    synapseUrl: `http://${host}:${String(org.ports.client)}`,
+    clientUrl: `http://${host}:${String(org.ports.client)}`,
+    synapseUrl: `http://127.0.0.1:${String(org.ports.synapse_client)}`,
     federationUrl: `https://${host}:${String(org.ports.federation)}`,
     policyModuleUrl: `http://${host}:${String(org.ports.policy_module)}`,
     bridgeUrl: `http://${host}:${String(org.ports.bridge)}`,
@@ -199,12 +210,13 @@ function runtimeView(deployment: DeploymentConfig, dataDir: string, org: Organis
   const container = deployment.container;
   const localHost = hostForUrl(org.bind_address);
   return {
+    synapseBind: container ? "0.0.0.0" : "127.0.0.1",
     path: (p: string): string =>
       container && (p === dataDir || p.startsWith(dataDir + sep))
         ? join(container.data_dir, relative(dataDir, p))
         : p,
     url: (service: "synapse" | "policy_module" | "bridge", port: number): string =>
-      `http://${container ? container.hosts[service] : localHost}:${String(port)}`,
+      `http://${container ? container.hosts[service] : service === "synapse" ? "127.0.0.1" : localHost}:${String(port)}`,
   };
 }
 

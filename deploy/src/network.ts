@@ -14,8 +14,6 @@ export const REPO_ROOT = resolve(import.meta.dirname, "../..");
 const NETWORK_FILE = "network.json";
 
 export interface RunningOrganisation extends GeneratedOrganisation {
-  /** What a Matrix client connects to. */
-  clientUrl: string;
   registrationSecret: string;
   synapse: SynapseProcess;
   services: RunningService[];
@@ -144,9 +142,7 @@ async function startOrganisation(
         }),
       );
     }
-    // Until the policy proxy (issue #4) sits in front of Synapse, clients use Synapse's client
-    // listener directly; this is the one place that changes when the proxy lands.
-    return { ...g, clientUrl: g.synapseUrl, registrationSecret, synapse, services, demoUsers };
+    return { ...g, registrationSecret, synapse, services, demoUsers };
   } catch (err) {
     await Promise.allSettled(services.map((s) => s.stop()));
     await synapse.stop();

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { stringify } from "yaml";
 import { REPO_ROOT } from "@medmesh/deploy";
-import { freePorts, TEST_RUNS_DIR } from "../harness/index.ts";
+import { freeOrganisationPorts, TEST_RUNS_DIR } from "../harness/index.ts";
 
 interface Description {
   runner_pid: number;
@@ -85,7 +85,8 @@ describe("npm start", () => {
       failed = true;
     });
     await mkdir(dataDir, { recursive: true });
-    const [c1, f1, p1, b1, c2, f2, p2, b2] = await freePorts(8);
+    const portsA = await freeOrganisationPorts();
+    const portsB = await freeOrganisationPorts();
     await writeFile(
       configFile,
       stringify({
@@ -94,13 +95,13 @@ describe("npm start", () => {
           {
             id: "hospital-a",
             name: "Hospital A",
-            ports: { client: c1, federation: f1, policy_module: p1, bridge: b1 },
+            ports: portsA,
             demo_users: [{ localpart: "alice", password: "medmesh-demo-alice" }],
           },
           {
             id: "gp-circle-b",
             name: "GP circle B",
-            ports: { client: c2, federation: f2, policy_module: p2, bridge: b2 },
+            ports: portsB,
             demo_users: [{ localpart: "bob", password: "medmesh-demo-bob" }],
           },
         ],
@@ -110,15 +111,15 @@ describe("npm start", () => {
     const first = npmStart(configFile);
     const readyMs = await first.ready;
     expect(first.output()).toMatch(/MedMesh is ready/);
-    expect(first.output()).toContain(`client URL:    http://127.0.0.1:${String(c1)}`);
+    expect(first.output()).toContain(`client URL:    http://127.0.0.1:${String(portsA.client)}`);
     expect(first.output()).toContain("demo login:    bob / medmesh-demo-bob");
     process.stderr.write(`npm start: ready after ${String(readyMs)} ms (first start, fresh data)\n`);
 
     const descriptionFile = join(dataDir, "network.json");
     const description = JSON.parse(readFileSync(descriptionFile, "utf8")) as Description;
     expect(description.organisations.map((o) => o.server_name)).toEqual([
-      `localhost:${String(f1)}`,
-      `localhost:${String(f2)}`,
+      `localhost:${String(portsA.federation)}`,
+      `localhost:${String(portsB.federation)}`,
     ]);
     for (const org of description.organisations) {
       const versions = await fetch(new URL("/_matrix/client/versions", org.client_url));
@@ -142,7 +143,9 @@ describe("npm start", () => {
     await second.ready;
     expect(readFileSync(join(dataDir, "hospital-a", "secrets", "signing.key"), "utf8")).toBe(signingKey);
     const again = JSON.parse(readFileSync(descriptionFile, "utf8")) as Description;
-    expect(again.organisations[1]?.demo_users[0]?.user_id).toBe(`@bob:localhost:${String(f2)}`);
+    expect(again.organisations[1]?.demo_users[0]?.user_id).toBe(
+      `@bob:localhost:${String(portsB.federation)}`,
+    );
     expect((await login(again.organisations[0]!.client_url, "alice", "medmesh-demo-alice")).status).toBe(200);
     expect(
       await ctrlC(second.child, [again.runner_pid, ...again.organisations.map((o) => o.synapse.pid)]),

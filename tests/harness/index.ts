@@ -8,4 +8,4 @@ export {
 export { useTestNetwork } from "./vitest.ts";
 export { startClient, type ClientUser } from "./clients.ts";
 export { waitForRoomEvent, waitForMembership, type WaitOptions } from "./wait.ts";
-export { freePorts } from "./ports.ts";
+export { freePorts, freeOrganisationPorts, type OrganisationPorts } from "./ports.ts";

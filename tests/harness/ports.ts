@@ -34,3 +34,27 @@ export async function freePorts(count: number): Promise<number[]> {
   );
   return ports;
 }
+
+export interface OrganisationPorts {
+  client: number;
+  federation: number;
+  synapse_client: number;
+  synapse_federation: number;
+  policy_module: number;
+  bridge: number;
+}
+
+/** The six ports one organisation needs (see `ports` in the deployment config), all free. */
+export async function freeOrganisationPorts(): Promise<OrganisationPorts> {
+  const [client, federation, synapseClient, synapseFederation, policyModule, bridge] = (await freePorts(
+    6,
+  )) as [number, number, number, number, number, number];
+  return {
+    client,
+    federation,
+    synapse_client: synapseClient,
+    synapse_federation: synapseFederation,
+    policy_module: policyModule,
+    bridge,
+  };
+}

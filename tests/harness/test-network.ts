@@ -13,7 +13,7 @@ import {
 } from "@medmesh/deploy";
 import { registerWithSharedSecret } from "@medmesh/deploy";
 import { startClient, type ClientUser } from "./clients.ts";
-import { freePorts } from "./ports.ts";
+import { freeOrganisationPorts } from "./ports.ts";
 
 export const TEST_RUNS_DIR = join(REPO_ROOT, ".medmesh", "test-runs");
 
@@ -55,7 +55,7 @@ export async function startTestNetwork(opts: TestNetworkOptions): Promise<TestNe
   const count = opts.organisations ?? 2;
   const dataDir = join(TEST_RUNS_DIR, `${opts.name}-${new Date().toISOString().replace(/[:.]/g, "-")}`);
   await mkdir(dataDir, { recursive: true });
-  const ports = await freePorts(count * 4);
+  const ports = await Promise.all(Array.from({ length: count }, () => freeOrganisationPorts()));
   const letters = "abcdefghijklmnopqrstuvwxyz";
   const databases = opts.postgresUrl ? await createPostgresDatabases(opts.postgresUrl, count) : undefined;
   const deployment = parseConfig(
@@ -67,12 +67,7 @@ export async function startTestNetwork(opts: TestNetworkOptions): Promise<TestNe
       organisations: Array.from({ length: count }, (_, i) => ({
         id: `org-${letters[i] ?? String(i)}`,
         name: `Test organisation ${(letters[i] ?? String(i)).toUpperCase()}`,
-        ports: {
-          client: ports[i * 4],
-          federation: ports[i * 4 + 1],
-          policy_module: ports[i * 4 + 2],
-          bridge: ports[i * 4 + 3],
-        },
+        ports: ports[i],
         ...databases?.organisation(i),
       })),
     },

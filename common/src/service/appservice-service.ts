@@ -13,6 +13,8 @@ import { createStore, type Store } from "../store/index.ts";
 export interface RunningService {
   readonly name: string;
   readonly url: string;
+  /** Further endpoints a role opened (e.g. the proxy's client and federation URLs), by name. */
+  readonly endpoints: Readonly<Record<string, string>>;
   readonly store: Store;
   readonly registration: Registration;
   readonly log: Logger;
@@ -26,6 +28,13 @@ export interface ServiceDefinition {
   /** Extra routes of the service (its REST API); mounted after the appservice API. */
   mount?: (app: Express, ctx: { store: Store; log: Logger; registration: Registration }) => void;
   healthChecks?: Record<string, HealthCheck>;
+  /** Roles started once the service is ready (e.g. the proxy), stopped first on shutdown. */
+  roles?: ((ctx: { log: Logger; metrics: Registry }) => Promise<StartedRole>)[];
+}
+
+export interface StartedRole {
+  endpoints: Record<string, string>;
+  stop(): Promise<void>;
 }
 
 export interface StartOptions {
@@ -83,15 +92,29 @@ export async function startAppserviceService(
       await server.close();
       throw err;
     }
-    log.info({ url: server.url, server_name: config.homeserver.server_name }, `${def.name} ready`);
+    const roles: StartedRole[] = [];
+    try {
+      for (const startRole of def.roles ?? []) roles.push(await startRole({ log, metrics }));
+    } catch (err) {
+      await Promise.all(roles.map((r) => r.stop()));
+      await server.close();
+      throw err;
+    }
+    const endpoints = Object.assign({}, ...roles.map((r) => r.endpoints)) as Record<string, string>;
+    log.info(
+      { url: server.url, ...endpoints, server_name: config.homeserver.server_name },
+      `${def.name} ready`,
+    );
     return {
       name: def.name,
       url: server.url,
+      endpoints,
       store,
       registration,
       log,
       metrics,
       stop: async () => {
+        await Promise.all(roles.map((r) => r.stop()));
         await server.close();
         await store.close();
         log.info(`${def.name} stopped`);

@@ -87,9 +87,19 @@ export const OrganisationSchema = z.object({
   ports: z
     .object({
       client: port
-        .describe("Synapse client-server API (plain HTTP, behind MedMesh/reverse proxy).")
+        .describe(
+          "Client-server API as clients reach it: the MedMesh policy proxy (plain HTTP, behind the org's TLS reverse proxy).",
+        )
         .meta({ examples: [8008] }),
-      federation: port.describe("Synapse federation API (TLS).").meta({ examples: [8448] }),
+      federation: port
+        .describe("Federation API as other homeservers reach it: the MedMesh policy proxy (TLS).")
+        .meta({ examples: [8448] }),
+      synapse_client: port
+        .describe("Synapse's own client listener, reachable only by MedMesh (loopback / container network).")
+        .meta({ examples: [18008] }),
+      synapse_federation: port
+        .describe("Synapse's own federation listener (plain HTTP), reachable only by MedMesh.")
+        .meta({ examples: [18448] }),
       policy_module: port
         .describe("policy-module HTTP (health, metrics, appservice, API).")
         .meta({ examples: [9100] }),
@@ -169,7 +179,14 @@ export const DeploymentSchema = z
               name: "Hospital A",
               server_name: "matrix.hospital-a.example",
               bind_address: "0.0.0.0",
-              ports: { client: 8008, federation: 8448, policy_module: 9100, bridge: 9200 },
+              ports: {
+                client: 8008,
+                federation: 8448,
+                synapse_client: 18008,
+                synapse_federation: 18448,
+                policy_module: 9100,
+                bridge: 9200,
+              },
               tls: {
                 certificate: "/etc/medmesh/tls/fullchain.pem",
                 private_key: "/etc/medmesh/tls/privkey.pem",

@@ -28,8 +28,11 @@ export interface HomeserverInputs {
   org: OrganisationConfig;
   serverName: string;
   paths: OrganisationPaths;
-  tls: { certificate: string; privateKey: string };
   federationCaFiles: string[];
+  /** Where Synapse's listeners bind: loopback, or the container network when in containers. */
+  bindAddress: string;
+  /** The public client URL (the MedMesh proxy) when public_baseurl is not configured. */
+  clientUrl: string;
 }
 
 // Generous enough that an automated suite never trips them, still finite. Only in the 'test'
@@ -68,32 +71,25 @@ const TEST_PROFILE_RATE_LIMITS = {
 
 export function homeserverConfig(i: HomeserverInputs): Record<string, unknown> {
   const { org, paths, deployment } = i;
-  const bind = [org.bind_address];
+  // Both listeners are plain HTTP and private: every request reaches them through the MedMesh
+  // policy proxy, which terminates federation TLS and sets X-Forwarded-For.
+  const listener = (port: number, resource: string) => ({
+    port,
+    bind_addresses: [i.bindAddress],
+    type: "http",
+    tls: false,
+    x_forwarded: true,
+    resources: [{ names: [resource], compress: false }],
+  });
   return {
     server_name: i.serverName,
     pid_file: paths.pidFile,
-    public_baseurl:
-      org.public_baseurl ?? `http://${hostForUrl(org.bind_address)}:${String(org.ports.client)}/`,
+    public_baseurl: org.public_baseurl ?? `${i.clientUrl}/`,
     listeners: [
-      {
-        // Client API on plain HTTP: it sits behind MedMesh's policy proxy / the org's reverse proxy.
-        port: org.ports.client,
-        bind_addresses: bind,
-        type: "http",
-        tls: false,
-        x_forwarded: true,
-        resources: [{ names: ["client"], compress: false }],
-      },
-      {
-        port: org.ports.federation,
-        bind_addresses: bind,
-        type: "http",
-        tls: true,
-        resources: [{ names: ["federation"], compress: false }],
-      },
+      listener(org.ports.synapse_client, "client"),
+      listener(org.ports.synapse_federation, "federation"),
     ],
-    tls_certificate_path: i.tls.certificate,
-    tls_private_key_path: i.tls.privateKey,
+    // Outbound federation verifies peers' certificates, trusting the network's CA list.
     federation_verify_certificates: true,
     federation_custom_ca_list: i.federationCaFiles,
     // Synapse refuses outbound requests to private ranges by default; a loopback network needs
