@@ -2,51 +2,16 @@ import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { DatabaseSync } from "node:sqlite";
 import { describe, expect, it } from "vitest";
-import { Preset, type MatrixClient } from "matrix-js-sdk";
-import { useTestNetwork, waitForMembership, waitForRoomEvent, type TestUser } from "../harness/index.ts";
+import { sharedRoom, useTestNetwork, waitForRoomEvent } from "../harness/index.ts";
 
 const net = useTestNetwork({ name: "federation" });
-
-/** Alice (org A) creates a room, invites Bob (org B) and Bob joins over federation. */
-async function sharedRoom(
-  encrypted: boolean,
-): Promise<{ ac: MatrixClient; bc: MatrixClient; alice: TestUser; bob: TestUser; roomId: string }> {
-  const [a, b] = net().orgs;
-  if (!a || !b) throw new Error("need two organisations");
-  const alice = await net().registerUser(a);
-  const bob = await net().registerUser(b);
-  const [ac, bc] = await Promise.all([net().client(alice), net().client(bob)]);
-  const { room_id: roomId } = await ac.createRoom({
-    preset: Preset.PrivateChat,
-    invite: [bob.userId],
-    ...(encrypted
-      ? {
-          initial_state: [
-            { type: "m.room.encryption", state_key: "", content: { algorithm: "m.megolm.v1.aes-sha2" } },
-          ],
-        }
-      : {}),
-  });
-  await waitForMembership(bc, roomId, "invite", { description: "federated invite from org A" });
-  await bc.joinRoom(roomId);
-  await waitForRoomEvent(
-    ac,
-    roomId,
-    (e) =>
-      e.getType() === "m.room.member" &&
-      e.getStateKey() === bob.userId &&
-      e.getContent().membership === "join",
-    { description: "Bob's join, seen by Alice over federation" },
-  );
-  return { ac, bc, alice, bob, roomId };
-}
 
 const isMessage = (body: string) => (e: { getType(): string; getContent(): { body?: unknown } }) =>
   e.getType() === "m.room.message" && e.getContent().body === body;
 
 describe("two organisations federate over TLS with the local CA", () => {
   it("exchange messages both ways in a plain room", async () => {
-    const { ac, bc, roomId } = await sharedRoom(false);
+    const { ac, bc, roomId } = await sharedRoom(net());
     const [a, b] = net().orgs;
     expect(a?.serverName).not.toBe(b?.serverName);
 
@@ -64,7 +29,7 @@ describe("two organisations federate over TLS with the local CA", () => {
   });
 
   it("decrypt an encrypted message across servers, while both homeservers store only ciphertext", async () => {
-    const { ac, bc, roomId } = await sharedRoom(true);
+    const { ac, bc, roomId } = await sharedRoom(net(), { encrypted: true });
     const secret = `clinical detail ${randomBytes(8).toString("hex")}`;
     const { event_id: eventId } = await ac.sendTextMessage(roomId, secret);
 

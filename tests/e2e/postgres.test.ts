@@ -1,6 +1,6 @@
 import knexFactory from "knex";
 import { describe, expect, it } from "vitest";
-import { useTestNetwork, waitForMembership, waitForRoomEvent } from "../harness/index.ts";
+import { sharedRoom, useTestNetwork, waitForRoomEvent } from "../harness/index.ts";
 
 const postgresUrl = process.env.MEDMESH_TEST_POSTGRES_URL;
 
@@ -21,13 +21,7 @@ if (!postgresUrl && process.env.CI) {
     const net = useTestNetwork({ name: "postgres", postgresUrl });
 
     it("federate, with events in Synapse's Postgres database and service state in the store's", async () => {
-      const [a, b] = net().orgs;
-      const alice = await net().registerUser(a!);
-      const bob = await net().registerUser(b!);
-      const [ac, bc] = await Promise.all([net().client(alice), net().client(bob)]);
-      const { room_id: roomId } = await ac.createRoom({ invite: [bob.userId] });
-      await waitForMembership(bc, roomId, "invite");
-      await bc.joinRoom(roomId);
+      const { ac, bc, roomId } = await sharedRoom(net());
       const { event_id: eventId } = await ac.sendTextMessage(roomId, "stored in PostgreSQL");
       await waitForRoomEvent(bc, roomId, (e) => e.getId() === eventId, {
         description: "Alice's message on org B",

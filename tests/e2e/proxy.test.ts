@@ -2,7 +2,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { registerWithSharedSecret } from "@medmesh/deploy";
 import type { RunningService } from "@medmesh/common";
-import { useTestNetwork, waitForMembership, waitForRoomEvent } from "../harness/index.ts";
+import { sharedRoom, useTestNetwork, waitForRoomEvent } from "../harness/index.ts";
 
 const net = useTestNetwork({ name: "proxy" });
 
@@ -21,16 +21,11 @@ async function proxied(i: number, listener: string): Promise<number> {
 
 describe("the policy proxy in front of Synapse", () => {
   it("carries the clients' and the other organisation's traffic", async () => {
-    const [a, b] = net().orgs;
+    const [a] = net().orgs;
     expect(a!.clientUrl).toBe(policyModule(0).endpoints.client);
     expect(a!.federationUrl).toBe(policyModule(0).endpoints.federation);
     const before = { clientA: await proxied(0, "client"), federationB: await proxied(1, "federation") };
-    const alice = await net().registerUser(a!);
-    const bob = await net().registerUser(b!);
-    const [ac, bc] = await Promise.all([net().client(alice), net().client(bob)]);
-    const { room_id: roomId } = await ac.createRoom({ invite: [bob.userId] });
-    await waitForMembership(bc, roomId, "invite");
-    await bc.joinRoom(roomId);
+    const { ac, bc, roomId } = await sharedRoom(net());
     const { event_id: eventId } = await ac.sendTextMessage(roomId, "via both proxies");
     await waitForRoomEvent(bc, roomId, (e) => e.getId() === eventId, { description: "the message on org B" });
     expect(await proxied(0, "client")).toBeGreaterThan(before.clientA);

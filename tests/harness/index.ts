@@ -9,3 +9,4 @@ export { useTestNetwork } from "./vitest.ts";
 export { startClient, type ClientUser } from "./clients.ts";
 export { waitForRoomEvent, waitForMembership, type WaitOptions } from "./wait.ts";
 export { freePorts, freeOrganisationPorts, type OrganisationPorts } from "./ports.ts";
+export { sharedRoom, type SharedRoom } from "./scenarios.ts";

@@ -1,3 +1,3 @@
 export { ConfigError, loadConfigFile, parseConfig, resolveSecretRefs } from "./load.ts";
 export { renderSample } from "./sample.ts";
-export { ServiceConfigSchema, type ServiceConfig } from "./service.ts";
+export { ServiceConfigSchema, ServerNameSchema, listenerSchema, type ServiceConfig } from "./service.ts";

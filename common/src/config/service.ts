@@ -2,7 +2,8 @@ import { z } from "zod";
 import { StoreConfigSchema } from "../store/config.ts";
 import { parseServerName, InvalidIdError } from "../ids.ts";
 
-const serverName = z.string().superRefine((v, ctx) => {
+/** A Matrix server name (hostname, IPv4 or [IPv6], optional port), validated like parseServerName. */
+export const ServerNameSchema = z.string().superRefine((v, ctx) => {
   try {
     parseServerName(v);
   } catch (err) {
@@ -10,6 +11,20 @@ const serverName = z.string().superRefine((v, ctx) => {
     else throw err;
   }
 });
+
+/** A TCP listener: bind address and port (0 picks a free one). */
+export function listenerSchema(examplePort: number) {
+  return z.object({
+    host: z.string().default("127.0.0.1").describe("Bind address."),
+    port: z
+      .number()
+      .int()
+      .min(0)
+      .max(65535)
+      .describe("TCP port (0 picks a free one).")
+      .meta({ examples: [examplePort] }),
+  });
+}
 
 /**
  * The part every MedMesh service config shares: which homeserver it serves, the appservice
@@ -19,9 +34,9 @@ const serverName = z.string().superRefine((v, ctx) => {
 export const ServiceConfigSchema = z.object({
   homeserver: z
     .object({
-      server_name: serverName
-        .describe("Matrix server name of the organisation.")
-        .meta({ examples: ["hospital-a.example"] }),
+      server_name: ServerNameSchema.describe("Matrix server name of the organisation.").meta({
+        examples: ["hospital-a.example"],
+      }),
       url: z
         .url({ protocol: /^https?$/ })
         .describe("Synapse client-server API as seen from this service (loopback in a local network).")
@@ -37,18 +52,7 @@ export const ServiceConfigSchema = z.object({
         .meta({ examples: ["/etc/medmesh/appservices/service.yaml"] }),
     })
     .describe("Appservice identity towards Synapse."),
-  listen: z
-    .object({
-      host: z.string().default("127.0.0.1").describe("Bind address."),
-      port: z
-        .number()
-        .int()
-        .min(0)
-        .max(65535)
-        .describe("TCP port (0 picks a free one).")
-        .meta({ examples: [9100] }),
-    })
-    .describe("HTTP listener: /health, /metrics and the service's APIs."),
+  listen: listenerSchema(9100).describe("HTTP listener: /health, /metrics and the service's APIs."),
   store: StoreConfigSchema.describe("Database of this service.").meta({
     examples: [
       {

@@ -1,19 +1,10 @@
 import { z } from "zod";
-import { parseServerName, InvalidIdError } from "@medmesh/common";
+import { ServerNameSchema } from "@medmesh/common";
 
 const port = z.number().int().min(1).max(65535);
 const duration = z
   .string()
   .regex(/^\d+(ms|s|m|h|d|w|y)$/, "must be a Synapse duration such as 30s, 5m, 1h, 7d");
-
-const serverName = z.string().superRefine((v, ctx) => {
-  try {
-    parseServerName(v);
-  } catch (err) {
-    if (err instanceof InvalidIdError) ctx.addIssue({ code: "custom", message: err.message });
-    else throw err;
-  }
-});
 
 export const SynapseDatabaseSchema = z
   .discriminatedUnion("type", [
@@ -69,8 +60,7 @@ export const OrganisationSchema = z.object({
     .min(1)
     .describe("Display name of the organisation.")
     .meta({ examples: ["Hospital A"] }),
-  server_name: serverName
-    .optional()
+  server_name: ServerNameSchema.optional()
     .describe("Matrix server name. Defaults to localhost:<federation port> for a local network.")
     .meta({ examples: ["matrix.hospital-a.example"] }),
   bind_address: z

@@ -43,21 +43,7 @@ export async function registerWithSharedSecret(
       ...(user.displayName === undefined ? {} : { displayname: user.displayName }),
     }),
   });
-  const body = (await res.json()) as {
-    user_id?: string;
-    access_token?: string;
-    device_id?: string;
-    errcode?: string;
-    error?: string;
-  };
-  if (!res.ok || !body.user_id || !body.access_token) {
-    throw new MatrixRequestError(
-      res.status,
-      body.errcode ?? "M_UNKNOWN",
-      body.error ?? "registration failed",
-    );
-  }
-  return { userId: body.user_id, accessToken: body.access_token, deviceId: body.device_id ?? "" };
+  return sessionFrom(res, "registration failed");
 }
 
 export async function loginWithPassword(
@@ -74,17 +60,7 @@ export async function loginWithPassword(
       password,
     }),
   });
-  const body = (await res.json()) as {
-    user_id?: string;
-    access_token?: string;
-    device_id?: string;
-    errcode?: string;
-    error?: string;
-  };
-  if (!res.ok || !body.user_id || !body.access_token) {
-    throw new MatrixRequestError(res.status, body.errcode ?? "M_UNKNOWN", body.error ?? "login failed");
-  }
-  return { userId: body.user_id, accessToken: body.access_token, deviceId: body.device_id ?? "" };
+  return sessionFrom(res, "login failed");
 }
 
 /** Registers the user, or logs in when it already exists (a restarted local network keeps its users). */
@@ -97,6 +73,21 @@ export async function ensureUser(synapseUrl: string, secret: string, user: NewUs
     }
     throw err;
   }
+}
+
+/** Both register and login answer with a session, or with a Matrix error. */
+async function sessionFrom(res: Response, failure: string): Promise<RegisteredUser> {
+  const body = (await res.json()) as {
+    user_id?: string;
+    access_token?: string;
+    device_id?: string;
+    errcode?: string;
+    error?: string;
+  };
+  if (!res.ok || !body.user_id || !body.access_token) {
+    throw new MatrixRequestError(res.status, body.errcode ?? "M_UNKNOWN", body.error ?? failure);
+  }
+  return { userId: body.user_id, accessToken: body.access_token, deviceId: body.device_id ?? "" };
 }
 
 export class MatrixRequestError extends Error {

@@ -21,15 +21,7 @@ export async function ensureLocalCa(dir: string): Promise<CertPaths> {
   const paths = { certificate: join(dir, "ca.pem"), privateKey: join(dir, "ca.key") };
   if (existsSync(paths.certificate) && existsSync(paths.privateKey)) return paths;
   await mkdir(dir, { recursive: true, mode: 0o700 });
-  await openssl([
-    "genpkey",
-    "-algorithm",
-    "EC",
-    "-pkeyopt",
-    "ec_paramgen_curve:P-256",
-    "-out",
-    paths.privateKey,
-  ]);
+  await newKey(paths.privateKey);
   await openssl([
     "req",
     "-x509",
@@ -67,15 +59,7 @@ export async function ensureServerCertificate(
     ext,
     `basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=${san}\n`,
   );
-  await openssl([
-    "genpkey",
-    "-algorithm",
-    "EC",
-    "-pkeyopt",
-    "ec_paramgen_curve:P-256",
-    "-out",
-    paths.privateKey,
-  ]);
+  await newKey(paths.privateKey);
   await openssl([
     "req",
     "-new",
@@ -107,6 +91,10 @@ export async function ensureServerCertificate(
   await rm(csr);
   await rm(ext);
   return paths;
+}
+
+function newKey(file: string): Promise<void> {
+  return openssl(["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", file]);
 }
 
 async function openssl(args: string[]): Promise<void> {

@@ -1,21 +1,10 @@
+import { listenerSchema } from "@medmesh/common";
 import { z } from "zod";
-
-const listener = (port: number) =>
-  z.object({
-    host: z.string().default("127.0.0.1").describe("Bind address."),
-    port: z
-      .number()
-      .int()
-      .min(0)
-      .max(65535)
-      .describe("TCP port.")
-      .meta({ examples: [port] }),
-  });
 
 export const ProxyConfigSchema = z
   .object({
-    client: listener(8008).describe("The organisation's client-server API, as clients reach it."),
-    federation: listener(8448)
+    client: listenerSchema(8008).describe("The organisation's client-server API, as clients reach it."),
+    federation: listenerSchema(8448)
       .extend({
         upstream: z
           .url({ protocol: /^https?$/ })

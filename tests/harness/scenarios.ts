@@ -1,0 +1,46 @@
+import { Preset, type MatrixClient } from "matrix-js-sdk";
+import type { TestNetwork, TestUser } from "./test-network.ts";
+import { waitForMembership, waitForRoomEvent } from "./wait.ts";
+
+export interface SharedRoom {
+  alice: TestUser;
+  bob: TestUser;
+  ac: MatrixClient;
+  bc: MatrixClient;
+  roomId: string;
+}
+
+/**
+ * The common opening of a federation test: Alice (first organisation) creates a room and invites
+ * Bob (second organisation), Bob joins over federation, and Alice has seen the join.
+ */
+export async function sharedRoom(net: TestNetwork, opts: { encrypted?: boolean } = {}): Promise<SharedRoom> {
+  const [a, b] = net.orgs;
+  if (!a || !b) throw new Error("sharedRoom needs two organisations");
+  const alice = await net.registerUser(a);
+  const bob = await net.registerUser(b);
+  const [ac, bc] = await Promise.all([net.client(alice), net.client(bob)]);
+  const { room_id: roomId } = await ac.createRoom({
+    preset: Preset.PrivateChat,
+    invite: [bob.userId],
+    ...(opts.encrypted
+      ? {
+          initial_state: [
+            { type: "m.room.encryption", state_key: "", content: { algorithm: "m.megolm.v1.aes-sha2" } },
+          ],
+        }
+      : {}),
+  });
+  await waitForMembership(bc, roomId, "invite", { description: `federated invite from ${a.serverName}` });
+  await bc.joinRoom(roomId);
+  await waitForRoomEvent(
+    ac,
+    roomId,
+    (e) =>
+      e.getType() === "m.room.member" &&
+      e.getStateKey() === bob.userId &&
+      e.getContent().membership === "join",
+    { description: "Bob's join, seen by Alice over federation" },
+  );
+  return { alice, bob, ac, bc, roomId };
+}
