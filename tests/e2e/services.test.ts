@@ -1,5 +1,11 @@
+import { readFileSync, writeFileSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import type { RunningService } from "@medmesh/common";
+import { parse as parseYaml, stringify } from "yaml";
+import { start as startBridge } from "@medmesh/bridge";
+import { createLogger, type RunningService } from "@medmesh/common";
 import { useTestNetwork } from "../harness/index.ts";
 
 const net = useTestNetwork({ name: "services" });
@@ -79,6 +85,31 @@ describe("MedMesh services beside Synapse", () => {
       errcode: "M_UNRECOGNIZED",
       error: "Unrecognized request: GET /no/such/route",
     });
+  });
+
+  it("refuse to start with a token Synapse does not know, instead of running half-connected", async () => {
+    const org = net().orgs[0]!;
+    const dir = await mkdtemp(join(tmpdir(), "medmesh-badtoken-"));
+    try {
+      const registration = parseYaml(readFileSync(org.paths.bridgeRegistration, "utf8")) as Record<
+        string,
+        unknown
+      >;
+      const badRegistration = join(dir, "bridge.yaml");
+      writeFileSync(badRegistration, stringify({ ...registration, as_token: "not-the-token-synapse-knows" }));
+      const attempt = startBridge(
+        {
+          ...org.bridge,
+          appservice: { registration_file: badRegistration },
+          listen: { host: "127.0.0.1", port: 0 },
+          store: { type: "pglite", data_dir: "memory://" },
+        },
+        { log: createLogger("bridge", "silent"), pingTimeoutMs: 5000 },
+      );
+      await expect(attempt).rejects.toThrow(/could not ping itself through .*: 401 .*M_UNKNOWN_TOKEN/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it("turn unhealthy (503, naming the failed check) when their homeserver is down", async () => {

@@ -118,6 +118,11 @@ export async function startAppserviceService(
         await server.close();
         await store.close();
         log.info(`${def.name} stopped`);
+        await new Promise<void>((resolve) => {
+          log.flush(() => {
+            resolve();
+          });
+        });
       },
     };
   } catch (err) {
