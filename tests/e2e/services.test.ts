@@ -6,9 +6,11 @@ import { describe, expect, it } from "vitest";
 import { parse as parseYaml, stringify } from "yaml";
 import { start as startBridge } from "@medmesh/bridge";
 import { createLogger, type RunningService } from "@medmesh/common";
-import { useTestNetwork } from "../harness/index.ts";
+import { REPO_ROOT } from "@medmesh/deploy";
+import { OpenApiContract, useTestNetwork } from "../harness/index.ts";
 
 const net = useTestNetwork({ name: "services" });
+const contract = new OpenApiContract(join(REPO_ROOT, "common", "openapi", "service.yaml"));
 
 function service(orgIndex: number, name: string): RunningService {
   const svc = net().orgs[orgIndex]?.services.find((s) => s.name === name);
@@ -78,6 +80,41 @@ describe("MedMesh services beside Synapse", () => {
     expect(await transactionsCounted(bridge, "replayed")).toBe(replayedBefore + 1);
   });
 
+  it("serve every operation of their OpenAPI document as documented", async () => {
+    const exercised = new Set<string>();
+    const check = async (operation: string, res: Response): Promise<void> => {
+      exercised.add(operation);
+      await contract.check(operation, res);
+    };
+    for (const org of net().orgs) {
+      for (const svc of org.services) {
+        const hsToken = { authorization: `Bearer ${svc.registration.hs_token}` };
+        await check("GET /health", await fetch(`${svc.url}/health`));
+        await check("GET /metrics", await fetch(`${svc.url}/metrics`));
+        const txn = "PUT /_matrix/app/v1/transactions/{txnId}";
+        await check(txn, await putTransaction(svc, "contract-1"));
+        await check(txn, await putTransaction(svc, "contract-1", svc.registration.as_token));
+        await check(txn, await putTransaction(svc, "contract-1", svc.registration.hs_token));
+        const notJson = await fetch(`${svc.url}/_matrix/app/v1/transactions/contract-2`, {
+          method: "PUT",
+          headers: { ...hsToken, "content-type": "application/json" },
+          body: "{not json",
+        });
+        expect(notJson.status).toBe(400);
+        await check(txn, notJson);
+        await check(
+          "POST /_matrix/app/v1/ping",
+          await fetch(`${svc.url}/_matrix/app/v1/ping`, { method: "POST", headers: hsToken }),
+        );
+        await check(
+          "POST /_matrix/app/v1/ping",
+          await fetch(`${svc.url}/_matrix/app/v1/ping`, { method: "POST" }),
+        );
+      }
+    }
+    expect([...exercised].sort()).toEqual(contract.operations().sort());
+  });
+
   it("answer unknown routes with a Matrix error", async () => {
     const res = await fetch(`${service(1, "policy-module").url}/no/such/route`);
     expect(res.status).toBe(404);
@@ -117,6 +154,7 @@ describe("MedMesh services beside Synapse", () => {
     await org.synapse.stop();
     const res = await fetch(`${service(1, "bridge").url}/health`);
     expect(res.status).toBe(503);
+    await contract.check("GET /health", res.clone());
     const body = (await res.json()) as { status: string; checks: Record<string, string> };
     expect(body.status).toBe("unhealthy");
     expect(body.checks.store).toBe("ok");

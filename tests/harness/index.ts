@@ -10,3 +10,4 @@ export { startClient, type ClientUser } from "./clients.ts";
 export { waitForRoomEvent, waitForMembership, type WaitOptions } from "./wait.ts";
 export { freePorts, freeOrganisationPorts, type OrganisationPorts } from "./ports.ts";
 export { sharedRoom, type SharedRoom } from "./scenarios.ts";
+export { OpenApiContract } from "./openapi.ts";
