@@ -1,4 +1,5 @@
 import { spawn } from "node:child_process";
+import { createServer } from "node:net";
 import { readFileSync } from "node:fs";
 import { rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
@@ -66,6 +67,7 @@ export async function startNetwork(
   const say = opts.progress ?? (() => undefined);
   const venv = resolve(REPO_ROOT, deployment.synapse_venv);
   await installSynapse(venv, say);
+  await assertPortsFree(deployment);
   const generated = await generateNetwork(deployment, opts.baseDir);
   const running: RunningOrganisation[] = [];
   const stopAll = async (): Promise<void> => {
@@ -101,6 +103,31 @@ export async function startNetwork(
     organisations: ordered,
     stop: stopAll,
   };
+}
+
+/** Names the organisation and port up front, instead of a bare EADDRINUSE from deep in a start-up. */
+async function assertPortsFree(deployment: DeploymentConfig): Promise<void> {
+  const taken: string[] = [];
+  for (const org of deployment.organisations) {
+    for (const [name, port] of Object.entries(org.ports)) {
+      const host = name.startsWith("synapse_") ? "127.0.0.1" : org.bind_address;
+      const free = await new Promise<boolean>((resolve) => {
+        const probe = createServer();
+        probe.once("error", () => {
+          resolve(false);
+        });
+        probe.listen(port, host, () => {
+          probe.close(() => {
+            resolve(true);
+          });
+        });
+      });
+      if (!free) taken.push(`${org.name}: ports.${name} = ${String(port)} on ${host}`);
+    }
+  }
+  if (taken.length) {
+    throw new Error(`ports already in use (another MedMesh or Synapse running?):\n  ${taken.join("\n  ")}`);
+  }
 }
 
 async function startOrganisation(

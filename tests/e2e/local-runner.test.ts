@@ -1,9 +1,10 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { createServer } from "node:net";
 import { existsSync, readFileSync } from "node:fs";
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { stringify } from "yaml";
+import { parse as parseYaml, stringify } from "yaml";
 import { REPO_ROOT } from "@medmesh/deploy";
 import { freeOrganisationPorts, TEST_RUNS_DIR } from "../harness/index.ts";
 
@@ -172,5 +173,21 @@ describe("npm start", () => {
       await new Promise((r) => setTimeout(r, 100));
     }
     expect([description.runner_pid, a!.synapse.pid].filter(alive)).toEqual([]);
+  });
+
+  it("refuses to start when a port is taken, naming the organisation and the port", async () => {
+    const yamlText = readFileSync(configFile, "utf8");
+    const blocker = createServer();
+    const port = (parseYaml(yamlText) as { organisations: { ports: { client: number } }[] }).organisations[1]!
+      .ports.client;
+    await new Promise<void>((resolve) => blocker.listen(port, "127.0.0.1", resolve));
+    try {
+      const run = npmStart(configFile);
+      await expect(run.ready).rejects.toThrow(/exited with 1 before ready/);
+      expect(run.output()).toContain(`GP circle B: ports.client = ${String(port)} on 127.0.0.1`);
+      expect(existsSync(join(dataDir, "network.json"))).toBe(false);
+    } finally {
+      await new Promise((resolve) => blocker.close(resolve));
+    }
   });
 });
