@@ -14,3 +14,13 @@ export {
   type StartOptions,
 } from "./service/appservice-service.ts";
 export { runServiceMain } from "./service/main.ts";
+export {
+  ensureUser,
+  loginWithPassword,
+  MatrixRequestError,
+  registerWithSharedSecret,
+  type NewUser,
+  type RegisteredUser,
+} from "./synapse/accounts.ts";
+export { createSynapseAdmin, type SynapseAdmin } from "./synapse/admin-session.ts";
+export type { DocumentStore, LeaseStore, Store, TransactionStore } from "./store/index.ts";

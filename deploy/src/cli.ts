@@ -2,6 +2,7 @@ import { writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { ConfigError, loadConfigFile } from "@medmesh/common";
+import { runTrustCli } from "@medmesh/policy-module";
 import { DeploymentSchema } from "./config/schema.ts";
 import { generateNetwork } from "./generate.ts";
 import { installSynapse, REPO_ROOT, startNetwork } from "./network.ts";
@@ -15,12 +16,19 @@ commands:
   validate-config FILE [--kind K]  check a config file (K: ${CONFIG_KINDS.map((k) => k.kind).join(", ")}; guessed from the name)
   generate-samples [--check]       write config/*.sample.yaml from the schemas (--check: fail on drift)
   install-synapse                  install the pinned Synapse into deploy/.venv
+  trust <command> …                create, sign, verify and rotate signed trust lists (medmesh trust help)
 `;
 
 const DEFAULT_NETWORK = join(REPO_ROOT, "config", "local-network.yaml");
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  if (command === "trust") {
+    return runTrustCli(rest, {
+      stdout: (s) => process.stdout.write(s),
+      stderr: (s) => process.stderr.write(s),
+    });
+  }
   const { values, positionals } = parseArgs({
     args: rest,
     allowPositionals: true,

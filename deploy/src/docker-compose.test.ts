@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, relative, resolve } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -154,6 +154,20 @@ describe("docker-compose.yml (production reference for one organisation)", () =>
       }
     }
     expect(existsSync(join(REPO_ROOT, svc("policy-module").build!.dockerfile))).toBe(true);
+    // Synapse reads its config folder: homeserver.yaml plus the trust list's federation whitelist,
+    // the same file the policy module keeps current.
+    const configDir = hostPathOf(svc("synapse"), svc("synapse").environment!.SYNAPSE_CONFIG_PATH!) ?? "";
+    expect(
+      readdirSync(configDir)
+        .filter((f) => f.endsWith(".yaml"))
+        .sort(),
+    ).toEqual(["federation-whitelist.yaml", "homeserver.yaml"]);
+    const pm = parseYaml(readFileSync(org.paths.policyModuleConfig, "utf8")) as {
+      trust: { synapse_whitelist_file: string };
+    };
+    expect(hostPathOf(svc("policy-module"), pm.trust.synapse_whitelist_file)).toBe(
+      join(configDir, "federation-whitelist.yaml"),
+    );
   });
 
   it("publishes only the policy proxy's ports, and health-checks Synapse on its private listener", () => {

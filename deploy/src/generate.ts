@@ -2,7 +2,15 @@ import { existsSync, readFileSync } from "node:fs";
 import { chmod, mkdir, writeFile } from "node:fs/promises";
 import { join, relative, resolve, sep } from "node:path";
 import { parse as parseYaml, stringify } from "yaml";
-import type { PolicyModuleConfig } from "@medmesh/policy-module";
+import type { JsonWebKey } from "node:crypto";
+import {
+  generateKey,
+  loadPrivateKey,
+  publicJwkOf,
+  signTrustList,
+  synapseWhitelistYaml,
+  type PolicyModuleConfig,
+} from "@medmesh/policy-module";
 import type { BridgeConfig } from "@medmesh/bridge";
 import type { DeploymentConfig, OrganisationConfig } from "./config/schema.ts";
 import { serverNameOf } from "./config/schema.ts";
@@ -61,6 +69,8 @@ export function organisationPaths(dataDir: string, orgId: string): OrganisationP
     bridgeConfig: join(root, "bridge.yaml"),
     storeDir: join(root, "store"),
     tlsDir: join(root, "tls"),
+    federationWhitelist: join(synapseDir, "federation-whitelist.yaml"),
+    organisationKey: join(secrets, "organisation.jwk.json"),
   };
 }
 
@@ -82,11 +92,76 @@ export async function generateNetwork(
     ...(ca ? [ca.certificate] : []),
     ...deployment.trusted_ca_files.map((f) => resolve(baseDir, f)),
   ];
+  const trust = trustFiles(dataDir);
   const organisations: GeneratedOrganisation[] = [];
   for (const org of deployment.organisations) {
-    organisations.push(await generateOrganisation(deployment, org, dataDir, baseDir, caFiles, ca));
+    organisations.push(await generateOrganisation(deployment, org, dataDir, baseDir, caFiles, ca, trust));
+  }
+  const listed = deployment.trust.sign_locally
+    ? await signLocalTrustList(deployment, trust, organisations)
+    : [];
+  for (const g of organisations) {
+    // Synapse's whitelist starts as the list just signed; the policy module keeps it current.
+    await writeFile(g.paths.federationWhitelist, synapseWhitelistYaml(g.serverName, listed));
   }
   return { dataDir, caCertificate: caFiles[0] ?? "", organisations };
+}
+
+export interface TrustFiles {
+  dir: string;
+  operatorKey: string;
+  operatorPublicKey: string;
+  list: string;
+  signedList: string;
+}
+
+export function trustFiles(dataDir: string): TrustFiles {
+  const dir = join(dataDir, "trust");
+  return {
+    dir,
+    operatorKey: join(dir, "operator.jwk.json"),
+    operatorPublicKey: join(dir, "operator.pub.jwk.json"),
+    list: join(dir, "list.json"),
+    signedList: join(dir, "list.jws"),
+  };
+}
+
+/**
+ * The local network's operator: one key in data_dir/trust, and at every start a newly signed list
+ * (higher sequence) of the deployment's organisations with their public keys.
+ */
+async function signLocalTrustList(
+  deployment: DeploymentConfig,
+  files: TrustFiles,
+  organisations: readonly GeneratedOrganisation[],
+): Promise<string[]> {
+  const operator = JSON.parse(
+    await ensureSecretFile(files.operatorKey, () => JSON.stringify(generateKey().privateJwk)),
+  ) as JsonWebKey & { kid: string };
+  await writeFile(files.operatorPublicKey, JSON.stringify(publicJwkOf(operator)) + "\n");
+  const previous = existsSync(files.list)
+    ? (JSON.parse(readFileSync(files.list, "utf8")) as { sequence?: number })
+    : {};
+  const now = new Date();
+  const listed = organisations.filter((g) => !deployment.trust.unlisted.includes(g.org.id));
+  const list = {
+    version: 1 as const,
+    network: "medmesh-local",
+    sequence: (previous.sequence ?? 0) + 1,
+    issued_at: now.toISOString(),
+    expires_at: new Date(now.getTime() + 365 * 86_400_000).toISOString(),
+    organisations: listed.map((g) => ({
+      server_name: g.serverName,
+      name: g.org.name,
+      identifier: g.org.id,
+      attestation_keys: [
+        publicJwkOf(JSON.parse(readFileSync(g.paths.organisationKey, "utf8")) as JsonWebKey),
+      ],
+    })),
+  };
+  await writeFile(files.list, JSON.stringify(list, null, 2) + "\n");
+  await writeFile(files.signedList, signTrustList(list, loadPrivateKey(operator), operator.kid) + "\n");
+  return listed.map((g) => g.serverName);
 }
 
 async function generateOrganisation(
@@ -96,6 +171,7 @@ async function generateOrganisation(
   baseDir: string,
   caFiles: string[],
   ca: Awaited<ReturnType<typeof ensureLocalCa>> | undefined,
+  trust: TrustFiles,
 ): Promise<GeneratedOrganisation> {
   const serverName = serverNameOf(org);
   const paths = organisationPaths(dataDir, org.id);
@@ -106,6 +182,7 @@ async function generateOrganisation(
   for (const secret of [paths.registrationSecret, paths.macaroonSecret, paths.formSecret]) {
     await ensureSecretFile(secret, () => randomToken());
   }
+  await ensureSecretFile(paths.organisationKey, () => JSON.stringify(generateKey().privateJwk));
 
   let tls: { certificate: string; privateKey: string };
   if (org.tls) {
@@ -174,8 +251,32 @@ async function generateOrganisation(
         : { type: "pglite" as const, data_dir: view.path(join(paths.storeDir, name)) },
     log_level: "info" as const,
   });
+  const trustConfig = deployment.trust;
   const policyModule = {
     ...serviceConfig("policy-module", org.ports.policy_module, paths.policyModuleRegistration),
+    synapse_admin: { registration_shared_secret: readFileSync(paths.registrationSecret, "utf8").trim() },
+    organisation: { signing_key_file: view.path(paths.organisationKey), ca_files: caFiles.map(view.path) },
+    trust: {
+      operator_keys: [
+        ...(trustConfig.sign_locally ? [view.path(trust.operatorPublicKey)] : []),
+        ...trustConfig.operator_keys.map((f) => view.path(resolve(baseDir, f))),
+      ],
+      lists: [
+        ...(trustConfig.sign_locally ? [{ file: view.path(trust.signedList) }] : []),
+        ...trustConfig.lists.map((l) => ("file" in l ? { file: view.path(resolve(baseDir, l.file)) } : l)),
+      ],
+      refresh_seconds: trustConfig.refresh_seconds,
+      synapse_whitelist_file: view.path(paths.federationWhitelist),
+    },
+    identity: {
+      verified_clinicians: org.verified_clinicians.map((c) => ({
+        user_id: `@${c.localpart}:${serverName}`,
+        display_name: c.display_name,
+        profession: c.profession,
+      })),
+    },
+    invites: { unverified_may_invite_verified: false },
+    directory: { peer_timeout_ms: 1500, remote_cache_seconds: 300 },
     proxy: {
       client: { host: org.bind_address, port: org.ports.client },
       federation: {
@@ -184,6 +285,8 @@ async function generateOrganisation(
         upstream: view.url("synapse", org.ports.synapse_federation),
         tls: { certificate: view.path(tls.certificate), private_key: view.path(tls.privateKey) },
       },
+      limits: deployment.profile === "test" ? TEST_PROFILE_LIMITS : PRODUCTION_LIMITS,
+      rooms: { allow_unencrypted_announcements: false },
     },
   };
   const bridge = serviceConfig("bridge", org.ports.bridge, paths.bridgeRegistration);
@@ -204,6 +307,17 @@ async function generateOrganisation(
     bridge,
   };
 }
+
+const MiB = 1024 * 1024;
+const PRODUCTION_LIMITS = {
+  json_body_bytes: MiB,
+  media_body_bytes: 100 * MiB,
+  federation_body_bytes: 20 * MiB,
+  requests_per_second: 20,
+  burst: 100,
+};
+// Tests and benchmarks drive many requests from one user; the limits stay finite.
+const TEST_PROFILE_LIMITS = { ...PRODUCTION_LIMITS, requests_per_second: 2000, burst: 5000 };
 
 /** How the running processes see this deployment: host paths and loopback, or container paths and service names. */
 function runtimeView(deployment: DeploymentConfig, dataDir: string, org: OrganisationConfig) {

@@ -25,5 +25,5 @@ export {
   ensureUser,
   MatrixRequestError,
   type RegisteredUser,
-} from "./synapse/admin.ts";
+} from "@medmesh/common";
 export { CONFIG_KINDS, driftedSamples, renderKind } from "./samples.ts";

@@ -3,20 +3,19 @@ import { createServer } from "node:net";
 import { readFileSync } from "node:fs";
 import { rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { createLogger, type RunningService } from "@medmesh/common";
+import { createLogger, ensureUser, type RegisteredUser, type RunningService } from "@medmesh/common";
 import { start as startPolicyModule } from "@medmesh/policy-module";
 import { start as startBridge } from "@medmesh/bridge";
 import type { DeploymentConfig } from "./config/schema.ts";
 import { generateNetwork, type GeneratedOrganisation } from "./generate.ts";
-import { ensureUser, type RegisteredUser } from "./synapse/admin.ts";
-import { startSynapse, type SynapseProcess } from "./synapse/process.ts";
+import { superviseSynapse, type SupervisedSynapse } from "./synapse/process.ts";
 
 export const REPO_ROOT = resolve(import.meta.dirname, "../..");
 const NETWORK_FILE = "network.json";
 
 export interface RunningOrganisation extends GeneratedOrganisation {
   registrationSecret: string;
-  synapse: SynapseProcess;
+  synapse: SupervisedSynapse;
   services: RunningService[];
   demoUsers: RegisteredUser[];
 }
@@ -136,9 +135,10 @@ async function startOrganisation(
   say: (l: string) => void,
 ): Promise<RunningOrganisation> {
   say(`starting Synapse for ${g.org.name} (${g.serverName})`);
-  const synapse = await startSynapse({
+  const synapse = await superviseSynapse({
     venv,
     homeserverYaml: g.paths.homeserverYaml,
+    extraConfigFiles: [g.paths.federationWhitelist],
     workDir: g.paths.synapseDir,
     clientUrl: g.synapseUrl,
     logFile: g.paths.logFile,
@@ -150,6 +150,11 @@ async function startOrganisation(
     services.push(
       await startPolicyModule(g.policyModule, {
         log: createLogger("policy-module", g.policyModule.log_level, join(logDir, "policy-module.log")),
+        // Synapse reads its federation whitelist only at start-up: a changed trust list restarts it.
+        onSynapseWhitelistChanged: async () => {
+          say(`trust list changed: restarting Synapse of ${g.org.name} with the new federation whitelist`);
+          await synapse.restart();
+        },
       }),
     );
     services.push(

@@ -1,8 +1,51 @@
 import { ServiceConfigSchema } from "@medmesh/common";
-import type { z } from "zod";
+import { z } from "zod";
+import { DirectoryConfigSchema } from "./directory/index.ts";
+import { IdentityConfigSchema } from "./identity/verification.ts";
+import { OrgInvitePolicySchema } from "./invites/index.ts";
 import { ProxyConfigSchema } from "./proxy/index.ts";
+import { TrustConfigSchema } from "./trust/index.ts";
 
 export const PolicyModuleConfigSchema = ServiceConfigSchema.extend({
   proxy: ProxyConfigSchema.optional(),
+  synapse_admin: z
+    .object({
+      registration_shared_secret: z
+        .string()
+        .min(1)
+        .describe(
+          "Synapse's registration_shared_secret: MedMesh creates and logs in its own admin account with it.",
+        )
+        .meta({ examples: ["${file:/run/secrets/registration_shared_secret}"] }),
+    })
+    .optional()
+    .describe(
+      "Access to Synapse's admin API (required with the proxy: invite permissions read account data).",
+    ),
+  organisation: z
+    .object({
+      signing_key_file: z
+        .string()
+        .describe("The organisation's Ed25519 private JWK; its public half is on the trust list.")
+        .meta({ examples: ["/etc/medmesh/secrets/organisation.jwk.json"] }),
+      ca_files: z
+        .array(z.string())
+        .default([])
+        .describe("Extra CA certificates trusted for other organisations' federation endpoints."),
+    })
+    .optional()
+    .describe("The organisation's identity towards other organisations' MedMesh services."),
+  trust: TrustConfigSchema.optional(),
+  identity: IdentityConfigSchema.prefault({}),
+  invites: OrgInvitePolicySchema.prefault({}),
+  directory: DirectoryConfigSchema.prefault({}),
+}).superRefine((c, ctx) => {
+  if (c.proxy && !c.synapse_admin) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["synapse_admin"],
+      message: "is required when the proxy is configured",
+    });
+  }
 });
 export type PolicyModuleConfig = z.output<typeof PolicyModuleConfigSchema>;

@@ -1,2 +1,13 @@
 export { start } from "./start.ts";
 export { PolicyModuleConfigSchema, type PolicyModuleConfig } from "./config.ts";
+export { type PolicyModuleStartOptions } from "./start.ts";
+export {
+  generateKey,
+  loadPrivateKey,
+  publicJwkOf,
+  runTrustCli,
+  signTrustList,
+  synapseWhitelistYaml,
+  verifyTrustList,
+  type TrustListInput,
+} from "./trust/index.ts";

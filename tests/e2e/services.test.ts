@@ -40,7 +40,11 @@ describe("MedMesh services beside Synapse", () => {
         expect(await res.json()).toEqual({
           service: svc.name,
           status: "ok",
-          checks: { store: "ok", homeserver: "ok" },
+          checks: {
+            store: "ok",
+            homeserver: "ok",
+            ...(svc.name === "policy-module" ? { trust_list: "ok" } : {}),
+          },
         });
         const metrics = await (await fetch(`${svc.url}/metrics`)).text();
         expect(metrics).toContain(`process_resident_memory_bytes{service="${svc.name}"}`);

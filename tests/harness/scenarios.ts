@@ -12,9 +12,10 @@ export interface SharedRoom {
 
 /**
  * The common opening of a federation test: Alice (first organisation) creates a room and invites
- * Bob (second organisation), Bob joins over federation, and Alice has seen the join.
+ * Bob (second organisation), Bob joins over federation, and Alice has seen the join. The room is
+ * end-to-end encrypted, as every room created through the MedMesh proxy is.
  */
-export async function sharedRoom(net: TestNetwork, opts: { encrypted?: boolean } = {}): Promise<SharedRoom> {
+export async function sharedRoom(net: TestNetwork): Promise<SharedRoom> {
   const [a, b] = net.orgs;
   if (!a || !b) throw new Error("sharedRoom needs two organisations");
   const alice = await net.registerUser(a);
@@ -23,13 +24,6 @@ export async function sharedRoom(net: TestNetwork, opts: { encrypted?: boolean }
   const { room_id: roomId } = await ac.createRoom({
     preset: Preset.PrivateChat,
     invite: [bob.userId],
-    ...(opts.encrypted
-      ? {
-          initial_state: [
-            { type: "m.room.encryption", state_key: "", content: { algorithm: "m.megolm.v1.aes-sha2" } },
-          ],
-        }
-      : {}),
   });
   await waitForMembership(bc, roomId, "invite", { description: `federated invite from ${a.serverName}` });
   await bc.joinRoom(roomId);

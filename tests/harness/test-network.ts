@@ -44,6 +44,10 @@ export interface TestNetworkOptions {
    * there (dropped again when the network stops cleanly) instead of SQLite and PGlite.
    */
   postgresUrl?: string;
+  /** Organisation ids left off the network's signed trust list, and how often lists are re-read. */
+  trust?: { unlisted?: string[]; refresh_seconds?: number };
+  /** Verified clinicians per organisation index (localparts; registered by the test). */
+  verifiedClinicians?: Record<number, { localpart: string; display_name: string; profession: string }[]>;
 }
 
 /**
@@ -64,10 +68,12 @@ export async function startTestNetwork(opts: TestNetworkOptions): Promise<TestNe
       data_dir: dataDir,
       profile: "test",
       redaction_retention_period: "5m",
+      trust: { refresh_seconds: 2, ...opts.trust },
       organisations: Array.from({ length: count }, (_, i) => ({
         id: `org-${letters[i] ?? String(i)}`,
         name: `Test organisation ${(letters[i] ?? String(i)).toUpperCase()}`,
         ports: ports[i],
+        verified_clinicians: opts.verifiedClinicians?.[i] ?? [],
         ...databases?.organisation(i),
       })),
     },

@@ -8,4 +8,5 @@ export {
   type Store,
   type LeaseStore,
   type TransactionStore,
+  type DocumentStore,
 } from "./store.ts";

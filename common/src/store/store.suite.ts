@@ -165,6 +165,24 @@ export function storeSuite(name: string, makeBackend: () => Promise<Backend>): v
         }
       }));
 
+    it("keeps named documents, replacing on put, across reopen", () =>
+      withBackend(async ({ config }) => {
+        const first = await createStore(config);
+        try {
+          expect(await first.documents.get("trust-list")).toBeUndefined();
+          await first.documents.put("trust-list", "one");
+          await first.documents.put("trust-list", "two");
+        } finally {
+          await first.close();
+        }
+        const again = await createStore(config);
+        try {
+          expect(await again.documents.get("trust-list")).toBe("two");
+        } finally {
+          await again.close();
+        }
+      }));
+
     it("fails its health check once closed", () =>
       withBackend(async ({ config }) => {
         const store = await createStore(config);

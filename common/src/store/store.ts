@@ -15,9 +15,16 @@ export interface TransactionStore {
   isProcessed(service: string, txnId: string): Promise<boolean>;
 }
 
+/** Small named documents a service must keep across restarts (e.g. the last good trust list). */
+export interface DocumentStore {
+  get(name: string): Promise<string | undefined>;
+  put(name: string, value: string, now?: Date): Promise<void>;
+}
+
 export interface Store {
   readonly leases: LeaseStore;
   readonly transactions: TransactionStore;
+  readonly documents: DocumentStore;
   health(): Promise<void>;
   close(): Promise<void>;
 }
@@ -42,6 +49,16 @@ export const MIGRATIONS: readonly Migration[] = [
         t.text("txn_id").notNullable();
         t.timestamp("processed_at", { useTz: true }).notNullable();
         t.primary(["service", "txn_id"]);
+      }),
+  },
+  {
+    version: 3,
+    name: "documents",
+    up: (trx) =>
+      trx.schema.createTable("documents", (t) => {
+        t.text("name").primary();
+        t.text("value").notNullable();
+        t.timestamp("updated_at", { useTz: true }).notNullable();
       }),
   },
 ];
@@ -85,6 +102,19 @@ export class KnexStore implements Store {
         .where({ service, txn_id: txnId })
         .first();
       return row !== undefined;
+    },
+  };
+
+  readonly documents: DocumentStore = {
+    get: async (name) => {
+      const row: { value: string } | undefined = await this.knex("documents").where({ name }).first("value");
+      return row?.value;
+    },
+    put: async (name, value, now = new Date()) => {
+      await this.knex("documents")
+        .insert({ name, value, updated_at: now })
+        .onConflict("name")
+        .merge(["value", "updated_at"]);
     },
   };
 

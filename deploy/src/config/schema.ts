@@ -109,7 +109,43 @@ export const OrganisationSchema = z.object({
     .array(DemoUserSchema)
     .default([])
     .describe("Users created at start (local demo networks only; never in production)."),
+  verified_clinicians: z
+    .array(
+      z.object({
+        localpart: z.string().min(1),
+        display_name: z.string().min(1),
+        profession: z.string().min(1),
+      }),
+    )
+    .default([])
+    .describe(
+      "Clinicians of this organisation whose registration its admin has checked (interim, see identity).",
+    ),
 });
+
+const TrustSourceSchema = z.union([z.object({ file: z.string() }), z.object({ url: z.url() })]);
+
+export const DeploymentTrustSchema = z
+  .object({
+    sign_locally: z
+      .boolean()
+      .default(true)
+      .describe(
+        "Act as the network operator for this deployment's organisations: keep an operator key in " +
+          "data_dir/trust and sign a list of them at every start. For a local network and tests.",
+      ),
+    unlisted: z
+      .array(z.string())
+      .default([])
+      .describe("Organisation ids the locally signed list leaves out (they are not trusted)."),
+    operator_keys: z
+      .array(z.string())
+      .default([])
+      .describe("Public keys (JWK files) of external network operators whose lists are trusted."),
+    lists: z.array(TrustSourceSchema).default([]).describe("External signed trust lists (file or URL)."),
+    refresh_seconds: z.number().positive().default(300).describe("How often the lists are fetched again."),
+  })
+  .describe("Closed federation: which signed trust lists the organisations follow.");
 
 export const DeploymentSchema = z
   .object({
@@ -150,6 +186,7 @@ export const DeploymentSchema = z
       .describe(
         "Set when the organisation runs in containers (docker-compose.yml); omit for processes on one host.",
       ),
+    trust: DeploymentTrustSchema.prefault({}),
     trusted_ca_files: z
       .array(z.string())
       .default([])

@@ -21,6 +21,10 @@ export interface OrganisationPaths {
   bridgeConfig: string;
   storeDir: string;
   tlsDir: string;
+  /** Synapse config fragment with federation_domain_whitelist, kept by the policy module. */
+  federationWhitelist: string;
+  /** The organisation's Ed25519 key (private JWK): peer requests and attestations. */
+  organisationKey: string;
 }
 
 export interface HomeserverInputs {
@@ -67,6 +71,12 @@ const TEST_PROFILE_RATE_LIMITS = {
   rc_media_create: { per_second: 1000, burst_count: 1000 },
   rc_profile: { per_second: 1000, burst_count: 1000 },
   rc_user_directory: { per_second: 1000, burst_count: 1000 },
+  // A peer's Synapse restarting (trust list change) must not park federation for 10 minutes.
+  federation: {
+    destination_min_retry_interval: "1s",
+    destination_retry_multiplier: 1.5,
+    destination_max_retry_interval: "5s",
+  },
 };
 
 export function homeserverConfig(i: HomeserverInputs): Record<string, unknown> {
@@ -116,6 +126,13 @@ export function homeserverConfig(i: HomeserverInputs): Record<string, unknown> {
     url_preview_enabled: false,
     enable_authenticated_media: true,
     presence: { enabled: false },
+    // Second line behind the proxy's policies: every locally created room is encrypted, and
+    // profiles and the user directory show only people one shares a room with (the proxy answers
+    // verified clinicians from the verified directory itself).
+    encryption_enabled_by_default_for_room_type: "all",
+    require_auth_for_profile_requests: true,
+    limit_profile_requests_to_users_who_share_rooms: true,
+    user_directory: { enabled: true, search_all_users: false },
     serve_server_wellknown: false,
     ...(deployment.profile === "test" ? TEST_PROFILE_RATE_LIMITS : {}),
   };

@@ -18,6 +18,8 @@ export interface StartSynapseOptions {
   /** Client API base URL, polled on /health until Synapse answers. */
   clientUrl: string;
   logFile: string;
+  /** Further config files read after homeserver.yaml (e.g. the trust list's federation whitelist). */
+  extraConfigFiles?: readonly string[];
   timeoutMs?: number;
 }
 
@@ -28,7 +30,13 @@ export async function startSynapse(opts: StartSynapseOptions): Promise<SynapsePr
   await new Promise((r) => out.once("open", r));
   const child = spawn(
     join(opts.venv, "bin", "python"),
-    ["-m", "synapse.app.homeserver", "-c", opts.homeserverYaml],
+    [
+      "-m",
+      "synapse.app.homeserver",
+      "-c",
+      opts.homeserverYaml,
+      ...(opts.extraConfigFiles ?? []).flatMap((f) => ["-c", f]),
+    ],
     {
       cwd: opts.workDir,
       stdio: ["ignore", out, out],
@@ -70,6 +78,58 @@ export async function startSynapse(opts: StartSynapseOptions): Promise<SynapsePr
     await new Promise((r) => setTimeout(r, 200));
   }
   return { pid, stdoutLog, exited, stop: () => stopChild(child, exited) };
+}
+
+export interface SupervisedSynapse extends SynapseProcess {
+  /** Stops and starts Synapse again (to read changed config); `exited` does not fire for it. */
+  restart(): Promise<void>;
+}
+
+/**
+ * A Synapse that can be restarted in place: Synapse reads federation_domain_whitelist only at
+ * start-up, so a changed trust list reaches this second line through a restart. `exited`
+ * resolves only when Synapse ends on its own or is stopped, never for a restart.
+ */
+export async function superviseSynapse(opts: StartSynapseOptions): Promise<SupervisedSynapse> {
+  let current = await startSynapse(opts);
+  let restarting = false;
+  let resolveExited: (code: number | null) => void = () => undefined;
+  const exited = new Promise<number | null>((resolve) => {
+    resolveExited = resolve;
+  });
+  const watch = (p: SynapseProcess): void => {
+    void p.exited.then((code) => {
+      if (!restarting && p === current) resolveExited(code);
+    });
+  };
+  watch(current);
+  let queue = Promise.resolve();
+  return {
+    get pid() {
+      return current.pid;
+    },
+    get stdoutLog() {
+      return current.stdoutLog;
+    },
+    exited,
+    restart: () => {
+      queue = queue.then(async () => {
+        restarting = true;
+        try {
+          await current.stop();
+          current = await startSynapse(opts);
+          watch(current);
+        } finally {
+          restarting = false;
+        }
+      });
+      return queue;
+    },
+    stop: async () => {
+      await queue.catch(() => undefined);
+      await current.stop();
+    },
+  };
 }
 
 async function stopChild(child: ChildProcess, exited: Promise<number | null>): Promise<void> {

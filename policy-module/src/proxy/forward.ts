@@ -32,7 +32,10 @@ export interface ForwarderOptions {
   duration: Histogram<"listener">;
 }
 
-export type Forwarder = ((req: IncomingMessage, res: ServerResponse) => void) & { agent: Agent };
+/** Forwards a request; `body`, when given, replaces the (already consumed) request body. */
+export type Forwarder = ((req: IncomingMessage, res: ServerResponse, body?: Buffer) => void) & {
+  agent: Agent;
+};
 
 /**
  * Passes one request to Synapse and its answer back, streaming both bodies (a large media upload or
@@ -42,7 +45,7 @@ export type Forwarder = ((req: IncomingMessage, res: ServerResponse) => void) & 
  */
 export function createForwarder(opts: ForwarderOptions): Forwarder {
   const agent = new Agent({ keepAlive: true, maxSockets: 256 });
-  const forward = (req: IncomingMessage, res: ServerResponse): void => {
+  const forward = (req: IncomingMessage, res: ServerResponse, body?: Buffer): void => {
     const started = process.hrtime.bigint();
     const finish = (status: number): void => {
       opts.requests.inc({
@@ -66,7 +69,7 @@ export function createForwarder(opts: ForwarderOptions): Forwarder {
         port: opts.upstream.port,
         method: req.method,
         path: req.url,
-        headers: forwardedHeaders(req, opts.scheme),
+        headers: forwardedHeaders(req, opts.scheme, body),
         agent,
       },
       (upstreamRes) => {
@@ -89,13 +92,15 @@ export function createForwarder(opts: ForwarderOptions): Forwarder {
     res.on("close", () => {
       if (!res.writableFinished) upstreamReq.destroy();
     });
-    req.pipe(upstreamReq);
+    if (body) upstreamReq.end(body);
+    else req.pipe(upstreamReq);
   };
   return Object.assign(forward, { agent });
 }
 
-function forwardedHeaders(req: IncomingMessage, scheme: string): IncomingHttpHeaders {
+function forwardedHeaders(req: IncomingMessage, scheme: string, body?: Buffer): IncomingHttpHeaders {
   const headers = withoutHopByHop(req.headers);
+  if (body) headers["content-length"] = String(body.length);
   // MedMesh is the first proxy: a client-supplied X-Forwarded-For is untrusted and replaced.
   headers["x-forwarded-for"] = req.socket.remoteAddress ?? "";
   headers["x-forwarded-proto"] = scheme;
@@ -115,8 +120,18 @@ function methodLabel(method: string | undefined): string {
   return method && METHODS.has(method) ? method : "OTHER";
 }
 
-export function matrixError(res: ServerResponse, status: number, errcode: string, error: string): void {
-  const body = JSON.stringify({ errcode, error });
+export function matrixError(
+  res: ServerResponse,
+  status: number,
+  errcode: string,
+  error: string,
+  extra: Record<string, unknown> = {},
+): void {
+  sendJson(res, status, { errcode, error, ...extra });
+}
+
+export function sendJson(res: ServerResponse, status: number, value: unknown): void {
+  const body = JSON.stringify(value);
   res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
   res.end(body);
 }

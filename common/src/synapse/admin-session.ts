@@ -1,0 +1,102 @@
+import { createHmac } from "node:crypto";
+import { MatrixRequestError, registerWithSharedSecret } from "./accounts.ts";
+
+export interface SynapseAdmin {
+  readonly userId: string | undefined;
+  /** A JSON request to Synapse as the MedMesh admin user; Matrix errors become MatrixRequestError. */
+  request<T>(method: string, path: string, body?: unknown): Promise<T>;
+}
+
+/**
+ * MedMesh's own Synapse admin account, for the admin API (account data, rooms, redactions). It
+ * needs only the registration shared secret, which the organisation's MedMesh already holds:
+ * the password is derived from it, so any instance can log in again after a restart, and the
+ * account is created (as admin) on first use. One fixed device keeps logins from piling up.
+ */
+export function createSynapseAdmin(opts: {
+  url: string;
+  registrationSharedSecret: string;
+  localpart?: string;
+}): SynapseAdmin {
+  const localpart = opts.localpart ?? "medmesh-admin";
+  const password = createHmac("sha256", opts.registrationSharedSecret)
+    .update(`medmesh admin password for ${localpart}`)
+    .digest("base64url");
+  let session: Promise<{ token: string; userId: string }> | undefined;
+  let userId: string | undefined;
+
+  const login = async (): Promise<{ token: string; userId: string }> => {
+    const res = await fetch(new URL("/_matrix/client/v3/login", opts.url), {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        type: "m.login.password",
+        identifier: { type: "m.id.user", user: localpart },
+        password,
+        device_id: "MEDMESH_ADMIN",
+        initial_device_display_name: "MedMesh policy module",
+      }),
+    });
+    const body = (await res.json()) as {
+      access_token?: string;
+      user_id?: string;
+      errcode?: string;
+      error?: string;
+    };
+    if (res.ok && body.access_token && body.user_id)
+      return { token: body.access_token, userId: body.user_id };
+    if (body.errcode !== "M_FORBIDDEN") {
+      throw new MatrixRequestError(
+        res.status,
+        body.errcode ?? "M_UNKNOWN",
+        body.error ?? "admin login failed",
+      );
+    }
+    // No such user yet: create it, as an admin.
+    const reg = await registerWithSharedSecret(opts.url, opts.registrationSharedSecret, {
+      localpart,
+      password,
+      admin: true,
+    });
+    return { token: reg.accessToken, userId: reg.userId };
+  };
+
+  const send = async <T>(method: string, path: string, body: unknown, retry: boolean): Promise<T> => {
+    session ??= login().catch((err: unknown) => {
+      session = undefined;
+      throw err;
+    });
+    const { token, userId: id } = await session;
+    userId = id;
+    const res = await fetch(new URL(path, opts.url), {
+      method,
+      headers: {
+        authorization: `Bearer ${token}`,
+        ...(body === undefined ? {} : { "content-type": "application/json" }),
+      },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      signal: AbortSignal.timeout(15_000),
+    });
+    const text = await res.text();
+    const parsed = (text ? JSON.parse(text) : {}) as T & { errcode?: string; error?: string };
+    if (res.status === 401 && retry) {
+      session = undefined; // the token was logged out: log in again once
+      return send(method, path, body, false);
+    }
+    if (!res.ok) {
+      throw new MatrixRequestError(
+        res.status,
+        parsed.errcode ?? "M_UNKNOWN",
+        parsed.error ?? text.slice(0, 200),
+      );
+    }
+    return parsed;
+  };
+
+  return {
+    get userId() {
+      return userId;
+    },
+    request: (method, path, body) => send(method, path, body, true),
+  };
+}

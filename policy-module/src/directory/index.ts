@@ -1,0 +1,9 @@
+export {
+  createDirectory,
+  DirectoryConfigSchema,
+  FHIR_PATH,
+  type Directory,
+  type DirectoryConfig,
+} from "./directory.ts";
+export { createPeerClient, type PeerClient } from "./peer-client.ts";
+export { createSearchIndex } from "./search-index.ts";

@@ -1,0 +1,2 @@
+export * from "./permission-config.ts";
+export { createInviteGate } from "./gate.ts";

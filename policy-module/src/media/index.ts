@@ -1,0 +1,1 @@
+export { stripImageMetadata, type StripResult } from "./strip-metadata.ts";

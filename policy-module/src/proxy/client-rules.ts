@@ -1,0 +1,147 @@
+import { stripImageMetadata } from "../media/index.ts";
+import { PERMISSION_CONFIG_TYPE, parsePermissionConfig } from "../invites/index.ts";
+import { forbidden, Refusal, type ProxyContext } from "./context.ts";
+import type { ProxyConfig } from "./config.ts";
+import { isUserId, serverOf, type DirectoryGate, type InviteGate, type TrustView } from "./policy.ts";
+import { CLIENT, MEDIA, route, type Route } from "./router.ts";
+
+export interface ClientRuleDeps {
+  config: ProxyConfig;
+  serverName: string;
+  trust: TrustView;
+  invites: InviteGate;
+  directory: DirectoryGate;
+  onStripped: (removed: string[]) => void;
+}
+
+const MEGOLM = "m.megolm.v1.aes-sha2";
+
+/** The client-API rules: which requests the proxy refuses, rewrites or answers itself. */
+export function clientRules(d: ClientRuleDeps): Route[] {
+  const limit = d.config.limits.json_body_bytes;
+
+  const assertTrusted = (server: string | undefined, what: string): void => {
+    if (server === undefined || server === d.serverName) return;
+    if (!d.trust.isTrusted(server)) {
+      throw forbidden(`${what}: ${server} is not an organisation on this network's trust list`);
+    }
+  };
+
+  const checkInvite = async (inviter: string, invitee: unknown): Promise<void> => {
+    if (!isUserId(invitee)) throw new Refusal(400, "M_INVALID_PARAM", "user_id must be a Matrix user ID");
+    assertTrusted(serverOf(invitee), `Cannot invite ${invitee}`);
+    // Remote invitees' own organisations enforce their permissions on the inbound invite.
+    if (serverOf(invitee) !== d.serverName) return;
+    const decision = await d.invites.check(inviter, invitee);
+    if (!decision.allowed) throw forbidden(decision.reason);
+  };
+
+  const checkJoin = (ctx: ProxyContext, target: string): void => {
+    const what = `Cannot join ${target}`;
+    if (target.startsWith("#") || target.startsWith("!")) assertTrusted(serverOf(target), what);
+    for (const key of ["server_name", "via"]) {
+      for (const server of ctx.url.searchParams.getAll(key)) assertTrusted(server, what);
+    }
+  };
+
+  return [
+    route("POST", `${CLIENT}/createRoom`, async (ctx) => {
+      const requester = await ctx.requireRequester();
+      const body = await ctx.json(limit);
+      if (body.invite_3pid !== undefined) {
+        throw forbidden("Invitations by e-mail or phone number are not available on this server");
+      }
+      const invites = body.invite === undefined ? [] : body.invite;
+      if (!Array.isArray(invites)) throw new Refusal(400, "M_INVALID_PARAM", "invite must be a list");
+      for (const invitee of invites) await checkInvite(requester.userId, invitee);
+      ctx.replaceJson(withEncryption(body, d.config.rooms.allow_unencrypted_announcements));
+      return undefined;
+    }),
+    route("POST", `${CLIENT}/rooms/{}/invite`, async (ctx) => {
+      const requester = await ctx.requireRequester();
+      const body = await ctx.json(limit);
+      await checkInvite(requester.userId, body.user_id);
+      return undefined;
+    }),
+    route("POST", `${CLIENT}/(?:join|knock)/{}`, (ctx, [target = ""]) => {
+      checkJoin(ctx, target);
+      return Promise.resolve(undefined);
+    }),
+    route("POST", `${CLIENT}/rooms/{}/join`, (ctx, [target = ""]) => {
+      checkJoin(ctx, target);
+      return Promise.resolve(undefined);
+    }),
+    route("PUT", `${CLIENT}/user/{}/account_data/{}`, async (ctx, [userId = "", type]) => {
+      if (type !== PERMISSION_CONFIG_TYPE) return undefined;
+      const parsed = parsePermissionConfig(await ctx.json(limit));
+      if (!parsed.ok) throw new Refusal(400, "M_BAD_JSON", `Invalid permission config: ${parsed.reason}`);
+      d.invites.changed(userId);
+      return undefined;
+    }),
+    route("POST", `${CLIENT}/user_directory/search`, async (ctx) => {
+      const requester = await ctx.requireRequester();
+      return d.directory.search(requester, await ctx.json(limit));
+    }),
+    route("GET", `${CLIENT}/profile/{}(?:/(displayname|avatar_url))?`, async (ctx, [userId = "", field]) => {
+      const requester = await ctx.requireRequester();
+      return d.directory.profile(requester, userId, field);
+    }),
+    route(["POST", "PUT"], `${MEDIA}/upload(?:/{}/{})?`, async (ctx) => {
+      const type = ctx.req.headers["content-type"] ?? "";
+      if (!/^image\//i.test(type)) return undefined; // encrypted files are application/octet-stream
+      const result = stripImageMetadata(await ctx.body(d.config.limits.media_body_bytes), type);
+      if (result.kind === "invalid") {
+        throw new Refusal(400, "M_INVALID_PARAM", `The upload is not a valid ${type} file: ${result.reason}`);
+      }
+      if (result.kind === "stripped") {
+        ctx.replacedBody = result.data;
+        d.onStripped(result.removed);
+      }
+      return undefined;
+    }),
+    route("GET", `(?:${MEDIA}|^/_matrix/client/v1/media)/preview_url`, () =>
+      Promise.reject(forbidden("Link previews are turned off: they would send links out of the network")),
+    ),
+    route("GET", `${MEDIA}/(?:download|thumbnail)/.*`, () =>
+      Promise.reject(
+        new Refusal(404, "M_NOT_FOUND", "Unauthenticated media is turned off; use /_matrix/client/v1/media"),
+      ),
+    ),
+  ];
+}
+
+/**
+ * Rooms are end-to-end encrypted from their first event: the encryption state is part of the
+ * initial state, so no message can be sent before it. The only exception is a read-only
+ * announcement room, and only where the organisation allows those.
+ */
+export function withEncryption(
+  body: Record<string, unknown>,
+  allowAnnouncements: boolean,
+): Record<string, unknown> {
+  const initial: unknown = body.initial_state ?? [];
+  if (!Array.isArray(initial)) throw new Refusal(400, "M_INVALID_PARAM", "initial_state must be a list");
+  const hasEncryption = initial.some(
+    (e: unknown) =>
+      typeof e === "object" && e !== null && (e as { type?: unknown }).type === "m.room.encryption",
+  );
+  if (hasEncryption) return body;
+  const creation = body.creation_content as Record<string, unknown> | undefined;
+  if (creation?.["org.medmesh.announcement"] === true) {
+    if (!allowAnnouncements) {
+      throw forbidden("Unencrypted announcement rooms are not allowed by this organisation");
+    }
+    const levels = body.power_level_content_override as { events_default?: unknown } | undefined;
+    if (typeof levels?.events_default !== "number" || levels.events_default < 50) {
+      throw forbidden("An unencrypted announcement room must be read-only (events_default of 50 or more)");
+    }
+    return body;
+  }
+  return {
+    ...body,
+    initial_state: [
+      ...(initial as unknown[]),
+      { type: "m.room.encryption", state_key: "", content: { algorithm: MEGOLM } },
+    ],
+  };
+}

@@ -1,0 +1,50 @@
+import { Refusal, type OwnResponse, type ProxyContext } from "./context.ts";
+
+export interface Route {
+  methods: readonly string[];
+  /** Matched against the raw path, as Synapse matches its own routes; groups are URL-decoded. */
+  pattern: RegExp;
+  handle(ctx: ProxyContext, params: string[]): Promise<OwnResponse | undefined>;
+}
+
+/** Client API versions Synapse serves the same endpoint under. */
+export const CLIENT = String.raw`^/_matrix/client/(?:r0|v3|unstable)`;
+export const MEDIA = String.raw`^/_matrix/media/(?:r0|v3|v1)`;
+const SEGMENT = "([^/]+)";
+export const route = (methods: string | readonly string[], path: string, handle: Route["handle"]): Route => ({
+  methods: typeof methods === "string" ? [methods] : methods,
+  pattern: new RegExp(path.replaceAll("{}", SEGMENT) + "$"),
+  handle,
+});
+
+export function findRoute(
+  routes: readonly Route[],
+  method: string,
+  path: string,
+): { route: Route; params: string[] } | undefined {
+  for (const r of routes) {
+    if (!r.methods.includes(method)) continue;
+    const m = r.pattern.exec(path);
+    if (!m) continue;
+    try {
+      return { route: r, params: m.slice(1).map((p) => decodeURIComponent(p)) };
+    } catch {
+      throw new Refusal(400, "M_UNRECOGNIZED", "The request path is not correctly URL-encoded");
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Paths Synapse would read differently from the proxy are refused outright: dot segments,
+ * empty segments, backslashes, encoded slashes or dots, control characters.
+ */
+export function isAmbiguousPath(path: string): boolean {
+  return (
+    /(^|\/)\.{1,2}(\/|$)/.test(path) ||
+    path.includes("//") ||
+    /%(2e|2f|5c|00)/i.test(path) ||
+    // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
+    /[\\\u0000-\u001f\u007f]/.test(path)
+  );
+}
