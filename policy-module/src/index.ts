@@ -11,3 +11,4 @@ export {
   verifyTrustList,
   type TrustListInput,
 } from "./trust/index.ts";
+export { loadOrgKey, signRequest } from "./trust/index.ts";

@@ -1,13 +1,13 @@
 import { execFileSync } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { generateKeyPairSync, randomBytes, type KeyObject } from "node:crypto";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { generateKey, loadPrivateKey, signTrustList } from "@medmesh/policy-module";
+import { generateKey, loadOrgKey, loadPrivateKey, signRequest, signTrustList } from "@medmesh/policy-module";
 import { REPO_ROOT, type RunningOrganisation } from "@medmesh/deploy";
 import { JPEG_WITH_GPS } from "../../policy-module/src/media/test-images.ts";
-import { useTestNetwork, waitForMembership, type TestUser } from "../harness/index.ts";
+import { OpenApiContract, useTestNetwork, waitForMembership, type TestUser } from "../harness/index.ts";
 
 // A and B are on the network's signed trust list; C runs the same software but is not listed.
 const net = useTestNetwork({
@@ -192,6 +192,52 @@ describe("policy proxy: verified-only directory", () => {
   });
 });
 
+describe("policy module: its own APIs, as documented", () => {
+  const contract = new OpenApiContract(join(REPO_ROOT, "policy-module", "openapi", "policy-module.yaml"));
+
+  it("answers a trusted peer's signed FHIR search, and refuses unsigned, forged and untrusted ones", async () => {
+    const a = org(0);
+    const b = org(1);
+    const uri = "/_medmesh/fhir/r4/Practitioner?name=de%20vries&_count=5";
+    const bKey = loadOrgKey(b.paths.organisationKey);
+    const signed = (path: string, origin = b.serverName, key = bKey) =>
+      signRequest(key, { method: "GET", uri: path, origin, destination: a.serverName });
+    const op = "GET /_medmesh/fhir/r4/Practitioner";
+
+    const ok = await fetchInsecure(`${a.federationUrl}${uri}`, signed(uri));
+    await contract.check(op, ok.response.clone());
+    const bundle = (await ok.response.json()) as {
+      total: number;
+      entry: { resource: { name?: { text: string }[] } }[];
+    };
+    expect(bundle.total).toBe(1);
+    expect(bundle.entry[0]?.resource.name?.[0]?.text).toBe("Dr. Anna de Vries");
+
+    const bare = "/_medmesh/fhir/r4/Practitioner";
+    const refusals: [string, string | undefined, number][] = [
+      [uri, undefined, 401], // unsigned
+      [uri, signed(uri.replace("vries", "boer")), 401], // signature over another URI
+      [uri, signed(uri, b.serverName, { ...bKey, privateKey: generateKeyObject() }), 401], // B's name, another key
+      [uri, signed(uri, org(2).serverName, loadOrgKey(org(2).paths.organisationKey)), 403], // C: not listed
+      [bare, signed(bare), 400], // neither name nor identifier
+    ];
+    for (const [path, auth, status] of refusals) {
+      const res = await fetchInsecure(`${a.federationUrl}${path}`, auth);
+      expect(res.status).toBe(status);
+      await contract.check(op, res.response);
+    }
+  });
+
+  it("reports the trust lists in force", async () => {
+    const policy = org(0).services.find((s) => s.name === "policy-module")!;
+    const res = await fetch(`${policy.url}/_medmesh/admin/v1/trust`);
+    await contract.check("GET /_medmesh/admin/v1/trust", res.clone());
+    const status = (await res.json()) as { servers: string[]; networks: { network: string }[] };
+    expect(status.servers).toEqual([org(0).serverName, org(1).serverName].sort());
+    expect(status.networks.map((n) => n.network)).toEqual(["medmesh-local"]);
+  });
+});
+
 describe("policy proxy: TI-Messenger invite permissions", () => {
   const PERMISSIONS = "de.gematik.tim.account.permissionconfig.pro.v1";
 
@@ -325,10 +371,7 @@ describe("policy proxy: signed trust list (closed federation)", () => {
         },
       ],
     };
-    writeFileSync(
-      join(files, "list.jws"),
-      signTrustList(withC, loadPrivateKey(operator), operator.kid),
-    );
+    writeFileSync(join(files, "list.jws"), signTrustList(withC, loadPrivateKey(operator), operator.kid));
     await waitFor(async () => (await trustStatus(org(0))).servers.includes(org(2).serverName), "A trusts C");
     await waitFor(async () => (await trustStatus(org(1))).servers.includes(org(2).serverName), "B trusts C");
 
@@ -373,19 +416,34 @@ async function waitFor(check: () => Promise<boolean>, what: string, timeoutMs = 
   throw new Error(`timed out waiting until ${what}`);
 }
 
-/** A request to a federation port (the local CA is not in Node's trust store; this is a test of the gate). */
-async function fetchInsecure(url: string, authorization?: string): Promise<{ status: number }> {
+/** A request to a federation port (the local CA is not in Node's trust store; these test the gate). */
+async function fetchInsecure(
+  url: string,
+  authorization?: string,
+): Promise<{ status: number; response: Response }> {
   const { request } = await import("node:https");
   return new Promise((resolve, reject) => {
     const req = request(
       url,
       { rejectUnauthorized: false, headers: authorization ? { authorization } : {} },
       (res) => {
-        res.resume();
-        resolve({ status: res.statusCode ?? 0 });
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () => {
+          const headers = new Headers();
+          for (const [k, v] of Object.entries(res.headers)) if (typeof v === "string") headers.set(k, v);
+          resolve({
+            status: res.statusCode ?? 0,
+            response: new Response(Buffer.concat(chunks), { status: res.statusCode ?? 0, headers }),
+          });
+        });
       },
     );
     req.on("error", reject);
     req.end();
   });
+}
+
+function generateKeyObject(): KeyObject {
+  return generateKeyPairSync("ed25519").privateKey;
 }

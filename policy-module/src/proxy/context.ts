@@ -48,6 +48,11 @@ export class ProxyContext {
     this.#requester = requester;
   }
 
+  /** The path exactly as sent (URL parsing would resolve dot segments Synapse never sees resolved). */
+  get rawPath(): string {
+    return (this.req.url ?? "/").split("?")[0] ?? "/";
+  }
+
   get method(): string {
     return this.req.method ?? "GET";
   }

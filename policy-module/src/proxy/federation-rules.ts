@@ -66,7 +66,7 @@ export function federationGate(d: FederationRuleDeps): {
 
   return {
     async admit(ctx) {
-      const path = ctx.url.pathname;
+      const path = ctx.rawPath;
       if (UNAUTHENTICATED.test(path)) return undefined;
       const isFederation = path.startsWith("/_matrix/federation/") || path.startsWith("/_matrix/media/");
       const isMedMesh = path.startsWith("/_medmesh/");

@@ -37,9 +37,14 @@ export function findRoute(
 
 /**
  * Paths Synapse would read differently from the proxy are refused outright: dot segments,
- * empty segments, backslashes, encoded slashes or dots, control characters.
+ * empty segments, backslashes, encoded slashes or dots, control characters, broken encoding.
  */
 export function isAmbiguousPath(path: string): boolean {
+  try {
+    decodeURIComponent(path); // broken percent-encoding or invalid UTF-8
+  } catch {
+    return true;
+  }
   return (
     /(^|\/)\.{1,2}(\/|$)/.test(path) ||
     path.includes("//") ||

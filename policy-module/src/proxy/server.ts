@@ -156,8 +156,12 @@ export async function startProxy(
     };
 
   const client = handle("client", forwardClient, async (ctx) => {
-    if (isAmbiguousPath(ctx.url.pathname)) {
+    if (isAmbiguousPath(ctx.rawPath)) {
       throw new Refusal(400, "M_UNRECOGNIZED", "Unsupported request path");
+    }
+    if (ctx.rawPath.startsWith("/_synapse/admin/")) {
+      // Administration happens on the organisation's own network, against Synapse's loopback listener.
+      throw new Refusal(404, "M_UNRECOGNIZED", "The admin API is not available here");
     }
     const token = accessTokenOf(ctx.req, ctx.url);
     const requester = await ctx.requester();
@@ -170,11 +174,11 @@ export async function startProxy(
         retry_after_ms: verdict.retryAfterMs,
       });
     }
-    const found = findRoute(routes, ctx.method, ctx.url.pathname);
+    const found = findRoute(routes, ctx.method, ctx.rawPath);
     return found ? found.route.handle(ctx, found.params) : undefined;
   });
   const federation = handle("federation", forwardFederation, async (ctx) => {
-    if (isAmbiguousPath(ctx.url.pathname)) {
+    if (isAmbiguousPath(ctx.rawPath)) {
       throw new Refusal(400, "M_UNRECOGNIZED", "Unsupported request path");
     }
     return gate.admit(ctx);
