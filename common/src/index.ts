@@ -23,4 +23,10 @@ export {
   type RegisteredUser,
 } from "./synapse/accounts.ts";
 export { createSynapseAdmin, type SynapseAdmin } from "./synapse/admin-session.ts";
-export type { DocumentStore, LeaseStore, Store, TransactionStore } from "./store/index.ts";
+export {
+  createStore,
+  type DocumentStore,
+  type LeaseStore,
+  type Store,
+  type TransactionStore,
+} from "./store/index.ts";

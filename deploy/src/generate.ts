@@ -269,6 +269,7 @@ async function generateOrganisation(
       synapse_whitelist_file: view.path(paths.federationWhitelist),
     },
     identity: {
+      ...deployment.identity,
       verified_clinicians: org.verified_clinicians.map((c) => ({
         user_id: `@${c.localpart}:${serverName}`,
         display_name: c.display_name,

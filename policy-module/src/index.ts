@@ -1,4 +1,5 @@
 export { start } from "./start.ts";
+export { IdentityConfigSchema } from "./identity/verification.ts";
 export { PolicyModuleConfigSchema, type PolicyModuleConfig } from "./config.ts";
 export { type PolicyModuleStartOptions } from "./start.ts";
 export {

@@ -1,5 +1,7 @@
 import { readFileSync } from "node:fs";
 import {
+  ApiError,
+  asyncHandler,
   createSynapseAdmin,
   startAppserviceService,
   type RunningService,
@@ -8,10 +10,11 @@ import {
 } from "@medmesh/common";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
-import type { Store } from "@medmesh/common";
+import type { Registration, Store } from "@medmesh/common";
 import type { PolicyModuleConfig } from "./config.ts";
-import { createDirectory, createPeerClient } from "./directory/index.ts";
-import { configuredClinicians } from "./identity/verification.ts";
+import { createDirectory, createPeerClient, FHIR_PATH } from "./directory/index.ts";
+import { startIdentity, type Identity } from "./identity/service.ts";
+import { createPeerApi } from "./peer-api.ts";
 import { createInviteGate } from "./invites/index.ts";
 import { startProxy } from "./proxy/index.ts";
 import { createTrustManager, loadOrgKey, type TrustManager } from "./trust/index.ts";
@@ -31,15 +34,36 @@ export async function start(
   opts: PolicyModuleStartOptions = {},
 ): Promise<RunningService> {
   let trust: TrustManager | undefined;
+  let identity: Identity | undefined;
   return startAppserviceService(
     {
       name: "policy-module",
-      onEvents: () => Promise.resolve(),
+      // The bot's room events: joins on invite, verification badges for joining members.
+      onEvents: (events) => identity?.badges.onEvents(events) ?? Promise.resolve(),
       mount: (app) => {
         // Internal listener: which lists are in force, for operators and tests.
         app.get("/_medmesh/admin/v1/trust", (_req, res) => {
           res.json(trust ? trust.status() : { configured: false });
         });
+        app.post(
+          "/_medmesh/admin/v1/identity/reverify",
+          asyncHandler(async (_req, res) => {
+            if (!identity) throw new ApiError("M_UNAVAILABLE", "identity is not running (no proxy role)");
+            res.json(await identity.reverifier.run());
+          }),
+        );
+        app.get(
+          "/_medmesh/admin/v1/identity/users/:userId",
+          asyncHandler(async (req, res) => {
+            if (!identity) throw new ApiError("M_UNAVAILABLE", "identity is not running (no proxy role)");
+            const userId = String(req.params.userId);
+            const local = userId.endsWith(`:${config.homeserver.server_name}`);
+            const verified = local
+              ? await identity.clinicians.isVerified(userId)
+              : await identity.remote.isVerified(userId);
+            res.json({ user_id: userId, verified, source: local ? "local" : "attestation" });
+          }),
+        );
       },
       healthChecks: {
         trust_list: () =>
@@ -64,7 +88,9 @@ export async function start(
                 : undefined;
               if (!trust)
                 ctx.log.warn("no trust list configured: this organisation federates with any server");
-              return startProxyRole(config, ctx, trust);
+              return startProxyRole(config, ctx, trust, (i) => {
+                identity = i;
+              });
             },
           ]
         : [],
@@ -76,8 +102,9 @@ export async function start(
 
 async function startProxyRole(
   config: PolicyModuleConfig,
-  ctx: { log: Logger; metrics: Registry; store: Store },
+  ctx: { log: Logger; metrics: Registry; store: Store; registration: Registration },
   trust: TrustManager | undefined,
+  onIdentity: (identity: Identity) => void,
 ): Promise<StartedRole> {
   const proxy = config.proxy;
   const adminConfig = config.synapse_admin;
@@ -89,27 +116,50 @@ async function startProxyRole(
     status: () => ({ servers: [], networks: [], sources: [] }),
   };
   const org = config.organisation;
+  const orgKey = org ? loadOrgKey(org.signing_key_file) : undefined;
+  const peers = createPeerClient({
+    serverName,
+    orgKey,
+    ca: org?.ca_files.length ? org.ca_files.map((f) => readFileSync(f)) : undefined,
+  });
+  const admin = createSynapseAdmin({
+    url: config.homeserver.url,
+    registrationSharedSecret: adminConfig.registration_shared_secret,
+  });
+  const botUserId = `@${ctx.registration.sender_localpart}:${serverName}`;
+  const identity = await startIdentity(config.identity, {
+    homeserverUrl: config.homeserver.url,
+    asToken: ctx.registration.as_token,
+    botUserId,
+    admin,
+    serverName,
+    store: ctx.store,
+    log: ctx.log,
+    metrics: ctx.metrics,
+    orgKey,
+    orgPublicJwk: org
+      ? (JSON.parse(readFileSync(org.signing_key_file, "utf8")) as Record<string, unknown>)
+      : undefined,
+    peers,
+    trust: trustView,
+    peerTimeoutMs: config.directory.peer_timeout_ms,
+  });
+  onIdentity(identity);
   const directory = createDirectory({
     serverName,
     config: config.directory,
-    clinicians: configuredClinicians(config.identity),
+    clinicians: identity.clinicians,
+    remote: identity.remote,
     trust: {
       servers: () => trustView.status().servers,
       attestationKeys: (s) => trustView.attestationKeys(s),
     },
-    peers: createPeerClient({
-      serverName,
-      orgKey: org ? loadOrgKey(org.signing_key_file) : undefined,
-      ca: org?.ca_files.length ? org.ca_files.map((f) => readFileSync(f)) : undefined,
-    }),
+    peers,
     log: ctx.log,
     metrics: ctx.metrics,
   });
   const invites = createInviteGate({
-    admin: createSynapseAdmin({
-      url: config.homeserver.url,
-      registrationSharedSecret: adminConfig.registration_shared_secret,
-    }),
+    admin,
     policy: config.invites,
     verification: directory,
     log: ctx.log,
@@ -121,12 +171,23 @@ async function startProxyRole(
     trust: trustView,
     invites,
     directory,
-    medmesh: (c, origin) => directory.serveFhir(c, origin),
+    medmesh: createPeerApi({
+      serverName,
+      attestationKeys: (s) => trustView.attestationKeys(s),
+      routes: [
+        { pattern: new RegExp(`^${FHIR_PATH}$`), handle: (c) => directory.serveFhir(c) },
+        ...identity.peerRoutes,
+      ],
+    }),
+    medmeshClientRoutes: identity.clientRoutes,
+    botUserId,
   });
+  identity.reverifier.start();
   return {
     endpoints: { client: running.clientUrl, federation: running.federationUrl },
     stop: async () => {
       trust?.stop();
+      await identity.reverifier.stop();
       await running.stop();
     },
   };

@@ -48,6 +48,8 @@ export interface TestNetworkOptions {
   trust?: { unlisted?: string[]; refresh_seconds?: number };
   /** Verified clinicians per organisation index (localparts; registered by the test). */
   verifiedClinicians?: Record<number, { localpart: string; display_name: string; profession: string }[]>;
+  /** The deployment's identity section (registry endpoints, validity, re-verification). */
+  identity?: Record<string, unknown>;
 }
 
 /**
@@ -69,6 +71,7 @@ export async function startTestNetwork(opts: TestNetworkOptions): Promise<TestNe
       profile: "test",
       redaction_retention_period: "5m",
       trust: { refresh_seconds: 2, ...opts.trust },
+      ...(opts.identity ? { identity: opts.identity } : {}),
       organisations: Array.from({ length: count }, (_, i) => ({
         id: `org-${letters[i] ?? String(i)}`,
         name: `Test organisation ${(letters[i] ?? String(i)).toUpperCase()}`,

@@ -29,7 +29,12 @@ export interface ServiceDefinition {
   mount?: (app: Express, ctx: { store: Store; log: Logger; registration: Registration }) => void;
   healthChecks?: Record<string, HealthCheck>;
   /** Roles started once the service is ready (e.g. the proxy), stopped first on shutdown. */
-  roles?: ((ctx: { log: Logger; metrics: Registry; store: Store }) => Promise<StartedRole>)[];
+  roles?: ((ctx: {
+    log: Logger;
+    metrics: Registry;
+    store: Store;
+    registration: Registration;
+  }) => Promise<StartedRole>)[];
 }
 
 export interface StartedRole {
@@ -94,7 +99,8 @@ export async function startAppserviceService(
     }
     const roles: StartedRole[] = [];
     try {
-      for (const startRole of def.roles ?? []) roles.push(await startRole({ log, metrics, store }));
+      for (const startRole of def.roles ?? [])
+        roles.push(await startRole({ log, metrics, store, registration }));
     } catch (err) {
       await Promise.all(roles.map((r) => r.stop()));
       await server.close();

@@ -22,6 +22,8 @@ export interface DocumentStore {
 }
 
 export interface Store {
+  /** For capability stores (identity, audit, …) whose tables are part of the same migration history. */
+  readonly knex: Knex;
   readonly leases: LeaseStore;
   readonly transactions: TransactionStore;
   readonly documents: DocumentStore;
@@ -59,6 +61,47 @@ export const MIGRATIONS: readonly Migration[] = [
         t.text("name").primary();
         t.text("value").notNullable();
         t.timestamp("updated_at", { useTz: true }).notNullable();
+      }),
+  },
+  {
+    version: 4,
+    name: "clinician verifications",
+    up: (trx) =>
+      trx.schema.createTable("clinician_verifications", (t) => {
+        t.text("user_id").primary();
+        t.text("registry").notNullable();
+        // Kept so that re-verification works; never logged, never in attestations or audit.
+        t.text("registration_number").notNullable();
+        t.text("claimed_name").notNullable();
+        t.text("registered_name");
+        t.text("profession");
+        t.jsonb("specialisms").notNullable().defaultTo("[]");
+        t.text("status").notNullable(); // pending | verified | rejected | revoked
+        t.text("reason");
+        t.timestamp("verified_at", { useTz: true });
+        t.timestamp("expires_at", { useTz: true });
+        t.timestamp("last_checked_at", { useTz: true });
+        t.integer("attempts").notNullable().defaultTo(0);
+        t.timestamp("updated_at", { useTz: true }).notNullable();
+        t.index(["status", "last_checked_at"]);
+      }),
+  },
+  {
+    version: 5,
+    name: "audit log",
+    up: (trx) =>
+      trx.schema.createTable("audit_log", (t) => {
+        t.bigIncrements("seq").primary();
+        t.timestamp("at", { useTz: true }).notNullable();
+        t.text("actor").notNullable();
+        t.text("on_behalf_of");
+        t.text("action").notNullable();
+        t.text("object").notNullable();
+        t.text("outcome").notNullable();
+        t.jsonb("details").notNullable().defaultTo("{}");
+        // Hash chain: each entry's hash covers the previous one, so an edited or deleted entry shows.
+        t.text("prev_hash").notNullable();
+        t.text("hash").notNullable();
       }),
   },
 ];

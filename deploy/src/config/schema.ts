@@ -1,3 +1,4 @@
+import { IdentityConfigSchema } from "@medmesh/policy-module";
 import { z } from "zod";
 import { ServerNameSchema } from "@medmesh/common";
 
@@ -187,6 +188,9 @@ export const DeploymentSchema = z
         "Set when the organisation runs in containers (docker-compose.yml); omit for processes on one host.",
       ),
     trust: DeploymentTrustSchema.prefault({}),
+    identity: IdentityConfigSchema.omit({ verified_clinicians: true })
+      .prefault({})
+      .describe("Clinician identity for every organisation: registries, validity, re-verification."),
     trusted_ca_files: z
       .array(z.string())
       .default([])

@@ -3,15 +3,7 @@ import type { Logger } from "pino";
 import { Histogram, type Registry } from "prom-client";
 import { z } from "zod";
 import type { LocalClinicians, VerifiedClinician, Verification } from "../identity/verification.ts";
-import {
-  Refusal,
-  type DirectoryGate,
-  type OwnResponse,
-  type ProxyContext,
-  type XMatrixAuth,
-} from "../proxy/index.ts";
-import { parseXMatrix } from "../proxy/index.ts";
-import { verifyRequest } from "../trust/request-signing.ts";
+import { Refusal, type DirectoryGate, type OwnResponse, type ProxyContext } from "../proxy/index.ts";
 import { cliniciansFromBundle, practitionerBundle } from "./fhir.ts";
 import type { PeerClient } from "./peer-client.ts";
 import { createSearchIndex } from "./search-index.ts";
@@ -38,8 +30,8 @@ export type DirectoryConfig = z.output<typeof DirectoryConfigSchema>;
 export const FHIR_PATH = "/_medmesh/fhir/r4/Practitioner";
 
 export interface Directory extends DirectoryGate, Verification {
-  /** Answers a trusted peer's signed FHIR search (the proxy admitted its origin already). */
-  serveFhir(ctx: ProxyContext, origin: string): OwnResponse;
+  /** Answers a trusted peer's FHIR search (its signature is checked by the peer API). */
+  serveFhir(ctx: ProxyContext): OwnResponse;
 }
 
 /**
@@ -52,12 +44,19 @@ export function createDirectory(deps: {
   serverName: string;
   config: DirectoryConfig;
   clinicians: LocalClinicians;
+  /** Other organisations' clinicians, by their signed attestations. */
+  remote: Verification;
   trust: { servers(): string[]; attestationKeys(server: string): JsonWebKey[] };
   peers: PeerClient;
   log: Logger;
   metrics: Registry;
 }): Directory {
-  const index = createSearchIndex(deps.clinicians.all());
+  let built = { version: -1, index: createSearchIndex([]) };
+  const index = (): ReturnType<typeof createSearchIndex> => {
+    const version = deps.clinicians.version();
+    if (built.version !== version) built = { version, index: createSearchIndex(deps.clinicians.all()) };
+    return built.index;
+  };
   const remote = new Map<string, { clinician: VerifiedClinician | undefined; expires: number }>();
   const searchSeconds = new Histogram({
     name: "medmesh_directory_search_seconds",
@@ -105,7 +104,10 @@ export function createDirectory(deps: {
   const toResult = (c: VerifiedClinician) => ({ user_id: c.user_id, display_name: c.display_name });
 
   return {
-    isVerified: async (userId) => (await lookup(userId)) !== undefined,
+    isVerified: (userId) =>
+      serverOf(userId) === deps.serverName
+        ? deps.clinicians.isVerified(userId)
+        : deps.remote.isVerified(userId),
 
     async search(requester, body) {
       if (!(await deps.clinicians.isVerified(requester.userId))) return undefined; // Synapse: co-members only
@@ -113,7 +115,7 @@ export function createDirectory(deps: {
       if (!term.trim()) throw new Refusal(400, "M_INVALID_PARAM", "search_term must not be empty");
       const limit = typeof body.limit === "number" && body.limit > 0 ? Math.min(body.limit, 50) : 10;
       const started = process.hrtime.bigint();
-      const local = index.search(term, limit);
+      const local = index().search(term, limit);
       const peers = peersOf();
       const answers = await Promise.allSettled(
         peers.map((s) => askPeer(s, `name=${encodeURIComponent(term)}&_count=${String(limit)}`)),
@@ -148,19 +150,7 @@ export function createDirectory(deps: {
       return { status: 200, body: { displayname: clinician.display_name } };
     },
 
-    serveFhir(ctx, origin) {
-      const auth = parseXMatrix(ctx.req.headers.authorization) as XMatrixAuth;
-      const request = { method: ctx.method, uri: ctx.req.url ?? "", origin, destination: deps.serverName };
-      if (!verifyRequest(request, auth, deps.trust.attestationKeys(origin))) {
-        throw new Refusal(
-          401,
-          "M_UNAUTHORIZED",
-          `The request is not signed with a key the trust list holds for ${origin}`,
-        );
-      }
-      if (ctx.method !== "GET" || ctx.url.pathname !== FHIR_PATH) {
-        throw new Refusal(404, "M_UNRECOGNIZED", "Unknown MedMesh federation endpoint");
-      }
+    serveFhir(ctx) {
       const q = ctx.url.searchParams;
       const count = Math.min(Number(q.get("_count") ?? 20) || 20, 50);
       const identifier = q.get("identifier");
@@ -170,7 +160,7 @@ export function createDirectory(deps: {
         const c = deps.clinicians.get(identifier.replace(/^.*\|/, ""));
         found = c ? [c] : [];
       } else if (name !== null && name.trim()) {
-        found = index.search(name, count).results;
+        found = index().search(name, count).results;
       } else {
         throw new Refusal(400, "M_INVALID_PARAM", "Search by name or identifier");
       }

@@ -5,5 +5,5 @@ export {
   type Directory,
   type DirectoryConfig,
 } from "./directory.ts";
-export { createPeerClient, type PeerClient } from "./peer-client.ts";
+export { createPeerClient, PeerError, type PeerClient } from "./peer-client.ts";
 export { createSearchIndex } from "./search-index.ts";

@@ -41,7 +41,7 @@ export function createPeerClient(deps: {
             });
             res.on("end", () => {
               if (res.statusCode !== 200) {
-                reject(new Error(`${server} answered ${String(res.statusCode)}`));
+                reject(new PeerError(res.statusCode ?? 0, `${server} answered ${String(res.statusCode)}`));
                 return;
               }
               try {
@@ -63,3 +63,12 @@ export function createPeerClient(deps: {
   };
 }
 export type PeerClient = ReturnType<typeof createPeerClient>;
+
+export class PeerError extends Error {
+  override name = "PeerError";
+  readonly status: number;
+  constructor(status: number, message: string) {
+    super(message);
+    this.status = status;
+  }
+}

@@ -17,14 +17,54 @@ export const VerifiedClinicianSchema = z.object({
   profession: z.string().min(1).describe("e.g. 'physician', 'nurse', 'pharmacist'"),
 });
 
+const RegistryEndpoint = z.object({
+  url: z.url({ protocol: /^https?$/ }).describe("The registry's web service."),
+  timeout_ms: z.number().int().positive().default(5000).describe("How long one look-up may take."),
+});
+
 export const IdentityConfigSchema = z
   .object({
+    registries: z
+      .object({
+        big: RegistryEndpoint.optional()
+          .describe("Dutch BIG-register (CIBG SOAP service ListHcpApprox4, WSDL OpenbaarV4).")
+          .meta({
+            examples: [{ url: "https://api.bigregister.nl/zksrv/soap/4", timeout_ms: 5000 }],
+          }),
+        riziv: RegistryEndpoint.optional().describe(
+          "Belgian RIZIV/INAMI registry endpoint (MedMesh's JSON adapter contract).",
+        ),
+        extract: z
+          .object({ file: z.string().describe("CSV or JSON registry extract; re-read when it changes.") })
+          .optional()
+          .describe("An imported registry extract (closed networks, other countries)."),
+      })
+      .prefault({})
+      .describe("The registries this organisation verifies clinicians against."),
+    validity_hours: z
+      .number()
+      .positive()
+      .default(720)
+      .describe("How long one successful registry check keeps a clinician verified (re-checks extend it)."),
+    reverify: z
+      .object({
+        schedule: z.string().default("0 3 * * *").describe("Cron schedule of the re-verification run."),
+        concurrency: z.number().int().positive().default(16).describe("Registry look-ups in flight at once."),
+        rate_per_second: z.number().positive().default(50).describe("Registry look-ups per second at most."),
+      })
+      .prefault({})
+      .describe("Continuous re-verification against the registries (one instance runs it: leader lease)."),
+    remote_refresh_seconds: z
+      .number()
+      .positive()
+      .default(300)
+      .describe("How long another organisation's attestation is trusted before it is fetched again."),
     verified_clinicians: z
       .array(VerifiedClinicianSchema)
       .default([])
       .describe(
-        "Interim source of verified status until registry verification (identity issue) lands: " +
-          "the organisation's clinicians whose registration its admin has checked.",
+        "Clinicians the organisation's admin has checked by hand, verified without a registry look-up " +
+          "(interim, for networks without a registry adapter).",
       )
       .meta({
         examples: [
@@ -38,13 +78,15 @@ export const IdentityConfigSchema = z
         ],
       }),
   })
-  .describe("Clinician identity.");
+  .describe("Clinician identity: registry verification, re-verification and attestations.");
 export type IdentityConfig = z.output<typeof IdentityConfigSchema>;
 
 /** The organisation's own verified clinicians, as the directory lists them. */
 export interface LocalClinicians extends Verification {
   all(): readonly VerifiedClinician[];
   get(userId: string): VerifiedClinician | undefined;
+  /** Changes whenever the set changes, so a search index knows when to rebuild. */
+  version(): number;
 }
 
 export function configuredClinicians(config: IdentityConfig): LocalClinicians {
@@ -53,5 +95,6 @@ export function configuredClinicians(config: IdentityConfig): LocalClinicians {
     isVerified: (userId) => Promise.resolve(byId.has(userId)),
     all: () => [...byId.values()],
     get: (userId) => byId.get(userId),
+    version: () => 0,
   };
 }

@@ -12,6 +12,8 @@ export interface ClientRuleDeps {
   invites: InviteGate;
   directory: DirectoryGate;
   onStripped: (removed: string[]) => void;
+  /** The organisation's MedMesh bot, made admin of every room created through the proxy. */
+  botUserId?: string;
 }
 
 const MEGOLM = "m.megolm.v1.aes-sha2";
@@ -54,7 +56,8 @@ export function clientRules(d: ClientRuleDeps): Route[] {
       const invites = body.invite === undefined ? [] : body.invite;
       if (!Array.isArray(invites)) throw new Refusal(400, "M_INVALID_PARAM", "invite must be a list");
       for (const invitee of invites) await checkInvite(requester.userId, invitee);
-      ctx.replaceJson(withEncryption(body, d.config.rooms.allow_unencrypted_announcements));
+      const encrypted = withEncryption(body, d.config.rooms.allow_unencrypted_announcements);
+      ctx.replaceJson(d.botUserId ? withBot(encrypted, d.botUserId, requester.userId) : encrypted);
       return undefined;
     }),
     route("POST", `${CLIENT}/rooms/{}/invite`, async (ctx) => {
@@ -143,5 +146,28 @@ export function withEncryption(
       ...(initial as unknown[]),
       { type: "m.room.encryption", state_key: "", content: { algorithm: MEGOLM } },
     ],
+  };
+}
+
+/**
+ * The MedMesh bot joins every room created through the proxy as an admin (power level 100): it
+ * keeps the members' verification badges current and (retention) redacts expired messages. It has
+ * no devices, so it never receives the keys of encrypted messages.
+ */
+export function withBot(
+  body: Record<string, unknown>,
+  bot: string,
+  creator: string,
+): Record<string, unknown> {
+  const invite = Array.isArray(body.invite) ? (body.invite as unknown[]) : [];
+  const levels = (body.power_level_content_override ?? {}) as Record<string, unknown>;
+  // An override's users replace the default map. Before room version 12 that map must keep the
+  // creator at 100; from 12 on (MSC4289) creators hold power by being creators and are not listed.
+  const version = typeof body.room_version === "string" ? Number(body.room_version) : 12;
+  const users = (levels.users ?? (version >= 12 ? {} : { [creator]: 100 })) as Record<string, unknown>;
+  return {
+    ...body,
+    invite: invite.includes(bot) ? invite : [...invite, bot],
+    power_level_content_override: { ...levels, users: { ...users, [bot]: 100 } },
   };
 }

@@ -3,3 +3,4 @@ export { startProxy, type ProxyDeps, type RunningProxy } from "./server.ts";
 export { Refusal, forbidden, type OwnResponse, type ProxyContext } from "./context.ts";
 export { parseXMatrix, type XMatrixAuth } from "./federation-rules.ts";
 export * from "./policy.ts";
+export { route, type Route } from "./router.ts";

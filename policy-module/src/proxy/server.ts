@@ -13,7 +13,8 @@ import { createForwarder, matrixError, sendJson, type Forwarder } from "./forwar
 import type { DirectoryGate, InviteGate, TrustView } from "./policy.ts";
 import { createRateLimiter } from "./rate-limit.ts";
 import { accessTokenOf, createRequesterCache, type Requester } from "./requester.ts";
-import { findRoute, isAmbiguousPath } from "./router.ts";
+import { findRoute, isAmbiguousPath, type Route } from "./router.ts";
+import { ApiError } from "@medmesh/common";
 
 export interface RunningProxy {
   clientUrl: string;
@@ -28,8 +29,11 @@ export interface ProxyDeps {
   trust: TrustView;
   invites: InviteGate;
   directory: DirectoryGate;
-  /** MedMesh's federation-side API (directory FHIR search) for a verified trusted origin. */
+  /** MedMesh's federation-side API (directory FHIR search, attestations) for a trusted origin. */
   medmesh: FederationRuleDeps["medmesh"];
+  /** MedMesh's own client API (`/_medmesh/…`), answered by the proxy for authenticated users. */
+  medmeshClientRoutes?: readonly Route[];
+  botUserId?: string;
 }
 
 /**
@@ -86,16 +90,20 @@ export async function startProxy(
     perSecond: config.limits.requests_per_second,
     burst: config.limits.burst,
   });
-  const routes = clientRules({
-    config,
-    serverName: deps.serverName,
-    trust: deps.trust,
-    invites: deps.invites,
-    directory: deps.directory,
-    onStripped: (removed) => {
-      for (const kind of removed) stripped.inc({ kind });
-    },
-  });
+  const routes = [
+    ...(deps.medmeshClientRoutes ?? []),
+    ...clientRules({
+      config,
+      serverName: deps.serverName,
+      trust: deps.trust,
+      invites: deps.invites,
+      directory: deps.directory,
+      ...(deps.botUserId ? { botUserId: deps.botUserId } : {}),
+      onStripped: (removed) => {
+        for (const kind of removed) stripped.inc({ kind });
+      },
+    }),
+  ];
   const gate = federationGate({
     serverName: deps.serverName,
     trust: deps.trust,
@@ -140,12 +148,14 @@ export async function startProxy(
           const refusal =
             err instanceof Refusal
               ? err
-              : (deps.log.error({ err, listener, path: url.pathname }, "policy rule failed"),
-                new Refusal(
-                  503,
-                  "M_UNKNOWN",
-                  "The request could not be checked against policy; try again shortly",
-                ));
+              : err instanceof ApiError
+                ? new Refusal(err.status, err.errcode, err.message)
+                : (deps.log.error({ err, listener, path: url.pathname }, "policy rule failed"),
+                  new Refusal(
+                    503,
+                    "M_UNKNOWN",
+                    "The request could not be checked against policy; try again shortly",
+                  ));
           refusals.inc({ listener, errcode: refusal.errcode });
           if (!res.headersSent) {
             matrixError(res, refusal.status, refusal.errcode, refusal.message, refusal.extra);

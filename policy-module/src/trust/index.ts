@@ -1,5 +1,5 @@
 export { TrustConfigSchema, type TrustConfig } from "./config.ts";
-export { runTrustCli } from "./cli.ts";
+export { runTrustCli, type CliIo } from "./cli.ts";
 export {
   createTrustManager,
   synapseWhitelistYaml,
@@ -9,7 +9,10 @@ export {
 export { loadOrgKey, signRequest, verifyRequest, canonicalJson, type OrgKey } from "./request-signing.ts";
 export {
   combineTrustLists,
+  Ed25519PublicJwkSchema,
   generateKey,
+  generateOperatorKey,
+  JWS_TYPE,
   loadPrivateKey,
   publicJwkOf,
   signTrustList,
@@ -17,6 +20,11 @@ export {
   TrustListError,
   TrustListSchema,
   verifyTrustList,
+  type CombinedOrganisation,
+  type CombinedTrust,
+  type Ed25519PublicJwk,
+  type GeneratedKey,
+  type TrustedOrganisation,
   type TrustList,
   type TrustListInput,
   type VerifiedTrustList,

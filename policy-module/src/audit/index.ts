@@ -1,0 +1,1 @@
+export { createAuditLog, type AuditEntry, type AuditLog, type AuditRecord } from "./audit-log.ts";

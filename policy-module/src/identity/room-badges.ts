@@ -1,0 +1,114 @@
+import type { AppserviceEvent, SynapseAdmin } from "@medmesh/common";
+import type { Logger } from "pino";
+
+export const BADGE_EVENT = "org.medmesh.verification";
+/**
+ * The badge's state key for a member. Not the bare user ID: Matrix's authorisation rules let only
+ * that user set state whose key starts with "@", and the badge is the organisation's statement,
+ * sent by its bot.
+ */
+export const badgeStateKey = (userId: string): string => `user:${userId}`;
+
+export interface BadgeContent {
+  verified: boolean;
+  attestation?: string;
+  profession?: string;
+  registry?: string;
+  expires_at?: string;
+  /** When the bot set it: a re-sent badge is a new event, not deduplicated against the old one. */
+  updated_at?: string;
+}
+
+/**
+ * The verified badge in rooms: a state event `org.medmesh.verification` (state key
+ * `user:<user ID>`) per member, with the attestation any client or server can check. The MedMesh bot is invited with
+ * power level 100 into every room created through the proxy and joins; it badges members as they
+ * join and re-badges a clinician's rooms when their status changes. Members of other
+ * organisations are badged with their own organisation's attestation.
+ */
+export function createRoomBadges(deps: {
+  homeserverUrl: string;
+  asToken: string;
+  botUserId: string;
+  serverName: string;
+  admin: SynapseAdmin;
+  /** The badge for a user (local: from our records; remote: their organisation's attestation). */
+  badgeFor(userId: string): Promise<BadgeContent | undefined>;
+  log: Logger;
+}) {
+  const call = async (method: string, path: string, body: unknown): Promise<Response> => {
+    const url = new URL(path, deps.homeserverUrl);
+    url.searchParams.set("user_id", deps.botUserId);
+    return fetch(url, {
+      method,
+      headers: { authorization: `Bearer ${deps.asToken}`, "content-type": "application/json" },
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(15_000),
+    });
+  };
+
+  const joinedMembers = async (roomId: string): Promise<string[]> => {
+    const url = new URL(
+      `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/joined_members`,
+      deps.homeserverUrl,
+    );
+    url.searchParams.set("user_id", deps.botUserId);
+    const res = await fetch(url, {
+      headers: { authorization: `Bearer ${deps.asToken}` },
+      signal: AbortSignal.timeout(15_000),
+    });
+    if (!res.ok) return [];
+    return Object.keys(((await res.json()) as { joined?: Record<string, unknown> }).joined ?? {});
+  };
+
+  const badge = async (roomId: string, userId: string): Promise<void> => {
+    const content = await deps.badgeFor(userId);
+    if (!content) return;
+    const path = `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/state/${BADGE_EVENT}/${encodeURIComponent(badgeStateKey(userId))}`;
+    const res = await call("PUT", path, { ...content, updated_at: new Date().toISOString() });
+    if (!res.ok)
+      deps.log.warn(
+        { room_id: roomId, user_id: userId, status: res.status },
+        "could not set verification badge",
+      );
+  };
+
+  return {
+    /** The appservice's event stream: join when invited, badge members as they join. */
+    async onEvents(events: readonly AppserviceEvent[]): Promise<void> {
+      for (const e of events as (AppserviceEvent & { content?: { membership?: string } })[]) {
+        if (e.type !== "m.room.member" || !e.room_id || !e.state_key) continue;
+        try {
+          if (e.state_key === deps.botUserId && e.content?.membership === "invite") {
+            const res = await call("POST", `/_matrix/client/v3/join/${encodeURIComponent(e.room_id)}`, {});
+            if (!res.ok) deps.log.warn({ room_id: e.room_id, status: res.status }, "bot could not join");
+            // Members who joined before the bot (the creator, at least) are badged now.
+            else
+              for (const member of await joinedMembers(e.room_id))
+                if (member !== deps.botUserId) await badge(e.room_id, member);
+          } else if (e.state_key !== deps.botUserId && e.content?.membership === "join") {
+            await badge(e.room_id, e.state_key);
+            // A server joining may miss badges set while its join was in flight: set ours again.
+            if (!e.state_key.endsWith(`:${deps.serverName}`)) {
+              for (const member of await joinedMembers(e.room_id)) {
+                if (member !== deps.botUserId && member.endsWith(`:${deps.serverName}`))
+                  await badge(e.room_id, member);
+              }
+            }
+          }
+        } catch (err) {
+          // A badge is not worth holding up the transaction (and every later event) for.
+          deps.log.warn({ err, room_id: e.room_id }, "verification badge failed");
+        }
+      }
+    },
+    /** A local clinician's status changed: update the badge in every room they are in. */
+    async changed(userId: string): Promise<void> {
+      const { joined_rooms: rooms } = await deps.admin.request<{ joined_rooms: string[] }>(
+        "GET",
+        `/_synapse/admin/v1/users/${encodeURIComponent(userId)}/joined_rooms`,
+      );
+      for (const roomId of rooms) await badge(roomId, userId).catch(() => undefined);
+    },
+  };
+}

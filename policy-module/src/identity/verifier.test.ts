@@ -1,0 +1,117 @@
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createLogger, createStore, type Store } from "@medmesh/common";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createAuditLog } from "../audit/index.ts";
+import { verificationRecords } from "./records.ts";
+import { createReverifier } from "./reverify.ts";
+import { createRizivRegistry, rizivCheckDigits } from "./registries/riziv.ts";
+import { startRizivTestServer, type RizivTestServer } from "./registries/riziv-test-server.ts";
+import { createVerifier } from "./verifier.ts";
+import { Registry } from "prom-client";
+
+// A physician's RIZIV number with correct check digits (base 112345, qualification 000).
+const number = (base: string, q = "000"): string => `${base}${rizivCheckDigits(base).mod97}${q}`;
+const MARIE = number("112345");
+
+describe("verification workflow (store, audit, registry adapter)", () => {
+  let store: Store;
+  let riziv: RizivTestServer;
+  const practitioner = (status: string) => ({
+    number: MARIE,
+    firstName: "Marie",
+    lastName: "Dubois",
+    profession: "physician",
+    qualification: "000",
+    specialisms: [],
+    status,
+  });
+
+  beforeAll(async () => {
+    store = await createStore({ type: "pglite", data_dir: mkdtempSync(join(tmpdir(), "medmesh-identity-")) });
+    riziv = await startRizivTestServer([practitioner("active") as never], { delayMs: 2000 });
+  });
+  afterAll(async () => {
+    await riziv.stop();
+    await store.close();
+  });
+
+  const setup = () => {
+    const records = verificationRecords(store.knex);
+    const audit = createAuditLog(store.knex);
+    const changes: string[] = [];
+    const verifier = createVerifier({
+      serverName: "be.example",
+      records,
+      registries: new Map([["RIZIV", createRizivRegistry({ url: riziv.url, timeoutMs: 500 })]]),
+      audit,
+      log: createLogger("test", "silent"),
+      validityMs: 3_600_000,
+      onChange: (r) => changes.push(`${r.user_id}:${r.status}`),
+    });
+    return { records, audit, verifier, changes };
+  };
+
+  it("verifies, audits without the registration number, and revokes on re-verification", async () => {
+    expect(MARIE).toHaveLength(11);
+    const { verifier, audit, changes, records } = setup();
+    const outcome = await verifier.start("@marie:be.example", {
+      registry: "riziv",
+      number: MARIE,
+      claimed_name: "M. Dubois",
+    });
+    expect(outcome).toMatchObject({ status: "verified", profession: "physician" });
+    expect(changes).toEqual(["@marie:be.example:verified"]);
+    const entries = await audit.find({ object: "@marie:be.example" });
+    expect(entries.map((e) => [e.action, e.outcome])).toEqual([["identity.check", "verified"]]);
+    expect(JSON.stringify(entries)).not.toContain(MARIE);
+    expect((await records.get("@marie:be.example"))?.registration_number).toBe(MARIE);
+
+    // Still pending-free: a timeout during re-verification keeps status until expiry, then revokes.
+    riziv.setMode("slow");
+    const reverifier = createReverifier({
+      verifier,
+      records,
+      leases: store.leases,
+      config: { schedule: "0 3 * * *", concurrency: 2, rate_per_second: 100 },
+      log: createLogger("test", "silent"),
+      metrics: new Registry(),
+    });
+    expect(await reverifier.run()).toMatchObject({ ran: true, checked: 1, unavailable: 1, revoked: 0 });
+    expect((await records.get("@marie:be.example"))?.status).toBe("verified");
+    const late = new Date(Date.now() + 2 * 3_600_000); // past the expiry, registry still down
+    const after = await verifier.check((await records.get("@marie:be.example"))!, verifier.actor, late);
+    expect(after).toMatchObject({
+      status: "revoked",
+      reason: expect.stringMatching(/could not be reached/) as unknown,
+    });
+    riziv.setMode("normal");
+    expect(await audit.verify()).toMatchObject({ ok: true });
+  });
+
+  it("refuses bad numbers before asking the registry, and stores nothing", async () => {
+    const { verifier, records } = setup();
+    const bad = `${MARIE.slice(0, 6)}${MARIE[6] === "9" ? "0" : "9"}${MARIE.slice(7)}`; // check digit off
+    await expect(
+      verifier.start("@x:be.example", { registry: "RIZIV", number: bad, claimed_name: "X" }),
+    ).rejects.toThrow(/check digits/);
+    expect(await records.get("@x:be.example")).toBeUndefined();
+    await expect(
+      verifier.start("@x:be.example", { registry: "BIG", number: "1", claimed_name: "X" }),
+    ).rejects.toThrow(/Unknown registry BIG/);
+  });
+
+  it("rejects a name that does not match the registration", async () => {
+    const { verifier } = setup();
+    expect(
+      await verifier.start("@y:be.example", {
+        registry: "RIZIV",
+        number: MARIE,
+        claimed_name: "P. Janssens",
+      }),
+    ).toMatchObject({
+      status: "rejected",
+    });
+  });
+});

@@ -1,0 +1,208 @@
+import { ApiError } from "@medmesh/common";
+import type { Logger } from "pino";
+import type { AuditLog } from "../audit/index.ts";
+import type { VerifiedClinician } from "./verification.ts";
+import type { VerificationRecord, VerificationRecords, VerificationStatus } from "./records.ts";
+import { matchesRegisteredName } from "./registries/name-match.ts";
+import { RegistryUnavailableError, type RegistryAdapter, type RegistryRecord } from "./registries/types.ts";
+
+export interface VerificationRequest {
+  registry: string;
+  number: string;
+  claimed_name: string;
+}
+
+export type VerificationOutcome =
+  | { status: "verified"; profession: string; expires_at: string }
+  | { status: "pending"; reason: string }
+  | { status: "rejected" | "revoked"; reason: string };
+
+export interface VerifierDeps {
+  serverName: string;
+  records: VerificationRecords;
+  registries: ReadonlyMap<string, RegistryAdapter>;
+  audit: AuditLog;
+  log: Logger;
+  /** How long one successful registry check keeps a clinician verified. */
+  validityMs: number;
+  /** Told about every change of status (directory, attestations, notices). */
+  onChange?: (record: VerificationRecord) => void;
+}
+
+const ACTOR = (server: string): string => `@medmesh:${server}`;
+
+/**
+ * The verification workflow: format and check digit, the registry's answer, the registration's
+ * status, and the registered name against the claimed one. Only an active registration with a
+ * matching name verifies; an unreachable registry leaves the request pending (retried by the
+ * re-verification job), never verified. Every check is audited, without the registration number.
+ */
+export function createVerifier(d: VerifierDeps) {
+  const adapter = (registry: string): RegistryAdapter => {
+    const a = d.registries.get(registry.toUpperCase());
+    if (!a) {
+      throw new ApiError(
+        "M_INVALID_PARAM",
+        `Unknown registry ${registry}; this organisation checks ${[...d.registries.keys()].join(", ")}`,
+      );
+    }
+    return a;
+  };
+
+  const audit = async (
+    r: VerificationRecord,
+    action: string,
+    actor: string,
+    extra: Record<string, unknown> = {},
+  ): Promise<void> => {
+    await d.audit.record({
+      actor,
+      on_behalf_of: r.user_id,
+      action,
+      object: r.user_id,
+      outcome: r.status,
+      details: { registry: r.registry, ...(r.reason ? { reason: r.reason } : {}), ...extra },
+    });
+  };
+
+  /** Applies the registry's answer (or its absence) to a record. */
+  const apply = (
+    r: VerificationRecord,
+    answer: RegistryRecord | undefined,
+    now: Date,
+  ): VerificationRecord => {
+    const failed = (reason: string): VerificationRecord => ({
+      ...r,
+      status: r.status === "verified" ? "revoked" : "rejected",
+      reason,
+      expires_at: null,
+    });
+    if (!answer) return failed("The registry does not know this registration number");
+    if (answer.status !== "active") {
+      return failed(
+        `The registry lists this registration as ${answer.status === "struck_off" ? "struck off" : "suspended"}`,
+      );
+    }
+    const name = matchesRegisteredName(r.claimed_name, answer.name);
+    if (!name.ok) return failed(name.reason);
+    return {
+      ...r,
+      status: "verified",
+      reason: null,
+      registered_name: answer.name.full,
+      profession: answer.profession,
+      specialisms: answer.specialisms,
+      verified_at: r.status === "verified" && r.verified_at ? r.verified_at : now,
+      expires_at: new Date(now.getTime() + d.validityMs),
+    };
+  };
+
+  /** One registry check of a stored record; `actor` is who asked (the user, or the scheduled job). */
+  const check = async (
+    record: VerificationRecord,
+    actor: string,
+    now = new Date(),
+  ): Promise<VerificationRecord> => {
+    let next: VerificationRecord;
+    try {
+      const answer = await adapter(record.registry).lookup(record.registration_number);
+      next = { ...apply(record, answer, now), attempts: 0 };
+    } catch (err) {
+      if (!(err instanceof RegistryUnavailableError)) throw err;
+      d.log.warn(
+        { user_id: record.user_id, registry: record.registry, kind: err.kind },
+        "registry unavailable",
+      );
+      // Unreachable is never a reason to extend: a verified record keeps its expiry, and runs out.
+      const expired = record.status === "verified" && record.expires_at !== null && record.expires_at <= now;
+      next = {
+        ...record,
+        status: expired ? "revoked" : record.status,
+        reason: expired
+          ? "The registry could not be reached to re-check this registration before it expired"
+          : `The registry could not be reached (${err.kind}); the check will be retried`,
+        attempts: record.attempts + 1,
+      };
+    }
+    next = { ...next, last_checked_at: now, updated_at: now };
+    await d.records.put(next);
+    if (next.status !== record.status || record.status === "pending") {
+      await audit(next, "identity.check", actor);
+      if (next.status !== record.status) d.onChange?.(next);
+    }
+    return next;
+  };
+
+  const outcomeOf = (r: VerificationRecord): VerificationOutcome =>
+    r.status === "verified"
+      ? {
+          status: "verified",
+          profession: r.profession ?? "",
+          expires_at: (r.expires_at ?? new Date()).toISOString(),
+        }
+      : { status: r.status, reason: r.reason ?? "" };
+
+  return {
+    /** A user (or an admin on their behalf) asks to be verified. Bad input is refused and stores nothing. */
+    async start(userId: string, req: VerificationRequest, actor = userId): Promise<VerificationOutcome> {
+      const registry = adapter(req.registry);
+      const number = registry.validateNumber(req.number);
+      if (!number.ok) {
+        await d.audit.record({
+          actor,
+          on_behalf_of: userId,
+          action: "identity.request",
+          object: userId,
+          outcome: "invalid",
+          details: { registry: registry.registry, reason: number.reason },
+        });
+        throw new ApiError("M_INVALID_PARAM", number.reason);
+      }
+      if (!req.claimed_name.trim())
+        throw new ApiError("M_INVALID_PARAM", "Give your name as the registry lists it");
+      const now = new Date();
+      const previous = await d.records.get(userId);
+      const record: VerificationRecord = {
+        user_id: userId,
+        registry: registry.registry,
+        registration_number: number.normalised,
+        claimed_name: req.claimed_name.trim(),
+        registered_name: null,
+        profession: null,
+        specialisms: [],
+        // A new request starts afresh; a verified user re-applying with other data loses status until checked.
+        status: "pending",
+        reason: null,
+        verified_at: null,
+        expires_at: null,
+        last_checked_at: null,
+        attempts: 0,
+        updated_at: now,
+      };
+      const checked = await check(record, actor, now);
+      if (previous?.status === "verified" && checked.status !== "verified") d.onChange?.(checked);
+      return outcomeOf(checked);
+    },
+    check,
+    async status(userId: string): Promise<(VerificationOutcome & { registry: string }) | undefined> {
+      const r = await d.records.get(userId);
+      return r && { ...outcomeOf(r), registry: r.registry };
+    },
+    actor: ACTOR(d.serverName),
+  };
+}
+export type Verifier = ReturnType<typeof createVerifier>;
+
+export function clinicianOf(r: VerificationRecord): VerifiedClinician {
+  return {
+    user_id: r.user_id,
+    display_name: r.registered_name ?? r.claimed_name,
+    profession: r.profession ?? "unknown",
+  };
+}
+
+export function isCurrentlyVerified(r: VerificationRecord | undefined, now = new Date()): boolean {
+  return r?.status === "verified" && r.expires_at !== null && r.expires_at > now;
+}
+
+export type { VerificationStatus };
