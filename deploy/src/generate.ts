@@ -270,6 +270,7 @@ async function generateOrganisation(
     },
     identity: {
       ...deployment.identity,
+      require_id_document: org.require_id_document,
       verified_clinicians: org.verified_clinicians.map((c) => ({
         user_id: `@${c.localpart}:${serverName}`,
         display_name: c.display_name,

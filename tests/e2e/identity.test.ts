@@ -5,6 +5,8 @@ import {
   startBigTestServer,
   type BigTestRecord,
 } from "../../policy-module/src/identity/registries/big-test-server.ts";
+import { registerWithSharedSecret } from "@medmesh/common";
+import { JPEG_WITH_GPS } from "../../policy-module/src/media/test-images.ts";
 import { useTestNetwork, waitForMembership, type TestUser } from "../harness/index.ts";
 
 // A BIG-register test server speaking the CIBG SOAP contract; both organisations check against it.
@@ -33,7 +35,10 @@ const net = useTestNetwork({
     registries: { big: { url: big.url, timeout_ms: 1500 } },
     remote_refresh_seconds: 2,
     reverify: { schedule: "0 3 * * *", concurrency: 4, rate_per_second: 100 },
+    id_document: { max_bytes: 64 * 1024 },
   },
+  // GP circle B wants an ID document reviewed before a first verification.
+  organisationSettings: { 1: { require_id_document: true } },
 });
 
 const org = (i: number): RunningOrganisation => net().orgs[i]!;
@@ -168,5 +173,60 @@ describe("verified clinician identity", () => {
     big.setMode("normal");
     await fetch(`${policy(org(0)).url}/_medmesh/admin/v1/identity/reverify`, { method: "POST" });
     expect(await seenBy(org(0), u.userId)).toBe(true);
+  });
+
+  it("routes a first verification through the admin's ID-document review where the organisation asks for it", async () => {
+    const b = org(1);
+    const admin = await registerWithSharedSecret(b.synapseUrl, b.registrationSecret, {
+      localpart: "b-admin",
+      password: "b-admin-password-1",
+      admin: true,
+    });
+    const adminUser = { ...admin, localpart: "b-admin", password: "", org: b };
+    expect((await verify(bram, BRAM.number, "B. Jansen")).body).toMatchObject({
+      status: "awaiting_document",
+    });
+    expect(await seenBy(b, bram.userId)).toBe(false);
+
+    const upload = async (type: string, data: Buffer) => {
+      const res = await fetch(`${b.clientUrl}/_medmesh/identity/v1/document`, {
+        method: "PUT",
+        headers: { authorization: `Bearer ${bram.accessToken}`, "content-type": type },
+        body: data,
+      });
+      return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+    };
+    expect(await upload("text/plain", Buffer.from("hello"))).toMatchObject({
+      status: 400,
+      body: { errcode: "M_INVALID_PARAM" },
+    });
+    expect((await upload("image/jpeg", Buffer.alloc(65 * 1024))).status).toBe(413);
+    expect((await upload("image/jpeg", JPEG_WITH_GPS)).body).toMatchObject({ status: "in_review" });
+
+    const reviews = "/_medmesh/admin/v1/identity/reviews";
+    expect((await api(bram, "GET", reviews)).status).toBe(403); // not an admin
+    expect((await api(adminUser, "GET", reviews)).body).toEqual({
+      reviews: [expect.objectContaining({ user_id: bram.userId, registry: "BIG", profession: "nurse" })],
+    });
+    const doc = await fetch(`${b.clientUrl}${reviews}/${encodeURIComponent(bram.userId)}/document`, {
+      headers: { authorization: `Bearer ${adminUser.accessToken}` },
+    });
+    expect(doc.headers.get("content-type")).toBe("image/jpeg");
+    expect(Buffer.from(await doc.arrayBuffer()).equals(JPEG_WITH_GPS)).toBe(true);
+    expect(
+      (await api(adminUser, "POST", `${reviews}/${encodeURIComponent(bram.userId)}`, { decision: "reject" }))
+        .status,
+    ).toBe(400);
+
+    const approved = await api(adminUser, "POST", `${reviews}/${encodeURIComponent(bram.userId)}`, {
+      decision: "approve",
+    });
+    expect(approved.body).toMatchObject({ status: "verified", profession: "nurse" });
+    expect(await seenBy(b, bram.userId)).toBe(true);
+    // The document is gone once decided.
+    const gone = await fetch(`${b.clientUrl}${reviews}/${encodeURIComponent(bram.userId)}/document`, {
+      headers: { authorization: `Bearer ${adminUser.accessToken}` },
+    });
+    expect(gone.status).toBe(404);
   });
 });

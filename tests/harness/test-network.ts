@@ -50,6 +50,8 @@ export interface TestNetworkOptions {
   verifiedClinicians?: Record<number, { localpart: string; display_name: string; profession: string }[]>;
   /** The deployment's identity section (registry endpoints, validity, re-verification). */
   identity?: Record<string, unknown>;
+  /** Further organisation settings, by organisation index. */
+  organisationSettings?: Record<number, Record<string, unknown>>;
 }
 
 /**
@@ -77,6 +79,7 @@ export async function startTestNetwork(opts: TestNetworkOptions): Promise<TestNe
         name: `Test organisation ${(letters[i] ?? String(i)).toUpperCase()}`,
         ports: ports[i],
         verified_clinicians: opts.verifiedClinicians?.[i] ?? [],
+        ...opts.organisationSettings?.[i],
         ...databases?.organisation(i),
       })),
     },

@@ -104,6 +104,18 @@ export const MIGRATIONS: readonly Migration[] = [
         t.text("hash").notNullable();
       }),
   },
+  {
+    version: 6,
+    name: "identity documents",
+    up: (trx) =>
+      trx.schema.createTable("identity_documents", (t) => {
+        // One document per user, held only until the admin decides (then deleted).
+        t.text("user_id").primary();
+        t.text("content_type").notNullable();
+        t.binary("data").notNullable();
+        t.timestamp("uploaded_at", { useTz: true }).notNullable();
+      }),
+  },
 ];
 
 export class KnexStore implements Store {

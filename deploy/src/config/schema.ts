@@ -122,6 +122,10 @@ export const OrganisationSchema = z.object({
     .describe(
       "Clinicians of this organisation whose registration its admin has checked (interim, see identity).",
     ),
+  require_id_document: z
+    .boolean()
+    .default(false)
+    .describe("Ask for an ID document, reviewed by the organisation's admin, before a first verification."),
 });
 
 const TrustSourceSchema = z.union([z.object({ file: z.string() }), z.object({ url: z.url() })]);
@@ -188,7 +192,7 @@ export const DeploymentSchema = z
         "Set when the organisation runs in containers (docker-compose.yml); omit for processes on one host.",
       ),
     trust: DeploymentTrustSchema.prefault({}),
-    identity: IdentityConfigSchema.omit({ verified_clinicians: true })
+    identity: IdentityConfigSchema.omit({ verified_clinicians: true, require_id_document: true })
       .prefault({})
       .describe("Clinician identity for every organisation: registries, validity, re-verification."),
     trusted_ca_files: z

@@ -1,6 +1,7 @@
 import type { Knex } from "knex";
 
-export type VerificationStatus = "pending" | "verified" | "rejected" | "revoked";
+export type VerificationStatus =
+  "pending" | "awaiting_document" | "in_review" | "verified" | "rejected" | "revoked";
 
 export interface VerificationRecord {
   user_id: string;
@@ -38,6 +39,10 @@ export function verificationRecords(knex: Knex) {
         .onConflict("user_id")
         .merge();
     },
+    async withStatus(status: VerificationStatus): Promise<VerificationRecord[]> {
+      const rows: VerificationRecord[] = await table().where({ status }).orderBy("updated_at");
+      return rows.map(fromRow);
+    },
     async verified(now: Date): Promise<VerificationRecord[]> {
       const rows: VerificationRecord[] = await table()
         .where({ status: "verified" })
@@ -59,3 +64,29 @@ export function verificationRecords(knex: Knex) {
   };
 }
 export type VerificationRecords = ReturnType<typeof verificationRecords>;
+
+export interface IdentityDocument {
+  user_id: string;
+  content_type: string;
+  data: Buffer;
+  uploaded_at: Date;
+}
+
+/** ID documents awaiting the organisation admin's review (deleted once decided). */
+export function identityDocuments(knex: Knex) {
+  const table = () => knex<IdentityDocument>("identity_documents");
+  return {
+    async put(doc: IdentityDocument): Promise<void> {
+      await table().insert(doc).onConflict("user_id").merge();
+    },
+    async get(userId: string): Promise<IdentityDocument | undefined> {
+      const row = await table().where({ user_id: userId }).first();
+      // PGlite returns bytea as a Uint8Array, node-postgres as a Buffer.
+      return row && { ...row, data: Buffer.from(row.data) };
+    },
+    async delete(userId: string): Promise<void> {
+      await table().where({ user_id: userId }).delete();
+    },
+  };
+}
+export type IdentityDocuments = ReturnType<typeof identityDocuments>;

@@ -3,13 +3,13 @@ import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import { createAuditLog } from "../audit/index.ts";
 import type { PeerClient } from "../directory/index.ts";
-import { Refusal, route, type Route } from "../proxy/index.ts";
+import { forbidden, Refusal, route, type Route } from "../proxy/index.ts";
 import type { PeerRoute } from "../peer-api.ts";
 import { publicJwkOf } from "../trust/trust-list.ts";
 import type { OrgKey } from "../trust/request-signing.ts";
 import { signAttestation } from "./attestation.ts";
 import { storedClinicians } from "./clinicians.ts";
-import { verificationRecords, type VerificationRecord } from "./records.ts";
+import { identityDocuments, verificationRecords, type VerificationRecord } from "./records.ts";
 import { createRoomBadges, type BadgeContent } from "./room-badges.ts";
 import { createBigRegistry } from "./registries/big.ts";
 import { loadRegistryExtract } from "./registries/extract.ts";
@@ -142,6 +142,15 @@ export async function startIdentity(config: IdentityConfig, d: IdentityDeps) {
       );
     },
   });
+  const documents = identityDocuments(d.store.knex);
+  /** The organisation's admins are Synapse's server admins. */
+  const requireAdmin = async (userId: string): Promise<void> => {
+    const { admin } = await d.admin.request<{ admin?: boolean }>(
+      "GET",
+      `/_synapse/admin/v1/users/${encodeURIComponent(userId)}/admin`,
+    );
+    if (!admin) throw forbidden("Only the organisation's admins review ID documents");
+  };
   const verifier = createVerifier({
     serverName: d.serverName,
     records,
@@ -149,6 +158,8 @@ export async function startIdentity(config: IdentityConfig, d: IdentityDeps) {
     audit,
     log: d.log,
     validityMs: config.validity_hours * 3_600_000,
+    requireDocument: config.require_id_document,
+    documents,
     onChange: (r) => {
       stored.update(r);
       d.log.info({ user_id: r.user_id, status: r.status }, "verification status changed");
@@ -198,6 +209,63 @@ export async function startIdentity(config: IdentityConfig, d: IdentityDeps) {
       return { status: 200, body: status };
     }),
   ];
+
+  const REVIEWS = "^/_medmesh/admin/v1/identity/reviews";
+  clientRoutes.push(
+    route("PUT", "^/_medmesh/identity/v1/document", async (ctx) => {
+      const requester = await ctx.requireRequester();
+      const type = (ctx.req.headers["content-type"] ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
+      if (!config.id_document.content_types.includes(type)) {
+        throw new Refusal(
+          400,
+          "M_INVALID_PARAM",
+          `Upload the document as ${config.id_document.content_types.join(", ")}`,
+        );
+      }
+      const data = await ctx.body(config.id_document.max_bytes);
+      if (data.length === 0) throw new Refusal(400, "M_INVALID_PARAM", "The document is empty");
+      return { status: 200, body: await verifier.documentUploaded(requester.userId, type, data) };
+    }),
+    route("GET", REVIEWS, async (ctx) => {
+      await requireAdmin((await ctx.requireRequester()).userId);
+      const queue = await verifier.reviewQueue();
+      return {
+        status: 200,
+        body: {
+          reviews: queue.map((r) => ({
+            user_id: r.user_id,
+            registry: r.registry,
+            profession: r.profession,
+            registered_name: r.registered_name,
+            claimed_name: r.claimed_name,
+            since: r.updated_at.toISOString(),
+          })),
+        },
+      };
+    }),
+    route("GET", `${REVIEWS}/{}/document`, async (ctx, [userId = ""]) => {
+      await requireAdmin((await ctx.requireRequester()).userId);
+      const doc = await documents.get(userId);
+      if (!doc) throw new Refusal(404, "M_NOT_FOUND", `No ID document of ${userId} is waiting for review`);
+      return { status: 200, body: doc.data, contentType: doc.content_type };
+    }),
+    route("POST", `${REVIEWS}/{}`, async (ctx, [userId = ""]) => {
+      const reviewer = (await ctx.requireRequester()).userId;
+      await requireAdmin(reviewer);
+      const body = await ctx.json(16 * 1024);
+      if (body.decision !== "approve" && body.decision !== "reject") {
+        throw new Refusal(400, "M_INVALID_PARAM", 'decision must be "approve" or "reject"');
+      }
+      const reason = typeof body.reason === "string" ? body.reason : "";
+      if (body.decision === "reject" && !reason.trim()) {
+        throw new Refusal(400, "M_MISSING_PARAM", "Give the reason for a rejection; the user is told");
+      }
+      return {
+        status: 200,
+        body: await verifier.review(userId, body.decision === "approve", reason, reviewer),
+      };
+    }),
+  );
 
   /** For trusted peers (signed requests, through the peer API). */
   const peerRoutes: PeerRoute[] = [

@@ -41,6 +41,28 @@ export const IdentityConfigSchema = z
       })
       .prefault({})
       .describe("The registries this organisation verifies clinicians against."),
+    require_id_document: z
+      .boolean()
+      .default(false)
+      .describe(
+        "Ask for an ID document after a successful registry check; the organisation's admin reviews it " +
+          "(approve/reject) before the first verification. The document is deleted after the decision.",
+      ),
+    id_document: z
+      .object({
+        max_bytes: z
+          .number()
+          .int()
+          .positive()
+          .default(10 * 1024 * 1024)
+          .describe("Largest accepted upload."),
+        content_types: z
+          .array(z.string())
+          .default(["image/jpeg", "image/png", "application/pdf"])
+          .describe("Accepted document types."),
+      })
+      .prefault({})
+      .describe("ID document uploads."),
     validity_hours: z
       .number()
       .positive()

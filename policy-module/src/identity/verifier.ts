@@ -2,7 +2,12 @@ import { ApiError } from "@medmesh/common";
 import type { Logger } from "pino";
 import type { AuditLog } from "../audit/index.ts";
 import type { VerifiedClinician } from "./verification.ts";
-import type { VerificationRecord, VerificationRecords, VerificationStatus } from "./records.ts";
+import type {
+  IdentityDocuments,
+  VerificationRecord,
+  VerificationRecords,
+  VerificationStatus,
+} from "./records.ts";
 import { matchesRegisteredName } from "./registries/name-match.ts";
 import { RegistryUnavailableError, type RegistryAdapter, type RegistryRecord } from "./registries/types.ts";
 
@@ -14,7 +19,7 @@ export interface VerificationRequest {
 
 export type VerificationOutcome =
   | { status: "verified"; profession: string; expires_at: string }
-  | { status: "pending"; reason: string }
+  | { status: "pending" | "awaiting_document" | "in_review"; reason: string }
   | { status: "rejected" | "revoked"; reason: string };
 
 export interface VerifierDeps {
@@ -27,6 +32,9 @@ export interface VerifierDeps {
   validityMs: number;
   /** Told about every change of status (directory, attestations, notices). */
   onChange?: (record: VerificationRecord) => void;
+  /** The organisation wants an ID document reviewed before a first verification. */
+  requireDocument?: boolean;
+  documents?: IdentityDocuments;
 }
 
 const ACTOR = (server: string): string => `@medmesh:${server}`;
@@ -85,15 +93,23 @@ export function createVerifier(d: VerifierDeps) {
     }
     const name = matchesRegisteredName(r.claimed_name, answer.name);
     if (!name.ok) return failed(name.reason);
+    // A first verification waits for the admin's look at an ID document where the organisation asks for one.
+    const needsDocument = d.requireDocument && r.status === "pending";
     return {
       ...r,
-      status: "verified",
+      status: needsDocument ? "awaiting_document" : "verified",
       reason: null,
       registered_name: answer.name.full,
       profession: answer.profession,
       specialisms: answer.specialisms,
       verified_at: r.status === "verified" && r.verified_at ? r.verified_at : now,
-      expires_at: new Date(now.getTime() + d.validityMs),
+      expires_at: needsDocument ? null : new Date(now.getTime() + d.validityMs),
+      ...(needsDocument
+        ? {
+            reason:
+              "The registry confirmed your registration; upload an ID document for the organisation's admin to review",
+          }
+        : {}),
     };
   };
 
@@ -130,6 +146,25 @@ export function createVerifier(d: VerifierDeps) {
       await audit(next, "identity.check", actor);
       if (next.status !== record.status) d.onChange?.(next);
     }
+    return next;
+  };
+
+  const transition = async (
+    userId: string,
+    from: VerificationStatus,
+    actor: string,
+    action: string,
+    change: (r: VerificationRecord, now: Date) => VerificationRecord,
+  ): Promise<VerificationRecord> => {
+    const r = await d.records.get(userId);
+    if (r?.status !== from) {
+      throw new ApiError("M_FORBIDDEN", `${userId} has no verification ${from.replace("_", " ")}`);
+    }
+    const now = new Date();
+    const next = { ...change(r, now), updated_at: now };
+    await d.records.put(next);
+    await audit(next, action, actor);
+    d.onChange?.(next);
     return next;
   };
 
@@ -184,6 +219,46 @@ export function createVerifier(d: VerifierDeps) {
       return outcomeOf(checked);
     },
     check,
+    /** The user's ID document arrived: it goes to the admin's review queue. */
+    async documentUploaded(userId: string, contentType: string, data: Buffer): Promise<VerificationOutcome> {
+      const r = await d.records.get(userId);
+      if (r?.status !== "awaiting_document") {
+        throw new ApiError("M_FORBIDDEN", "No verification of yours is waiting for an ID document");
+      }
+      await d.documents?.put({ user_id: userId, content_type: contentType, data, uploaded_at: new Date() });
+      const next = await transition(userId, "awaiting_document", userId, "identity.document", (rec) => ({
+        ...rec,
+        status: "in_review",
+        reason: "Your ID document is with the organisation's admin for review",
+      }));
+      return outcomeOf(next);
+    },
+    /** The admin's decision; the document is deleted either way. */
+    async review(
+      userId: string,
+      approve: boolean,
+      reason: string,
+      reviewer: string,
+    ): Promise<VerificationOutcome> {
+      const next = await transition(userId, "in_review", reviewer, "identity.review", (r, now) =>
+        approve
+          ? {
+              ...r,
+              status: "verified",
+              reason: null,
+              verified_at: now,
+              expires_at: new Date(now.getTime() + d.validityMs),
+            }
+          : {
+              ...r,
+              status: "rejected",
+              reason: reason || "The organisation's admin did not accept the ID document",
+            },
+      );
+      await d.documents?.delete(userId);
+      return outcomeOf(next);
+    },
+    reviewQueue: () => d.records.withStatus("in_review"),
     async status(userId: string): Promise<(VerificationOutcome & { registry: string }) | undefined> {
       const r = await d.records.get(userId);
       return r && { ...outcomeOf(r), registry: r.registry };

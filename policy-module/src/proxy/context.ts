@@ -20,7 +20,9 @@ export const forbidden = (reason: string): Refusal => new Refusal(403, "M_FORBID
 /** An answer the proxy gives itself (e.g. a merged directory search). */
 export interface OwnResponse {
   status: number;
+  /** JSON, unless `contentType` is given: then a Buffer sent as it is. */
   body: unknown;
+  contentType?: string;
 }
 
 /**

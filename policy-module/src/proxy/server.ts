@@ -133,7 +133,13 @@ export async function startProxy(
       decide(ctx)
         .then(async (own) => {
           if (own) {
-            sendJson(res, own.status, own.body);
+            if (own.contentType && Buffer.isBuffer(own.body)) {
+              res.writeHead(own.status, {
+                "content-type": own.contentType,
+                "content-length": own.body.length,
+              });
+              res.end(own.body);
+            } else sendJson(res, own.status, own.body);
             requests.inc({
               listener,
               method: req.method ?? "OTHER",
