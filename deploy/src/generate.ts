@@ -210,8 +210,10 @@ async function generateOrganisation(
   await writeRegistration(paths.policyModuleRegistration, {
     id: "medmesh-policy",
     url: view.url("policy_module", org.ports.policy_module),
-    sender_localpart: "medmesh",
-    users: [{ exclusive: true, regex: `@medmesh:${escapedServer}` }],
+    // The visible bot @medmesh is a namespace user, not the sender: Synapse refuses /sync to an
+    // appservice's sender, and the bot syncs as an end-to-end encrypting client.
+    sender_localpart: "medmesh-appservice",
+    users: [{ exclusive: true, regex: `@medmesh(-appservice)?:${escapedServer}` }],
   });
   await writeRegistration(paths.bridgeRegistration, {
     id: "medmesh-bridge",
@@ -270,6 +272,12 @@ async function generateOrganisation(
     },
     identity: {
       ...deployment.identity,
+      registries: {
+        ...deployment.identity.registries,
+        ...(deployment.identity.registries.extract
+          ? { extract: { file: view.path(resolve(baseDir, deployment.identity.registries.extract.file)) } }
+          : {}),
+      },
       require_id_document: org.require_id_document,
       verified_clinicians: org.verified_clinicians.map((c) => ({
         user_id: `@${c.localpart}:${serverName}`,

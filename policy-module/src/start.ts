@@ -126,7 +126,7 @@ async function startProxyRole(
     url: config.homeserver.url,
     registrationSharedSecret: adminConfig.registration_shared_secret,
   });
-  const botUserId = `@${ctx.registration.sender_localpart}:${serverName}`;
+  const botUserId = `@medmesh:${serverName}`;
   const identity = await startIdentity(config.identity, {
     homeserverUrl: config.homeserver.url,
     asToken: ctx.registration.as_token,
@@ -188,6 +188,7 @@ async function startProxyRole(
     stop: async () => {
       trust?.stop();
       await identity.reverifier.stop();
+      identity.stop();
       await running.stop();
     },
   };

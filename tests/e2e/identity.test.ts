@@ -1,13 +1,21 @@
+import { createCipheriv, createHash, randomBytes } from "node:crypto";
 import { afterAll, describe, expect, it } from "vitest";
-import type { MatrixClient } from "matrix-js-sdk";
-import type { RunningOrganisation } from "@medmesh/deploy";
+import { RoomEvent, type MatrixClient } from "matrix-js-sdk";
 import {
   startBigTestServer,
   type BigTestRecord,
 } from "../../policy-module/src/identity/registries/big-test-server.ts";
 import { registerWithSharedSecret } from "@medmesh/common";
 import { JPEG_WITH_GPS } from "../../policy-module/src/media/test-images.ts";
-import { useTestNetwork, waitForMembership, type TestUser } from "../harness/index.ts";
+import { join } from "node:path";
+import { REPO_ROOT, type RunningOrganisation } from "@medmesh/deploy";
+import {
+  OpenApiContract,
+  useTestNetwork,
+  waitForMembership,
+  waitForRoomEvent,
+  type TestUser,
+} from "../harness/index.ts";
 
 // A BIG-register test server speaking the CIBG SOAP contract; both organisations check against it.
 const ANN: BigTestRecord = {
@@ -44,19 +52,70 @@ const net = useTestNetwork({
 const org = (i: number): RunningOrganisation => net().orgs[i]!;
 const policy = (o: RunningOrganisation) => o.services.find((s) => s.name === "policy-module")!;
 
+const contract = new OpenApiContract(join(REPO_ROOT, "policy-module", "openapi", "policy-module.yaml"));
+/** Every answer of MedMesh's own API is checked against its OpenAPI document. */
+async function documented(method: string, path: string, res: Response): Promise<Response> {
+  const op = contract.match(method, path);
+  if (op) await contract.check(op, res.clone());
+  return res;
+}
+
 async function api(user: TestUser, method: string, path: string, body?: unknown) {
-  const res = await fetch(`${user.org.clientUrl}${path}`, {
+  const res = await documented(
     method,
-    headers: { authorization: `Bearer ${user.accessToken}`, "content-type": "application/json" },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
+    path,
+    await fetch(`${user.org.clientUrl}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${user.accessToken}`, "content-type": "application/json" },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    }),
+  );
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
 }
 const verify = (u: TestUser, number: string, claimed_name: string, registry = "BIG") =>
   api(u, "POST", "/_medmesh/identity/v1/verification", { registry, number, claimed_name });
 
+const verifyStatus = (u: TestUser) => api(u, "GET", "/_medmesh/identity/v1/verification");
+
+/** Encrypts a file as Matrix clients do for encrypted rooms (AES-256-CTR, key as JWK). */
+function encryptAttachment(plain: Buffer) {
+  const key = randomBytes(32);
+  const iv = Buffer.concat([randomBytes(8), Buffer.alloc(8)]);
+  const cipher = createCipheriv("aes-256-ctr", key, iv);
+  const ciphertext = Buffer.concat([cipher.update(plain), cipher.final()]);
+  const b64 = (b: Buffer) => b.toString("base64").replace(/=+$/, "");
+  return {
+    ciphertext,
+    file: {
+      key: {
+        kty: "oct",
+        alg: "A256CTR",
+        k: key.toString("base64url"),
+        key_ops: ["encrypt", "decrypt"],
+        ext: true,
+      },
+      iv: b64(iv),
+      hashes: { sha256: b64(createHash("sha256").update(ciphertext).digest()) },
+      v: "v2",
+    },
+  };
+}
+
+const botOf = (o: RunningOrganisation): string => `@medmesh:${o.serverName}`;
+
+/** The bot's next notice in a room matching `text` (decrypted by the reader's own client). */
+function botSays(client: MatrixClient, roomId: string, text: RegExp) {
+  return waitForRoomEvent(
+    client,
+    roomId,
+    (e) => e.getSender()?.startsWith("@medmesh:") === true && text.test(String(e.getContent().body)),
+    { description: `the bot saying ${String(text)}` },
+  );
+}
+
 async function seenBy(o: RunningOrganisation, userId: string): Promise<boolean> {
-  const res = await fetch(`${policy(o).url}/_medmesh/admin/v1/identity/users/${encodeURIComponent(userId)}`);
+  const path = `/_medmesh/admin/v1/identity/users/${encodeURIComponent(userId)}`;
+  const res = await documented("GET", path, await fetch(`${policy(o).url}${path}`));
   return ((await res.json()) as { verified: boolean }).verified;
 }
 
@@ -92,20 +151,38 @@ describe("verified clinician identity", () => {
   let annClient: MatrixClient;
   let bramClient: MatrixClient;
   let roomId: string;
+  let annDm: string;
 
   it("verifies a clinician against the registry, badges them in a shared room, and the other organisation checks the attestation", async () => {
     ann = await net().registerUser(org(0), "ann");
     bram = await net().registerUser(org(1), "bram");
     [annClient, bramClient] = await Promise.all([net().client(ann), net().client(bram)]);
+    // Ann asks the MedMesh bot in an (end-to-end encrypted) direct chat.
     const before = big.requests;
-    expect(await verify(ann, "190 1234 5601", "Anne de Vries")).toMatchObject({
-      status: 200,
-      body: { status: "verified", profession: "physician" },
-    });
+    const dm = await annClient.createRoom({ invite: [botOf(org(0))], is_direct: true });
+    annDm = dm.room_id;
+    await waitFor(
+      () => Promise.resolve(annClient.getRoom(annDm)?.getMember(botOf(org(0)))?.membership === "join"),
+      "the bot joined Ann's direct chat",
+    );
+    await annClient.sendTextMessage(annDm, "verify BIG 190 1234 5601 Anne de Vries");
+    const answer = await botSays(annClient, annDm, /verified as physician/);
+    expect(answer.isEncrypted()).toBe(true);
     expect(big.requests).toBe(before + 1);
     expect((await api(ann, "GET", "/_medmesh/identity/v1/verification")).body).toMatchObject({
       status: "verified",
       registry: "BIG",
+    });
+
+    // The same statement as a profile field (extended profiles) that only MedMesh can set.
+    const field = `/_matrix/client/v3/profile/${encodeURIComponent(ann.userId)}/org.medmesh.verification`;
+    await waitFor(async () => {
+      const res = await api(ann, "GET", field);
+      return (res.body["org.medmesh.verification"] as { verified?: boolean } | undefined)?.verified === true;
+    }, "Ann's profile carries the verification field");
+    expect(await api(ann, "PUT", field, { "org.medmesh.verification": { verified: true } })).toMatchObject({
+      status: 403,
+      body: { errcode: "M_FORBIDDEN" },
     });
 
     // A room on A shared with B: the MedMesh bot of A badges both members.
@@ -123,11 +200,34 @@ describe("verified clinician identity", () => {
   });
 
   it("revokes a struck-off clinician in the next re-verification run; the other organisation follows after its refresh", async () => {
+    const a = org(0);
+    const admin = await registerWithSharedSecret(a.synapseUrl, a.registrationSecret, {
+      localpart: "a-admin",
+      password: "a-admin-password-1",
+      admin: true,
+    });
+    const adminClient = await net().client({ ...admin, localpart: "a-admin", password: "", org: a });
     big.setRecords([{ ...ANN, registrationEnd: "2026-01-01" }, BRAM]);
-    const run = await fetch(`${policy(org(0)).url}/_medmesh/admin/v1/identity/reverify`, { method: "POST" });
+    const reverify = "/_medmesh/admin/v1/identity/reverify";
+    const run = await documented(
+      "POST",
+      reverify,
+      await fetch(`${policy(org(0)).url}${reverify}`, { method: "POST" }),
+    );
     expect(await run.json()).toMatchObject({ ran: true, revoked: 1 });
     expect(await seenBy(org(0), ann.userId)).toBe(false);
     await waitForBadge(bram, roomId, ann.userId, false);
+    // Ann hears it from the bot where she asked; the organisation's admin in a new direct chat.
+    await botSays(annClient, annDm, /withdrawn: .*struck off/);
+    const adminDm = await new Promise<string>((resolve) => {
+      adminClient.on(RoomEvent.MyMembership, (room, membership) => {
+        if (membership === "invite") resolve(room.roomId);
+      });
+      const invited = adminClient.getRooms().find((r) => r.getMyMembership() === "invite");
+      if (invited) resolve(invited.roomId);
+    });
+    await adminClient.joinRoom(adminDm);
+    await botSays(adminClient, adminDm, new RegExp(`${ann.userId} is no longer a verified clinician`));
     await waitFor(async () => !(await seenBy(org(1), ann.userId)), "B no longer sees Ann as verified");
     expect((await api(ann, "GET", "/_medmesh/identity/v1/verification")).body).toMatchObject({
       status: "revoked",
@@ -189,11 +289,16 @@ describe("verified clinician identity", () => {
     expect(await seenBy(b, bram.userId)).toBe(false);
 
     const upload = async (type: string, data: Buffer) => {
-      const res = await fetch(`${b.clientUrl}/_medmesh/identity/v1/document`, {
-        method: "PUT",
-        headers: { authorization: `Bearer ${bram.accessToken}`, "content-type": type },
-        body: data,
-      });
+      const path = "/_medmesh/identity/v1/document";
+      const res = await documented(
+        "PUT",
+        path,
+        await fetch(`${b.clientUrl}${path}`, {
+          method: "PUT",
+          headers: { authorization: `Bearer ${bram.accessToken}`, "content-type": type },
+          body: data,
+        }),
+      );
       return { status: res.status, body: (await res.json()) as Record<string, unknown> };
     };
     expect(await upload("text/plain", Buffer.from("hello"))).toMatchObject({
@@ -201,16 +306,37 @@ describe("verified clinician identity", () => {
       body: { errcode: "M_INVALID_PARAM" },
     });
     expect((await upload("image/jpeg", Buffer.alloc(65 * 1024))).status).toBe(413);
-    expect((await upload("image/jpeg", JPEG_WITH_GPS)).body).toMatchObject({ status: "in_review" });
+    // The document itself goes to the bot, as clients send files in encrypted rooms: AES-CTR
+    // ciphertext uploaded as opaque media, the key inside the encrypted event.
+    const dm = await bramClient.createRoom({ invite: [botOf(b)], is_direct: true });
+    await waitFor(
+      () => Promise.resolve(bramClient.getRoom(dm.room_id)?.getMember(botOf(b))?.membership === "join"),
+      "the bot joined Bram's direct chat",
+    );
+    const { ciphertext, file } = encryptAttachment(JPEG_WITH_GPS);
+    const { content_uri } = await bramClient.uploadContent(ciphertext, { type: "application/octet-stream" });
+    await bramClient.sendMessage(dm.room_id, {
+      msgtype: "m.image",
+      body: "id.jpg",
+      info: { mimetype: "image/jpeg", size: JPEG_WITH_GPS.length },
+      file: { ...file, url: content_uri },
+    } as never);
+    await botSays(bramClient, dm.room_id, /with your organisation's admin for review/);
+    expect((await verifyStatus(bram)).body).toMatchObject({ status: "in_review" });
 
     const reviews = "/_medmesh/admin/v1/identity/reviews";
     expect((await api(bram, "GET", reviews)).status).toBe(403); // not an admin
     expect((await api(adminUser, "GET", reviews)).body).toEqual({
       reviews: [expect.objectContaining({ user_id: bram.userId, registry: "BIG", profession: "nurse" })],
     });
-    const doc = await fetch(`${b.clientUrl}${reviews}/${encodeURIComponent(bram.userId)}/document`, {
-      headers: { authorization: `Bearer ${adminUser.accessToken}` },
-    });
+    const docPath = `${reviews}/${encodeURIComponent(bram.userId)}/document`;
+    const doc = await documented(
+      "GET",
+      docPath,
+      await fetch(`${b.clientUrl}${docPath}`, {
+        headers: { authorization: `Bearer ${adminUser.accessToken}` },
+      }),
+    );
     expect(doc.headers.get("content-type")).toBe("image/jpeg");
     expect(Buffer.from(await doc.arrayBuffer()).equals(JPEG_WITH_GPS)).toBe(true);
     expect(
@@ -222,11 +348,16 @@ describe("verified clinician identity", () => {
       decision: "approve",
     });
     expect(approved.body).toMatchObject({ status: "verified", profession: "nurse" });
+    await botSays(bramClient, dm.room_id, /verified as nurse/);
     expect(await seenBy(b, bram.userId)).toBe(true);
     // The document is gone once decided.
-    const gone = await fetch(`${b.clientUrl}${reviews}/${encodeURIComponent(bram.userId)}/document`, {
-      headers: { authorization: `Bearer ${adminUser.accessToken}` },
-    });
+    const gone = await documented(
+      "GET",
+      docPath,
+      await fetch(`${b.clientUrl}${docPath}`, {
+        headers: { authorization: `Bearer ${adminUser.accessToken}` },
+      }),
+    );
     expect(gone.status).toBe(404);
   });
 });

@@ -31,6 +31,16 @@ export class OpenApiContract {
     );
   }
 
+  /** The documented operation a request is for ("GET /a/{id}"), or undefined. */
+  match(method: string, path: string): string | undefined {
+    const bare = path.split("?")[0] ?? "";
+    return this.operations().find((op) => {
+      const [m = "", template = ""] = op.split(" ");
+      const pattern = new RegExp(`^${template.replace(/\{[^}]+\}/g, "[^/]+")}$`);
+      return m === method.toUpperCase() && pattern.test(bare);
+    });
+  }
+
   /** Throws, naming the operation and the mismatch, unless `res` is a documented response. */
   async check(operation: string, res: Response): Promise<void> {
     const [method = "", path = ""] = operation.split(" ");

@@ -47,7 +47,8 @@ export function waitForRoomEvent(
         .slice(-15)
         .map(
           (e) =>
-            `  ${e.getType()} from ${e.getSender() ?? "?"}${e.isDecryptionFailure() ? " (decryption failed)" : ""}`,
+            `  ${e.getType()} from ${e.getSender() ?? "?"}${e.isDecryptionFailure() ? " (decryption failed)" : ""}` +
+            (typeof e.getContent().body === "string" ? `: ${String(e.getContent().body).slice(0, 100)}` : ""),
         )
         .join("\n");
       reject(

@@ -102,8 +102,19 @@ export function createRoomBadges(deps: {
         }
       }
     },
-    /** A local clinician's status changed: update the badge in every room they are in. */
+    /**
+     * A local clinician's status changed: update their profile field (extended profiles, set with
+     * the admin's right to edit any local profile) and the badge in every room they are in.
+     */
     async changed(userId: string): Promise<void> {
+      const content = await deps.badgeFor(userId);
+      await deps.admin
+        .request("PUT", `/_matrix/client/v3/profile/${encodeURIComponent(userId)}/${BADGE_EVENT}`, {
+          [BADGE_EVENT]: content ?? { verified: false },
+        })
+        .catch((err: unknown) => {
+          deps.log.warn({ err, user_id: userId }, "could not set the verification profile field");
+        });
       const { joined_rooms: rooms } = await deps.admin.request<{ joined_rooms: string[] }>(
         "GET",
         `/_synapse/admin/v1/users/${encodeURIComponent(userId)}/joined_rooms`,

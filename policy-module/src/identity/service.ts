@@ -7,7 +7,9 @@ import { forbidden, Refusal, route, type Route } from "../proxy/index.ts";
 import type { PeerRoute } from "../peer-api.ts";
 import { publicJwkOf } from "../trust/trust-list.ts";
 import type { OrgKey } from "../trust/request-signing.ts";
+import { startBot, type Bot } from "../bot/index.ts";
 import { signAttestation } from "./attestation.ts";
+import { describeChange, verificationConversation } from "./bot-commands.ts";
 import { storedClinicians } from "./clinicians.ts";
 import { identityDocuments, verificationRecords, type VerificationRecord } from "./records.ts";
 import { createRoomBadges, type BadgeContent } from "./room-badges.ts";
@@ -160,12 +162,17 @@ export async function startIdentity(config: IdentityConfig, d: IdentityDeps) {
     validityMs: config.validity_hours * 3_600_000,
     requireDocument: config.require_id_document,
     documents,
-    onChange: (r) => {
+    onChange: (r, actor) => {
       stored.update(r);
       d.log.info({ user_id: r.user_id, status: r.status }, "verification status changed");
       badges.changed(r.user_id).catch((err: unknown) => {
         d.log.warn({ err, user_id: r.user_id }, "could not update verification badges");
       });
+      // What the user asked for themselves they were answered already; the rest they are told.
+      if (actor !== r.user_id)
+        notify(r).catch((err: unknown) => {
+          d.log.warn({ err, user_id: r.user_id }, "could not tell about a verification change");
+        });
     },
   });
   const reverifier = createReverifier({
@@ -284,7 +291,57 @@ export async function startIdentity(config: IdentityConfig, d: IdentityDeps) {
     },
   ];
 
-  return { clinicians, verifier, reverifier, remote, audit, badges, clientRoutes, peerRoutes, registries };
+  let bot: Bot | undefined;
+  const notify = async (r: VerificationRecord): Promise<void> => {
+    const text = describeChange(r);
+    if (!bot || !text) return;
+    await bot.tell(r.user_id, text.user);
+    if (text.admins) for (const admin of await organisationAdmins()) await bot.tell(admin, text.admins);
+  };
+  const organisationAdmins = async (): Promise<string[]> => {
+    const { users } = await d.admin.request<{ users: { name: string }[] }>(
+      "GET",
+      "/_synapse/admin/v2/users?admins=true&deactivated=false&limit=100",
+    );
+    return users.map((u) => u.name).filter((u) => u !== d.admin.userId);
+  };
+  if (config.bot) {
+    bot = await startBot({
+      homeserverUrl: d.homeserverUrl,
+      asToken: d.asToken,
+      botUserId: d.botUserId,
+      admin: d.admin,
+      documents: d.store.documents,
+      log: d.log.child({ component: "bot" }),
+      metrics: d.metrics,
+      onMessage: verificationConversation({
+        verifier,
+        displayName: async (userId) =>
+          (
+            await d.admin
+              .request<{ displayname?: string }>(
+                "GET",
+                `/_matrix/client/v3/profile/${encodeURIComponent(userId)}`,
+              )
+              .catch(() => ({ displayname: undefined }))
+          ).displayname,
+        idDocument: { types: config.id_document.content_types, maxBytes: config.id_document.max_bytes },
+      }),
+    });
+  }
+
+  return {
+    clinicians,
+    verifier,
+    reverifier,
+    remote,
+    audit,
+    badges,
+    clientRoutes,
+    peerRoutes,
+    registries,
+    stop: () => bot?.stop(),
+  };
 }
 export type Identity = Awaited<ReturnType<typeof startIdentity>>;
 

@@ -76,6 +76,13 @@ export const IdentityConfigSchema = z
       })
       .prefault({})
       .describe("Continuous re-verification against the registries (one instance runs it: leader lease)."),
+    bot: z
+      .boolean()
+      .default(true)
+      .describe(
+        "Run the MedMesh bot's encrypted direct chats: `verify BIG <number>` and status notices to users " +
+          "and the organisation's admins.",
+      ),
     remote_refresh_seconds: z
       .number()
       .positive()

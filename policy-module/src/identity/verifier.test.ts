@@ -4,7 +4,8 @@ import { join } from "node:path";
 import { createLogger, createStore, type Store } from "@medmesh/common";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createAuditLog } from "../audit/index.ts";
-import { verificationRecords } from "./records.ts";
+import { verificationConversation } from "./bot-commands.ts";
+import { identityDocuments, verificationRecords } from "./records.ts";
 import { createReverifier } from "./reverify.ts";
 import { createRizivRegistry, rizivCheckDigits } from "./registries/riziv.ts";
 import { startRizivTestServer, type RizivTestServer } from "./registries/riziv-test-server.ts";
@@ -37,7 +38,7 @@ describe("verification workflow (store, audit, registry adapter)", () => {
     await store.close();
   });
 
-  const setup = () => {
+  const setup = (requireDocument = false) => {
     const records = verificationRecords(store.knex);
     const audit = createAuditLog(store.knex);
     const changes: string[] = [];
@@ -49,6 +50,8 @@ describe("verification workflow (store, audit, registry adapter)", () => {
       log: createLogger("test", "silent"),
       validityMs: 3_600_000,
       onChange: (r) => changes.push(`${r.user_id}:${r.status}`),
+      requireDocument,
+      documents: identityDocuments(store.knex),
     });
     return { records, audit, verifier, changes };
   };
@@ -113,5 +116,50 @@ describe("verification workflow (store, audit, registry adapter)", () => {
     ).toMatchObject({
       status: "rejected",
     });
+  });
+
+  it("talks a user through verification in a direct chat with the bot", async () => {
+    const { verifier } = setup(true);
+    const chat = verificationConversation({
+      verifier,
+      displayName: (u) => Promise.resolve(u === "@marie2:be.example" ? "Marie Dubois" : undefined),
+      idDocument: { types: ["image/jpeg"], maxBytes: 1024 },
+    });
+    const text = (sender: string, body: string) => chat({ kind: "text", sender, roomId: "!dm", body });
+    const file = (sender: string, contentType: string, data: Buffer) =>
+      chat({
+        kind: "file",
+        sender,
+        roomId: "!dm",
+        contentType,
+        size: data.length,
+        download: () => Promise.resolve(data),
+      });
+
+    expect(await text("@marie2:be.example", "hello")).toMatch(/verify BIG/);
+    expect(await text("@marie2:be.example", "status")).toMatch(/not asked to be verified/);
+    expect(await text("@marie2:be.example", "verify RIZIV")).toMatch(/registry and your number/);
+    const bad = `${MARIE.slice(0, 6)}${MARIE[6] === "9" ? "0" : "9"}${MARIE.slice(7)}`;
+    expect(await text("@marie2:be.example", `verify RIZIV ${bad}`)).toMatch(
+      /could not start the check: .*check digits/,
+    );
+    expect(await text("@nameless:be.example", `verify RIZIV ${MARIE}`)).toMatch(/name as the registry/);
+    expect(await file("@marie2:be.example", "image/jpeg", Buffer.from("x"))).toMatch(/Nothing was stored/);
+
+    // Name from the display name; the organisation asks for an ID document.
+    expect(await text("@marie2:be.example", `verify riziv ${MARIE.slice(0, 5)} ${MARIE.slice(5)}`)).toMatch(
+      /checked your RIZIV registration[\s\S]*send me a photo or scan.*image\/jpeg/,
+    );
+    expect(await file("@marie2:be.example", "application/zip", Buffer.from("x"))).toMatch(
+      /cannot take a application\/zip file/,
+    );
+    expect(await file("@marie2:be.example", "image/jpeg", Buffer.alloc(2048))).toMatch(/too large/);
+    expect(await verifier.status("@marie2:be.example")).toMatchObject({ status: "awaiting_document" });
+    expect(await file("@marie2:be.example", "image/jpeg", Buffer.from("jpeg"))).toMatch(
+      /with your organisation's admin/,
+    );
+    expect(await text("@marie2:be.example", "status")).toMatch(/for review/);
+    await verifier.review("@marie2:be.example", true, "", "@admin:be.example");
+    expect(await text("@marie2:be.example", "STATUS")).toMatch(/verified as physician until/);
   });
 });

@@ -30,8 +30,8 @@ export interface VerifierDeps {
   log: Logger;
   /** How long one successful registry check keeps a clinician verified. */
   validityMs: number;
-  /** Told about every change of status (directory, attestations, notices). */
-  onChange?: (record: VerificationRecord) => void;
+  /** Told about every change of status (directory, attestations, notices) and who caused it. */
+  onChange?: (record: VerificationRecord, actor: string) => void;
   /** The organisation wants an ID document reviewed before a first verification. */
   requireDocument?: boolean;
   documents?: IdentityDocuments;
@@ -144,7 +144,7 @@ export function createVerifier(d: VerifierDeps) {
     await d.records.put(next);
     if (next.status !== record.status || record.status === "pending") {
       await audit(next, "identity.check", actor);
-      if (next.status !== record.status) d.onChange?.(next);
+      if (next.status !== record.status) d.onChange?.(next, actor);
     }
     return next;
   };
@@ -164,7 +164,7 @@ export function createVerifier(d: VerifierDeps) {
     const next = { ...change(r, now), updated_at: now };
     await d.records.put(next);
     await audit(next, action, actor);
-    d.onChange?.(next);
+    d.onChange?.(next, actor);
     return next;
   };
 
@@ -215,7 +215,7 @@ export function createVerifier(d: VerifierDeps) {
         updated_at: now,
       };
       const checked = await check(record, actor, now);
-      if (previous?.status === "verified" && checked.status !== "verified") d.onChange?.(checked);
+      if (previous?.status === "verified" && checked.status !== "verified") d.onChange?.(checked, actor);
       return outcomeOf(checked);
     },
     check,

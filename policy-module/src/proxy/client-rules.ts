@@ -85,6 +85,10 @@ export function clientRules(d: ClientRuleDeps): Route[] {
       const requester = await ctx.requireRequester();
       return d.directory.search(requester, await ctx.json(limit));
     }),
+    // The verification field is the organisation's statement (set by MedMesh), not the user's.
+    route(["PUT", "DELETE"], `${CLIENT}/profile/{}/org\\.medmesh\\.[^/]+`, () => {
+      throw forbidden("Profile fields under org.medmesh. are set by your organisation's MedMesh");
+    }),
     route("GET", `${CLIENT}/profile/{}(?:/(displayname|avatar_url))?`, async (ctx, [userId = "", field]) => {
       const requester = await ctx.requireRequester();
       return d.directory.profile(requester, userId, field);
