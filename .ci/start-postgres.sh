@@ -23,7 +23,12 @@ mkdir -p "$DATA"
 if [ ! -f "$DATA/PG_VERSION" ]; then
   as_pg "$BIN/initdb" -D "$DATA" -U medmesh --auth=trust -E UTF8 >&2
 fi
-if ! as_pg "$BIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1; then
+taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+if as_pg "$BIN/pg_ctl" -D "$DATA" status >/dev/null 2>&1; then
+  PORT="$(sed -n 4p "$DATA/postmaster.pid")" # ours already runs: its port
+else
+  # Another server (a developer's own) may hold the port: take the next free one.
+  while taken "$PORT"; do PORT=$((PORT + 1)); done
   as_pg "$BIN/pg_ctl" -D "$DATA" -w -l "$DATA/server.log" \
     -o "-p $PORT -k $DATA -c listen_addresses=127.0.0.1 -c fsync=off" start >&2
 fi
