@@ -21,6 +21,7 @@ export {
   registerWithSharedSecret,
   type NewUser,
   type RegisteredUser,
+  ensureAppserviceUser,
 } from "./synapse/accounts.ts";
 export { createSynapseAdmin, type SynapseAdmin } from "./synapse/admin-session.ts";
 export {

@@ -210,10 +210,11 @@ async function generateOrganisation(
   await writeRegistration(paths.policyModuleRegistration, {
     id: "medmesh-policy",
     url: view.url("policy_module", org.ports.policy_module),
-    // The visible bot @medmesh is a namespace user, not the sender: Synapse refuses /sync to an
-    // appservice's sender, and the bot syncs as an end-to-end encrypting client.
+    // @medmesh: room admin (badges, retention), never has a device, so never receives room keys.
+    // @medmesh-verify: the verification bot, an end-to-end encrypting client in direct chats only.
+    // Neither is the sender: Synapse refuses /sync to an appservice's sender.
     sender_localpart: "medmesh-appservice",
-    users: [{ exclusive: true, regex: `@medmesh(-appservice)?:${escapedServer}` }],
+    users: [{ exclusive: true, regex: `@medmesh(-appservice|-verify)?:${escapedServer}` }],
   });
   await writeRegistration(paths.bridgeRegistration, {
     id: "medmesh-bridge",

@@ -3,6 +3,7 @@ import {
   ApiError,
   asyncHandler,
   createSynapseAdmin,
+  ensureAppserviceUser,
   startAppserviceService,
   type RunningService,
   type StartOptions,
@@ -127,10 +128,12 @@ async function startProxyRole(
     registrationSharedSecret: adminConfig.registration_shared_secret,
   });
   const botUserId = `@medmesh:${serverName}`;
+  await ensureAppserviceUser(config.homeserver.url, ctx.registration.as_token, "medmesh");
   const identity = await startIdentity(config.identity, {
     homeserverUrl: config.homeserver.url,
     asToken: ctx.registration.as_token,
     botUserId,
+    verifyBotUserId: `@medmesh-verify:${serverName}`,
     admin,
     serverName,
     store: ctx.store,

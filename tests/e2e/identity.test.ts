@@ -101,14 +101,14 @@ function encryptAttachment(plain: Buffer) {
   };
 }
 
-const botOf = (o: RunningOrganisation): string => `@medmesh:${o.serverName}`;
+const botOf = (o: RunningOrganisation): string => `@medmesh-verify:${o.serverName}`;
 
 /** The bot's next notice in a room matching `text` (decrypted by the reader's own client). */
 function botSays(client: MatrixClient, roomId: string, text: RegExp) {
   return waitForRoomEvent(
     client,
     roomId,
-    (e) => e.getSender()?.startsWith("@medmesh:") === true && text.test(String(e.getContent().body)),
+    (e) => e.getSender()?.startsWith("@medmesh-verify:") === true && text.test(String(e.getContent().body)),
     { description: `the bot saying ${String(text)}` },
   );
 }

@@ -75,6 +75,31 @@ export async function ensureUser(synapseUrl: string, secret: string, user: NewUs
   }
 }
 
+/**
+ * Creates a user of an appservice's namespace (a no-op when it exists): Synapse lets an appservice
+ * act as such a user only once it is registered.
+ */
+export async function ensureAppserviceUser(
+  synapseUrl: string,
+  asToken: string,
+  localpart: string,
+): Promise<void> {
+  const res = await fetch(new URL("/_matrix/client/v3/register", synapseUrl), {
+    method: "POST",
+    headers: { authorization: `Bearer ${asToken}`, "content-type": "application/json" },
+    body: JSON.stringify({ type: "m.login.application_service", username: localpart, inhibit_login: true }),
+    signal: AbortSignal.timeout(15_000),
+  });
+  if (res.ok) return;
+  const body = (await res.json()) as { errcode?: string; error?: string };
+  if (body.errcode !== "M_USER_IN_USE")
+    throw new MatrixRequestError(
+      res.status,
+      body.errcode ?? "M_UNKNOWN",
+      body.error ?? `could not register ${localpart}`,
+    );
+}
+
 /** Both register and login answer with a session, or with a Matrix error. */
 async function sessionFrom(res: Response, failure: string): Promise<RegisteredUser> {
   const body = (await res.json()) as {

@@ -1,4 +1,9 @@
-import { MatrixRequestError, type DocumentStore, type SynapseAdmin } from "@medmesh/common";
+import {
+  ensureAppserviceUser,
+  MatrixRequestError,
+  type DocumentStore,
+  type SynapseAdmin,
+} from "@medmesh/common";
 import {
   ClientEvent,
   createClient,
@@ -31,6 +36,8 @@ export interface BotDeps {
   homeserverUrl: string;
   asToken: string;
   botUserId: string;
+  /** Members that do not make a chat less direct (the room-admin bot the proxy adds to every room). */
+  ignoredMembers: readonly string[];
   admin: SynapseAdmin;
   documents: DocumentStore;
   log: Logger;
@@ -49,8 +56,10 @@ const dmKey = (userId: string): string => `bot.dm:${userId}`;
 const pendingKey = (userId: string): string => `bot.pending:${userId}`;
 
 /**
- * The MedMesh bot as a real, end-to-end encrypting Matrix client (matrix-js-sdk with Rust crypto),
- * so it can read what users write to it in encrypted direct chats and answer in kind. Its crypto
+ * The MedMesh verification bot as a real, end-to-end encrypting Matrix client (matrix-js-sdk with Rust crypto),
+ * so it can read what users write to it in encrypted direct chats and answer in kind. It is a
+ * user of its own, joined only to direct chats: the room-admin bot that is in every room has no
+ * device, so no room's keys are ever shared with MedMesh. Its crypto
  * state is in memory: each start replaces the bot's devices with a fresh one (the admin API deletes
  * the old ones), so a message encrypted for the previous device cannot be read and the bot says so.
  */
@@ -71,6 +80,7 @@ export async function startBot(d: BotDeps): Promise<Bot> {
     logger: sdkLogger(d.log),
   });
   await client.initRustCrypto({ useIndexedDB: false });
+  await client.setDisplayName("MedMesh verification");
   const startedAt = Date.now();
 
   const send = async (roomId: string, body: string): Promise<void> => {
@@ -78,7 +88,10 @@ export async function startBot(d: BotDeps): Promise<Bot> {
   };
 
   const isDirectWith = (room: Room, sender: string): boolean => {
-    const members = room.getJoinedMembers().map((m) => m.userId);
+    const members = room
+      .getJoinedMembers()
+      .map((m) => m.userId)
+      .filter((u) => !d.ignoredMembers.includes(u));
     return members.length === 2 && members.includes(sender) && members.includes(d.botUserId);
   };
 
@@ -215,7 +228,7 @@ export async function startBot(d: BotDeps): Promise<Bot> {
 /** Deletes the bot's earlier devices: their keys died with the process that held them. */
 async function replaceDevices(d: BotDeps): Promise<void> {
   const path = `/_synapse/admin/v2/users/${encodeURIComponent(d.botUserId)}`;
-  // The appservice's sender has no user row (and no devices) until it first logs in.
+  // The bot has no user row (and no devices) until it is first registered.
   const { devices } = await d.admin
     .request<{ devices: { device_id: string }[] }>("GET", `${path}/devices`)
     .catch((err: unknown) => {
@@ -227,22 +240,7 @@ async function replaceDevices(d: BotDeps): Promise<void> {
 }
 
 async function loginAsAppservice(d: BotDeps): Promise<{ access_token: string; device_id: string }> {
-  // Synapse knows the appservice's sender without a user row, but a device needs one.
-  const registered = await fetch(new URL("/_matrix/client/v3/register", d.homeserverUrl), {
-    method: "POST",
-    headers: { authorization: `Bearer ${d.asToken}`, "content-type": "application/json" },
-    body: JSON.stringify({
-      type: "m.login.application_service",
-      username: d.botUserId.slice(1, d.botUserId.indexOf(":")),
-      inhibit_login: true,
-    }),
-    signal: AbortSignal.timeout(15_000),
-  });
-  if (!registered.ok) {
-    const body = (await registered.json()) as { errcode?: string; error?: string };
-    if (body.errcode !== "M_USER_IN_USE")
-      throw new Error(`the bot could not be registered: ${body.error ?? String(registered.status)}`);
-  }
+  await ensureAppserviceUser(d.homeserverUrl, d.asToken, d.botUserId.slice(1, d.botUserId.indexOf(":")));
   const res = await fetch(new URL("/_matrix/client/v3/login", d.homeserverUrl), {
     method: "POST",
     headers: { authorization: `Bearer ${d.asToken}`, "content-type": "application/json" },

@@ -37,7 +37,10 @@ export interface IdentityDeps {
   peerTimeoutMs: number;
   homeserverUrl: string;
   asToken: string;
+  /** The room-admin bot (badges), without devices. */
   botUserId: string;
+  /** The verification bot of direct chats (an end-to-end encrypting client). */
+  verifyBotUserId: string;
   admin: SynapseAdmin;
 }
 
@@ -309,7 +312,8 @@ export async function startIdentity(config: IdentityConfig, d: IdentityDeps) {
     bot = await startBot({
       homeserverUrl: d.homeserverUrl,
       asToken: d.asToken,
-      botUserId: d.botUserId,
+      botUserId: d.verifyBotUserId,
+      ignoredMembers: [d.botUserId],
       admin: d.admin,
       documents: d.store.documents,
       log: d.log.child({ component: "bot" }),
