@@ -286,6 +286,7 @@ async function generateOrganisation(
         profession: c.profession,
       })),
     },
+    retention: { ...deployment.retention, allow_clock_override: deployment.profile === "test" },
     invites: { unverified_may_invite_verified: false },
     directory: { peer_timeout_ms: 1500, remote_cache_seconds: 300 },
     proxy: {

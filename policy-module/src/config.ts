@@ -2,6 +2,7 @@ import { ServiceConfigSchema } from "@medmesh/common";
 import { z } from "zod";
 import { DirectoryConfigSchema } from "./directory/index.ts";
 import { IdentityConfigSchema } from "./identity/verification.ts";
+import { RetentionConfigSchema } from "./retention/config.ts";
 import { OrgInvitePolicySchema } from "./invites/index.ts";
 import { ProxyConfigSchema } from "./proxy/index.ts";
 import { TrustConfigSchema } from "./trust/index.ts";
@@ -37,6 +38,7 @@ export const PolicyModuleConfigSchema = ServiceConfigSchema.extend({
     .describe("The organisation's identity towards other organisations' MedMesh services."),
   trust: TrustConfigSchema.optional(),
   identity: IdentityConfigSchema.prefault({}),
+  retention: RetentionConfigSchema.prefault({}),
   invites: OrgInvitePolicySchema.prefault({}),
   directory: DirectoryConfigSchema.prefault({}),
 }).superRefine((c, ctx) => {

@@ -18,6 +18,7 @@ import { startIdentity, type Identity } from "./identity/service.ts";
 import { createPeerApi } from "./peer-api.ts";
 import { createInviteGate } from "./invites/index.ts";
 import { startProxy } from "./proxy/index.ts";
+import { startRetention, type Retention } from "./retention/index.ts";
 import { createTrustManager, loadOrgKey, type TrustManager } from "./trust/index.ts";
 
 export interface PolicyModuleStartOptions extends StartOptions {
@@ -36,16 +37,44 @@ export async function start(
 ): Promise<RunningService> {
   let trust: TrustManager | undefined;
   let identity: Identity | undefined;
+  let retention: Retention | undefined;
   return startAppserviceService(
     {
       name: "policy-module",
-      // The bot's room events: joins on invite, verification badges for joining members.
-      onEvents: (events) => identity?.badges.onEvents(events) ?? Promise.resolve(),
+      // The bot's room events: joins on invite, verification badges, the retention index. The
+      // transaction is acknowledged only after these ran (the index must not miss an event).
+      onEvents: async (events) => {
+        await retention?.onEvents(events);
+        await identity?.badges.onEvents(events);
+      },
       mount: (app) => {
         // Internal listener: which lists are in force, for operators and tests.
         app.get("/_medmesh/admin/v1/trust", (_req, res) => {
           res.json(trust ? trust.status() : { configured: false });
         });
+        app.get(
+          "/_medmesh/admin/v1/retention/status",
+          asyncHandler(async (_req, res) => {
+            if (!retention) throw new ApiError("M_UNAVAILABLE", "retention is not running (no proxy role)");
+            res.json(await retention.index.status());
+          }),
+        );
+        app.post(
+          "/_medmesh/admin/v1/retention/sweep",
+          asyncHandler(async (req, res) => {
+            if (!retention) throw new ApiError("M_UNAVAILABLE", "retention is not running (no proxy role)");
+            const body = (req.body ?? {}) as { now?: unknown };
+            if (body.now !== undefined && !config.retention.allow_clock_override)
+              throw new ApiError(
+                "M_FORBIDDEN",
+                "retention.allow_clock_override is off: the sweep uses the real clock",
+              );
+            const now = typeof body.now === "string" ? new Date(body.now) : new Date();
+            if (Number.isNaN(now.getTime()))
+              throw new ApiError("M_INVALID_PARAM", "now must be an ISO date-time");
+            res.json(await retention.sweeper.run(now));
+          }),
+        );
         app.post(
           "/_medmesh/admin/v1/identity/reverify",
           asyncHandler(async (_req, res) => {
@@ -89,8 +118,9 @@ export async function start(
                 : undefined;
               if (!trust)
                 ctx.log.warn("no trust list configured: this organisation federates with any server");
-              return startProxyRole(config, ctx, trust, (i) => {
+              return startProxyRole(config, ctx, trust, (i, r) => {
                 identity = i;
+                retention = r;
               });
             },
           ]
@@ -105,7 +135,7 @@ async function startProxyRole(
   config: PolicyModuleConfig,
   ctx: { log: Logger; metrics: Registry; store: Store; registration: Registration },
   trust: TrustManager | undefined,
-  onIdentity: (identity: Identity) => void,
+  onStarted: (identity: Identity, retention: Retention) => void,
 ): Promise<StartedRole> {
   const proxy = config.proxy;
   const adminConfig = config.synapse_admin;
@@ -147,7 +177,18 @@ async function startProxyRole(
     trust: trustView,
     peerTimeoutMs: config.directory.peer_timeout_ms,
   });
-  onIdentity(identity);
+  const retention = startRetention(config.retention, {
+    knex: ctx.store.knex,
+    leases: ctx.store.leases,
+    homeserverUrl: config.homeserver.url,
+    asToken: ctx.registration.as_token,
+    botUserId,
+    admin,
+    serverName,
+    log: ctx.log,
+    metrics: ctx.metrics,
+  });
+  onStarted(identity, retention);
   const directory = createDirectory({
     serverName,
     config: config.directory,
@@ -186,11 +227,13 @@ async function startProxyRole(
     botUserId,
   });
   identity.reverifier.start();
+  retention.start();
   return {
     endpoints: { client: running.clientUrl, federation: running.federationUrl },
     stop: async () => {
       trust?.stop();
       await identity.reverifier.stop();
+      await retention.stop();
       identity.stop();
       await running.stop();
     },

@@ -116,6 +116,42 @@ export const MIGRATIONS: readonly Migration[] = [
         t.timestamp("uploaded_at", { useTz: true }).notNullable();
       }),
   },
+  {
+    version: 7,
+    name: "retention index",
+    up: async (trx) => {
+      // Metadata of message-like events, never content: what the retention sweep needs.
+      await trx.schema.createTable("retention_events", (t) => {
+        t.text("event_id").primary();
+        t.text("room_id").notNullable();
+        t.text("sender").notNullable();
+        t.text("type").notNullable();
+        t.bigInteger("origin_ts").notNullable();
+        t.specificType("media", "text[]").notNullable().defaultTo("{}");
+        // Journal: set before the redaction is sent, so a crashed sweep knows what may be in flight.
+        t.timestamp("redacting_at", { useTz: true });
+        t.timestamp("redacted_at", { useTz: true });
+      });
+      // The sweep's question ("what expired and is not yet redacted?") reads only this index.
+      await trx.raw(
+        "CREATE INDEX retention_events_due ON retention_events (origin_ts) WHERE redacted_at IS NULL",
+      );
+      await trx.raw("CREATE INDEX retention_events_room ON retention_events (room_id, origin_ts)");
+      await trx.schema.createTable("retention_keeps", (t) => {
+        t.text("event_id").notNullable();
+        t.text("room_id").notNullable();
+        t.text("kept_by").notNullable();
+        t.timestamp("kept_at", { useTz: true }).notNullable();
+        t.primary(["room_id", "event_id"]);
+      });
+      await trx.schema.createTable("retention_rooms", (t) => {
+        t.text("room_id").primary();
+        // The room's own period where its admins chose a shorter one; null: the organisation's.
+        t.bigInteger("period_ms");
+        t.timestamp("purged_up_to", { useTz: true });
+      });
+    },
+  },
 ];
 
 export class KnexStore implements Store {

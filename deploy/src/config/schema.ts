@@ -1,4 +1,4 @@
-import { IdentityConfigSchema } from "@medmesh/policy-module";
+import { IdentityConfigSchema, RetentionConfigSchema } from "@medmesh/policy-module";
 import { z } from "zod";
 import { ServerNameSchema } from "@medmesh/common";
 
@@ -195,6 +195,9 @@ export const DeploymentSchema = z
     identity: IdentityConfigSchema.omit({ verified_clinicians: true, require_id_document: true })
       .prefault({})
       .describe("Clinician identity for every organisation: registries, validity, re-verification."),
+    retention: RetentionConfigSchema.prefault({}).describe(
+      "Message retention for every organisation (allow_clock_override follows the test profile).",
+    ),
     trusted_ca_files: z
       .array(z.string())
       .default([])

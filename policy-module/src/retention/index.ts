@@ -1,0 +1,10 @@
+export { RetentionConfigSchema, type RetentionConfig } from "./config.ts";
+export {
+  retentionIndex,
+  mediaOf,
+  MESSAGE_TYPES,
+  type RetentionIndex,
+  type IndexedEvent,
+} from "./event-index.ts";
+export { createSweeper, redactionTxnId, type SweepResult, type Sweeper } from "./sweeper.ts";
+export { startRetention, RETENTION_EVENT, type Retention } from "./service.ts";
