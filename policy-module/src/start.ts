@@ -60,6 +60,13 @@ export async function start(
           }),
         );
         app.post(
+          "/_medmesh/admin/v1/retention/backfill",
+          asyncHandler(async (_req, res) => {
+            if (!retention) throw new ApiError("M_UNAVAILABLE", "retention is not running (no proxy role)");
+            res.json(await retention.backfill.all());
+          }),
+        );
+        app.post(
           "/_medmesh/admin/v1/retention/sweep",
           asyncHandler(async (req, res) => {
             if (!retention) throw new ApiError("M_UNAVAILABLE", "retention is not running (no proxy role)");

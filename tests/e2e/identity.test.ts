@@ -13,6 +13,7 @@ import {
   OpenApiContract,
   useTestNetwork,
   waitForMembership,
+  waitUntil,
   waitForRoomEvent,
   type TestUser,
 } from "../harness/index.ts";
@@ -123,7 +124,7 @@ async function seenBy(o: RunningOrganisation, userId: string): Promise<boolean> 
 async function waitForBadge(reader: TestUser, roomId: string, userId: string, verified: boolean) {
   let badge: Record<string, unknown> = {};
   const path = `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/state/org.medmesh.verification/${encodeURIComponent(`user:${userId}`)}`;
-  await waitFor(
+  await waitUntil(
     async () => {
       const res = await api(reader, "GET", path);
       badge = res.body;
@@ -134,15 +135,6 @@ async function waitForBadge(reader: TestUser, roomId: string, userId: string, ve
     throw new Error(`${(err as Error).message}; last seen: ${JSON.stringify(badge)}`);
   });
   return badge;
-}
-
-async function waitFor(check: () => Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 300));
-  }
-  throw new Error(`timed out waiting until ${what}`);
 }
 
 describe("verified clinician identity", () => {
@@ -161,7 +153,7 @@ describe("verified clinician identity", () => {
     const before = big.requests;
     const dm = await annClient.createRoom({ invite: [botOf(org(0))], is_direct: true });
     annDm = dm.room_id;
-    await waitFor(
+    await waitUntil(
       () => Promise.resolve(annClient.getRoom(annDm)?.getMember(botOf(org(0)))?.membership === "join"),
       "the bot joined Ann's direct chat",
     );
@@ -176,7 +168,7 @@ describe("verified clinician identity", () => {
 
     // The same statement as a profile field (extended profiles) that only MedMesh can set.
     const field = `/_matrix/client/v3/profile/${encodeURIComponent(ann.userId)}/org.medmesh.verification`;
-    await waitFor(async () => {
+    await waitUntil(async () => {
       const res = await api(ann, "GET", field);
       return (res.body["org.medmesh.verification"] as { verified?: boolean } | undefined)?.verified === true;
     }, "Ann's profile carries the verification field");
@@ -228,7 +220,7 @@ describe("verified clinician identity", () => {
     });
     await adminClient.joinRoom(adminDm);
     await botSays(adminClient, adminDm, new RegExp(`${ann.userId} is no longer a verified clinician`));
-    await waitFor(async () => !(await seenBy(org(1), ann.userId)), "B no longer sees Ann as verified");
+    await waitUntil(async () => !(await seenBy(org(1), ann.userId)), "B no longer sees Ann as verified");
     expect((await api(ann, "GET", "/_medmesh/identity/v1/verification")).body).toMatchObject({
       status: "revoked",
       reason: expect.stringMatching(/struck off/) as unknown,
@@ -309,7 +301,7 @@ describe("verified clinician identity", () => {
     // The document itself goes to the bot, as clients send files in encrypted rooms: AES-CTR
     // ciphertext uploaded as opaque media, the key inside the encrypted event.
     const dm = await bramClient.createRoom({ invite: [botOf(b)], is_direct: true });
-    await waitFor(
+    await waitUntil(
       () => Promise.resolve(bramClient.getRoom(dm.room_id)?.getMember(botOf(b))?.membership === "join"),
       "the bot joined Bram's direct chat",
     );

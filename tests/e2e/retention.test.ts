@@ -2,9 +2,19 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import type { RunningOrganisation } from "@medmesh/deploy";
+import { createLogger, createSynapseAdmin } from "@medmesh/common";
+import type { MatrixClient } from "matrix-js-sdk";
+import { Registry } from "prom-client";
 import { describe, expect, it } from "vitest";
+import { createAuditLog } from "../../policy-module/src/audit/index.ts";
+import { asUser } from "../../policy-module/src/bot/index.ts";
+import {
+  createSweeper,
+  retentionIndex,
+  RetentionConfigSchema,
+} from "../../policy-module/src/retention/index.ts";
 import { JPEG_WITH_GPS } from "../../policy-module/src/media/test-images.ts";
-import { useTestNetwork, waitForMembership, type TestUser } from "../harness/index.ts";
+import { useTestNetwork, waitForMembership, waitUntil, type TestUser } from "../harness/index.ts";
 
 const net = useTestNetwork({ name: "retention", organisations: 2 });
 const DAY = 86_400_000;
@@ -39,6 +49,18 @@ async function admin(o: RunningOrganisation, method: string, path: string, body?
   });
   return (await res.json()) as Record<string, unknown>;
 }
+const status = async (o: RunningOrganisation) =>
+  (await admin(o, "GET", "/_medmesh/admin/v1/retention/status")) as {
+    indexed: number;
+    waiting: number;
+    kept: number;
+  };
+const policyOf = async (client: MatrixClient, roomId: string): Promise<number | undefined> =>
+  (
+    (await client.getStateEvent(roomId, "m.room.retention", "").catch(() => ({}))) as {
+      max_lifetime?: number;
+    }
+  ).max_lifetime;
 const sweep = (o: RunningOrganisation, now?: Date) =>
   admin(o, "POST", "/_medmesh/admin/v1/retention/sweep", now ? { now: now.toISOString() } : {});
 
@@ -59,15 +81,6 @@ async function seen(
   return e.unsigned?.redacted_because !== undefined || Object.keys(e.content ?? {}).length === 0
     ? "redacted"
     : "content";
-}
-
-async function waitFor(check: () => Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`timed out waiting until ${what}`);
 }
 
 /** Whether any row of Synapse's own event store still holds the text. */
@@ -98,7 +111,7 @@ describe("30-day retention", () => {
     await waitForMembership(bramClient, roomId, "invite");
     await bramClient.joinRoom(roomId);
     // The bot joined and put the organisation's policy on the room.
-    await waitFor(async () => {
+    await waitUntil(async () => {
       const state = await annClient.getStateEvent(roomId, "m.room.retention", "").catch(() => undefined);
       return (state as { max_lifetime?: number } | undefined)?.max_lifetime === 30 * DAY;
     }, "the room carries m.room.retention of 30 days");
@@ -161,21 +174,25 @@ describe("30-day retention", () => {
       { pinned: [ids.kept] } as never,
       "",
     );
-    await waitFor(async () => {
-      const s = await admin(a, "GET", "/_medmesh/admin/v1/retention/status");
-      return Number(s.indexed) >= 5 && Number(s.kept) === 1;
+    await waitUntil(async () => {
+      const s = await status(a);
+      return s.indexed >= 5 && s.kept === 1;
     }, "the appservice indexed the events and the pin");
 
     const result = await sweep(a);
     expect(result).toMatchObject({ ran: true, redacted: 3, failed: 0, purged_rooms: 1, media_deleted: 1 });
     for (const user of [ann, bram])
       for (const key of ["plain", "encrypted", "image"])
-        await waitFor(
+        await waitUntil(
           async () => (await seen(user, roomId, ids[key]!)) !== "content",
           `${user.userId} no longer sees ${key}`,
         );
     expect(await seen(ann, roomId, ids.kept)).toBe("content");
-    expect(await seen(bram, roomId, ids.fresh)).toBe("content");
+    // (B may still be receiving the newer message over federation.)
+    await waitUntil(
+      async () => (await seen(bram, roomId, ids.fresh!)) === "content",
+      "B sees the newer message",
+    );
     expect(inSynapseDb(a, "old-plain-7f3a")).toBe(false);
     expect(inSynapseDb(a, "old-cipher-9b1c")).toBe(false);
     expect(inSynapseDb(a, "old-kept-4d2e")).toBe(true);
@@ -186,10 +203,7 @@ describe("30-day retention", () => {
 
     // Un-pinning ends the keep: the next sweep removes it.
     await annClient.sendStateEvent(roomId, "m.room.pinned_events" as never, { pinned: [] } as never, "");
-    await waitFor(
-      async () => Number((await admin(a, "GET", "/_medmesh/admin/v1/retention/status")).kept) === 0,
-      "the keep ended",
-    );
+    await waitUntil(async () => (await status(a)).kept === 0, "the keep ended");
     expect(await sweep(a)).toMatchObject({ redacted: 1 });
     expect(await seen(bram, roomId, ids.kept)).not.toBe("content");
     expect(await seen(ann, roomId, ids.fresh)).toBe("content");
@@ -200,10 +214,7 @@ describe("30-day retention", () => {
     const annClient = await net().client(ann);
     const id = await sendOld(a, roomId, "m.room.message", { msgtype: "m.text", body: "kept-long" }, 40 * DAY);
     await annClient.sendStateEvent(roomId, "m.room.pinned_events" as never, { pinned: [id] } as never, "");
-    await waitFor(
-      async () => Number((await admin(a, "GET", "/_medmesh/admin/v1/retention/status")).kept) === 1,
-      "pinned",
-    );
+    await waitUntil(async () => (await status(a)).kept === 1, "pinned");
     expect(await sweep(a)).toMatchObject({ redacted: 0 });
     // 180 days (max_keep_days) after it was sent, the keep no longer protects it (nor does
     // anything protect the message that was 2 days old, 141 days ago).
@@ -215,51 +226,158 @@ describe("30-day retention", () => {
   it("honours a room's shorter period and refuses a longer one", async () => {
     const a = org(0);
     const annClient = await net().client(ann);
-    const { room_id: short } = await annClient.createRoom({});
-    await waitFor(
-      async () =>
-        (await annClient.getStateEvent(short, "m.room.retention", "").catch(() => undefined)) !== undefined,
-      "the bot set the policy",
-    );
+    const roomWithPolicy = async (): Promise<string> => {
+      const { room_id } = await annClient.createRoom({});
+      await waitUntil(
+        async () => (await policyOf(annClient, room_id)) === 30 * DAY,
+        "the bot set the policy",
+      );
+      return room_id;
+    };
+    const [short, long] = [await roomWithPolicy(), await roomWithPolicy()];
     await annClient.sendStateEvent(
       short,
       "m.room.retention" as never,
       { max_lifetime: 5 * DAY } as never,
       "",
     );
-    const tooLong = 60 * DAY;
-    const { room_id: long } = await annClient.createRoom({});
-    await waitFor(
-      async () =>
-        (await annClient.getStateEvent(long, "m.room.retention", "").catch(() => undefined)) !== undefined,
-      "the bot set the policy",
+    await annClient.sendStateEvent(
+      long,
+      "m.room.retention" as never,
+      { max_lifetime: 60 * DAY } as never,
+      "",
     );
-    await annClient.sendStateEvent(long, "m.room.retention" as never, { max_lifetime: tooLong } as never, "");
-    await waitFor(async () => {
-      const s = (await annClient.getStateEvent(long, "m.room.retention", "")) as { max_lifetime?: number };
-      return s.max_lifetime === 30 * DAY;
-    }, "the bot set the longer period back to 30 days");
+    await waitUntil(
+      async () => (await policyOf(annClient, long)) === 30 * DAY,
+      "the bot set the longer period back to 30 days",
+    );
+    expect(await policyOf(annClient, short)).toBe(5 * DAY);
 
     const inShort = await sendOld(
       a,
       short,
       "m.room.message",
-      { msgtype: "m.text", body: "ten-days-short" },
+      { msgtype: "m.text", body: "ten-days" },
       10 * DAY,
     );
     const inLong = await sendOld(
       a,
       long,
       "m.room.message",
-      { msgtype: "m.text", body: "ten-days-long" },
+      { msgtype: "m.text", body: "ten-days" },
       10 * DAY,
     );
-    await waitFor(
-      async () => Number((await admin(a, "GET", "/_medmesh/admin/v1/retention/status")).waiting) >= 2,
-      "indexed",
-    );
+    await waitUntil(async () => (await status(a)).waiting >= 2, "indexed");
     expect(await sweep(a)).toMatchObject({ redacted: 1 });
     expect(await seen(ann, short, inShort)).not.toBe("content");
     expect(await seen(ann, long, inLong)).toBe("content");
+  });
+
+  it("finishes a sweep that crashed mid-way: nothing missed, nothing redacted twice", async () => {
+    const a = org(0);
+    const svc = policy(a);
+    const expired = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        sendOld(a, roomId, "m.room.message", { msgtype: "m.text", body: `burst ${String(i)}` }, 35 * DAY),
+      ),
+    );
+    await waitUntil(async () => (await status(a)).waiting >= 20, "the burst is indexed");
+
+    // A second instance sweeps the same store and homeserver and dies right after its fifth
+    // redaction went out — before recording it (the worst moment): it never returns.
+    let sent = 0;
+    const crashing = createSweeper({
+      config: RetentionConfigSchema.parse({}),
+      index: retentionIndex(svc.store.knex),
+      bot: asUser(a.synapseUrl, svc.registration.as_token, `@medmesh:${a.serverName}`),
+      botUserId: `@medmesh:${a.serverName}`,
+      admin: createSynapseAdmin({ url: a.synapseUrl, registrationSharedSecret: a.registrationSecret }),
+      serverName: a.serverName,
+      leases: svc.store.leases,
+      audit: createAuditLog(svc.store.knex),
+      log: createLogger("crashing-sweeper", "silent"),
+      metrics: new Registry(),
+      afterRedaction: () => (++sent === 5 ? new Promise<never>(() => undefined) : undefined),
+    });
+    void crashing.run();
+    await waitUntil(() => sent === 5, "the crashing sweep sent five redactions");
+    // Its lease runs out (10 minutes in production); the service's next sweep takes over.
+    expect(await sweep(a)).toMatchObject({ ran: false });
+    await svc.store
+      .knex("leases")
+      .where({ name: "retention-sweep" })
+      .update({ expires_at: new Date(0) });
+    expect(await sweep(a)).toMatchObject({ ran: true, redacted: 15, already_redacted: 1, failed: 0 });
+
+    for (const id of expired) expect(await seen(ann, roomId, id)).not.toBe("content");
+    const db = new DatabaseSync(a.paths.sqliteDb, { readOnly: true });
+    try {
+      const twice = db
+        .prepare("SELECT redacts, count(*) AS n FROM redactions GROUP BY redacts HAVING count(*) > 1")
+        .all();
+      expect(twice).toEqual([]);
+    } finally {
+      db.close();
+    }
+  });
+
+  it("indexes a room that existed before MedMesh, and deletes opaque uploads after the longest room period", async () => {
+    const a = org(0);
+    const bridge = a.services.find((x) => x.name === "bridge")!;
+    const asBridgeUser = async (method: string, path: string, body: unknown, ts?: number) => {
+      const url = new URL(path, a.synapseUrl);
+      url.searchParams.set("user_id", `@bridge_legacy:${a.serverName}`);
+      if (ts !== undefined) url.searchParams.set("ts", String(ts));
+      const res = await fetch(url, {
+        method,
+        headers: {
+          authorization: `Bearer ${bridge.registration.as_token}`,
+          "content-type": "application/json",
+        },
+        body: JSON.stringify(body),
+      });
+      return (await res.json()) as { room_id?: string; event_id?: string };
+    };
+    // Created straight on Synapse (not through the proxy): the bot was never invited.
+    await asBridgeUser("POST", "/_matrix/client/v3/register", {
+      type: "m.login.application_service",
+      username: "bridge_legacy",
+    });
+    const { room_id: legacy } = await asBridgeUser("POST", "/_matrix/client/v3/createRoom", {});
+    const { event_id: old } = await asBridgeUser(
+      "PUT",
+      `/_matrix/client/v3/rooms/${enc(legacy!)}/send/m.room.message/legacy-1`,
+      { msgtype: "m.text", body: "legacy-old-6a1d" },
+      Date.now() - 45 * DAY,
+    );
+    expect(await admin(a, "POST", "/_medmesh/admin/v1/retention/backfill")).toMatchObject({
+      rooms: 1,
+      events: 1,
+    });
+    expect(await admin(a, "POST", "/_medmesh/admin/v1/retention/backfill")).toMatchObject({ rooms: 0 });
+    // The bot was made the room's admin (and put the policy on it).
+    const annClient = await net().client(ann);
+    await waitUntil(async () => {
+      const res = await fetch(
+        `${a.synapseUrl}/_matrix/client/v3/rooms/${enc(legacy!)}/state/m.room.retention/?user_id=${enc(`@medmesh:${a.serverName}`)}`,
+        { headers: { authorization: `Bearer ${policy(a).registration.as_token}` } },
+      );
+      return res.ok;
+    }, "the bot joined the legacy room");
+
+    // An encrypted attachment: opaque bytes, referred to only inside ciphertext.
+    const { content_uri } = await annClient.uploadContent(Buffer.from("ciphertext-of-an-x-ray"), {
+      type: "application/octet-stream",
+    });
+    const id = content_uri.split("/").pop() ?? "";
+    const file = join(a.paths.mediaStore, "local_content", id.slice(0, 2), id.slice(2, 4), id.slice(4));
+    expect(existsSync(file)).toBe(true);
+    expect((await sweep(a, new Date(Date.now() + 29 * DAY))).failed).toBe(0);
+    expect(existsSync(file)).toBe(true); // younger than 30 days
+    expect(inSynapseDb(a, "legacy-old-6a1d")).toBe(false);
+    const later = await sweep(a, new Date(Date.now() + 31 * DAY));
+    expect(later.failed).toBe(0);
+    expect(existsSync(file)).toBe(false);
+    expect(old).toBeDefined();
   });
 });

@@ -148,7 +148,8 @@ export const MIGRATIONS: readonly Migration[] = [
         t.text("room_id").primary();
         // The room's own period where its admins chose a shorter one; null: the organisation's.
         t.bigInteger("period_ms");
-        t.timestamp("purged_up_to", { useTz: true });
+        // Rooms that existed before MedMesh: indexed once through the admin API.
+        t.timestamp("backfilled_at", { useTz: true });
       });
     },
   },

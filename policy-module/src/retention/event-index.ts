@@ -45,6 +45,27 @@ export function mediaOf(content: unknown): string[] {
   return [...found];
 }
 
+/** The index entry for a client-format event, or undefined when it is not a message. */
+export function indexEntry(e: {
+  event_id?: string;
+  room_id?: string;
+  type: string;
+  state_key?: string;
+  sender?: string;
+  origin_server_ts?: number;
+  content?: unknown;
+}): IndexedEvent | undefined {
+  if (!e.event_id || !e.room_id || !MESSAGE_TYPES.has(e.type) || e.state_key !== undefined) return undefined;
+  return {
+    event_id: e.event_id,
+    room_id: e.room_id,
+    sender: e.sender ?? "",
+    type: e.type,
+    origin_ts: e.origin_server_ts ?? Date.now(),
+    media: mediaOf(e.content),
+  };
+}
+
 const toEvent = (r: Row): IndexedEvent & { redacting: boolean } => ({
   event_id: r.event_id,
   room_id: r.room_id,
@@ -110,12 +131,7 @@ export function retentionIndex(knex: Knex) {
     },
     /** Of these media, the ones no unredacted indexed event still refers to. */
     async unreferenced(media: readonly string[]): Promise<string[]> {
-      if (media.length === 0) return [];
-      const rows = await events()
-        .whereNull("redacted_at")
-        .whereRaw("media && ?::text[]", [[...media]])
-        .select("media");
-      const used = new Set(rows.flatMap((r) => r.media));
+      const used = await this.referenced(media);
       return media.filter((m) => !used.has(m));
     },
     async pins(roomId: string): Promise<Map<string, string>> {
@@ -138,6 +154,28 @@ export function retentionIndex(knex: Knex) {
         .where({ room_id: roomId })
         .first<{ period_ms: string | null } | undefined>("period_ms");
       return row?.period_ms == null ? undefined : Number(row.period_ms);
+    },
+    async isBackfilled(roomId: string): Promise<boolean> {
+      const row = await knex("retention_rooms")
+        .where({ room_id: roomId })
+        .whereNotNull("backfilled_at")
+        .first<{ room_id: string } | undefined>("room_id");
+      return row !== undefined;
+    },
+    async markBackfilled(roomId: string, at: Date): Promise<void> {
+      await knex("retention_rooms")
+        .insert({ room_id: roomId, backfilled_at: at })
+        .onConflict("room_id")
+        .merge(["backfilled_at"]);
+    },
+    /** Of these media, the ones an unredacted indexed event (or a keep) still refers to. */
+    async referenced(media: readonly string[]): Promise<Set<string>> {
+      if (media.length === 0) return new Set();
+      const rows = await events()
+        .whereNull("redacted_at")
+        .whereRaw("media && ?::text[]", [[...media]])
+        .select("media");
+      return new Set(rows.flatMap((r) => r.media));
     },
     async setRoomPeriod(roomId: string, periodMs: number | null): Promise<void> {
       await knex("retention_rooms")

@@ -6,7 +6,8 @@ import type { Registry } from "prom-client";
 import { createAuditLog } from "../audit/index.ts";
 import { asUser } from "../bot/index.ts";
 import { days, type RetentionConfig } from "./config.ts";
-import { MESSAGE_TYPES, mediaOf, retentionIndex } from "./event-index.ts";
+import { createBackfill } from "./backfill.ts";
+import { indexEntry, retentionIndex } from "./event-index.ts";
 import { createSweeper } from "./sweeper.ts";
 
 export const RETENTION_EVENT = "m.room.retention";
@@ -34,7 +35,6 @@ export function startRetention(
     serverName: string;
     log: Logger;
     metrics: Registry;
-    afterRedaction?: (eventId: string) => void;
   },
 ) {
   const index = retentionIndex(d.knex);
@@ -43,6 +43,7 @@ export function startRetention(
   const log = d.log.child({ component: "retention" });
   const sweeper = createSweeper({ ...d, config, index, bot, audit, log });
   const enc = encodeURIComponent;
+  const backfill = createBackfill({ index, admin: d.admin, botUserId: d.botUserId, log });
   const [minMs, maxMs, defaultMs] = [days(config.min_days), days(config.max_days), days(config.default_days)];
   const setRoomPolicy = (roomId: string, ms: number) =>
     bot("PUT", `/_matrix/client/v3/rooms/${enc(roomId)}/state/${RETENTION_EVENT}/`, { max_lifetime: ms });
@@ -112,8 +113,12 @@ export function startRetention(
     );
   };
 
-  /** The bot joined: the room gets the organisation's policy unless it carries a valid one. */
+  /**
+   * The bot joined: what was sent before is indexed, and the room gets the organisation's policy
+   * unless it carries a valid one.
+   */
   const onBotJoined = async (roomId: string): Promise<void> => {
+    if (!(await index.isBackfilled(roomId))) await backfill.room(roomId);
     const existing = await bot<{ max_lifetime?: unknown }>(
       "GET",
       `/_matrix/client/v3/rooms/${enc(roomId)}/state/${RETENTION_EVENT}/`,
@@ -128,19 +133,14 @@ export function startRetention(
   return {
     index,
     sweeper,
+    backfill,
     async onEvents(events: readonly AppserviceEvent[]): Promise<void> {
       for (const e of events as Event[]) {
         const roomId = e.room_id;
         if (!roomId || !e.event_id) continue;
-        if (MESSAGE_TYPES.has(e.type) && e.state_key === undefined) {
-          await index.add({
-            event_id: e.event_id,
-            room_id: roomId,
-            sender: e.sender ?? "",
-            type: e.type,
-            origin_ts: e.origin_server_ts ?? Date.now(),
-            media: mediaOf(e.content),
-          });
+        const entry = indexEntry(e);
+        if (entry) {
+          await index.add(entry);
           continue;
         }
         if (e.state_key !== "" && !(e.type === "m.room.member" && e.state_key === d.botUserId)) continue;
@@ -156,6 +156,9 @@ export function startRetention(
     },
     start() {
       if (!config.enabled) return;
+      backfill.all().catch((err: unknown) => {
+        log.error({ err }, "indexing the rooms that existed before MedMesh failed");
+      });
       task = cron.schedule(config.schedule, () => {
         sweeper.run().catch((err: unknown) => {
           log.error({ err }, "retention sweep failed");

@@ -43,7 +43,7 @@ export function createSweeper(d: {
   log: Logger;
   metrics: Registry;
   /** Tests: called after each redaction is sent, before it is marked done (a crash lands here). */
-  afterRedaction?: (eventId: string) => void;
+  afterRedaction?: (eventId: string) => Promise<void> | undefined;
 }) {
   const holder = `retention-${String(process.pid)}-${randomBytes(4).toString("hex")}`;
   const counted = new Counter({
@@ -127,6 +127,35 @@ export function createSweeper(d: {
     return false;
   };
 
+  /**
+   * Local uploads older than the longest room period. Attachments of encrypted messages are
+   * invisible to the index (their mxc:// URI is inside the ciphertext), so age is all there is.
+   */
+  const uploadsBefore = async (before: number): Promise<string[]> => {
+    const found: string[] = [];
+    for (let from: number | undefined = 0; from !== undefined;) {
+      const page: { users: { name: string }[]; next_token?: string } = await d.admin.request(
+        "GET",
+        `/_synapse/admin/v2/users?from=${String(from)}&limit=100&guests=false`,
+      );
+      for (const { name } of page.users) {
+        for (let mfrom: number | undefined = 0; mfrom !== undefined;) {
+          const media: { media: { media_id: string; created_ts: number }[]; next_token?: number } =
+            await d.admin.request(
+              "GET",
+              `/_synapse/admin/v1/users/${enc(name)}/media?order_by=created_ts&dir=f&limit=100&from=${String(mfrom)}`,
+            );
+          const old = media.media.filter((m) => m.created_ts < before);
+          found.push(...old.map((m) => `mxc://${d.serverName}/${m.media_id}`));
+          // Oldest first: a page with a newer upload ends this user's list.
+          mfrom = old.length === media.media.length ? media.next_token : undefined;
+        }
+      }
+      from = page.next_token === undefined ? undefined : Number(page.next_token);
+    }
+    return found;
+  };
+
   const runOnce = async (now: Date): Promise<SweepResult> => {
     const started = process.hrtime.bigint();
     const result: SweepResult = {
@@ -163,7 +192,7 @@ export function createSweeper(d: {
             } else {
               await d.index.markRedacting(e.event_id, new Date());
               await redact(e.room_id, e.event_id);
-              d.afterRedaction?.(e.event_id);
+              await d.afterRedaction?.(e.event_id);
               result.redacted++;
               counted.inc({ outcome: "redacted" });
             }
@@ -209,16 +238,28 @@ export function createSweeper(d: {
       }
 
       const local = [...media].filter((m) => m.startsWith(`mxc://${d.serverName}/`));
-      for (const mxc of await d.index.unreferenced(local)) {
+      const expiredUploads = await uploadsBefore(now.getTime() - days(d.config.max_days));
+      const used = await d.index.referenced(expiredUploads);
+      for (const mxc of [
+        ...(await d.index.unreferenced(local)),
+        ...expiredUploads.filter((m) => !used.has(m)),
+      ]) {
         const mediaId = mxc.slice(`mxc://${d.serverName}/`.length);
         try {
           await d.admin.request("DELETE", `/_synapse/admin/v1/media/${enc(d.serverName)}/${enc(mediaId)}`);
           result.media_deleted++;
           mediaDeleted.inc();
         } catch (err) {
+          if (err instanceof MatrixRequestError && err.status === 404) continue; // gone already
           d.log.warn({ err, media: mxc }, "could not delete expired media");
         }
       }
+      // Copies of other servers' media: their own MedMesh deletes the originals.
+      await d.admin.request(
+        "POST",
+        `/_synapse/admin/v1/purge_media_cache?before_ts=${String(now.getTime() - days(d.config.max_days))}`,
+        {},
+      );
       if (result.media_deleted > 0)
         await d.audit.record({
           actor: d.botUserId,
