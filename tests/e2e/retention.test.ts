@@ -206,6 +206,14 @@ describe("30-day retention", () => {
     await waitUntil(async () => (await status(a)).kept === 0, "the keep ended");
     expect(await sweep(a)).toMatchObject({ redacted: 1 });
     expect(await seen(bram, roomId, ids.kept)).not.toBe("content");
+
+    // B's MedMesh cannot act in A's room (no member there may make its bot admin): it leaves the
+    // room to A's MedMesh, whose redactions reach B, rather than failing on it every sweep.
+    expect(await admin(org(1), "POST", "/_medmesh/admin/v1/retention/backfill")).toMatchObject({
+      rooms: 0,
+      left_to_home_server: 1,
+    });
+    expect(await sweep(org(1))).toMatchObject({ ran: true, redacted: 0, failed: 0 });
     expect(await seen(ann, roomId, ids.fresh)).toBe("content");
   });
 

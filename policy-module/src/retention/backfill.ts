@@ -15,18 +15,29 @@ export function createBackfill(d: {
   log: Logger;
 }) {
   const enc = encodeURIComponent;
+  /** The number of events indexed, or -1 when the bot cannot act in the room. */
   const indexRoom = async (roomId: string): Promise<number> => {
     const { members } = await d.admin.request<{ members: string[] }>(
       "GET",
       `/_synapse/admin/v1/rooms/${enc(roomId)}/members`,
     );
-    if (!members.includes(d.botUserId))
-      await d.admin
-        .request("POST", `/_synapse/admin/v1/rooms/${enc(roomId)}/make_room_admin`, { user_id: d.botUserId })
-        .catch((err: unknown) => {
-          // E.g. no local member may grant it: indexed all the same; redactions there will fail loudly.
-          d.log.warn({ err, room_id: roomId }, "could not make the bot admin of a room");
+    if (!members.includes(d.botUserId)) {
+      try {
+        await d.admin.request("POST", `/_synapse/admin/v1/rooms/${enc(roomId)}/make_room_admin`, {
+          user_id: d.botUserId,
         });
+      } catch (err) {
+        // No local member may grant it (typically a room another organisation created): its own
+        // MedMesh redacts there, and Synapse here drops redacted content after
+        // redaction_retention_period. Indexing it would only make every sweep fail on it.
+        d.log.warn(
+          { err, room_id: roomId },
+          "the bot cannot be made admin: retention left to the room's home server",
+        );
+        await d.index.markBackfilled(roomId, new Date());
+        return -1;
+      }
+    }
     let indexed = 0;
     let from: string | undefined;
     for (;;) {
@@ -50,8 +61,8 @@ export function createBackfill(d: {
   };
 
   /** Every room with local members that was not indexed yet. */
-  const all = async (): Promise<{ rooms: number; events: number }> => {
-    const result = { rooms: 0, events: 0 };
+  const all = async (): Promise<{ rooms: number; events: number; left_to_home_server: number }> => {
+    const result = { rooms: 0, events: 0, left_to_home_server: 0 };
     let from = 0;
     for (;;) {
       const page = await d.admin.request<{
@@ -61,7 +72,12 @@ export function createBackfill(d: {
       for (const room of page.rooms) {
         if (room.joined_local_members === 0 || (await d.index.isBackfilled(room.room_id))) continue;
         try {
-          result.events += await indexRoom(room.room_id);
+          const indexed = await indexRoom(room.room_id);
+          if (indexed < 0) {
+            result.left_to_home_server++;
+            continue;
+          }
+          result.events += indexed;
           result.rooms++;
         } catch (err) {
           if (!(err instanceof MatrixRequestError)) throw err;
