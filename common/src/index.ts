@@ -2,7 +2,7 @@ export * from "./ids.ts";
 export { createLogger, type Logger } from "./logging.ts";
 export { createMetricsRegistry } from "./metrics.ts";
 export { ApiError, ErrCode, asyncHandler, errorMiddleware } from "./http/errors.ts";
-export { createServiceApp, listen, type HealthCheck, type RunningServer } from "./http/service.ts";
+export { createServiceApp, jsonBody, listen, type HealthCheck, type RunningServer } from "./http/service.ts";
 export * from "./config/index.ts";
 export { loadRegistration, RegistrationSchema, type Registration } from "./appservice/registration.ts";
 export { mountAppserviceApi, type AppserviceEvent, type EventHandler } from "./appservice/transactions.ts";

@@ -5,6 +5,7 @@ import type { Logger } from "pino";
 export const ErrCode = {
   M_FORBIDDEN: 403,
   M_UNKNOWN_TOKEN: 401,
+  M_UNAUTHORIZED: 401,
   M_MISSING_TOKEN: 401,
   M_BAD_JSON: 400,
   M_NOT_JSON: 400,
@@ -13,6 +14,8 @@ export const ErrCode = {
   M_NOT_FOUND: 404,
   M_UNRECOGNIZED: 404,
   M_TOO_LARGE: 413,
+  /** The same idempotency key with a different request (MedMesh's own code: Matrix has none). */
+  "ORG.MEDMESH.IDEMPOTENCY_CONFLICT": 409,
   M_LIMIT_EXCEEDED: 429,
   M_UNKNOWN: 500,
   M_UNAVAILABLE: 503,

@@ -1,6 +1,6 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import express, { type Express } from "express";
+import express, { type Express, type RequestHandler } from "express";
 import type { Registry } from "prom-client";
 import type { Logger } from "pino";
 import { ApiError, errorMiddleware } from "./errors.ts";
@@ -19,6 +19,16 @@ export interface ServiceAppOptions {
  * The common shape of every MedMesh HTTP service: /health, /metrics, JSON errors in the Matrix
  * format. Callers mount their routes with `mount` before the error middleware is attached.
  */
+/** JSON bodies, keeping the bytes as sent (`req.rawBody`): signed requests are checked against them. */
+export function jsonBody(limit: string): RequestHandler {
+  return express.json({
+    limit,
+    verify: (req, _res, buf) => {
+      (req as { rawBody?: Buffer }).rawBody = Buffer.from(buf);
+    },
+  });
+}
+
 export function createServiceApp(opts: ServiceAppOptions, mount: (app: Express) => void): Express {
   const app = express();
   app.disable("x-powered-by");

@@ -1,11 +1,11 @@
-import express, { type Express } from "express";
+import type { Express } from "express";
 import { Counter } from "prom-client";
 import type { Registry } from "prom-client";
 import type { Logger } from "pino";
 import type { ServiceConfig } from "../config/service.ts";
 import { loadRegistration, type Registration } from "../appservice/registration.ts";
 import { mountAppserviceApi, type EventHandler } from "../appservice/transactions.ts";
-import { createServiceApp, listen, type HealthCheck } from "../http/service.ts";
+import { createServiceApp, jsonBody, listen, type HealthCheck } from "../http/service.ts";
 import { createLogger } from "../logging.ts";
 import { createMetricsRegistry } from "../metrics.ts";
 import { createStore, type Store } from "../store/index.ts";
@@ -26,7 +26,10 @@ export interface ServiceDefinition {
   name: string;
   onEvents: EventHandler;
   /** Extra routes of the service (its REST API); mounted after the appservice API. */
-  mount?: (app: Express, ctx: { store: Store; log: Logger; registration: Registration }) => void;
+  mount?: (
+    app: Express,
+    ctx: { store: Store; log: Logger; metrics: Registry; registration: Registration },
+  ) => void;
   healthChecks?: Record<string, HealthCheck>;
   /** Roles started once the service is ready (e.g. the proxy), stopped first on shutdown. */
   roles?: ((ctx: {
@@ -85,9 +88,9 @@ export async function startAppserviceService(
         healthChecks: { store: () => store.health(), homeserver: homeserverCheck, ...def.healthChecks },
       },
       (a) => {
-        a.use(express.json({ limit: "10mb" }));
+        a.use(jsonBody("10mb"));
         mountAppserviceApi(a, { registration, journal: store.transactions, onEvents: def.onEvents, counter });
-        def.mount?.(a, { store, log, registration });
+        def.mount?.(a, { store, log, metrics, registration });
       },
     );
     const server = await listen(app, config.listen.host, config.listen.port);

@@ -153,6 +153,46 @@ export const MIGRATIONS: readonly Migration[] = [
       });
     },
   },
+  {
+    version: 8,
+    name: "bridge interop requests",
+    up: async (trx) => {
+      // One row per (vendor, idempotency key): the request's hash and the answer it got, so a
+      // retry gets the same answer and a different request under the same key is a conflict.
+      await trx.schema.createTable("interop_requests", (t) => {
+        t.text("vendor").notNullable();
+        t.text("idempotency_key").notNullable();
+        t.text("request_hash").notNullable();
+        t.integer("status").notNullable();
+        t.jsonb("response").notNullable();
+        t.timestamp("received_at", { useTz: true }).notNullable();
+        t.primary(["vendor", "idempotency_key"]);
+      });
+      // Signature nonces seen within the clock-skew window: a replayed request is refused.
+      await trx.schema.createTable("interop_nonces", (t) => {
+        t.text("vendor").notNullable();
+        t.text("nonce").notNullable();
+        t.timestamp("expires_at", { useTz: true }).notNullable();
+        t.primary(["vendor", "nonce"]);
+      });
+      await trx.schema.createTable("interop_conversations", (t) => {
+        t.text("vendor").notNullable();
+        t.text("conversation_id").notNullable();
+        t.text("kind").notNullable();
+        t.timestamp("created_at", { useTz: true }).notNullable();
+        t.primary(["vendor", "conversation_id"]);
+      });
+      // Accepted vendor events, in order, for the bridge core to carry into Matrix.
+      await trx.schema.createTable("interop_inbound", (t) => {
+        t.bigIncrements("seq");
+        t.text("vendor").notNullable();
+        t.text("conversation_id").notNullable();
+        t.jsonb("event").notNullable();
+        t.timestamp("received_at", { useTz: true }).notNullable();
+        t.timestamp("delivered_at", { useTz: true });
+      });
+    },
+  },
 ];
 
 export class KnexStore implements Store {

@@ -1,0 +1,10 @@
+export { InteropConfigSchema, type InteropConfig } from "./config.ts";
+export { mountInteropApi, EVENTS_PATH, REQUIRED_COMPONENTS } from "./server.ts";
+export {
+  contentDigest,
+  signRequest,
+  verifyRequest,
+  signatureBase,
+  type SignableRequest,
+} from "./signatures.ts";
+export { InteropEvent } from "./types.ts";
