@@ -31,3 +31,10 @@ export {
   type Store,
   type TransactionStore,
 } from "./store/index.ts";
+export { asUser, type AsUser, type AsUserOptions } from "./synapse/as-user.ts";
+export {
+  decryptAttachment,
+  encryptAttachment,
+  isEncryptedFile,
+  type EncryptedFile,
+} from "./crypto/attachment.ts";

@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { chmod, mkdir, writeFile } from "node:fs/promises";
 import { join, relative, resolve, sep } from "node:path";
 import { parse as parseYaml, stringify } from "yaml";
-import type { JsonWebKey } from "node:crypto";
+import { generateKeyPairSync, type JsonWebKey } from "node:crypto";
 import {
   generateKey,
   loadPrivateKey,
@@ -11,7 +11,7 @@ import {
   synapseWhitelistYaml,
   type PolicyModuleConfig,
 } from "@medmesh/policy-module";
-import type { BridgeConfig } from "@medmesh/bridge";
+import { InteropConfigSchema, type BridgeConfig } from "@medmesh/bridge";
 import type { DeploymentConfig, OrganisationConfig } from "./config/schema.ts";
 import { serverNameOf } from "./config/schema.ts";
 import { ensureSecretFile, randomToken, synapseSigningKey } from "./secrets.ts";
@@ -71,6 +71,7 @@ export function organisationPaths(dataDir: string, orgId: string): OrganisationP
     tlsDir: join(root, "tls"),
     federationWhitelist: join(synapseDir, "federation-whitelist.yaml"),
     organisationKey: join(secrets, "organisation.jwk.json"),
+    bridgeSigningKey: join(secrets, "bridge-signing.pem"),
   };
 }
 
@@ -183,6 +184,9 @@ async function generateOrganisation(
     await ensureSecretFile(secret, () => randomToken());
   }
   await ensureSecretFile(paths.organisationKey, () => JSON.stringify(generateKey().privateJwk));
+  await ensureSecretFile(paths.bridgeSigningKey, () =>
+    generateKeyPairSync("ed25519").privateKey.export({ format: "pem", type: "pkcs8" }).toString(),
+  );
 
   let tls: { certificate: string; privateKey: string };
   if (org.tls) {
@@ -221,6 +225,14 @@ async function generateOrganisation(
     url: view.url("bridge", org.ports.bridge),
     sender_localpart: "medmesh-bridge",
     users: [{ exclusive: true, regex: `@(medmesh-bridge|bridge_.+):${escapedServer}` }],
+    // Encrypted portals: receipts and to-device messages in transactions (MSC2409), one-time-key
+    // counts and device lists (MSC3202), devices created by the appservice (MSC4190).
+    extensions: {
+      receive_ephemeral: true,
+      "de.sorunome.msc2409.push_ephemeral": true,
+      "org.matrix.msc3202": true,
+      "io.element.msc4190": true,
+    },
   });
 
   // 0600: with a Postgres password it holds a secret.
@@ -301,7 +313,14 @@ async function generateOrganisation(
       rooms: { allow_unencrypted_announcements: false },
     },
   };
-  const bridge = serviceConfig("bridge", org.ports.bridge, paths.bridgeRegistration);
+  const bridge = {
+    ...serviceConfig("bridge", org.ports.bridge, paths.bridgeRegistration),
+    interop: InteropConfigSchema.parse({
+      public_url: view.url("bridge", org.ports.bridge),
+      vendors: org.bridge_vendors,
+      signing_key: { key_id: `medmesh-${org.id}`, private_key_file: view.path(paths.bridgeSigningKey) },
+    }),
+  };
   await writeYaml(paths.policyModuleConfig, policyModule, 0o600);
   await writeYaml(paths.bridgeConfig, bridge, 0o600);
 
@@ -348,7 +367,13 @@ function runtimeView(deployment: DeploymentConfig, dataDir: string, org: Organis
 
 async function writeRegistration(
   file: string,
-  reg: { id: string; url: string; sender_localpart: string; users: { exclusive: boolean; regex: string }[] },
+  reg: {
+    id: string;
+    url: string;
+    sender_localpart: string;
+    users: { exclusive: boolean; regex: string }[];
+    extensions?: Record<string, boolean>;
+  },
 ): Promise<void> {
   // Tokens survive regeneration: Synapse and the running service must keep agreeing on them.
   const previous = existsSync(file) ? (parseYaml(readFileSync(file, "utf8")) as Record<string, unknown>) : {};
@@ -364,6 +389,7 @@ async function writeRegistration(
       sender_localpart: reg.sender_localpart,
       rate_limited: false,
       namespaces: { users: reg.users, rooms: [], aliases: [] },
+      ...reg.extensions,
     },
     0o600,
   );

@@ -7,7 +7,7 @@ import type { MatrixClient } from "matrix-js-sdk";
 import { Registry } from "prom-client";
 import { describe, expect, it } from "vitest";
 import { createAuditLog } from "../../policy-module/src/audit/index.ts";
-import { asUser } from "../../policy-module/src/bot/index.ts";
+import { asUser } from "@medmesh/common";
 import {
   createSweeper,
   retentionIndex,

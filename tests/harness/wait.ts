@@ -104,15 +104,16 @@ export function waitForMembership(
   });
 }
 
-/** Polls `check` until it holds; the timeout error says what was awaited. */
-export async function waitUntil(
-  check: () => boolean | Promise<boolean>,
+/** Polls `check` until it returns something truthy, and returns that; the timeout error says what was awaited. */
+export async function waitUntil<T>(
+  check: () => T | Promise<T>,
   what: string,
   timeoutMs = 30_000,
-): Promise<void> {
+): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (await check()) return;
+    const value = await check();
+    if (value) return value;
     await new Promise((r) => setTimeout(r, 250));
   }
   throw new Error(`timed out waiting until ${what}`);

@@ -4,6 +4,16 @@ const Ed25519PublicJwk = z
   .object({ kty: z.literal("OKP"), crv: z.literal("Ed25519"), x: z.string().min(43) })
   .describe("The vendor's Ed25519 public key as a JWK.");
 
+export const InteropVendorSchema = z.object({
+  id: z
+    .string()
+    .regex(/^[a-z0-9-]{1,32}$/, "lower-case letters, digits and '-'")
+    .describe("The vendor's name in logs, metrics, ghost user IDs (@bridge_<id>_…) and the audit log."),
+  key_id: z.string().min(1).describe("The keyid its signatures carry."),
+  public_key: Ed25519PublicJwk,
+  webhook_url: z.url({ protocol: /^https?$/ }).describe("Where MedMesh delivers events to the vendor."),
+});
+
 export const InteropConfigSchema = z
   .object({
     public_url: z
@@ -11,16 +21,7 @@ export const InteropConfigSchema = z
       .describe("The bridge's interop API as vendors address it (signatures cover the exact URI).")
       .meta({ examples: ["https://interop.hospital-a.example"] }),
     vendors: z
-      .array(
-        z.object({
-          id: z.string().min(1).describe("The vendor's name in logs, metrics and the audit log."),
-          key_id: z.string().min(1).describe("The keyid its signatures carry."),
-          public_key: Ed25519PublicJwk,
-          webhook_url: z
-            .url({ protocol: /^https?$/ })
-            .describe("Where MedMesh delivers events to the vendor."),
-        }),
-      )
+      .array(InteropVendorSchema)
       .default([])
       .meta({
         examples: [
@@ -34,6 +35,44 @@ export const InteropConfigSchema = z
           ],
         ],
       }),
+    signing_key: z
+      .object({
+        key_id: z.string().min(1).describe("The keyid MedMesh's webhook signatures carry."),
+        private_key_file: z.string().min(1).describe("MedMesh's Ed25519 private key (PKCS#8 PEM)."),
+      })
+      .describe("How MedMesh signs its deliveries to vendors' webhooks; vendors configure the public key.")
+      .meta({
+        examples: [
+          { key_id: "medmesh-hospital-a", private_key_file: "/etc/medmesh/secrets/bridge-signing.pem" },
+        ],
+      }),
+    delivery: z
+      .object({
+        max_attempts: z
+          .number()
+          .int()
+          .positive()
+          .default(15)
+          .describe("Attempts before an event is dead-lettered."),
+        initial_backoff_ms: z.number().int().positive().default(500),
+        max_backoff_ms: z.number().int().positive().default(60_000),
+        timeout_ms: z.number().int().positive().default(10_000).describe("Per webhook request."),
+        concurrency: z.number().int().positive().default(8).describe("Conversations delivered in parallel."),
+      })
+      .prefault({})
+      .describe(
+        "Deliveries to vendors (and into Matrix): retries with exponential backoff, then dead letter.",
+      ),
+    encrypt_portals: z
+      .boolean()
+      .default(true)
+      .describe("Portal rooms the bridge creates are end-to-end encrypted (the bridge holds the devices)."),
+    max_media_bytes: z
+      .number()
+      .int()
+      .positive()
+      .default(20 * 1024 * 1024)
+      .describe("Largest file a vendor may upload."),
     max_body_bytes: z
       .number()
       .int()

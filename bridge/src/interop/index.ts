@@ -1,5 +1,5 @@
-export { InteropConfigSchema, type InteropConfig } from "./config.ts";
-export { mountInteropApi, EVENTS_PATH, REQUIRED_COMPONENTS } from "./server.ts";
+export { InteropConfigSchema, InteropVendorSchema, type InteropConfig } from "./config.ts";
+export { mountInteropApi, EVENTS_PATH, MEDIA_PATH, REQUIRED_COMPONENTS } from "./server.ts";
 export {
   contentDigest,
   signRequest,

@@ -52,6 +52,7 @@ describe("interop API: signed, idempotent, owned", () => {
               },
             ],
             max_body_bytes: 4096,
+            signing_key: { key_id: "medmesh-test", private_key_file: "unused.pem" },
           }),
           knex: store.knex,
           log: createLogger("test", "silent"),

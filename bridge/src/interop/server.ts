@@ -1,6 +1,6 @@
 import { createHash, createPublicKey, type KeyObject } from "node:crypto";
 import { ApiError, asyncHandler } from "@medmesh/common";
-import type { Express, Request } from "express";
+import express, { type Express, type Request } from "express";
 import type { Knex } from "knex";
 import type { Logger } from "pino";
 import { Counter, type Registry } from "prom-client";
@@ -9,6 +9,7 @@ import { verifyRequest } from "./signatures.ts";
 import { InteropEvent } from "./types.ts";
 
 export const EVENTS_PATH = "/_medmesh/interop/v1/events";
+export const MEDIA_PATH = "/_medmesh/interop/v1/media";
 /** What a vendor's request must sign: method, exact URI, body (via its digest) and the key. */
 export const REQUIRED_COMPONENTS = [
   "@method",
@@ -38,6 +39,8 @@ export function mountInteropApi(
     log: Logger;
     metrics: Registry;
     onAccepted?: (seq: number) => void;
+    /** Fetches a file a Matrix user sent (from the media repository, decrypted). */
+    media?: { fetch(row: { mxc: string | null; file: unknown }): Promise<Buffer> };
   },
 ): void {
   const vendors = new Map<string, Vendor>(
@@ -52,60 +55,20 @@ export function mountInteropApi(
     labelNames: ["outcome"] as const,
     registers: [d.metrics],
   });
-  let sinceCleanup = 0;
-
-  const authenticate = async (req: Request): Promise<Vendor> => {
-    const body = (req as { rawBody?: Buffer }).rawBody ?? Buffer.alloc(0);
-    if (body.length > d.config.max_body_bytes)
-      throw new ApiError(
-        "M_TOO_LARGE",
-        `The request body is larger than ${String(d.config.max_body_bytes)} bytes`,
-      );
-    let vendor: Vendor | undefined;
-    const verified = verifyRequest(
-      {
-        method: req.method,
-        url: new URL(req.originalUrl, d.config.public_url).toString(),
-        headers: req.headers as Record<string, string>,
-        body,
-      },
-      {
-        key: (keyId) => (vendor = vendors.get(keyId))?.key,
-        required: REQUIRED_COMPONENTS,
-        maxSkewSeconds: d.config.max_skew_seconds,
-      },
-    );
-    if (!verified.ok || !vendor)
-      throw new ApiError("M_UNAUTHORIZED", verified.ok ? "Unknown vendor" : verified.reason);
-    if (!verified.nonce) throw new ApiError("M_UNAUTHORIZED", "The signature must carry a nonce");
-    if (++sinceCleanup >= 100) {
-      sinceCleanup = 0;
-      await d.knex("interop_nonces").where("expires_at", "<", new Date()).delete();
-    }
-    const inserted = await d
-      .knex("interop_nonces")
-      .insert({
-        vendor: vendor.id,
-        nonce: verified.nonce,
-        expires_at: new Date((verified.created + 2 * d.config.max_skew_seconds) * 1000),
-      })
-      .onConflict(["vendor", "nonce"])
-      .ignore()
-      .returning("nonce");
-    if (inserted.length === 0)
-      throw new ApiError(
-        "M_UNAUTHORIZED",
-        "This request was already received (its signature nonce is used): sign each request anew",
-      );
-    return vendor;
-  };
+  const authenticate = vendorAuthenticator(d.config, d.knex, vendors);
 
   app.post(
     EVENTS_PATH,
     asyncHandler(async (req, res) => {
       let vendor: Vendor;
       try {
-        vendor = await authenticate(req);
+        const size = (req as { rawBody?: Buffer }).rawBody?.length ?? 0;
+        if (size > d.config.max_body_bytes)
+          throw new ApiError(
+            "M_TOO_LARGE",
+            `The request body is larger than ${String(d.config.max_body_bytes)} bytes`,
+          );
+        vendor = await authenticate(req, REQUIRED_COMPONENTS);
       } catch (err) {
         requests.inc({ outcome: "refused" });
         throw err;
@@ -183,4 +146,106 @@ export function mountInteropApi(
       res.status(answer.status).json(answer.body);
     }),
   );
+
+  const mediaRoute = `${MEDIA_PATH}/:mediaId`;
+  app.put(
+    mediaRoute,
+    express.raw({ type: () => true, limit: d.config.max_media_bytes }),
+    asyncHandler(async (req, res) => {
+      const vendor = await authenticate(req, REQUIRED_COMPONENTS);
+      const mediaId = String(req.params.mediaId);
+      if (!/^[A-Za-z0-9._~-]{1,255}$/.test(mediaId))
+        throw new ApiError("M_INVALID_PARAM", "media_id: letters, digits, '.', '_', '~', '-'");
+      const data =
+        (req as { rawBody?: Buffer }).rawBody ?? (Buffer.isBuffer(req.body) ? req.body : undefined);
+      if (!data || data.length === 0) throw new ApiError("M_BAD_JSON", "The file is empty");
+      const contentType = (req.headers["content-type"] ?? "application/octet-stream").split(";")[0]?.trim();
+      const inserted = await d
+        .knex("bridge_media")
+        .insert({
+          media_id: mediaId,
+          vendor: vendor.id,
+          content_type: contentType,
+          data,
+          created_at: new Date(),
+        })
+        .onConflict("media_id")
+        .ignore()
+        .returning("media_id");
+      if (inserted.length === 0) {
+        const existing = await d
+          .knex("bridge_media")
+          .where({ media_id: mediaId })
+          .first<{ vendor: string | null; data: Buffer | null } | undefined>();
+        if (existing?.vendor !== vendor.id || existing.data === null || !existing.data.equals(data))
+          throw new ApiError(
+            "ORG.MEDMESH.IDEMPOTENCY_CONFLICT",
+            `The media_id ${mediaId} is taken by another file`,
+          );
+      }
+      requests.inc({ outcome: "accepted" });
+      res.status(201).json({ media_id: mediaId });
+    }),
+  );
+  app.get(
+    mediaRoute,
+    asyncHandler(async (req, res) => {
+      const vendor = await authenticate(req, ["@method", "@target-uri"]);
+      const row = await d
+        .knex("bridge_media")
+        .where({ media_id: String(req.params.mediaId), vendor: vendor.id })
+        .first<
+          { content_type: string; data: Buffer | null; mxc: string | null; file: unknown } | undefined
+        >();
+      if (!row) throw new ApiError("M_NOT_FOUND", "No such file for this vendor");
+      const data = row.data ?? (d.media ? await d.media.fetch(row) : undefined);
+      if (!data) throw new ApiError("M_NOT_FOUND", "The file is no longer available");
+      res.status(200).type(row.content_type).send(data);
+    }),
+  );
+}
+
+/** Checks a vendor request's signature (with `required` covered) and refuses a reused nonce. */
+function vendorAuthenticator(config: InteropConfig, knex: Knex, vendors: Map<string, Vendor>) {
+  let sinceCleanup = 0;
+  return async (req: Request, required: readonly string[]): Promise<Vendor> => {
+    const body =
+      (req as { rawBody?: Buffer }).rawBody ?? (Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0));
+    let vendor: Vendor | undefined;
+    const verified = verifyRequest(
+      {
+        method: req.method,
+        url: new URL(req.originalUrl, config.public_url).toString(),
+        headers: req.headers as Record<string, string>,
+        body,
+      },
+      {
+        key: (keyId) => (vendor = vendors.get(keyId))?.key,
+        required,
+        maxSkewSeconds: config.max_skew_seconds,
+      },
+    );
+    if (!verified.ok || !vendor)
+      throw new ApiError("M_UNAUTHORIZED", verified.ok ? "Unknown vendor" : verified.reason);
+    if (!verified.nonce) throw new ApiError("M_UNAUTHORIZED", "The signature must carry a nonce");
+    if (++sinceCleanup >= 100) {
+      sinceCleanup = 0;
+      await knex("interop_nonces").where("expires_at", "<", new Date()).delete();
+    }
+    const inserted = await knex("interop_nonces")
+      .insert({
+        vendor: vendor.id,
+        nonce: verified.nonce,
+        expires_at: new Date((verified.created + 2 * config.max_skew_seconds) * 1000),
+      })
+      .onConflict(["vendor", "nonce"])
+      .ignore()
+      .returning("nonce");
+    if (inserted.length === 0)
+      throw new ApiError(
+        "M_UNAUTHORIZED",
+        "This request was already received (its signature nonce is used): sign each request anew",
+      );
+    return vendor;
+  };
 }

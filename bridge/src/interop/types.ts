@@ -31,12 +31,14 @@ export const InteropEvent = z.discriminatedUnion("type", [
     name: z.string().max(255).optional(),
     creator: Id,
     members: z.array(z.string().min(1)).min(1).max(1000).describe("Vendor user IDs or Matrix user IDs"),
+    users: z.array(User).max(1000).optional().describe("Profiles of the vendor's users named here"),
   }),
   z.object({
     type: z.literal("membership"),
     conversation_id: Id,
     user_id: z.string().min(1),
     membership: z.enum(["invite", "join", "leave"]),
+    users: z.array(User).max(1000).optional(),
   }),
   z.object({
     type: z.literal("message"),
@@ -83,3 +85,5 @@ export const InteropEvent = z.discriminatedUnion("type", [
   }),
 ]);
 export type InteropEvent = z.output<typeof InteropEvent>;
+
+export type User = z.output<typeof User>;

@@ -18,7 +18,11 @@ export interface AppserviceEvent {
   state_key?: string;
 }
 
-export type EventHandler = (events: readonly AppserviceEvent[]) => Promise<void>;
+/** The transaction's events; `transaction` is the whole body (ephemeral events, to-device messages, key counts). */
+export type EventHandler = (
+  events: readonly AppserviceEvent[],
+  transaction: Readonly<Record<string, unknown>>,
+) => Promise<void>;
 
 /**
  * The homeserver → appservice API (transactions and ping). A transaction is acknowledged only
@@ -57,7 +61,7 @@ export function mountAppserviceApi(
         res.json({});
         return;
       }
-      await opts.onEvents(body.events as AppserviceEvent[]);
+      await opts.onEvents(body.events as AppserviceEvent[], body);
       await opts.journal.markProcessed(opts.registration.id, txnId);
       opts.counter.inc({ outcome: "processed" });
       res.json({});

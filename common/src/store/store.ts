@@ -193,6 +193,83 @@ export const MIGRATIONS: readonly Migration[] = [
       });
     },
   },
+  {
+    version: 9,
+    name: "bridge core: portals, ghosts, message map, delivery queues, room keys",
+    up: async (trx) => {
+      // A conversation's Matrix room (the portal), once it has one.
+      await trx.schema.alterTable("interop_conversations", (t) => {
+        t.text("room_id").unique();
+        t.text("name");
+      });
+      // Vendor → Matrix: each accepted event is carried once, in order; failures are kept with why.
+      await trx.schema.alterTable("interop_inbound", (t) => {
+        t.text("state").notNullable().defaultTo("pending"); // pending | done | failed
+        t.integer("attempts").notNullable().defaultTo(0);
+        t.timestamp("next_attempt_at", { useTz: true });
+        t.text("error");
+        t.index(["state", "seq"]);
+      });
+      await trx.schema.createTable("bridge_ghosts", (t) => {
+        t.text("user_id").primary();
+        t.text("vendor").notNullable();
+        t.text("remote_id").notNullable();
+        t.text("display_name");
+        t.jsonb("registration");
+        t.text("device_id"); // the device of the current crypto session, replaced at each start
+        t.unique(["vendor", "remote_id"]);
+      });
+      // Which ghosts are in which portal rooms (the devices that can decrypt there).
+      await trx.schema.createTable("bridge_members", (t) => {
+        t.text("room_id").notNullable();
+        t.text("user_id").notNullable();
+        t.primary(["room_id", "user_id"]);
+      });
+      // Message IDs on both sides, for replies, edits, deletions, reactions and receipts.
+      await trx.schema.createTable("bridge_messages", (t) => {
+        t.text("conversation_id").notNullable();
+        t.text("message_id").notNullable();
+        t.text("room_id").notNullable();
+        t.text("event_id").notNullable();
+        t.primary(["conversation_id", "message_id"]);
+        t.index(["event_id"]);
+      });
+      // Matrix → vendor: the persistent delivery queue (one row per Matrix event, so a
+      // re-delivered appservice transaction adds nothing).
+      await trx.schema.createTable("bridge_outbound", (t) => {
+        t.bigIncrements("seq");
+        t.text("vendor").notNullable();
+        t.text("conversation_id").notNullable();
+        t.text("idempotency_key").notNullable().unique();
+        t.jsonb("event"); // null while the Matrix event is still encrypted
+        t.jsonb("encrypted"); // the raw m.room.encrypted event until it is decrypted
+        t.text("state").notNullable().defaultTo("pending"); // pending | delivered | dead
+        t.integer("attempts").notNullable().defaultTo(0);
+        t.timestamp("next_attempt_at", { useTz: true }).notNullable();
+        t.text("last_error");
+        t.timestamp("created_at", { useTz: true }).notNullable();
+        t.timestamp("delivered_at", { useTz: true });
+        t.index(["state", "conversation_id", "seq"]);
+      });
+      // Files vendors upload, until they are sent into Matrix (plain or encrypted).
+      await trx.schema.createTable("bridge_media", (t) => {
+        t.text("media_id").primary();
+        t.text("vendor");
+        t.text("content_type").notNullable();
+        t.binary("data");
+        t.text("mxc");
+        t.jsonb("file"); // the encrypted-attachment object when the mxc holds ciphertext
+        t.timestamp("created_at", { useTz: true }).notNullable();
+      });
+      // Megolm sessions the bridge's devices received, so a restart (new devices) can still
+      // decrypt what was sent before it.
+      await trx.schema.createTable("bridge_room_keys", (t) => {
+        t.text("session_id").primary();
+        t.text("room_id").notNullable().index();
+        t.jsonb("exported").notNullable();
+      });
+    },
+  },
 ];
 
 export class KnexStore implements Store {

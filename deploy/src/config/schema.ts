@@ -1,5 +1,6 @@
 import { IdentityConfigSchema, RetentionConfigSchema } from "@medmesh/policy-module";
 import { z } from "zod";
+import { InteropVendorSchema } from "@medmesh/bridge";
 import { ServerNameSchema } from "@medmesh/common";
 
 const port = z.number().int().min(1).max(65535);
@@ -126,6 +127,10 @@ export const OrganisationSchema = z.object({
     .boolean()
     .default(false)
     .describe("Ask for an ID document, reviewed by the organisation's admin, before a first verification."),
+  bridge_vendors: z
+    .array(InteropVendorSchema)
+    .default([])
+    .describe("Messengers this organisation's bridge exchanges conversations with (docs/interop-api.md)."),
 });
 
 const TrustSourceSchema = z.union([z.object({ file: z.string() }), z.object({ url: z.url() })]);

@@ -1,4 +1,6 @@
 import {
+  decryptAttachment,
+  isEncryptedFile,
   ensureAppserviceUser,
   MatrixRequestError,
   type DocumentStore,
@@ -18,7 +20,6 @@ import {
 import type { Logger as SdkLogger } from "matrix-js-sdk/lib/logger.js";
 import type { Logger } from "pino";
 import { Counter, type Registry } from "prom-client";
-import { decryptAttachment, isEncryptedFile } from "./attachment.ts";
 
 /** What a user sent the bot in a direct chat, decrypted. */
 export type BotMessage =

@@ -4,7 +4,7 @@ import type { Knex } from "knex";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import { createAuditLog } from "../audit/index.ts";
-import { asUser } from "../bot/index.ts";
+import { asUser } from "@medmesh/common";
 import { days, type RetentionConfig } from "./config.ts";
 import { createBackfill } from "./backfill.ts";
 import { indexEntry, retentionIndex } from "./event-index.ts";

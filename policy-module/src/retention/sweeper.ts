@@ -3,7 +3,7 @@ import { MatrixRequestError, type LeaseStore, type SynapseAdmin } from "@medmesh
 import type { Logger } from "pino";
 import { Counter, Gauge, type Registry } from "prom-client";
 import type { AuditLog } from "../audit/index.ts";
-import type { AsUser } from "../bot/index.ts";
+import type { AsUser } from "@medmesh/common";
 import { days, type RetentionConfig } from "./config.ts";
 import type { RetentionIndex } from "./event-index.ts";
 

@@ -1,9 +1,9 @@
-import { createDecipheriv, createHash, timingSafeEqual } from "node:crypto";
+import { createCipheriv, createDecipheriv, createHash, randomBytes, timingSafeEqual } from "node:crypto";
 
 /** The `file` object of an encrypted attachment (Matrix spec, "Sending encrypted attachments"). */
 export interface EncryptedFile {
   url: string;
-  key: { kty: string; alg: string; k: string; key_ops?: string[] };
+  key: { kty: string; alg: string; k: string; key_ops?: string[]; ext?: boolean };
   iv: string;
   hashes: Record<string, string>;
   v: string;
@@ -39,4 +39,32 @@ export function decryptAttachment(ciphertext: Buffer, file: EncryptedFile): Buff
   if (key.length !== 32 || iv.length !== 16) throw new Error("malformed attachment key or iv");
   const decipher = createDecipheriv("aes-256-ctr", key, iv);
   return Buffer.concat([decipher.update(ciphertext), decipher.final()]);
+}
+
+const toBase64Url = (b: Buffer): string => b.toString("base64url");
+
+/**
+ * Encrypts an attachment for an encrypted room: a fresh AES-256-CTR key, a random IV whose
+ * counter half is zero (as the spec asks), and the SHA-256 of the ciphertext. `url` is filled in
+ * by the caller after uploading the ciphertext.
+ */
+export function encryptAttachment(plaintext: Buffer): {
+  ciphertext: Buffer;
+  file: Omit<EncryptedFile, "url" | "key"> & {
+    key: { kty: "oct"; alg: "A256CTR"; k: string; key_ops: string[]; ext: true };
+  };
+} {
+  const key = randomBytes(32);
+  const iv = Buffer.concat([randomBytes(8), Buffer.alloc(8)]);
+  const cipher = createCipheriv("aes-256-ctr", key, iv);
+  const ciphertext = Buffer.concat([cipher.update(plaintext), cipher.final()]);
+  return {
+    ciphertext,
+    file: {
+      key: { kty: "oct", alg: "A256CTR", k: toBase64Url(key), key_ops: ["encrypt", "decrypt"], ext: true },
+      iv: iv.toString("base64").replace(/=+$/, ""),
+      hashes: { sha256: createHash("sha256").update(ciphertext).digest("base64").replace(/=+$/, "") },
+      v: "v2",
+    },
+  };
 }

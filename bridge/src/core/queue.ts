@@ -1,0 +1,174 @@
+import type { Knex } from "knex";
+import type { Logger } from "pino";
+import { Counter, Gauge, type Registry } from "prom-client";
+
+/** A failure that retrying will not mend (refused by the other side, unknown message, …). */
+export class Permanent extends Error {
+  override name = "Permanent";
+}
+
+export interface QueueRow {
+  seq: string | number;
+  vendor: string;
+  conversation_id: string;
+  attempts: number;
+}
+
+export interface QueueOptions<Row extends QueueRow> {
+  name: "inbound" | "outbound";
+  table: "interop_inbound" | "bridge_outbound";
+  /** The state a carried row ends in, and a given-up one. */
+  states: { done: string; failed: string };
+  knex: Knex;
+  log: Logger;
+  metrics: Registry;
+  concurrency: number;
+  maxAttempts: number;
+  initialBackoffMs: number;
+  maxBackoffMs: number;
+  /** Carries one row; returns what to record with its completion, in the same transaction. */
+  handle(row: Row): Promise<((trx: Knex.Transaction) => Promise<void>) | undefined>;
+  /** Told once a row is given up (permanent failure or out of attempts). */
+  onFailed?(row: Row, reason: string): Promise<void>;
+}
+
+/**
+ * A persistent queue carried in order per conversation: only the oldest pending row of each
+ * conversation is taken, so a row waiting for a retry holds back the ones behind it and
+ * nothing else. Conversations proceed in parallel. A row is marked done in the same database
+ * transaction that records its effects, after the effect: a crash in between repeats the effect
+ * with the same deterministic IDs (Matrix transaction IDs, Idempotency-Keys), which the other side
+ * recognises.
+ */
+export class OrderedQueue<Row extends QueueRow> {
+  private readonly o: QueueOptions<Row>;
+  private running = false;
+  private loop: Promise<void> | undefined;
+  private wakeUp: (() => void) | undefined;
+  private readonly processed: Counter<"outcome">;
+
+  constructor(o: QueueOptions<Row>) {
+    this.o = o;
+    this.processed = new Counter({
+      name: `medmesh_bridge_${o.name}_total`,
+      help: `Bridge ${o.name} events by outcome (done, retried, failed)`,
+      labelNames: ["outcome"] as const,
+      registers: [o.metrics],
+    });
+    const knex = o.knex;
+    new Gauge({
+      name: `medmesh_bridge_${o.name}_queue`,
+      help: `Bridge ${o.name} events by state (pending, ${o.states.failed})`,
+      labelNames: ["state"] as const,
+      registers: [o.metrics],
+      async collect() {
+        const rows = await knex(o.table)
+          .whereIn("state", ["pending", o.states.failed])
+          .groupBy("state")
+          .select<{ state: string; n: string }[]>("state", knex.raw("count(*) as n"));
+        this.reset();
+        this.set({ state: "pending" }, 0);
+        this.set({ state: o.states.failed }, 0);
+        for (const r of rows) this.set({ state: r.state }, Number(r.n));
+      },
+    });
+  }
+
+  start(): void {
+    this.running = true;
+    this.loop = this.run();
+  }
+
+  wake(): void {
+    this.wakeUp?.();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    this.wake();
+    await this.loop;
+  }
+
+  private async heads(): Promise<Row[]> {
+    const { knex, table } = this.o;
+    return knex(`${table} as r`)
+      .where("r.state", "pending")
+      .where((q) => {
+        void q.whereNull("r.next_attempt_at").orWhere("r.next_attempt_at", "<=", new Date());
+      })
+      .whereNotExists(
+        knex(`${table} as p`)
+          .whereRaw("p.vendor = r.vendor AND p.conversation_id = r.conversation_id AND p.seq < r.seq")
+          .where("p.state", "pending")
+          .select(knex.raw("1")),
+      )
+      .orderBy("r.seq")
+      .limit(this.o.concurrency * 4)
+      .select("r.*") as Promise<Row[]>;
+  }
+
+  private async run(): Promise<void> {
+    while (this.running) {
+      let rows: Row[] = [];
+      try {
+        rows = await this.heads();
+      } catch (err) {
+        this.o.log.error({ err, queue: this.o.name }, "could not read the queue");
+      }
+      if (rows.length > 0) {
+        let next = 0;
+        const worker = async () => {
+          while (next < rows.length && this.running) {
+            const row = rows[next++];
+            if (row) await this.carry(row);
+          }
+        };
+        await Promise.all(Array.from({ length: Math.min(this.o.concurrency, rows.length) }, worker));
+        continue;
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 500);
+        this.wakeUp = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.wakeUp = undefined;
+    }
+  }
+
+  private async carry(row: Row): Promise<void> {
+    const { knex, table, states, log } = this.o;
+    const where = { seq: row.seq };
+    try {
+      const record = await this.o.handle(row);
+      await knex.transaction(async (trx) => {
+        await record?.(trx);
+        await trx(table).where(where).update({ state: states.done, delivered_at: new Date() });
+      });
+      this.processed.inc({ outcome: "done" });
+    } catch (err) {
+      const reason = err instanceof Error ? err.message : String(err);
+      const attempts = row.attempts + 1;
+      const permanent = err instanceof Permanent || attempts >= this.o.maxAttempts;
+      const errorColumn = table === "interop_inbound" ? "error" : "last_error";
+      if (permanent) {
+        await knex(table)
+          .where(where)
+          .update({ state: states.failed, attempts, [errorColumn]: reason });
+        this.processed.inc({ outcome: "failed" });
+        log.warn({ queue: this.o.name, seq: row.seq, conversation: row.conversation_id, reason }, "given up");
+        await this.o.onFailed?.(row, reason).catch((e: unknown) => {
+          log.error({ err: e }, "could not report a failed event");
+        });
+        return;
+      }
+      const delay = Math.min(this.o.maxBackoffMs, this.o.initialBackoffMs * 2 ** (attempts - 1));
+      await knex(table)
+        .where(where)
+        .update({ attempts, [errorColumn]: reason, next_attempt_at: new Date(Date.now() + delay) });
+      this.processed.inc({ outcome: "retried" });
+      log.info({ queue: this.o.name, seq: row.seq, attempts, delay_ms: delay, reason }, "will retry");
+    }
+  }
+}

@@ -1,0 +1,166 @@
+import {
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  randomBytes,
+  randomUUID,
+  type KeyObject,
+} from "node:crypto";
+import { readFileSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import {
+  contentDigest,
+  REQUIRED_COMPONENTS,
+  signRequest,
+  verifyRequest,
+} from "../../bridge/src/interop/index.ts";
+import { freePorts } from "./ports.ts";
+import { waitUntil } from "./wait.ts";
+
+export interface ReceivedEvent {
+  key: string;
+  event: Record<string, unknown>;
+}
+
+/**
+ * A protocol-level vendor for bridge tests: signs what it sends (RFC 9421, its own Ed25519 key),
+ * checks MedMesh's signature on what its webhook receives, deduplicates by Idempotency-Key and
+ * keeps the order of arrival. `down` makes the webhook answer 503.
+ */
+export class TestVendor {
+  readonly id: string;
+  readonly keyId: string;
+  readonly received: ReceivedEvent[] = [];
+  /** Idempotency keys seen more than once (retries the webhook absorbed). */
+  duplicates = 0;
+  down = false;
+  bridgeUrl = "";
+  private readonly keys = generateKeyPairSync("ed25519");
+  private medmeshKey: KeyObject | undefined;
+  private server: Server | undefined;
+  private port = 0;
+
+  constructor(id = "refmsg") {
+    this.id = id;
+    this.keyId = `${id}-1`;
+  }
+
+  async start(): Promise<void> {
+    [this.port] = (await freePorts(1)) as [number];
+    this.server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on("data", (c: Buffer) => chunks.push(c));
+      req.on("end", () => {
+        const body = Buffer.concat(chunks);
+        if (this.down) {
+          res.writeHead(503).end();
+          return;
+        }
+        const verified = verifyRequest(
+          {
+            method: req.method ?? "",
+            url: `http://127.0.0.1:${String(this.port)}${req.url ?? ""}`,
+            headers: req.headers as Record<string, string>,
+            body,
+          },
+          { key: () => this.medmeshKey, required: REQUIRED_COMPONENTS, maxSkewSeconds: 300 },
+        );
+        if (!verified.ok) {
+          res
+            .writeHead(401, { "content-type": "application/json" })
+            .end(JSON.stringify({ errcode: "M_UNAUTHORIZED", error: verified.reason }));
+          return;
+        }
+        const key = String(req.headers["idempotency-key"]);
+        if (this.received.some((r) => r.key === key)) this.duplicates++;
+        else this.received.push({ key, event: JSON.parse(body.toString()) as Record<string, unknown> });
+        res.writeHead(200, { "content-type": "application/json" }).end("{}");
+      });
+    });
+    const server = this.server;
+    await new Promise<void>((r) => server.listen(this.port, "127.0.0.1", r));
+  }
+
+  /** The organisation setting that makes a bridge deliver to this vendor. */
+  get setting(): Record<string, unknown> {
+    return {
+      id: this.id,
+      key_id: this.keyId,
+      public_key: this.keys.publicKey.export({ format: "jwk" }),
+      webhook_url: `http://127.0.0.1:${String(this.port)}/webhook`,
+    };
+  }
+
+  /** Connects to an organisation's bridge: its URL and MedMesh's webhook signing key. */
+  connect(bridgeUrl: string, signingKeyFile: string): void {
+    this.bridgeUrl = bridgeUrl;
+    this.medmeshKey = createPublicKey(createPrivateKey(readFileSync(signingKeyFile)));
+  }
+
+  /** One signed request to the bridge (GET: covering @method and @target-uri only). */
+  async request(
+    path: string,
+    opts: { method?: string; body?: Buffer; contentType?: string; key?: string } = {},
+  ) {
+    const method = opts.method ?? "POST";
+    const url = `${this.bridgeUrl}${path}`;
+    const body = opts.body ?? Buffer.alloc(0);
+    const get = method === "GET";
+    const headers: Record<string, string> = get
+      ? {}
+      : {
+          "content-type": opts.contentType ?? "application/json",
+          "content-digest": contentDigest(body),
+          "idempotency-key": opts.key ?? randomUUID(),
+        };
+    Object.assign(
+      headers,
+      signRequest(
+        { method, url, headers, body },
+        {
+          keyId: this.keyId,
+          privateKey: this.keys.privateKey,
+          components: get ? ["@method", "@target-uri"] : REQUIRED_COMPONENTS,
+          nonce: randomBytes(12).toString("hex"),
+        },
+      ),
+    );
+    return fetch(url, { method, headers, ...(get ? {} : { body }), signal: AbortSignal.timeout(10_000) });
+  }
+
+  /** Sends an event; answers other than 202 throw with the bridge's words. */
+  async send(event: Record<string, unknown>, key?: string): Promise<void> {
+    const res = await this.request("/_medmesh/interop/v1/events", {
+      body: Buffer.from(JSON.stringify(event)),
+      ...(key ? { key } : {}),
+    });
+    if (res.status !== 202) throw new Error(`the bridge answered ${String(res.status)}: ${await res.text()}`);
+  }
+
+  /** Sends until accepted, with the same Idempotency-Key each time (as a vendor's outbox does). */
+  async sendReliably(event: Record<string, unknown>, key = randomUUID()): Promise<number> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.send(event, key);
+        return attempt;
+      } catch (err) {
+        if (/answered 4\d\d/.test((err as Error).message)) throw err;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  }
+
+  delivered(predicate: (e: Record<string, unknown>) => boolean, description: string, timeoutMs = 30_000) {
+    return waitUntil(() => this.received.find((r) => predicate(r.event))?.event, description, timeoutMs);
+  }
+
+  async stop(): Promise<void> {
+    const server = this.server;
+    if (server)
+      await new Promise<void>((r) =>
+        server.close(() => {
+          r();
+        }),
+      );
+  }
+}
