@@ -95,6 +95,14 @@ async function startCommand(file: string): Promise<number> {
     lines.push(`  client URL:    ${o.clientUrl}`);
     for (const s of o.services) lines.push(`  ${s.name}: ${s.url}/health`);
     for (const u of o.org.demo_users) lines.push(`  demo login:    ${u.localpart} / ${u.password}`);
+    if (o.demoVendor && o.org.demo_vendor) {
+      const v = o.org.demo_vendor;
+      lines.push(
+        `  reference messenger "${v.id}" (bridged): ${o.demoVendor.url}/api  (bridge/src/vendor/README.md)`,
+      );
+      for (const u of v.users)
+        lines.push(`    ${u.id} is @bridge_${v.id}_${u.id}:${o.serverName} in Matrix: invite to chat`);
+    }
     lines.push("");
   }
   lines.push(`network description: ${network.descriptionFile}`, "press Ctrl-C to stop");

@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { chmod, mkdir, writeFile } from "node:fs/promises";
 import { join, relative, resolve, sep } from "node:path";
 import { parse as parseYaml, stringify } from "yaml";
-import { generateKeyPairSync, type JsonWebKey } from "node:crypto";
+import { createPublicKey, generateKeyPairSync, type JsonWebKey } from "node:crypto";
 import {
   generateKey,
   loadPrivateKey,
@@ -72,6 +72,8 @@ export function organisationPaths(dataDir: string, orgId: string): OrganisationP
     federationWhitelist: join(synapseDir, "federation-whitelist.yaml"),
     organisationKey: join(secrets, "organisation.jwk.json"),
     bridgeSigningKey: join(secrets, "bridge-signing.pem"),
+    demoVendorKey: join(secrets, "demo-vendor.pem"),
+    demoVendorData: join(root, "demo-vendor.sqlite"),
   };
 }
 
@@ -184,9 +186,10 @@ async function generateOrganisation(
     await ensureSecretFile(secret, () => randomToken());
   }
   await ensureSecretFile(paths.organisationKey, () => JSON.stringify(generateKey().privateJwk));
-  await ensureSecretFile(paths.bridgeSigningKey, () =>
-    generateKeyPairSync("ed25519").privateKey.export({ format: "pem", type: "pkcs8" }).toString(),
-  );
+  const newPem = () =>
+    generateKeyPairSync("ed25519").privateKey.export({ format: "pem", type: "pkcs8" }).toString();
+  if (org.demo_vendor) await ensureSecretFile(paths.demoVendorKey, newPem);
+  await ensureSecretFile(paths.bridgeSigningKey, newPem);
 
   let tls: { certificate: string; privateKey: string };
   if (org.tls) {
@@ -225,14 +228,8 @@ async function generateOrganisation(
     url: view.url("bridge", org.ports.bridge),
     sender_localpart: "medmesh-bridge",
     users: [{ exclusive: true, regex: `@(medmesh-bridge|bridge_.+):${escapedServer}` }],
-    // Encrypted portals: receipts and to-device messages in transactions (MSC2409), one-time-key
-    // counts and device lists (MSC3202), devices created by the appservice (MSC4190).
-    extensions: {
-      receive_ephemeral: true,
-      "de.sorunome.msc2409.push_ephemeral": true,
-      "org.matrix.msc3202": true,
-      "io.element.msc4190": true,
-    },
+    // Read receipts in transactions (MSC2409); ghosts' devices created by the appservice (MSC4190).
+    extensions: { receive_ephemeral: true, "io.element.msc4190": true },
   });
 
   // 0600: with a Postgres password it holds a secret.
@@ -317,7 +314,19 @@ async function generateOrganisation(
     ...serviceConfig("bridge", org.ports.bridge, paths.bridgeRegistration),
     interop: InteropConfigSchema.parse({
       public_url: view.url("bridge", org.ports.bridge),
-      vendors: org.bridge_vendors,
+      vendors: [
+        ...org.bridge_vendors,
+        ...(org.demo_vendor
+          ? [
+              {
+                id: org.demo_vendor.id,
+                key_id: `${org.demo_vendor.id}-demo`,
+                public_key: createPublicKey(readFileSync(paths.demoVendorKey)).export({ format: "jwk" }),
+                webhook_url: `http://${hostForUrl(org.bind_address)}:${String(org.demo_vendor.port)}/webhook`,
+              },
+            ]
+          : []),
+      ],
       signing_key: { key_id: `medmesh-${org.id}`, private_key_file: view.path(paths.bridgeSigningKey) },
     }),
   };

@@ -1,11 +1,12 @@
 import { spawn } from "node:child_process";
 import { createServer } from "node:net";
+import { createPrivateKey, createPublicKey } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { createLogger, ensureUser, type RegisteredUser, type RunningService } from "@medmesh/common";
 import { start as startPolicyModule } from "@medmesh/policy-module";
-import { start as startBridge } from "@medmesh/bridge";
+import { start as startBridge, startReferenceVendor } from "@medmesh/bridge";
 import type { DeploymentConfig } from "./config/schema.ts";
 import { generateNetwork, type GeneratedOrganisation } from "./generate.ts";
 import { superviseSynapse, type SupervisedSynapse } from "./synapse/process.ts";
@@ -18,6 +19,8 @@ export interface RunningOrganisation extends GeneratedOrganisation {
   synapse: SupervisedSynapse;
   services: RunningService[];
   demoUsers: RegisteredUser[];
+  /** The reference messenger of a demo network (its REST API is under `${url}/api`). */
+  demoVendor?: { url: string; stop(): Promise<void> };
 }
 
 export interface RunningNetwork {
@@ -108,7 +111,8 @@ export async function startNetwork(
 async function assertPortsFree(deployment: DeploymentConfig): Promise<void> {
   const taken: string[] = [];
   for (const org of deployment.organisations) {
-    for (const [name, port] of Object.entries(org.ports)) {
+    const ports = { ...org.ports, ...(org.demo_vendor ? { demo_vendor: org.demo_vendor.port } : {}) };
+    for (const [name, port] of Object.entries(ports)) {
       const host = name.startsWith("synapse_") ? "127.0.0.1" : org.bind_address;
       const free = await new Promise<boolean>((resolve) => {
         const probe = createServer();
@@ -144,6 +148,7 @@ async function startOrganisation(
     logFile: g.paths.logFile,
   });
   const services: RunningService[] = [];
+  let demoVendor: { url: string; stop(): Promise<void> } | undefined;
   try {
     const logDir = join(g.paths.root, "logs");
     say(`starting MedMesh services for ${g.org.name}`);
@@ -162,6 +167,7 @@ async function startOrganisation(
         log: createLogger("bridge", g.bridge.log_level, join(logDir, "bridge.log")),
       }),
     );
+    demoVendor = g.org.demo_vendor ? await startDemoVendor(g, logDir) : undefined;
     const registrationSecret = readFileSync(g.paths.registrationSecret, "utf8").trim();
     const demoUsers: RegisteredUser[] = [];
     for (const u of g.org.demo_users) {
@@ -174,15 +180,52 @@ async function startOrganisation(
         }),
       );
     }
-    return { ...g, registrationSecret, synapse, services, demoUsers };
+    return { ...g, registrationSecret, synapse, services, demoUsers, ...(demoVendor ? { demoVendor } : {}) };
   } catch (err) {
+    await demoVendor?.stop();
     await Promise.allSettled(services.map((s) => s.stop()));
     await synapse.stop();
     throw err;
   }
 }
 
+/**
+ * The reference messenger beside a demo organisation's bridge, with its demo users: a person can
+ * chat across the bridge (docs/bridge.md, bridge/src/vendor/README.md).
+ */
+async function startDemoVendor(
+  g: GeneratedOrganisation,
+  logDir: string,
+): Promise<{ url: string; stop(): Promise<void> }> {
+  const demo = g.org.demo_vendor;
+  if (!demo || !g.bridge.interop) throw new Error("no demo vendor configured");
+  const log = createLogger("demo-vendor", "info", join(logDir, "demo-vendor.log"));
+  const vendor = await startReferenceVendor({
+    dataFile: g.paths.demoVendorData,
+    listen: { host: g.org.bind_address, port: demo.port },
+    vendorId: demo.id,
+    keyId: `${demo.id}-demo`,
+    privateKey: createPrivateKey(readFileSync(g.paths.demoVendorKey)),
+    medmesh: {
+      url: g.bridge.interop.public_url,
+      keyId: g.bridge.interop.signing_key.key_id,
+      publicKey: createPublicKey(readFileSync(g.paths.bridgeSigningKey)).export({ format: "jwk" }),
+    },
+    log,
+  });
+  for (const u of demo.users) {
+    const res = await fetch(`${vendor.url}/api/users`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(u),
+    });
+    if (!res.ok) throw new Error(`the demo messenger refused user ${u.id}: ${await res.text()}`);
+  }
+  return vendor;
+}
+
 async function stopOrganisation(o: RunningOrganisation): Promise<void> {
+  await o.demoVendor?.stop();
   await Promise.allSettled(o.services.map((s) => s.stop()));
   await o.synapse.stop();
 }

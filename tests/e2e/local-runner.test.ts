@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { parse as parseYaml, stringify } from "yaml";
 import { REPO_ROOT } from "@medmesh/deploy";
-import { freeOrganisationPorts, TEST_RUNS_DIR } from "../harness/index.ts";
+import { freeOrganisationPorts, freePorts, TEST_RUNS_DIR } from "../harness/index.ts";
 
 interface Description {
   runner_pid: number;
@@ -88,6 +88,7 @@ describe("npm start", () => {
     await mkdir(dataDir, { recursive: true });
     const portsA = await freeOrganisationPorts();
     const portsB = await freeOrganisationPorts();
+    const [vendorPort] = (await freePorts(1)) as [number];
     await writeFile(
       configFile,
       stringify({
@@ -98,6 +99,7 @@ describe("npm start", () => {
             name: "Hospital A",
             ports: portsA,
             demo_users: [{ localpart: "alice", password: "medmesh-demo-alice" }],
+            demo_vendor: { id: "refmsg", port: vendorPort, users: [{ id: "anna", display_name: "Anna" }] },
           },
           {
             id: "gp-circle-b",
@@ -114,6 +116,11 @@ describe("npm start", () => {
     expect(first.output()).toMatch(/MedMesh is ready/);
     expect(first.output()).toContain(`client URL:    http://127.0.0.1:${String(portsA.client)}`);
     expect(first.output()).toContain("demo login:    bob / medmesh-demo-bob");
+    expect(first.output()).toContain(`@bridge_refmsg_anna:localhost:${String(portsA.federation)}`);
+    const vendorUsers = (await (await fetch(`http://127.0.0.1:${String(vendorPort)}/api/users`)).json()) as {
+      users: { id: string }[];
+    };
+    expect(vendorUsers.users.map((u) => u.id)).toContain("anna");
     process.stderr.write(`npm start: ready after ${String(readyMs)} ms (first start, fresh data)\n`);
 
     const descriptionFile = join(dataDir, "network.json");

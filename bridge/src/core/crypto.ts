@@ -7,6 +7,7 @@ import {
   EncryptionSettings,
   initAsync,
   OlmMachine,
+  ProcessedToDeviceEventType,
   RequestType,
   RoomId,
   TrustRequirement,
@@ -21,6 +22,7 @@ import {
 } from "@matrix-org/matrix-sdk-crypto-wasm";
 import type { Knex } from "knex";
 import type { Logger } from "pino";
+import { restore, snapshot } from "./crypto-store.ts";
 
 type Outgoing =
   | KeysUploadRequest
@@ -31,27 +33,21 @@ type Outgoing =
   | RoomMessageRequest
   | KeysBackupRequest;
 
-/** The end-to-end encryption extensions of an appservice transaction (MSC2409, MSC3202). */
-export interface TransactionCrypto {
-  toDevice: { to_user_id?: string; to_device_id?: string; type?: string }[];
-  deviceLists: { changed: string[]; left: string[] };
-  otkCounts: Record<string, Record<string, Record<string, number>>>;
-  fallbackKeys: Record<string, Record<string, string[]>>;
+interface CryptoDeps {
+  homeserverUrl: string;
+  asToken: string;
+  knex: Knex;
+  log: Logger;
+  /** Called when room keys may have arrived (events waiting for them can be tried again). */
+  onKeys?: () => void;
 }
 
-export function transactionCrypto(body: Record<string, unknown>): TransactionCrypto {
-  const lists = body["org.matrix.msc3202.device_lists"] as
-    Partial<TransactionCrypto["deviceLists"]> | undefined;
-  return {
-    toDevice: (body["de.sorunome.msc2409.to_device"] ??
-      body.to_device ??
-      []) as TransactionCrypto["toDevice"],
-    deviceLists: { changed: lists?.changed ?? [], left: lists?.left ?? [] },
-    otkCounts: (body["org.matrix.msc3202.device_one_time_keys_count"] ??
-      {}) as TransactionCrypto["otkCounts"],
-    fallbackKeys: (body["org.matrix.msc3202.device_unused_fallback_key_types"] ??
-      {}) as TransactionCrypto["fallbackKeys"],
-  };
+interface SyncResponse {
+  next_batch: string;
+  to_device?: { events?: unknown[] };
+  device_lists?: { changed?: string[]; left?: string[] };
+  device_one_time_keys_count?: Record<string, number>;
+  device_unused_fallback_key_types?: string[];
 }
 
 interface Device {
@@ -61,22 +57,24 @@ interface Device {
   client: AsUser;
   /** Operations on one machine run one after another. */
   queue: Promise<unknown>;
+  /** Stops the device's to-device /sync loop. */
+  abort: AbortController;
 }
 
 /**
  * The bridge's end-to-end encryption: each ghost that takes part in an encrypted portal gets a
  * device of its own (created by the appservice, MSC4190) with a Rust crypto machine
  * (matrix-sdk-crypto-wasm). To-device messages, device-list changes and one-time-key counts
- * reach the machines through appservice transactions (MSC2409/MSC3202), so there is no /sync.
- * Machines live in memory; the megolm sessions they receive are exported to the store in the
- * same transaction that acknowledges them, so events sent before a restart stay decryptable.
+ * reach each machine through a /sync of that device filtered to exactly those.
+ * Each device's crypto state is written to the store after every change, before the transaction
+ * that caused it is acknowledged (crypto-store.ts), so a restarted bridge goes on with the same
+ * devices and keys.
  */
 export class BridgeCrypto {
   private readonly devices = new Map<string, Promise<Device>>();
-  private readonly storedSessions = new Set<string>();
-  private readonly d: { homeserverUrl: string; asToken: string; knex: Knex; log: Logger };
+  private readonly d: CryptoDeps;
 
-  constructor(d: { homeserverUrl: string; asToken: string; knex: Knex; log: Logger }) {
+  constructor(d: CryptoDeps) {
     this.d = d;
   }
 
@@ -90,11 +88,9 @@ export class BridgeCrypto {
 
   private async load(): Promise<void> {
     await initAsync();
-    const rows = await this.d.knex("bridge_room_keys").select<{ session_id: string }[]>("session_id");
-    for (const r of rows) this.storedSessions.add(r.session_id);
   }
 
-  /** The ghost's device this run (created on first use; the previous run's device is deleted). */
+  /** The ghost's device: the one of earlier runs, restored, or a new one on first use. */
   device(userId: string): Promise<Device> {
     let device = this.devices.get(userId);
     if (!device) {
@@ -112,27 +108,140 @@ export class BridgeCrypto {
   private async createDevice(userId: string): Promise<Device> {
     await this.start();
     const client = asUser(this.d.homeserverUrl, this.d.asToken, userId);
-    const previous = await this.d
+    const saved = await this.d
       .knex("bridge_ghosts")
       .where({ user_id: userId })
-      .first<{ device_id: string | null } | undefined>("device_id");
-    if (previous?.device_id) {
-      await client(
-        "DELETE",
-        `/_matrix/client/v3/devices/${encodeURIComponent(previous.device_id)}`,
-        {},
-      ).catch((err: unknown) => {
-        this.d.log.warn({ user_id: userId, err }, "could not delete the previous bridge device");
-      });
+      .first<
+        { device_id: string | null; crypto_store: Buffer | null; sync_token: string | null } | undefined
+      >("device_id", "crypto_store", "sync_token");
+    if (saved?.device_id && saved.crypto_store) {
+      // The device of an earlier run, with its keys: it goes on as if nothing happened.
+      await restore(saved.crypto_store);
+      const machine = await OlmMachine.initialize(
+        new UserId(userId),
+        new DeviceId(saved.device_id),
+        storeName(userId, saved.device_id),
+      );
+      const device: Device = {
+        userId,
+        deviceId: saved.device_id,
+        machine,
+        client,
+        queue: Promise.resolve(),
+        abort: new AbortController(),
+      };
+      // Sending is not snapshotted (that would cost a snapshot per message): a restored outbound
+      // megolm session may be behind its last use, and a reused message index looks like a replay
+      // to the receivers. Each room starts a new session instead.
+      const rooms = await this.d.knex("bridge_members").where({ user_id: userId }).pluck<string[]>("room_id");
+      for (const room of rooms) await machine.invalidateGroupSession(new RoomId(room));
+      await this.flush(device);
+      this.syncLoop(device, saved.sync_token);
+      return device;
+    }
+    if (saved?.device_id) {
+      // Created, but its keys never reached the store: useless, replaced.
+      await client("DELETE", `/_matrix/client/v3/devices/${encodeURIComponent(saved.device_id)}`, {}).catch(
+        (err: unknown) => {
+          this.d.log.warn({ user_id: userId, err }, "could not delete an unusable bridge device");
+        },
+      );
     }
     const deviceId = `MMB${randomBytes(6).toString("hex").toUpperCase()}`;
     await client("PUT", `/_matrix/client/v3/devices/${deviceId}`, { display_name: "MedMesh bridge" });
-    await this.d.knex("bridge_ghosts").where({ user_id: userId }).update({ device_id: deviceId });
-    const machine = await OlmMachine.initialize(new UserId(userId), new DeviceId(deviceId));
-    const device: Device = { userId, deviceId, machine, client, queue: Promise.resolve() };
+    await this.d
+      .knex("bridge_ghosts")
+      .where({ user_id: userId })
+      .update({ device_id: deviceId, crypto_store: null, sync_token: null });
+    const machine = await OlmMachine.initialize(
+      new UserId(userId),
+      new DeviceId(deviceId),
+      storeName(userId, deviceId),
+    );
+    const device: Device = {
+      userId,
+      deviceId,
+      machine,
+      client,
+      queue: Promise.resolve(),
+      abort: new AbortController(),
+    };
     await this.flush(device);
-    this.d.log.info({ user_id: userId, device_id: deviceId }, "bridge device ready");
+    await this.persist(device);
+    this.syncLoop(device, null);
+    this.d.log.info({ user_id: userId, device_id: deviceId }, "bridge device created");
     return device;
+  }
+
+  /** Writes the device's crypto state to the store (after every change, before it is acknowledged). */
+  private async persist(device: Device, syncToken?: string): Promise<void> {
+    await this.d
+      .knex("bridge_ghosts")
+      .where({ user_id: device.userId, device_id: device.deviceId })
+      .update({
+        crypto_store: await snapshot(storeName(device.userId, device.deviceId)),
+        ...(syncToken === undefined ? {} : { sync_token: syncToken }),
+      });
+  }
+
+  /**
+   * The device's to-device messages (room keys), device-list changes and key counts, through
+   * /sync filtered to nothing else. The next batch is asked for only after this one's effects
+   * and its token are stored: Synapse keeps a device's to-device messages until then, so none is
+   * lost to a crash. (Appservice transactions can push them too, MSC2409, but Synapse does not
+   * retry those: a bridge that is down would lose room keys.)
+   */
+  private syncLoop(device: Device, since: string | null): void {
+    const filter = JSON.stringify({
+      room: { rooms: [] },
+      presence: { types: [] },
+      account_data: { types: [] },
+    });
+    let token = since;
+    let failures = 0;
+    const stopped = (): boolean => device.abort.signal.aborted;
+    void (async () => {
+      while (!stopped()) {
+        try {
+          const path =
+            `/_matrix/client/v3/sync?timeout=30000&filter=${encodeURIComponent(filter)}` +
+            (token ? `&since=${encodeURIComponent(token)}` : "");
+          const sync = await device.client<SyncResponse>("GET", path, undefined, {
+            deviceId: device.deviceId,
+            timeoutMs: 45_000,
+            signal: device.abort.signal,
+          });
+          const events = sync.to_device?.events ?? [];
+          await this.serial(device, async () => {
+            const processed = await device.machine.receiveSyncChanges(
+              JSON.stringify(events),
+              new DeviceLists(
+                (sync.device_lists?.changed ?? []).map((u) => new UserId(u)),
+                (sync.device_lists?.left ?? []).map((u) => new UserId(u)),
+              ),
+              new Map(Object.entries(sync.device_one_time_keys_count ?? {})),
+              new Set(sync.device_unused_fallback_key_types ?? []),
+            );
+            const unreadable = processed.filter((e) => e.type === ProcessedToDeviceEventType.UnableToDecrypt);
+            if (unreadable.length > 0)
+              this.d.log.warn(
+                { user_id: device.userId, device_id: device.deviceId, unreadable: unreadable.length },
+                "to-device messages this device could not decrypt",
+              );
+            await this.flush(device);
+            await this.persist(device, sync.next_batch);
+          });
+          token = sync.next_batch;
+          failures = 0;
+          if (events.length > 0) this.d.onKeys?.();
+        } catch (err) {
+          if (stopped()) return;
+          failures++;
+          this.d.log.warn({ user_id: device.userId, err: describe(err) }, "to-device sync failed; retrying");
+          await new Promise((r) => setTimeout(r, Math.min(30_000, 500 * 2 ** failures)));
+        }
+      }
+    })();
   }
 
   private serial<T>(device: Device, fn: () => Promise<T>): Promise<T> {
@@ -216,109 +325,49 @@ export class BridgeCrypto {
     });
   }
 
-  /**
-   * Feeds a transaction's to-device messages, device-list changes and key counts to the machines
-   * they are for, then stores the megolm sessions that arrived — before the transaction is
-   * acknowledged. Messages for devices of an earlier run are dropped (their keys are gone).
-   */
-  async receive(tx: TransactionCrypto): Promise<void> {
-    const byUser = new Map<string, typeof tx.toDevice>();
-    for (const m of tx.toDevice) {
-      if (!m.to_user_id) continue;
-      byUser.set(m.to_user_id, [...(byUser.get(m.to_user_id) ?? []), m]);
-    }
-    const affected = new Set([...byUser.keys(), ...Object.keys(tx.otkCounts)]);
-    if (tx.deviceLists.changed.length + tx.deviceLists.left.length > 0)
-      for (const u of this.devices.keys()) affected.add(u);
-    for (const userId of affected) {
-      if (!this.devices.has(userId)) continue;
-      const device = await this.device(userId);
-      const messages = (byUser.get(userId) ?? []).filter((m) => m.to_device_id === device.deviceId);
-      const counts = new Map(Object.entries(tx.otkCounts[userId]?.[device.deviceId] ?? {}));
-      const fallback = tx.fallbackKeys[userId]?.[device.deviceId];
-      await this.serial(device, async () => {
-        await device.machine.receiveSyncChanges(
-          JSON.stringify(messages),
-          new DeviceLists(
-            tx.deviceLists.changed.map((u) => new UserId(u)),
-            tx.deviceLists.left.map((u) => new UserId(u)),
-          ),
-          counts,
-          fallback ? new Set(fallback) : undefined,
-        );
-        await this.flush(device);
-        await this.storeNewSessions(device);
-      });
-    }
-  }
-
-  private async storeNewSessions(device: Device): Promise<void> {
-    const exported = JSON.parse(
-      await device.machine.exportRoomKeys((s) => !this.storedSessions.has(s.sessionId)),
-    ) as { session_id: string; room_id: string }[];
-    if (exported.length === 0) return;
-    await this.d
-      .knex("bridge_room_keys")
-      .insert(
-        exported.map((e) => ({ session_id: e.session_id, room_id: e.room_id, exported: JSON.stringify(e) })),
-      )
-      .onConflict("session_id")
-      .ignore();
-    for (const e of exported) this.storedSessions.add(e.session_id);
-  }
-
-  /**
-   * Decrypts a room event with the device of one of the room's ghosts. A device that cannot
-   * (it was created after the keys were sent) is given the room's stored sessions first.
-   */
+  /** Decrypts a room event with the device of one of the room's ghosts (any of them has the keys). */
   async decrypt(
     roomId: string,
     event: unknown,
     ghosts: readonly string[],
   ): Promise<{ type: string; content: Record<string, unknown> }> {
-    const live = ghosts.filter((g) => this.devices.has(g));
-    const candidates = live.length > 0 ? live : ghosts.slice(0, 1);
-    let last: unknown = new Error("no ghost of this room has a device");
-    for (const userId of candidates) {
+    let last = "no ghost of this room has a device";
+    for (const userId of ghosts) {
       const device = await this.device(userId);
-      for (const importFirst of [false, true]) {
-        try {
-          return await this.serial(device, async () => {
-            if (importFirst) await this.importRoomKeys(device, roomId);
-            const decrypted = await device.machine.decryptRoomEvent(
-              JSON.stringify(event),
-              new RoomId(roomId),
-              new DecryptionSettings(TrustRequirement.Untrusted),
-            );
-            return JSON.parse(decrypted.event) as { type: string; content: Record<string, unknown> };
-          });
-        } catch (err) {
-          last = err;
-        }
+      try {
+        return await this.serial(device, async () => {
+          const decrypted = await device.machine.decryptRoomEvent(
+            JSON.stringify(event),
+            new RoomId(roomId),
+            new DecryptionSettings(TrustRequirement.Untrusted),
+          );
+          return JSON.parse(decrypted.event) as { type: string; content: Record<string, unknown> };
+        });
+      } catch (err) {
+        last = describe(err);
       }
     }
-    throw last instanceof Error ? last : new Error(String(last));
-  }
-
-  private async importRoomKeys(device: Device, roomId: string): Promise<void> {
-    const rows = await this.d
-      .knex("bridge_room_keys")
-      .where({ room_id: roomId })
-      .select<{ exported: unknown }[]>("exported");
-    if (rows.length === 0) return;
-    const keys = rows.map(
-      (r) => (typeof r.exported === "string" ? JSON.parse(r.exported) : r.exported) as unknown,
-    );
-    await device.machine.importExportedRoomKeys(JSON.stringify(keys), () => undefined);
+    throw new Error(last);
   }
 
   close(): void {
     for (const d of this.devices.values())
       void d
         .then((x) => {
+          x.abort.abort();
           x.machine.close();
         })
         .catch(() => undefined);
     this.devices.clear();
   }
+}
+
+/** Each device's IndexedDB databases are named after it. */
+const storeName = (userId: string, deviceId: string): string => `medmesh-bridge|${userId}|${deviceId}`;
+
+/** wasm errors are objects with a message or description, not always Errors. */
+function describe(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  const o = err as { message?: unknown; description?: unknown } | null;
+  return String(o?.description ?? o?.message ?? err);
 }

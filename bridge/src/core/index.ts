@@ -14,7 +14,7 @@ import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import type { InteropConfig } from "../interop/config.ts";
 import { mountInteropApi } from "../interop/server.ts";
-import { BridgeCrypto, transactionCrypto } from "./crypto.ts";
+import { BridgeCrypto } from "./crypto.ts";
 import { createGhosts } from "./ghosts.ts";
 import { inboundHandler, type InboundRow } from "./inbound.ts";
 import { MatrixSide } from "./matrix.ts";
@@ -46,7 +46,28 @@ export function createBridgeCore(
 ): BridgeCore {
   const botUserId = `@${d.registration.sender_localpart}:${d.homeserver.server_name}`;
   const asToken = d.registration.as_token;
-  const crypto = new BridgeCrypto({ homeserverUrl: d.homeserver.url, asToken, knex: d.knex, log: d.log });
+  const crypto = new BridgeCrypto({
+    homeserverUrl: d.homeserver.url,
+    asToken,
+    knex: d.knex,
+    log: d.log,
+    // Events waiting for a room key are tried again as soon as keys arrive.
+    onKeys: () => {
+      void d
+        .knex("bridge_outbound")
+        .where({ state: "pending" })
+        .whereNotNull("encrypted")
+        .update({ next_attempt_at: new Date() })
+        .then(
+          () => {
+            delivery.wake();
+          },
+          (err: unknown) => {
+            d.log.warn({ err }, "could not reschedule events waiting for keys");
+          },
+        );
+    },
+  });
   const ghosts = createGhosts({
     homeserverUrl: d.homeserver.url,
     asToken,
@@ -134,7 +155,6 @@ export function createBridgeCore(
 
   return {
     onEvents: async (events, transaction) => {
-      await crypto.receive(transactionCrypto(transaction));
       await out.record(events, transaction);
       delivery.wake();
     },

@@ -11,7 +11,10 @@ import type { Ghosts } from "./ghosts.ts";
 import type { MatrixSide } from "./matrix.ts";
 import { Permanent, type QueueRow } from "./queue.ts";
 
+const UNDECRYPTABLE_AFTER_MS = 120_000;
+
 export interface OutboundRow extends QueueRow {
+  created_at: Date | string;
   idempotency_key: string;
   event: InteropEvent | null;
   encrypted: (AppserviceEvent & Record<string, unknown>) | null;
@@ -297,9 +300,12 @@ export function outbound(d: OutboundDeps) {
       const raw = row.encrypted;
       const roomId = raw.room_id ?? "";
       const clear = await d.crypto.decrypt(roomId, raw, await roomGhosts(roomId)).catch((err: unknown) => {
-        throw new Error(
-          `waiting for the room key to decrypt it (${err instanceof Error ? err.message : String(err)})`,
-        );
+        const why = err instanceof Error ? err.message : String(err);
+        // A key normally follows its message within seconds; one that does not come holds back
+        // its conversation only this long.
+        if (Date.now() - new Date(row.created_at).getTime() > UNDECRYPTABLE_AFTER_MS)
+          throw new Permanent(`the bridge could not decrypt it (${why}); please send it again`);
+        throw new Error(`waiting for the room key to decrypt it (${why})`);
       });
       const portal = await portalOf(roomId);
       if (!portal) throw new Permanent("the room is no longer a portal");

@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { readFile } from "node:fs/promises";
@@ -77,6 +77,17 @@ function claimDataDir(dir: string): void {
     );
   }
   writeFileSync(lock, `${String(process.pid)}\n`);
+}
+
+/** Removes this process's claim on a PGlite folder (after its instance is closed). */
+export function releaseDataDir(dir: string): void {
+  if (dir === "memory://") return;
+  const lock = join(dir, "medmesh.pid");
+  try {
+    if (Number(readFileSync(lock, "utf8").trim()) === process.pid) rmSync(lock);
+  } catch {
+    // never claimed, or already gone
+  }
 }
 
 function isAlive(pid: number): boolean {

@@ -1,7 +1,7 @@
 import type { Knex } from "knex";
 import type { Logger } from "pino";
 import type { StoreConfig } from "./config.ts";
-import { createKnex } from "./knex.ts";
+import { createKnex, releaseDataDir } from "./knex.ts";
 import { migrate, type Migration } from "./migrations.ts";
 
 export interface LeaseStore {
@@ -270,12 +270,26 @@ export const MIGRATIONS: readonly Migration[] = [
       });
     },
   },
+  {
+    version: 10,
+    name: "bridge devices keep their crypto state",
+    up: async (trx) => {
+      // The snapshot of a ghost device's crypto store (Olm account, sessions, megolm keys).
+      await trx.schema.alterTable("bridge_ghosts", (t) => {
+        t.binary("crypto_store");
+        t.text("sync_token"); // where its to-device /sync goes on
+      });
+      await trx.schema.dropTable("bridge_room_keys");
+    },
+  },
 ];
 
 export class KnexStore implements Store {
   readonly knex: Knex;
-  constructor(knex: Knex) {
+  private readonly onClose: (() => void) | undefined;
+  constructor(knex: Knex, onClose?: () => void) {
     this.knex = knex;
+    this.onClose = onClose;
   }
 
   readonly leases: LeaseStore = {
@@ -333,16 +347,25 @@ export class KnexStore implements Store {
 
   async close(): Promise<void> {
     await this.knex.destroy();
+    this.onClose?.();
   }
 }
 
 export async function createStore(config: StoreConfig, log?: Logger): Promise<KnexStore> {
   const knex = await createKnex(config);
+  // A closed embedded store hands its folder back at once (another process may open it).
+  const release =
+    config.type === "pglite"
+      ? () => {
+          releaseDataDir(config.data_dir);
+        }
+      : undefined;
   try {
     await migrate(knex, MIGRATIONS, log);
   } catch (err) {
     await knex.destroy();
+    release?.();
     throw err;
   }
-  return new KnexStore(knex);
+  return new KnexStore(knex, release);
 }

@@ -6,6 +6,8 @@ export interface AsUserOptions {
   /** A raw body (e.g. a media upload) instead of JSON. */
   raw?: { data: Buffer; contentType: string };
   timeoutMs?: number;
+  /** Cancels the request (e.g. a long-poll when the service stops). */
+  signal?: AbortSignal;
 }
 
 /** The client API as one of the appservice's users (`?user_id=` assertion with the as_token). */
@@ -26,7 +28,9 @@ export function asUser(homeserverUrl: string, asToken: string, userId: string) {
         "content-type": opts.raw?.contentType ?? "application/json",
       },
       ...(opts.raw ? { body: opts.raw.data } : body === undefined ? {} : { body: JSON.stringify(body) }),
-      signal: AbortSignal.timeout(opts.timeoutMs ?? 30_000),
+      signal: opts.signal
+        ? AbortSignal.any([opts.signal, AbortSignal.timeout(opts.timeoutMs ?? 30_000)])
+        : AbortSignal.timeout(opts.timeoutMs ?? 30_000),
     });
     const parsed = (await res.json().catch(() => ({}))) as T & { errcode?: string; error?: string };
     if (!res.ok)

@@ -127,6 +127,16 @@ export const OrganisationSchema = z.object({
     .boolean()
     .default(false)
     .describe("Ask for an ID document, reviewed by the organisation's admin, before a first verification."),
+  demo_vendor: z
+    .object({
+      id: z.string().regex(/^[a-z0-9-]{1,32}$/),
+      port: port.describe("Its REST API and webhook."),
+      users: z.array(z.object({ id: z.string().min(1), display_name: z.string().min(1) })).default([]),
+    })
+    .optional()
+    .describe(
+      "Local demo networks only: run the reference messenger (bridge/src/vendor) beside this organisation's bridge, as a vendor it is configured for.",
+    ),
   bridge_vendors: z
     .array(InteropVendorSchema)
     .default([])
@@ -265,6 +275,13 @@ export const DeploymentSchema = z
       for (const [k, p] of Object.entries(org.ports)) {
         claim(`port ${p} on ${org.bind_address}`, ["organisations", i, "ports", k]);
       }
+      if (org.demo_vendor)
+        claim(`port ${org.demo_vendor.port} on ${org.bind_address}`, [
+          "organisations",
+          i,
+          "demo_vendor",
+          "port",
+        ]);
     });
   });
 

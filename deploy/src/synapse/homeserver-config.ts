@@ -26,6 +26,8 @@ export interface OrganisationPaths {
   /** The organisation's Ed25519 key (private JWK): peer requests and attestations. */
   organisationKey: string;
   bridgeSigningKey: string;
+  demoVendorKey: string;
+  demoVendorData: string;
 }
 
 export interface HomeserverInputs {
@@ -118,9 +120,6 @@ export function homeserverConfig(i: HomeserverInputs): Record<string, unknown> {
     enable_registration: false,
     report_stats: false,
     app_service_config_files: [paths.policyModuleRegistration, paths.bridgeRegistration],
-    // The bridge's encrypted portals: to-device messages and key counts in appservice
-    // transactions, instead of a /sync per bridged user.
-    experimental_features: { msc2409_to_device_messages_enabled: true, msc3202_transaction_extensions: true },
     // Retention: redacted content must actually leave the database soon after the sweep.
     redaction_retention_period: deployment.redaction_retention_period,
     // The retention sweep redacts in bulk as an admin; it must not be throttled like chat.

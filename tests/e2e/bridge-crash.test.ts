@@ -1,0 +1,194 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { openSync } from "node:fs";
+import { join } from "node:path";
+import { REPO_ROOT } from "@medmesh/deploy";
+import { ClientEvent, MsgType, type MatrixClient } from "matrix-js-sdk";
+import { afterAll, describe, expect, it } from "vitest";
+import { TestVendor } from "../harness/interop-vendor.ts";
+import { useTestNetwork, waitUntil, type TestUser } from "../harness/index.ts";
+
+// Crash safety of the bridge: it runs as its own process here, so it can be killed with SIGKILL
+// in the middle of a burst and started again, as a supervisor (systemd, compose) would.
+const BURST = Number(process.env.MEDMESH_CRASH_BURST ?? 1000);
+const KILLS = Number(process.env.MEDMESH_CRASH_KILLS ?? 20);
+
+const vendor = new TestVendor();
+await vendor.start();
+afterAll(() => vendor.stop());
+
+const postgresUrl = process.env.MEDMESH_TEST_POSTGRES_URL;
+const net = useTestNetwork({
+  name: "bridge-crash",
+  organisations: 1,
+  ...(postgresUrl ? { postgresUrl } : {}),
+  organisationSettings: {
+    0: { bridge_vendors: [vendor.setting] },
+  },
+});
+const org = () => net().orgs[0]!;
+
+let child: ChildProcess | undefined;
+let starts = 0;
+async function startBridge(): Promise<void> {
+  const log = openSync(join(net().dataDir, `bridge-process-${String(++starts)}.log`), "a");
+  child = spawn(process.execPath, ["bridge/src/main.ts", "--config", org().paths.bridgeConfig], {
+    cwd: REPO_ROOT,
+    stdio: ["ignore", log, log],
+  });
+  const started = child;
+  await waitUntil(
+    async () => {
+      if (started.exitCode !== null) throw new Error(`the bridge exited with ${String(started.exitCode)}`);
+      return fetch(`${org().bridgeUrl}/health`).then(
+        (r) => r.ok,
+        () => false,
+      );
+    },
+    "the bridge process answers /health",
+    60_000,
+  );
+}
+function kill(): Promise<void> {
+  const running = child;
+  if (!running || running.exitCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    running.once("exit", () => {
+      resolve();
+    });
+    running.kill("SIGKILL");
+  });
+}
+afterAll(kill);
+
+/** Kills the bridge `times` times at random moments 0.5–1.5 s apart, restarting it each time. */
+async function killRepeatedly(times: number): Promise<void> {
+  for (let i = 0; i < times; i++) {
+    await new Promise((r) => setTimeout(r, 500 + Math.random() * 1000));
+    await kill();
+    await startBridge();
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Every m.room.message body in the room, oldest first, decrypted (paginating back to the start). */
+async function roomBodies(client: MatrixClient, roomId: string): Promise<string[]> {
+  const room = client.getRoom(roomId);
+  if (!room) throw new Error(`no room ${roomId}`);
+  const timeline = room.getLiveTimeline();
+  while (await client.paginateEventTimeline(timeline, { backwards: true, limit: 250 }));
+  const events = timeline.getEvents();
+  await Promise.all(events.map((e) => client.decryptEventIfNeeded(e)));
+  return events
+    .filter((e) => e.getType() === "m.room.message")
+    .map((e) => e.getContent<{ body?: string }>().body ?? "");
+}
+
+describe(`bridge crash safety: kill -9 ×${String(KILLS)} during ${String(BURST)}-message bursts`, () => {
+  let alice: TestUser;
+  let client: MatrixClient;
+  let roomId: string;
+
+  it("sets up a portal with the bridge as its own process", async () => {
+    await org()
+      .services.find((s) => s.name === "bridge")
+      ?.stop();
+    await startBridge();
+    vendor.connect(org().bridgeUrl, org().paths.bridgeSigningKey);
+    alice = await net().registerUser(org(), "alice");
+    client = await net().client(alice);
+    const invited = new Promise<string>((resolve) => {
+      client.on(ClientEvent.Room, (room) => {
+        resolve(room.roomId);
+      });
+    });
+    await vendor.send({
+      type: "conversation.create",
+      conversation_id: "burst",
+      kind: "direct",
+      creator: "anna",
+      members: ["anna", alice.userId],
+    });
+    roomId = await invited;
+    await client.joinRoom(roomId);
+    await vendor.send({
+      type: "message",
+      conversation_id: "burst",
+      message_id: "hello",
+      sender: "anna",
+      text: "hello",
+    });
+    await waitUntil(
+      () =>
+        client
+          .getRoom(roomId)
+          ?.getLiveTimeline()
+          .getEvents()
+          .some((e) => e.getContent().body === "hello"),
+      "Alice reads Anna's first message",
+    );
+  });
+
+  it("vendor → Matrix: every message arrives once, in order", async () => {
+    const texts = Array.from({ length: BURST }, (_, i) => `v${String(i + 1).padStart(4, "0")}`);
+    let retries = 0;
+    const sending = (async () => {
+      for (const [i, text] of texts.entries()) {
+        retries +=
+          (await vendor.sendReliably({
+            type: "message",
+            conversation_id: "burst",
+            message_id: `v-${String(i + 1)}`,
+            sender: "anna",
+            text,
+          })) - 1;
+        await sleep(20);
+      }
+    })();
+    await killRepeatedly(KILLS);
+    await sending;
+    const last = texts[texts.length - 1];
+    await waitUntil(
+      () =>
+        client
+          .getRoom(roomId)
+          ?.getLiveTimeline()
+          .getEvents()
+          .some((e) => e.getContent().body === last),
+      `the last of ${String(BURST)} vendor messages reaches Alice`,
+      180_000,
+    );
+    const bodies = (await roomBodies(client, roomId)).filter((b) => /^v\d{4}$/.test(b));
+    expect(bodies.length, "each message exactly once").toBe(BURST);
+    expect(bodies, "in the order sent").toEqual(texts);
+    process.stdout.write(
+      `vendor → Matrix: ${String(BURST)} messages, ${String(KILLS)} kills, ${String(retries)} vendor retries\n`,
+    );
+  }, 400_000);
+
+  it("Matrix → vendor: every message arrives once, in order", async () => {
+    const texts = Array.from({ length: BURST }, (_, i) => `m${String(i + 1).padStart(4, "0")}`);
+    const sending = (async () => {
+      for (const text of texts) await client.sendMessage(roomId, { msgtype: MsgType.Text, body: text });
+    })();
+    await killRepeatedly(KILLS);
+    await sending;
+    const last = texts[texts.length - 1];
+    await vendor.delivered(
+      (e) => e.text === last,
+      `the last of ${String(BURST)} Matrix messages at the vendor`,
+      240_000,
+    );
+    const arrived = vendor.received
+      .map((r) => r.event)
+      .filter((e) => e.type === "message" && typeof e.text === "string" && /^m\d{4}$/.test(e.text))
+      .map((e) => e.text);
+    expect(arrived.length, "each message exactly once").toBe(BURST);
+    expect(arrived, "in the order sent").toEqual(texts);
+    const undelivered = (await roomBodies(client, roomId)).filter((b) => b.startsWith("⚠ Not delivered"));
+    expect(undelivered).toEqual([]);
+    process.stdout.write(
+      `Matrix → vendor: ${String(BURST)} messages, ${String(KILLS)} kills, ${String(vendor.duplicates)} repeated deliveries absorbed by the webhook\n`,
+    );
+  }, 400_000);
+});
