@@ -97,6 +97,7 @@ try {
   await bob.sendMessage(roomId, { msgtype: MsgType.Text, body: "warm-up 2" });
   await arrival(alice, "warm-up 2");
 
+  process.stderr.write("bench: latency\n");
   // Latency, interleaved: vendor via the bridge, and Bob via Synapse alone.
   const viaBridge: number[] = [];
   const direct: number[] = [];
@@ -119,6 +120,7 @@ try {
     direct.push((await seen) - t0);
   }
 
+  process.stderr.write("bench: matrix-to-vendor\n");
   // Matrix → vendor: Alice's messages; the bridge's records say when Synapse delivered each
   // transaction and when the webhook had it.
   for (let i = 0; i < N; i++) {
@@ -134,6 +136,7 @@ try {
     .select<{ created_at: Date; delivered_at: Date }[]>("created_at", "delivered_at");
   const added = rows.map((r) => new Date(r.delivered_at).getTime() - new Date(r.created_at).getTime());
 
+  process.stderr.write("bench: throughput\n");
   // Throughput: a burst each way into Alice's client.
   const burst = async (label: string, send: (text: string) => Promise<unknown>): Promise<number> => {
     const texts = Array.from({ length: N }, (_, i) => `${label}-${String(i)}`);
@@ -155,6 +158,7 @@ try {
     }),
   );
 
+  process.stderr.write("bench: rss\n");
   // 10,000 mapped conversations in the store; then the bridge as its own process (as deployed),
   // carrying a burst over them, and its resident memory.
   await bridge.store.knex.batchInsert(

@@ -313,9 +313,11 @@ export class BridgeCrypto {
       await this.flush(device);
       const claim = await device.machine.getMissingSessions(users());
       if (claim) await this.send(device, claim);
-      const settings = new EncryptionSettings();
-      for (const request of await device.machine.shareRoomKey(new RoomId(roomId), users(), settings))
-        await this.send(device, request);
+      const shares = await device.machine.shareRoomKey(new RoomId(roomId), users(), new EncryptionSettings());
+      // Sharing a room key advances Olm sessions: stored before the messages leave, so a restart
+      // never encrypts with a ratchet state the receivers have already seen.
+      if (claim || shares.length > 0) await this.persist(device);
+      for (const request of shares) await this.send(device, request);
       const encrypted = await device.machine.encryptRoomEvent(
         new RoomId(roomId),
         type,
