@@ -186,9 +186,3 @@ export async function snapshot(prefix: string): Promise<Buffer> {
 export async function restore(data: Buffer): Promise<void> {
   for (const dump of deserialize(data) as DatabaseDump[]) await restoreDatabase(dump);
 }
-
-/** Forgets a device's databases (its machine is closed). */
-export async function forget(prefix: string): Promise<void> {
-  for (const d of await indexedDB.databases())
-    if (d.name?.startsWith(prefix)) await request(indexedDB.deleteDatabase(d.name));
-}

@@ -101,10 +101,6 @@ export class BridgeCrypto {
     return device;
   }
 
-  hasDevice(userId: string): boolean {
-    return this.devices.has(userId);
-  }
-
   private async createDevice(userId: string): Promise<Device> {
     await this.start();
     const client = asUser(this.d.homeserverUrl, this.d.asToken, userId);
