@@ -5,7 +5,12 @@ export { ApiError, ErrCode, asyncHandler, errorMiddleware } from "./http/errors.
 export { createServiceApp, jsonBody, listen, type HealthCheck, type RunningServer } from "./http/service.ts";
 export * from "./config/index.ts";
 export { loadRegistration, RegistrationSchema, type Registration } from "./appservice/registration.ts";
-export { mountAppserviceApi, type AppserviceEvent, type EventHandler } from "./appservice/transactions.ts";
+export {
+  mountAppserviceApi,
+  transactionKey,
+  type AppserviceEvent,
+  type EventHandler,
+} from "./appservice/transactions.ts";
 export {
   startAppserviceService,
   type RunningService,

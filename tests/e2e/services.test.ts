@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { parse as parseYaml, stringify } from "yaml";
 import { start as startBridge } from "@medmesh/bridge";
-import { createLogger, type RunningService } from "@medmesh/common";
+import { createLogger, transactionKey, type RunningService } from "@medmesh/common";
 import { REPO_ROOT } from "@medmesh/deploy";
 import { OpenApiContract, useTestNetwork } from "../harness/index.ts";
 
@@ -75,11 +75,21 @@ describe("MedMesh services beside Synapse", () => {
     const wrong = await putTransaction(bridge, "t-wrong", bridge.registration.as_token);
     expect(wrong.status).toBe(403);
     expect(await wrong.json()).toMatchObject({ errcode: "M_FORBIDDEN" });
-    expect(await bridge.store.transactions.isProcessed(bridge.registration.id, "t-wrong")).toBe(false);
+    expect(
+      await bridge.store.transactions.isProcessed(
+        bridge.registration.id,
+        transactionKey("t-wrong", { events: [] }),
+      ),
+    ).toBe(false);
 
     const replayedBefore = await transactionsCounted(bridge, "replayed");
     expect((await putTransaction(bridge, "t-once", bridge.registration.hs_token)).status).toBe(200);
-    expect(await bridge.store.transactions.isProcessed(bridge.registration.id, "t-once")).toBe(true);
+    expect(
+      await bridge.store.transactions.isProcessed(
+        bridge.registration.id,
+        transactionKey("t-once", { events: [] }),
+      ),
+    ).toBe(true);
     expect((await putTransaction(bridge, "t-once", bridge.registration.hs_token)).status).toBe(200);
     expect(await transactionsCounted(bridge, "replayed")).toBe(replayedBefore + 1);
   });

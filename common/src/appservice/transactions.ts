@@ -1,4 +1,4 @@
-import { timingSafeEqual } from "node:crypto";
+import { createHash, timingSafeEqual } from "node:crypto";
 import type { Express, Request } from "express";
 import type { Counter } from "prom-client";
 import { ApiError, asyncHandler } from "../http/errors.ts";
@@ -23,6 +23,18 @@ export type EventHandler = (
   events: readonly AppserviceEvent[],
   transaction: Readonly<Record<string, unknown>>,
 ) => Promise<void>;
+
+/**
+ * How the journal knows a transaction. Synapse on SQLite numbers transactions from 1 again after a
+ * restart, so the key is the ID and what the transaction carries: its event IDs (a genuine resend
+ * repeats them, though Synapse may leave out the ephemeral part), or, for a transaction of
+ * ephemeral data only, that data itself — handling such a resend twice is harmless.
+ */
+export function transactionKey(txnId: string, body: Readonly<Record<string, unknown>>): string {
+  const events = Array.isArray(body.events) ? (body.events as { event_id?: unknown }[]) : [];
+  const carried = events.length > 0 ? events.map((e) => String(e.event_id)).join(",") : JSON.stringify(body);
+  return `${txnId}:${createHash("sha256").update(carried).digest("base64url").slice(0, 16)}`;
+}
 
 /**
  * The homeserver → appservice API (transactions and ping). A transaction is acknowledged only
@@ -53,9 +65,9 @@ export function mountAppserviceApi(
     "/_matrix/app/v1/transactions/:txnId",
     asyncHandler(async (req, res) => {
       authorise(req);
-      const txnId = String(req.params.txnId);
       const body = req.body as { events?: unknown };
       if (!Array.isArray(body.events)) throw new ApiError("M_BAD_JSON", "Transaction has no events array");
+      const txnId = transactionKey(String(req.params.txnId), body);
       if (await opts.journal.isProcessed(opts.registration.id, txnId)) {
         opts.counter.inc({ outcome: "replayed" });
         res.json({});
