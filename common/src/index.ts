@@ -43,3 +43,8 @@ export {
   isEncryptedFile,
   type EncryptedFile,
 } from "./crypto/attachment.ts";
+/**
+ * Marks a redaction the retention sweep made (in its content, beside the reason), so the bridge
+ * tells other messengers it is the retention period, not a person, that deleted the message.
+ */
+export const RETENTION_REDACTION = "org.medmesh.retention";

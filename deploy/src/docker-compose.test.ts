@@ -208,7 +208,10 @@ describe("docker-compose.yml (production reference for one organisation)", () =>
       expect(service.listen.host).toBe("0.0.0.0");
       expect(svc(name).healthcheck?.test.join(" ")).toContain(`http://localhost:${port}/health`);
       expect(svc(name).command).toContain(`/data/hospital-a/${name}.yaml`);
-      expect(service.homeserver.url).toMatch(/^http:\/\/synapse:\d+$/);
+      // The bridge acts through the policy proxy (its ghosts obey the organisation's rules).
+      expect(service.homeserver.url).toMatch(
+        name === "bridge" ? /^http:\/\/policy-module:8008$/ : /^http:\/\/synapse:\d+$/,
+      );
       expect(svc(name).depends_on?.synapse?.condition).toBe("service_healthy");
       expect(service.appservice.registration_file).toBe(`/data/hospital-a/appservices/${name}.yaml`);
     }

@@ -248,8 +248,13 @@ async function generateOrganisation(
   );
   await writeYaml(paths.logConfig, logConfig(runtimePaths.logFile));
 
-  const serviceConfig = (name: "policy-module" | "bridge", port: number, registration: string) => ({
-    homeserver: { server_name: serverName, url: view.url("synapse", org.ports.synapse_client) },
+  const serviceConfig = (
+    name: "policy-module" | "bridge",
+    port: number,
+    registration: string,
+    homeserverUrl: string,
+  ) => ({
+    homeserver: { server_name: serverName, url: homeserverUrl },
     appservice: { registration_file: view.path(registration) },
     listen: { host: org.bind_address, port },
     store:
@@ -265,7 +270,12 @@ async function generateOrganisation(
   });
   const trustConfig = deployment.trust;
   const policyModule = {
-    ...serviceConfig("policy-module", org.ports.policy_module, paths.policyModuleRegistration),
+    ...serviceConfig(
+      "policy-module",
+      org.ports.policy_module,
+      paths.policyModuleRegistration,
+      view.url("synapse", org.ports.synapse_client),
+    ),
     synapse_admin: { registration_shared_secret: readFileSync(paths.registrationSecret, "utf8").trim() },
     organisation: { signing_key_file: view.path(paths.organisationKey), ca_files: caFiles.map(view.path) },
     trust: {
@@ -311,7 +321,14 @@ async function generateOrganisation(
     },
   };
   const bridge = {
-    ...serviceConfig("bridge", org.ports.bridge, paths.bridgeRegistration),
+    // The bridge acts in Matrix through the proxy, so ghosts obey the organisation's rules
+    // (trust list, invite permissions, encryption, media) like every other user.
+    ...serviceConfig(
+      "bridge",
+      org.ports.bridge,
+      paths.bridgeRegistration,
+      view.url("policy_module", org.ports.client),
+    ),
     interop: InteropConfigSchema.parse({
       public_url: view.url("bridge", org.ports.bridge),
       vendors: [

@@ -28,6 +28,7 @@ const WEBHOOK_CHECKS = [
   "webhook.retry_applied_once",
   "webhook.rejects_malformed_json",
   "webhook.rejects_invalid_event",
+  "webhook.accepts_undelivered",
   "webhook.fetches_file",
 ];
 const SENDER_CHECKS = [

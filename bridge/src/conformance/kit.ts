@@ -465,6 +465,20 @@ export async function startConformanceKit(opts: KitOptions = {}): Promise<Confor
       return describe(r.answer);
     });
 
+    await check("webhook.accepts_undelivered", async () => {
+      const r = await post(
+        json({
+          type: "undelivered",
+          conversation_id: conversation,
+          event_seq: 1,
+          idempotency_key: `conformance-${randomUUID()}`,
+          reason: "Matrix refused it: M_FORBIDDEN: the conformance kit's example",
+        }),
+      );
+      expect2xx(r.answer, "an undelivered notice for one of the vendor's events");
+      return String(r.answer.status);
+    });
+
     await check("webhook.fetches_file", async () => {
       const mediaId = `conformance-${randomUUID()}`;
       const data = Buffer.from(`A file from the MedMesh conformance kit, ${new Date().toISOString()}\n`);

@@ -47,8 +47,11 @@ export function createGhosts(d: {
   knex: Knex;
   /** Configured vendor IDs: a ghost of another "vendor" does not exist. */
   vendors: readonly string[];
+  /** A ghost's registration (or its name beside one) changed: it is due for verification. */
+  onRegistration?: (userId: string) => void;
 }): Ghosts {
-  const known = new Map<string, string>();
+  /** What the bridge last wrote for a ghost: its name and registration (as stored). */
+  const known = new Map<string, { name: string; registration: string | null }>();
   const userId = (vendor: string, remoteId: string) => `@${ghostLocalpart(vendor, remoteId)}:${d.serverName}`;
   const as = (id: string) => asUser(d.homeserverUrl, d.asToken, id);
   const ghosts: Ghosts = {
@@ -57,11 +60,21 @@ export function createGhosts(d: {
     async ensure(vendor, remoteId, profile) {
       const id = userId(vendor, remoteId);
       const name = profile?.display_name;
-      if (known.has(id) && (name === undefined || known.get(id) === name)) return id;
+      const registration = profile?.registration ? stableJson(profile.registration) : undefined;
+      const last = known.get(id);
+      if (
+        last &&
+        (name === undefined || last.name === name) &&
+        (registration === undefined || last.registration === registration)
+      )
+        return id;
       const row = await d
         .knex("bridge_ghosts")
         .where({ user_id: id })
-        .first<{ display_name: string | null } | undefined>();
+        .first<{ display_name: string | null; registration: unknown } | undefined>(
+          "display_name",
+          "registration",
+        );
       if (!row) {
         await ensureAppserviceUser(d.homeserverUrl, d.asToken, id.slice(1, id.indexOf(":")));
         await d
@@ -70,20 +83,29 @@ export function createGhosts(d: {
           .onConflict("user_id")
           .ignore();
       }
+      const stored = row?.registration == null ? null : stableJson(row.registration);
       const displayName = name ?? row?.display_name ?? remoteId;
-      if (displayName !== row?.display_name) {
+      const renamed = displayName !== row?.display_name;
+      const reregistered = registration !== undefined && registration !== stored;
+      // A new registration, or a new name beside one, is for the identity module to check (again).
+      const due = reregistered || (renamed && (registration ?? stored) !== null);
+      if (renamed) {
         await as(id)("PUT", `/_matrix/client/v3/profile/${encodeURIComponent(id)}/displayname`, {
           displayname: displayName,
         });
+      }
+      if (renamed || due) {
         await d
           .knex("bridge_ghosts")
           .where({ user_id: id })
           .update({
             display_name: displayName,
-            ...(profile?.registration ? { registration: JSON.stringify(profile.registration) } : {}),
+            ...(reregistered ? { registration } : {}),
+            ...(due ? { verification_due: true } : {}),
           });
+        if (due) d.onRegistration?.(id);
       }
-      known.set(id, displayName);
+      known.set(id, { name: displayName, registration: registration ?? stored });
       return id;
     },
     async remoteOf(id) {
@@ -100,4 +122,13 @@ export function createGhosts(d: {
     },
   };
   return ghosts;
+}
+
+/** A registration as stored (jsonb comes back as an object), in the form the bridge compares. */
+function stableJson(value: unknown): string {
+  const v = (typeof value === "string" ? JSON.parse(value) : value) as {
+    registry?: unknown;
+    number?: unknown;
+  };
+  return JSON.stringify({ registry: v.registry, number: v.number });
 }

@@ -20,6 +20,7 @@ import { inboundHandler, type InboundRow } from "./inbound.ts";
 import { MatrixSide } from "./matrix.ts";
 import { outbound, type OutboundRow } from "./outbound.ts";
 import { OrderedQueue } from "./queue.ts";
+import { ghostVerification } from "./verification.ts";
 
 export interface BridgeCore {
   onEvents: EventHandler;
@@ -68,12 +69,22 @@ export function createBridgeCore(
         );
     },
   });
+  const verification = ghostVerification({
+    homeserverUrl: d.homeserver.url,
+    asToken,
+    knex: d.knex,
+    log: d.log,
+    metrics: d.metrics,
+  });
   const ghosts = createGhosts({
     homeserverUrl: d.homeserver.url,
     asToken,
     serverName: d.homeserver.server_name,
     knex: d.knex,
     vendors: d.config.vendors.map((v) => v.id),
+    onRegistration: () => {
+      verification.wake();
+    },
   });
   const matrix = new MatrixSide(ghosts, crypto, { url: d.homeserver.url, asToken });
   const c = d.config.delivery;
@@ -86,6 +97,19 @@ export function createBridgeCore(
     log: d.log,
     metrics: d.metrics,
   };
+  const out = outbound({
+    knex: d.knex,
+    ghosts,
+    crypto,
+    matrix,
+    log: d.log,
+    config: d.config,
+    botUserId,
+    signingKey: {
+      keyId: d.config.signing_key.key_id,
+      privateKey: createPrivateKey(readFileSync(d.config.signing_key.private_key_file)),
+    },
+  });
   const inbound = new OrderedQueue<InboundRow>({
     ...queue,
     name: "inbound",
@@ -99,18 +123,9 @@ export function createBridgeCore(
       botUserId,
       encryptPortals: d.config.encrypt_portals,
     }),
-  });
-  const out = outbound({
-    knex: d.knex,
-    ghosts,
-    crypto,
-    matrix,
-    log: d.log,
-    config: d.config,
-    botUserId,
-    signingKey: {
-      keyId: d.config.signing_key.key_id,
-      privateKey: createPrivateKey(readFileSync(d.config.signing_key.private_key_file)),
+    onFailed: async (row, reason) => {
+      await out.tellVendor(row, reason);
+      delivery.wake();
     },
   });
   const delivery = new OrderedQueue<OutboundRow>({
@@ -162,9 +177,10 @@ export function createBridgeCore(
       await crypto.start();
       inbound.start();
       delivery.start();
+      verification.start();
     },
     stop: async () => {
-      await Promise.all([inbound.stop(), delivery.stop()]);
+      await Promise.all([inbound.stop(), delivery.stop(), verification.stop()]);
       crypto.close();
     },
   };

@@ -1,22 +1,24 @@
 import { randomBytes, randomUUID, type KeyObject } from "node:crypto";
-import type { AppserviceEvent } from "@medmesh/common";
+import { RETENTION_REDACTION, type AppserviceEvent } from "@medmesh/common";
 import type { Knex } from "knex";
 import type { Logger } from "pino";
 import type { InteropConfig } from "../interop/config.ts";
 import { REQUIRED_COMPONENTS } from "../interop/server.ts";
 import { contentDigest, signRequest } from "../interop/signatures.ts";
-import type { InteropEvent } from "../interop/types.ts";
+import type { InteropEvent, WebhookEvent } from "../interop/types.ts";
 import type { BridgeCrypto } from "./crypto.ts";
 import type { Ghosts } from "./ghosts.ts";
 import type { MatrixSide } from "./matrix.ts";
 import { Permanent, type QueueRow } from "./queue.ts";
 
 const UNDECRYPTABLE_AFTER_MS = 120_000;
+/** How far back (events) the bridge looks for events Synapse has not sent yet. */
+const CATCH_UP_EVENTS = 50;
 
 export interface OutboundRow extends QueueRow {
   created_at: Date | string;
   idempotency_key: string;
-  event: InteropEvent | null;
+  event: WebhookEvent | null;
   encrypted: (AppserviceEvent & Record<string, unknown>) | null;
 }
 
@@ -86,7 +88,7 @@ export function outbound(d: OutboundDeps) {
   const enqueue = async (
     portal: Portal,
     key: string,
-    fields: { event?: InteropEvent; encrypted?: unknown },
+    fields: { event?: WebhookEvent; encrypted?: unknown },
     trx: Knex | Knex.Transaction = d.knex,
   ) => {
     await trx("bridge_outbound")
@@ -167,12 +169,14 @@ export function outbound(d: OutboundDeps) {
         reaction_id: e.event_id,
         key: rel.key.slice(0, 64),
       };
-    if (e.type === "m.room.redaction" && e.redacts)
+    const redacts = e.redacts ?? (typeof e.content.redacts === "string" ? e.content.redacts : undefined);
+    if (e.type === "m.room.redaction" && redacts)
       return {
         type: "delete",
         conversation_id,
-        message_id: await messageIdOf(conversation_id, e.redacts),
+        message_id: await messageIdOf(conversation_id, redacts),
         sender: e.sender,
+        ...(e.content[RETENTION_REDACTION] === true ? { reason: "retention" as const } : {}),
       };
     if (e.type === "m.room.member" && e.state_key && !d.ghosts.isGhost(e.state_key)) {
       const membership = e.content.membership;
@@ -233,37 +237,101 @@ export function outbound(d: OutboundDeps) {
     });
   };
 
+  type RawEvent = AppserviceEvent & { content?: Record<string, unknown>; redacts?: string };
+  const recorded = async (key: string) =>
+    (await d.knex("bridge_outbound").where({ idempotency_key: key }).first("seq")) !== undefined;
+
+  /**
+   * One Matrix event of a portal into the delivery queue (nothing for what the vendor is not
+   * sent, or for a repeat). True when it added a row.
+   */
+  const recordEvent = async (
+    portal: Portal,
+    raw: RawEvent & { room_id: string; event_id: string },
+  ): Promise<boolean> => {
+    const key = `mx-${raw.event_id}`;
+    if (await recorded(key)) return false;
+    let clear: RawEvent = { content: {}, ...raw };
+    if (raw.type === "m.room.encrypted") {
+      const decrypted = await d.crypto
+        .decrypt(raw.room_id, raw, await roomGhosts(raw.room_id))
+        .catch(() => undefined);
+      if (!decrypted) {
+        await enqueue(portal, key, { encrypted: raw }); // decrypted when its key arrives
+        return true;
+      }
+      clear = { ...raw, ...decrypted };
+    }
+    const event = await toInterop(portal, clear as ClearEvent);
+    if (event) await enqueue(portal, key, { event });
+    return event !== undefined;
+  };
+
+  const isEcho = (e: RawEvent) =>
+    !e.sender ||
+    d.ghosts.isGhost(e.sender) ||
+    e.sender === d.botUserId ||
+    (e.type === "m.room.member" && !!e.state_key && d.ghosts.isGhost(e.state_key));
+
+  /**
+   * Synapse can hand over a transaction late: one created while it finished recovering from the
+   * bridge being down waits for the next failure, and the transactions after it arrive first
+   * (synapse/appservice/scheduler.py, `_TransactionController.send` vs `_Recoverer.retry`). So
+   * before the first event of a transaction in a portal, the bridge reads what the room holds
+   * between it and the last event it recorded there, and records what is missing first: order
+   * and completeness come from the room, not from the order transactions arrive in. The late
+   * transaction, when it comes, adds nothing (events are keyed by ID).
+   */
+  const catchUp = async (portal: Portal, eventId: string) => {
+    const last = await d
+      .knex("bridge_outbound")
+      .where({ vendor: portal.vendor, conversation_id: portal.conversation_id })
+      .where("idempotency_key", "like", "mx-$%")
+      .orderBy("seq", "desc")
+      .first<{ idempotency_key: string } | undefined>("idempotency_key");
+    const reader = (await roomGhosts(portal.room_id))[0];
+    if (!last || !reader) return;
+    const lastId = last.idempotency_key.slice(3);
+    const { events_before: before = [] } = await d.matrix.call<{ events_before?: RawEvent[] }>(
+      reader,
+      "GET",
+      `/_matrix/client/v3/rooms/${encodeURIComponent(portal.room_id)}/context/${encodeURIComponent(eventId)}?limit=${String(2 * CATCH_UP_EVENTS)}`,
+    );
+    const missing: RawEvent[] = [];
+    for (const e of before) {
+      if (e.event_id === lastId) break;
+      if (!isEcho(e)) missing.push(e);
+    }
+    for (const e of missing.reverse())
+      if (e.event_id && (await recordEvent(portal, { ...e, room_id: portal.room_id, event_id: e.event_id })))
+        d.log.warn(
+          { room_id: portal.room_id, event_id: e.event_id },
+          "recorded an event Synapse had not sent yet",
+        );
+  };
+
   const record = async (
     events: readonly AppserviceEvent[],
     transaction: Readonly<Record<string, unknown>>,
   ): Promise<void> => {
-    for (const raw of events as (AppserviceEvent & {
-      content?: Record<string, unknown>;
-      redacts?: string;
-    })[]) {
+    const caughtUp = new Set<string>();
+    for (const raw of events as RawEvent[]) {
       if (!raw.room_id || !raw.event_id || !raw.sender) continue;
       if (raw.type === "m.room.member" && raw.state_key && d.ghosts.isGhost(raw.state_key)) {
         if (raw.content?.membership === "invite" && !d.ghosts.isGhost(raw.sender)) await onGhostInvited(raw);
         continue;
       }
-      if (d.ghosts.isGhost(raw.sender) || raw.sender === d.botUserId) continue; // our own echo
+      if (isEcho(raw)) continue;
       const portal = await portalOf(raw.room_id);
       if (!portal) continue;
-      const key = `mx-${raw.event_id}`;
-      if (raw.type === "m.room.encrypted") {
-        const clear = await d.crypto
-          .decrypt(raw.room_id, raw, await roomGhosts(raw.room_id))
-          .catch(() => undefined);
-        if (!clear) {
-          await enqueue(portal, key, { encrypted: raw }); // decrypted when its key arrives
-          continue;
-        }
-        const event = await toInterop(portal, { ...raw, ...clear } as ClearEvent);
-        if (event) await enqueue(portal, key, { event });
-        continue;
+      if (!caughtUp.has(raw.room_id)) {
+        caughtUp.add(raw.room_id);
+        // Best effort: the transaction's own events are recorded whatever happens here.
+        await catchUp(portal, raw.event_id).catch((err: unknown) => {
+          d.log.warn({ err, room_id: raw.room_id }, "could not look for events Synapse had not sent yet");
+        });
       }
-      const event = await toInterop(portal, { content: {}, ...raw } as ClearEvent);
-      if (event) await enqueue(portal, key, { event });
+      await recordEvent(portal, { ...raw, room_id: raw.room_id, event_id: raw.event_id });
     }
     const ephemeral = (transaction.ephemeral ?? transaction["de.sorunome.msc2409.ephemeral"] ?? []) as {
       type?: string;
@@ -378,5 +446,27 @@ export function outbound(d: OutboundDeps) {
     );
   };
 
-  return { record, deliver, notifyUndelivered };
+  /** The vendor hears that an event it sent could not be carried into Matrix, and why. */
+  const tellVendor = async (row: QueueRow, reason: string) => {
+    const request = await d
+      .knex("interop_requests")
+      .where({ vendor: row.vendor })
+      .whereRaw("(response->>'event_seq')::bigint = ?", [Number(row.seq)])
+      .first<{ idempotency_key: string } | undefined>("idempotency_key");
+    await enqueue(
+      { vendor: row.vendor, conversation_id: row.conversation_id, room_id: "" },
+      `undelivered-${String(row.seq)}`,
+      {
+        event: {
+          type: "undelivered",
+          conversation_id: row.conversation_id,
+          event_seq: Number(row.seq),
+          idempotency_key: request?.idempotency_key ?? "unknown",
+          reason: reason.slice(0, 2000),
+        },
+      },
+    );
+  };
+
+  return { record, deliver, notifyUndelivered, tellVendor };
 }

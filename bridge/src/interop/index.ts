@@ -7,4 +7,4 @@ export {
   signatureBase,
   type SignableRequest,
 } from "./signatures.ts";
-export { InteropEvent } from "./types.ts";
+export { InteropEvent, WebhookEvent } from "./types.ts";

@@ -67,7 +67,16 @@ export const InteropEvent = z.discriminatedUnion("type", [
     text: Text,
     html: Text.optional(),
   }),
-  z.object({ type: z.literal("delete"), conversation_id: Id, message_id: Id, sender: Id }),
+  z.object({
+    type: z.literal("delete"),
+    conversation_id: Id,
+    message_id: Id,
+    sender: Id,
+    reason: z
+      .enum(["retention"])
+      .optional()
+      .describe("retention: the organisation's retention period ended; delete your copy too"),
+  }),
   z.object({
     type: z.literal("reaction"),
     conversation_id: Id,
@@ -85,5 +94,21 @@ export const InteropEvent = z.discriminatedUnion("type", [
   }),
 ]);
 export type InteropEvent = z.output<typeof InteropEvent>;
+
+/**
+ * MedMesh → vendor only: an event the vendor sent (accepted with 202) that could not be carried
+ * into Matrix — refused there (the words say why) or still failing after the last retry.
+ */
+export const Undelivered = z.object({
+  type: z.literal("undelivered"),
+  conversation_id: Id,
+  event_seq: z.number().int().positive().describe("The event_seq of the bridge's 202 answer"),
+  idempotency_key: z.string().min(1).max(255).describe("The Idempotency-Key the vendor sent it with"),
+  reason: z.string().min(1).max(2000),
+});
+
+/** What MedMesh POSTs to a vendor's webhook. */
+export const WebhookEvent = z.discriminatedUnion("type", [...InteropEvent.options, Undelivered]);
+export type WebhookEvent = z.output<typeof WebhookEvent>;
 
 export type User = z.output<typeof User>;

@@ -1,5 +1,5 @@
 import { ApiError } from "@medmesh/common";
-import type { InteropEvent, User } from "../interop/types.ts";
+import type { User, WebhookEvent } from "../interop/types.ts";
 import { nowIso, type VendorStore } from "./store.ts";
 
 export type Direction = "in" | "out";
@@ -54,7 +54,7 @@ export const conversationExists = (store: VendorStore, id: string): boolean =>
  */
 export function applyEvent(
   store: VendorStore,
-  event: InteropEvent,
+  event: WebhookEvent,
   direction: Direction,
   idempotencyKey: string | undefined,
 ): number {

@@ -4,7 +4,7 @@ import express, { type Request, type RequestHandler, type Response } from "expre
 import type { Logger } from "pino";
 import { REQUIRED_COMPONENTS } from "../interop/server.ts";
 import { verifyRequest } from "../interop/signatures.ts";
-import { InteropEvent } from "../interop/types.ts";
+import { WebhookEvent } from "../interop/types.ts";
 import { applyEvent } from "./state.ts";
 import { nowIso, type VendorStore } from "./store.ts";
 
@@ -21,7 +21,7 @@ export interface WebhookDeps {
   broken: Partial<Record<BrokenFlag, boolean>>;
   log: Logger;
   /** Called after a received event is stored (a file to download, for one). */
-  onStored(event: InteropEvent): void;
+  onStored(event: WebhookEvent): void;
 }
 
 /**
@@ -78,7 +78,7 @@ export function webhookHandlers(d: WebhookDeps): RequestHandler[] {
     } catch (err) {
       throw new ApiError("M_NOT_JSON", `The body is not JSON: ${(err as Error).message}`);
     }
-    const parsed = InteropEvent.safeParse(json);
+    const parsed = WebhookEvent.safeParse(json);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
       throw new ApiError(

@@ -282,6 +282,20 @@ export const MIGRATIONS: readonly Migration[] = [
       await trx.schema.dropTable("bridge_room_keys");
     },
   },
+  {
+    version: 11,
+    name: "bridged users' registrations go to the identity module; last event per conversation",
+    up: async (trx) => {
+      await trx.schema.alterTable("bridge_ghosts", (t) => {
+        t.boolean("verification_due").notNullable().defaultTo(false); // a registration not yet submitted
+        t.text("verification"); // the identity module's last answer (status, or why it refused)
+      });
+      // The last event recorded per conversation (the bridge's catch-up on late transactions).
+      await trx.schema.alterTable("bridge_outbound", (t) => {
+        t.index(["vendor", "conversation_id", "seq"]);
+      });
+    },
+  },
 ];
 
 export class KnexStore implements Store {

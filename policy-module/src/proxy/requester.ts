@@ -6,7 +6,12 @@ export interface Requester {
   deviceId?: string;
 }
 
-export type WhoAmI = (token: string) => Promise<Requester | undefined>;
+/**
+ * Who a token is — or, for an appservice's token with `?user_id=` (identity assertion), the user
+ * it acts as: Synapse answers whoami with the same parameter exactly as it will treat the request,
+ * so the proxy's rules apply to an appservice's users (the bridge's ghosts) like to anyone else.
+ */
+export type WhoAmI = (token: string, assertedUserId?: string) => Promise<Requester | undefined>;
 
 /** The access token of a client request: Authorization header first, then the legacy query parameter. */
 export function accessTokenOf(req: IncomingMessage, url: URL): string | undefined {
@@ -30,10 +35,13 @@ export function createRequesterCache(
   const max = opts.maxEntries ?? 50_000;
   const cache = new Map<string, { requester: Requester | undefined; expires: number }>();
   const pending = new Map<string, Promise<Requester | undefined>>();
-  const key = (token: string): string => createHash("sha256").update(token).digest("base64url");
+  const key = (token: string, asserted = ""): string =>
+    createHash("sha256").update(`${token}\n${asserted}`).digest("base64url");
 
-  const lookup = async (token: string): Promise<Requester | undefined> => {
-    const res = await fetch(new URL("/_matrix/client/v3/account/whoami", synapseUrl), {
+  const lookup = async (token: string, asserted: string | undefined): Promise<Requester | undefined> => {
+    const url = new URL("/_matrix/client/v3/account/whoami", synapseUrl);
+    if (asserted !== undefined) url.searchParams.set("user_id", asserted);
+    const res = await fetch(url, {
       headers: { authorization: `Bearer ${token}` },
       signal: AbortSignal.timeout(10_000),
     });
@@ -48,13 +56,13 @@ export function createRequesterCache(
   };
 
   return {
-    async whoami(token) {
-      const k = key(token);
+    async whoami(token, asserted) {
+      const k = key(token, asserted);
       const hit = cache.get(k);
       if (hit && hit.expires > Date.now()) return hit.requester;
       let p = pending.get(k);
       if (!p) {
-        p = lookup(token).finally(() => pending.delete(k));
+        p = lookup(token, asserted).finally(() => pending.delete(k));
         pending.set(k, p);
       }
       const requester = await p;
@@ -63,7 +71,7 @@ export function createRequesterCache(
       return requester;
     },
     forget(token) {
-      cache.delete(key(token));
+      cache.delete(key(token)); // the token's own entry; asserted identities expire with their TTL
     },
   };
 }

@@ -127,7 +127,10 @@ export async function startProxy(
       let requester: Promise<Requester | undefined> | undefined;
       const ctx = new ProxyContext(req, url, listener, () => {
         const token = accessTokenOf(req, url);
-        requester ??= token === undefined ? Promise.resolve(undefined) : requesters.whoami(token);
+        requester ??=
+          token === undefined
+            ? Promise.resolve(undefined)
+            : requesters.whoami(token, url.searchParams.get("user_id") ?? undefined);
         return requester;
       });
       decide(ctx)

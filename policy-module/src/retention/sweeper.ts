@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import { MatrixRequestError, type LeaseStore, type SynapseAdmin } from "@medmesh/common";
+import { MatrixRequestError, RETENTION_REDACTION, type LeaseStore, type SynapseAdmin } from "@medmesh/common";
 import type { Logger } from "pino";
 import { Counter, Gauge, type Registry } from "prom-client";
 import type { AuditLog } from "../audit/index.ts";
@@ -83,7 +83,7 @@ export function createSweeper(d: {
 
   const redact = async (roomId: string, eventId: string): Promise<void> => {
     const path = `/_matrix/client/v3/rooms/${enc(roomId)}/redact/${enc(eventId)}/${redactionTxnId(eventId)}`;
-    const body = { reason: "Retention period ended" };
+    const body = { reason: "Retention period ended", [RETENTION_REDACTION]: true };
     try {
       await d.bot("PUT", path, body);
     } catch (err) {
