@@ -5,7 +5,7 @@ import { REPO_ROOT } from "@medmesh/deploy";
 import { ClientEvent, MsgType, type MatrixClient } from "matrix-js-sdk";
 import { afterAll, describe, expect, it } from "vitest";
 import { TestVendor } from "../harness/interop-vendor.ts";
-import { useTestNetwork, waitUntil, type TestUser } from "../harness/index.ts";
+import { roomBodies, useTestNetwork, waitUntil, type TestUser } from "../harness/index.ts";
 
 // Crash safety of the bridge: it runs as its own process here, so it can be killed with SIGKILL
 // in the middle of a burst and started again, as a supervisor (systemd, compose) would.
@@ -70,19 +70,6 @@ async function killRepeatedly(times: number): Promise<void> {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Every m.room.message body in the room, oldest first, decrypted (paginating back to the start). */
-async function roomBodies(client: MatrixClient, roomId: string): Promise<string[]> {
-  const room = client.getRoom(roomId);
-  if (!room) throw new Error(`no room ${roomId}`);
-  const timeline = room.getLiveTimeline();
-  while (await client.paginateEventTimeline(timeline, { backwards: true, limit: 250 }));
-  const events = timeline.getEvents();
-  await Promise.all(events.map((e) => client.decryptEventIfNeeded(e)));
-  return events
-    .filter((e) => e.getType() === "m.room.message")
-    .map((e) => e.getContent<{ body?: string }>().body ?? "");
-}
 
 describe(`bridge crash safety: kill -9 ×${String(KILLS)} during ${String(BURST)}-message bursts`, () => {
   let alice: TestUser;

@@ -50,3 +50,16 @@ export async function startClient(baseUrl: string, user: ClientUser): Promise<Ma
   await prepared;
   return client;
 }
+
+/** Every m.room.message body in the room, oldest first, decrypted (paginating back to the start). */
+export async function roomBodies(client: MatrixClient, roomId: string): Promise<string[]> {
+  const room = client.getRoom(roomId);
+  if (!room) throw new Error(`no room ${roomId}`);
+  const timeline = room.getLiveTimeline();
+  while (await client.paginateEventTimeline(timeline, { backwards: true, limit: 250 }));
+  const events = timeline.getEvents();
+  await Promise.all(events.map((e) => client.decryptEventIfNeeded(e)));
+  return events
+    .filter((e) => e.getType() === "m.room.message")
+    .map((e) => e.getContent<{ body?: string }>().body ?? "");
+}

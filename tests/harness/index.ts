@@ -6,7 +6,7 @@ export {
   type TestNetworkOptions,
 } from "./test-network.ts";
 export { useTestNetwork } from "./vitest.ts";
-export { startClient, type ClientUser } from "./clients.ts";
+export { roomBodies, startClient, type ClientUser } from "./clients.ts";
 export { waitForRoomEvent, waitForMembership, waitUntil, type WaitOptions } from "./wait.ts";
 export { freePorts, freeOrganisationPorts, type OrganisationPorts } from "./ports.ts";
 export { sharedRoom, type SharedRoom } from "./scenarios.ts";

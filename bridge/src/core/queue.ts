@@ -123,8 +123,17 @@ export class OrderedQueue<Row extends QueueRow> {
             if (row) await this.carry(row);
           }
         };
-        await Promise.all(Array.from({ length: Math.min(this.o.concurrency, rows.length) }, worker));
-        continue;
+        const outcomes = await Promise.allSettled(
+          Array.from({ length: Math.min(this.o.concurrency, rows.length) }, worker),
+        );
+        const failed = outcomes.find((o) => o.status === "rejected");
+        // The store went away while an outcome was being recorded: the row is still pending and is
+        // carried again (with the same IDs, which the other side recognises) once the store is back.
+        if (!failed) continue;
+        this.o.log.error(
+          { err: failed.reason as unknown, queue: this.o.name },
+          "could not record an outcome",
+        );
       }
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, 500);
