@@ -103,6 +103,7 @@ describe("bridge: MedMesh policy applies to bridged users", () => {
             id: "anneke",
             display_name: "Anneke de Vries",
             registration: { registry: "BIG", number: ANNEKE.number },
+            avatar_url: vendor.avatarUrl,
           },
         ],
       }),
@@ -140,6 +141,8 @@ describe("bridge: MedMesh policy applies to bridged users", () => {
           id: "pieter",
           display_name: "Pieter Bakker",
           registration: { registry: "BIG", number: MARIEKE.number },
+          // Not one of the vendor's avatar origins: the bridge does not fetch it.
+          avatar_url: "http://127.0.0.2:9/inside-the-hospital.png",
         },
       ],
     });
@@ -156,6 +159,20 @@ describe("bridge: MedMesh policy applies to bridged users", () => {
     expect(row.verification).toMatch(/^rejected: .*name/i);
     const pieterBadge = await badgeOf(alice, roomId, ghostOf("pieter"));
     expect(pieterBadge.status === 404 || pieterBadge.body.verified === false).toBe(true);
+  });
+
+  it("takes over a vendor user's avatar from the vendor's configured origin, and nothing from elsewhere", async () => {
+    const profile = async (userId: string) =>
+      (await clientApi(alice, "GET", `/_matrix/client/v3/profile/${enc(userId)}`)).body;
+    const { avatar_url: mxc } = await profile(ghostOf("anneke"));
+    expect(String(mxc)).toMatch(/^mxc:\/\//);
+    const [server, mediaId] = String(mxc).slice("mxc://".length).split("/");
+    const picture = await fetch(
+      `${org().clientUrl}/_matrix/client/v1/media/download/${server ?? ""}/${mediaId ?? ""}`,
+      { headers: { authorization: `Bearer ${alice.accessToken}` } },
+    );
+    expect(Buffer.from(await picture.arrayBuffer()).equals(vendor.avatar)).toBe(true);
+    expect(await profile(ghostOf("pieter"))).not.toHaveProperty("avatar_url");
   });
 
   it("tells the vendor when the retention period deletes messages, both directions", async () => {

@@ -14,6 +14,7 @@ import {
   signRequest,
   verifyRequest,
 } from "../../bridge/src/interop/index.ts";
+import { cleanPng } from "../../policy-module/src/media/test-images.ts";
 import { freePorts } from "./ports.ts";
 import { waitUntil } from "./wait.ts";
 
@@ -22,6 +23,8 @@ export interface ReceivedEvent {
   event: Record<string, unknown>;
 }
 
+const AVATAR_PATH = "/avatar.png";
+const AVATAR = cleanPng();
 /**
  * A protocol-level vendor for bridge tests: signs what it sends (RFC 9421, its own Ed25519 key),
  * checks MedMesh's signature on what its webhook receives, deduplicates by Idempotency-Key and
@@ -48,6 +51,10 @@ export class TestVendor {
   async start(): Promise<void> {
     [this.port] = (await freePorts(1)) as [number];
     this.server = createServer((req, res) => {
+      if (req.method === "GET" && req.url === AVATAR_PATH) {
+        res.writeHead(200, { "content-type": "image/png" }).end(AVATAR);
+        return;
+      }
       const chunks: Buffer[] = [];
       req.on("data", (c: Buffer) => chunks.push(c));
       req.on("end", () => {
@@ -88,8 +95,15 @@ export class TestVendor {
       key_id: this.keyId,
       public_key: this.keys.publicKey.export({ format: "jwk" }),
       webhook_url: `http://127.0.0.1:${String(this.port)}/webhook`,
+      avatar_origins: [`http://127.0.0.1:${String(this.port)}`],
     };
   }
+
+  /** A user picture this vendor serves (for `users[].avatar_url`), and its bytes. */
+  get avatarUrl(): string {
+    return `http://127.0.0.1:${String(this.port)}${AVATAR_PATH}`;
+  }
+  readonly avatar = AVATAR;
 
   /** Connects to an organisation's bridge: its URL and MedMesh's webhook signing key. */
   connect(bridgeUrl: string, signingKeyFile: string): void {

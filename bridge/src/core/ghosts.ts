@@ -1,6 +1,10 @@
 import { asUser, ensureAppserviceUser, type AsUser } from "@medmesh/common";
 import type { Knex } from "knex";
+import type { Logger } from "pino";
 import type { User } from "../interop/types.ts";
+
+const AVATAR_MAX_BYTES = 1024 * 1024;
+const AVATAR_TYPES = /^image\/(png|jpeg|webp|gif)$/;
 
 /**
  * A vendor's user as a Matrix "ghost": `@bridge_<vendor>_<id>:<server>`, in the bridge's
@@ -47,11 +51,47 @@ export function createGhosts(d: {
   knex: Knex;
   /** Configured vendor IDs: a ghost of another "vendor" does not exist. */
   vendors: readonly string[];
+  /** Per vendor, the origins its users' `avatar_url`s may point at (the bridge fetches them). */
+  avatarOrigins?: ReadonlyMap<string, readonly string[]>;
+  log?: Logger;
   /** A ghost's registration (or its name beside one) changed: it is due for verification. */
   onRegistration?: (userId: string) => void;
 }): Ghosts {
-  /** What the bridge last wrote for a ghost: its name and registration (as stored). */
-  const known = new Map<string, { name: string; registration: string | null }>();
+  /** What the bridge last wrote for a ghost: its name, registration and avatar URL (as stored). */
+  const known = new Map<string, { name: string; registration: string | null; avatar: string | null }>();
+
+  /**
+   * The vendor's picture as the ghost's avatar: fetched only from the vendor's configured origins
+   * (no requests from inside the hospital to wherever a vendor points), at most 1 MiB, PNG, JPEG,
+   * WebP or GIF, uploaded as the ghost through the proxy (which strips its metadata).
+   */
+  const setAvatar = async (vendor: string, id: string, avatarUrl: string): Promise<void> => {
+    const url = new URL(avatarUrl);
+    if (!(d.avatarOrigins?.get(vendor) ?? []).includes(url.origin))
+      throw new Error(
+        `${url.origin} is not one of ${vendor}'s avatar origins (interop.vendors[].avatar_origins)`,
+      );
+    const res = await fetch(url, { redirect: "error", signal: AbortSignal.timeout(10_000) });
+    const type = (res.headers.get("content-type") ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
+    if (!res.ok) throw new Error(`the avatar answered ${String(res.status)}`);
+    if (!AVATAR_TYPES.test(type))
+      throw new Error(`the avatar is ${type || "untyped"}, not PNG, JPEG, WebP or GIF`);
+    if (Number(res.headers.get("content-length") ?? 0) > AVATAR_MAX_BYTES)
+      throw new Error("the avatar is over 1 MiB");
+    const data = Buffer.from(await res.arrayBuffer());
+    if (data.length > AVATAR_MAX_BYTES) throw new Error("the avatar is over 1 MiB");
+    const { content_uri } = await as(id)<{ content_uri: string }>(
+      "POST",
+      "/_matrix/media/v3/upload",
+      undefined,
+      {
+        raw: { data, contentType: type },
+      },
+    );
+    await as(id)("PUT", `/_matrix/client/v3/profile/${encodeURIComponent(id)}/avatar_url`, {
+      avatar_url: content_uri,
+    });
+  };
   const userId = (vendor: string, remoteId: string) => `@${ghostLocalpart(vendor, remoteId)}:${d.serverName}`;
   const as = (id: string) => asUser(d.homeserverUrl, d.asToken, id);
   const ghosts: Ghosts = {
@@ -61,20 +101,21 @@ export function createGhosts(d: {
       const id = userId(vendor, remoteId);
       const name = profile?.display_name;
       const registration = profile?.registration ? stableJson(profile.registration) : undefined;
+      const avatar = profile?.avatar_url;
       const last = known.get(id);
       if (
         last &&
         (name === undefined || last.name === name) &&
-        (registration === undefined || last.registration === registration)
+        (registration === undefined || last.registration === registration) &&
+        (avatar === undefined || last.avatar === avatar)
       )
         return id;
       const row = await d
         .knex("bridge_ghosts")
         .where({ user_id: id })
-        .first<{ display_name: string | null; registration: unknown } | undefined>(
-          "display_name",
-          "registration",
-        );
+        .first<
+          { display_name: string | null; registration: unknown; avatar_source: string | null } | undefined
+        >("display_name", "registration", "avatar_source");
       if (!row) {
         await ensureAppserviceUser(d.homeserverUrl, d.asToken, id.slice(1, id.indexOf(":")));
         await d
@@ -105,7 +146,20 @@ export function createGhosts(d: {
           });
         if (due) d.onRegistration?.(id);
       }
-      known.set(id, { name: displayName, registration: registration ?? stored });
+      let avatarSource = row?.avatar_source ?? null;
+      if (avatar !== undefined && avatar !== avatarSource) {
+        // A picture is not worth holding up a message for: a failed one is tried with the next profile.
+        await setAvatar(vendor, id, avatar).then(
+          async () => {
+            avatarSource = avatar;
+            await d.knex("bridge_ghosts").where({ user_id: id }).update({ avatar_source: avatar });
+          },
+          (err: unknown) => {
+            d.log?.warn({ user_id: id, err: (err as Error).message }, "could not set the ghost's avatar");
+          },
+        );
+      }
+      known.set(id, { name: displayName, registration: registration ?? stored, avatar: avatarSource });
       return id;
     },
     async remoteOf(id) {

@@ -82,6 +82,10 @@ export function createBridgeCore(
     serverName: d.homeserver.server_name,
     knex: d.knex,
     vendors: d.config.vendors.map((v) => v.id),
+    avatarOrigins: new Map(
+      d.config.vendors.map((v) => [v.id, v.avatar_origins.map((u) => new URL(u).origin)]),
+    ),
+    log: d.log,
     onRegistration: () => {
       verification.wake();
     },

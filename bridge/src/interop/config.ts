@@ -12,6 +12,13 @@ export const InteropVendorSchema = z.object({
   key_id: z.string().min(1).describe("The keyid its signatures carry."),
   public_key: Ed25519PublicJwk,
   webhook_url: z.url({ protocol: /^https?$/ }).describe("Where MedMesh delivers events to the vendor."),
+  avatar_origins: z
+    .array(z.url({ protocol: /^https?$/ }))
+    .default([])
+    .describe(
+      "Origins the bridge fetches the vendor's users' avatar_url from (none: avatars are not taken over).",
+    )
+    .meta({ examples: [["https://avatars.vendor.example"]] }),
 });
 
 export const InteropConfigSchema = z

@@ -284,11 +284,12 @@ export const MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 11,
-    name: "bridged users' registrations go to the identity module; last event per conversation",
+    name: "bridged users' registrations and avatars; last event per conversation",
     up: async (trx) => {
       await trx.schema.alterTable("bridge_ghosts", (t) => {
         t.boolean("verification_due").notNullable().defaultTo(false); // a registration not yet submitted
         t.text("verification"); // the identity module's last answer (status, or why it refused)
+        t.text("avatar_source"); // the vendor's avatar_url the ghost's avatar was taken from
       });
       // The last event recorded per conversation (the bridge's catch-up on late transactions).
       await trx.schema.alterTable("bridge_outbound", (t) => {
