@@ -88,7 +88,7 @@ export function outbound(d: OutboundDeps) {
   const enqueue = async (
     portal: Portal,
     key: string,
-    fields: { event?: WebhookEvent; encrypted?: unknown },
+    fields: { event?: WebhookEvent; encrypted?: unknown; at?: Date },
     trx: Knex | Knex.Transaction = d.knex,
   ) => {
     await trx("bridge_outbound")
@@ -99,7 +99,7 @@ export function outbound(d: OutboundDeps) {
         event: fields.event ? JSON.stringify(fields.event) : null,
         encrypted: fields.encrypted ? JSON.stringify(fields.encrypted) : null,
         next_attempt_at: new Date(),
-        created_at: new Date(),
+        created_at: fields.at ?? new Date(),
       })
       .onConflict("idempotency_key")
       .ignore();
@@ -248,6 +248,7 @@ export function outbound(d: OutboundDeps) {
   const recordEvent = async (
     portal: Portal,
     raw: RawEvent & { room_id: string; event_id: string },
+    at: Date,
   ): Promise<boolean> => {
     const key = `mx-${raw.event_id}`;
     if (await recorded(key)) return false;
@@ -257,13 +258,13 @@ export function outbound(d: OutboundDeps) {
         .decrypt(raw.room_id, raw, await roomGhosts(raw.room_id))
         .catch(() => undefined);
       if (!decrypted) {
-        await enqueue(portal, key, { encrypted: raw }); // decrypted when its key arrives
+        await enqueue(portal, key, { encrypted: raw, at }); // decrypted when its key arrives
         return true;
       }
       clear = { ...raw, ...decrypted };
     }
     const event = await toInterop(portal, clear as ClearEvent);
-    if (event) await enqueue(portal, key, { event });
+    if (event) await enqueue(portal, key, { event, at });
     return event !== undefined;
   };
 
@@ -282,7 +283,7 @@ export function outbound(d: OutboundDeps) {
    * and completeness come from the room, not from the order transactions arrive in. The late
    * transaction, when it comes, adds nothing (events are keyed by ID).
    */
-  const catchUp = async (portal: Portal, eventId: string) => {
+  const catchUp = async (portal: Portal, eventId: string, at: Date) => {
     const last = await d
       .knex("bridge_outbound")
       .where({ vendor: portal.vendor, conversation_id: portal.conversation_id })
@@ -303,7 +304,10 @@ export function outbound(d: OutboundDeps) {
       if (!isEcho(e)) missing.push(e);
     }
     for (const e of missing.reverse())
-      if (e.event_id && (await recordEvent(portal, { ...e, room_id: portal.room_id, event_id: e.event_id })))
+      if (
+        e.event_id &&
+        (await recordEvent(portal, { ...e, room_id: portal.room_id, event_id: e.event_id }, at))
+      )
         d.log.warn(
           { room_id: portal.room_id, event_id: e.event_id },
           "recorded an event Synapse had not sent yet",
@@ -314,6 +318,8 @@ export function outbound(d: OutboundDeps) {
     events: readonly AppserviceEvent[],
     transaction: Readonly<Record<string, unknown>>,
   ): Promise<void> => {
+    // Rows carry the moment Synapse handed the transaction over (latency is measured from there).
+    const at = new Date();
     const caughtUp = new Set<string>();
     for (const raw of events as RawEvent[]) {
       if (!raw.room_id || !raw.event_id || !raw.sender) continue;
@@ -327,11 +333,11 @@ export function outbound(d: OutboundDeps) {
       if (!caughtUp.has(raw.room_id)) {
         caughtUp.add(raw.room_id);
         // Best effort: the transaction's own events are recorded whatever happens here.
-        await catchUp(portal, raw.event_id).catch((err: unknown) => {
+        await catchUp(portal, raw.event_id, at).catch((err: unknown) => {
           d.log.warn({ err, room_id: raw.room_id }, "could not look for events Synapse had not sent yet");
         });
       }
-      await recordEvent(portal, { ...raw, room_id: raw.room_id, event_id: raw.event_id });
+      await recordEvent(portal, { ...raw, room_id: raw.room_id, event_id: raw.event_id }, at);
     }
     const ephemeral = (transaction.ephemeral ?? transaction["de.sorunome.msc2409.ephemeral"] ?? []) as {
       type?: string;
