@@ -1,5 +1,6 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { ClientEvent, MsgType, type MatrixClient } from "matrix-js-sdk";
+import { createAuditLog } from "@medmesh/common";
 import type { RunningOrganisation } from "@medmesh/deploy";
 import {
   startBigTestServer,
@@ -118,6 +119,15 @@ describe("bridge: MedMesh policy applies to bridged users", () => {
     );
     expect((power.body.users as Record<string, number>)[bot]).toBe(100);
     expect(client.getRoom(roomId)?.hasEncryptionStateEvent()).toBe(true);
+    // The bridge host reads this room in plaintext: an access point in the audit log.
+    const audit = createAuditLog(service("bridge").store.knex);
+    expect(await audit.find({ action: "bridge.access_point" })).toHaveLength(1);
+    const [portalRecord] = await audit.find({ action: "bridge.portal", object: roomId });
+    expect(portalRecord).toMatchObject({
+      actor: ghostOf("anneke"),
+      details: { vendor: vendor.id, conversation_id: "c-policy-1" },
+    });
+    expect(await audit.verify()).toMatchObject({ ok: true });
 
     let badge: Record<string, unknown> = {};
     await waitUntil(async () => {

@@ -2,12 +2,10 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import type { RunningOrganisation } from "@medmesh/deploy";
-import { createLogger, createSynapseAdmin } from "@medmesh/common";
+import { createLogger, createSynapseAdmin, createAuditLog, asUser } from "@medmesh/common";
 import type { MatrixClient } from "matrix-js-sdk";
 import { Registry } from "prom-client";
 import { describe, expect, it } from "vitest";
-import { createAuditLog } from "../../policy-module/src/audit/index.ts";
-import { asUser } from "@medmesh/common";
 import {
   createSweeper,
   retentionIndex,

@@ -60,6 +60,9 @@ export function createGhosts(d: {
   /** What the bridge last wrote for a ghost: its name, registration and avatar URL (as stored). */
   const known = new Map<string, { name: string; registration: string | null; avatar: string | null }>();
 
+  const userId = (vendor: string, remoteId: string) => `@${ghostLocalpart(vendor, remoteId)}:${d.serverName}`;
+  const as = (id: string) => asUser(d.homeserverUrl, d.asToken, id);
+
   /**
    * The vendor's picture as the ghost's avatar: fetched only from the vendor's configured origins
    * (no requests from inside the hospital to wherever a vendor points), at most 1 MiB, PNG, JPEG,
@@ -80,20 +83,14 @@ export function createGhosts(d: {
       throw new Error("the avatar is over 1 MiB");
     const data = Buffer.from(await res.arrayBuffer());
     if (data.length > AVATAR_MAX_BYTES) throw new Error("the avatar is over 1 MiB");
-    const { content_uri } = await as(id)<{ content_uri: string }>(
-      "POST",
-      "/_matrix/media/v3/upload",
-      undefined,
-      {
-        raw: { data, contentType: type },
-      },
-    );
+    const raw = { data, contentType: type };
+    const upload = await as(id)<{ content_uri: string }>("POST", "/_matrix/media/v3/upload", undefined, {
+      raw,
+    });
     await as(id)("PUT", `/_matrix/client/v3/profile/${encodeURIComponent(id)}/avatar_url`, {
-      avatar_url: content_uri,
+      avatar_url: upload.content_uri,
     });
   };
-  const userId = (vendor: string, remoteId: string) => `@${ghostLocalpart(vendor, remoteId)}:${d.serverName}`;
-  const as = (id: string) => asUser(d.homeserverUrl, d.asToken, id);
   const ghosts: Ghosts = {
     as,
     isGhost: (id) => id.startsWith("@bridge_") && id.endsWith(`:${d.serverName}`),
@@ -148,7 +145,7 @@ export function createGhosts(d: {
       }
       let avatarSource = row?.avatar_source ?? null;
       if (avatar !== undefined && avatar !== avatarSource) {
-        // A picture is not worth holding up a message for: a failed one is tried with the next profile.
+        // A picture that cannot be had does not fail the event: it is tried with the next profile.
         await setAvatar(vendor, id, avatar).then(
           async () => {
             avatarSource = avatar;

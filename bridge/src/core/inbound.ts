@@ -1,3 +1,4 @@
+import type { AuditLog } from "@medmesh/common";
 import type { Knex } from "knex";
 import type { Logger } from "pino";
 import type { InteropEvent, User } from "../interop/types.ts";
@@ -23,6 +24,7 @@ export interface InboundDeps {
   /** The appservice's sender (named as the bridge bot in m.bridge). */
   botUserId: string;
   encryptPortals: boolean;
+  audit: AuditLog;
 }
 
 /**
@@ -102,6 +104,7 @@ export function inboundHandler(d: InboundDeps) {
           direct: e.kind === "direct",
           invite: [...local, ...ghosts],
         });
+        await auditPortal(d.audit, { roomId, vendor, conversationId: e.conversation_id, createdBy: creator });
         await d.knex("bridge_members").insert({ room_id: roomId, user_id: creator }).onConflict().ignore();
         for (const g of ghosts) {
           await d.matrix.join(g, roomId);
@@ -312,4 +315,22 @@ async function findOrCreatePortal(
   );
   if (d.encryptPortals) d.matrix.markEncrypted(room_id);
   return room_id;
+}
+
+/**
+ * The bridge reads and writes a portal's messages in plaintext: each portal is an access point of
+ * the bridge host, in the audit log (a crash before the room is recorded as a portal repeats the
+ * record rather than lose it).
+ */
+export async function auditPortal(
+  audit: AuditLog,
+  p: { roomId: string; vendor: string; conversationId: string; createdBy: string },
+): Promise<void> {
+  await audit.record({
+    actor: p.createdBy,
+    action: "bridge.portal",
+    object: p.roomId,
+    outcome: "bridged",
+    details: { vendor: p.vendor, conversation_id: p.conversationId },
+  });
 }

@@ -1,8 +1,10 @@
 import { createPrivateKey } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { hostname } from "node:os";
 import {
   ApiError,
   asyncHandler,
+  createAuditLog,
   decryptAttachment,
   isEncryptedFile,
   type EventHandler,
@@ -46,6 +48,7 @@ export function createBridgeCore(
   },
 ): BridgeCore {
   const botUserId = `@${d.registration.sender_localpart}:${d.homeserver.server_name}`;
+  const audit = createAuditLog(d.knex);
   const asToken = d.registration.as_token;
   const crypto = new BridgeCrypto({
     homeserverUrl: d.homeserver.url,
@@ -109,6 +112,7 @@ export function createBridgeCore(
     log: d.log,
     config: d.config,
     botUserId,
+    audit,
     signingKey: {
       keyId: d.config.signing_key.key_id,
       privateKey: createPrivateKey(readFileSync(d.config.signing_key.private_key_file)),
@@ -126,6 +130,7 @@ export function createBridgeCore(
       log: d.log,
       botUserId,
       encryptPortals: d.config.encrypt_portals,
+      audit,
     }),
     onFailed: async (row, reason) => {
       await out.tellVendor(row, reason);
@@ -178,6 +183,14 @@ export function createBridgeCore(
       delivery.wake();
     },
     start: async () => {
+      // The bridge host decrypts portal messages: it is an access point, recorded at each start.
+      await audit.record({
+        actor: botUserId,
+        action: "bridge.access_point",
+        object: hostname(),
+        outcome: "started",
+        details: { public_url: d.config.public_url, vendors: d.config.vendors.map((v) => v.id) },
+      });
       await crypto.start();
       inbound.start();
       delivery.start();

@@ -1,5 +1,5 @@
 import { randomBytes, randomUUID, type KeyObject } from "node:crypto";
-import { RETENTION_REDACTION, type AppserviceEvent } from "@medmesh/common";
+import { RETENTION_REDACTION, type AppserviceEvent, type AuditLog } from "@medmesh/common";
 import type { Knex } from "knex";
 import type { Logger } from "pino";
 import type { InteropConfig } from "../interop/config.ts";
@@ -8,6 +8,7 @@ import { contentDigest, signRequest } from "../interop/signatures.ts";
 import type { InteropEvent, WebhookEvent } from "../interop/types.ts";
 import type { BridgeCrypto } from "./crypto.ts";
 import type { Ghosts } from "./ghosts.ts";
+import { auditPortal } from "./inbound.ts";
 import type { MatrixSide } from "./matrix.ts";
 import { Permanent, type QueueRow } from "./queue.ts";
 
@@ -47,6 +48,7 @@ export interface OutboundDeps {
   config: InteropConfig;
   signingKey: { keyId: string; privateKey: KeyObject };
   botUserId: string;
+  audit: AuditLog;
 }
 
 const relatesTo = (content: Record<string, unknown>) =>
@@ -234,6 +236,12 @@ export function outbound(d: OutboundDeps) {
         },
         trx,
       );
+    });
+    await auditPortal(d.audit, {
+      roomId,
+      vendor: remote.vendor,
+      conversationId: roomId,
+      createdBy: e.sender ?? "",
     });
   };
 

@@ -1,7 +1,6 @@
-import type { Store, SynapseAdmin } from "@medmesh/common";
+import { type Store, type SynapseAdmin, createAuditLog } from "@medmesh/common";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
-import { createAuditLog } from "../audit/index.ts";
 import type { PeerClient } from "../directory/index.ts";
 import { forbidden, Refusal, route, type Route } from "../proxy/index.ts";
 import type { PeerRoute } from "../peer-api.ts";

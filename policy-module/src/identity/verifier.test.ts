@@ -1,9 +1,8 @@
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createLogger, createStore, type Store } from "@medmesh/common";
+import { createLogger, createStore, type Store, createAuditLog } from "@medmesh/common";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createAuditLog } from "../audit/index.ts";
 import { verificationConversation } from "./bot-commands.ts";
 import { identityDocuments, verificationRecords } from "./records.ts";
 import { createReverifier } from "./reverify.ts";

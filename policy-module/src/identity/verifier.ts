@@ -1,6 +1,5 @@
-import { ApiError } from "@medmesh/common";
+import { ApiError, type AuditLog } from "@medmesh/common";
 import type { Logger } from "pino";
-import type { AuditLog } from "../audit/index.ts";
 import type { VerifiedClinician } from "./verification.ts";
 import type {
   IdentityDocuments,

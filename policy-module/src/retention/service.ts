@@ -1,10 +1,14 @@
-import type { AppserviceEvent, LeaseStore, SynapseAdmin } from "@medmesh/common";
+import {
+  type AppserviceEvent,
+  type LeaseStore,
+  type SynapseAdmin,
+  createAuditLog,
+  asUser,
+} from "@medmesh/common";
 import cron, { type ScheduledTask } from "node-cron";
 import type { Knex } from "knex";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
-import { createAuditLog } from "../audit/index.ts";
-import { asUser } from "@medmesh/common";
 import { days, type RetentionConfig } from "./config.ts";
 import { createBackfill } from "./backfill.ts";
 import { indexEntry, retentionIndex } from "./event-index.ts";

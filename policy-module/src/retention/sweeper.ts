@@ -1,9 +1,14 @@
 import { createHash, randomBytes } from "node:crypto";
-import { MatrixRequestError, RETENTION_REDACTION, type LeaseStore, type SynapseAdmin } from "@medmesh/common";
+import {
+  MatrixRequestError,
+  RETENTION_REDACTION,
+  type LeaseStore,
+  type SynapseAdmin,
+  type AuditLog,
+  type AsUser,
+} from "@medmesh/common";
 import type { Logger } from "pino";
 import { Counter, Gauge, type Registry } from "prom-client";
-import type { AuditLog } from "../audit/index.ts";
-import type { AsUser } from "@medmesh/common";
 import { days, type RetentionConfig } from "./config.ts";
 import type { RetentionIndex } from "./event-index.ts";
 

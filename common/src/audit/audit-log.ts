@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import type { Knex } from "knex";
-import { canonicalJson } from "../trust/request-signing.ts";
+import { canonicalJson } from "../crypto/canonical-json.ts";
 
 /**
  * One audit record (NEN 7513 fields): who did what, to which object, on whose behalf, when, with

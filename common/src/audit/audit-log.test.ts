@@ -1,7 +1,7 @@
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createStore } from "@medmesh/common";
+import { createStore } from "../store/index.ts";
 import { describe, expect, it } from "vitest";
 import { createAuditLog } from "./audit-log.ts";
 

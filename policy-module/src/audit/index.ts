@@ -1,1 +1,0 @@
-export { createAuditLog, type AuditEntry, type AuditLog, type AuditRecord } from "./audit-log.ts";
