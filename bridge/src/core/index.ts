@@ -179,7 +179,11 @@ export function createBridgeCore(
 
   return {
     onEvents: async (events, transaction) => {
-      await out.record(events, transaction);
+      // A failed transaction makes Synapse recover (and may hold one back): catch up for a while.
+      await out.record(events, transaction).catch((err: unknown) => {
+        out.suspect();
+        throw err;
+      });
       delivery.wake();
     },
     start: async () => {

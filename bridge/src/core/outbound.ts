@@ -13,8 +13,13 @@ import type { MatrixSide } from "./matrix.ts";
 import { Permanent, type QueueRow } from "./queue.ts";
 
 const UNDECRYPTABLE_AFTER_MS = 120_000;
-/** How far back (events) the bridge looks for events Synapse has not sent yet. */
+/** How far back (events) the bridge looks for events Synapse has not sent yet: first, at most. */
+const CATCH_UP_FIRST_LOOK = 3;
 const CATCH_UP_EVENTS = 50;
+/** Catch-up runs for this long after a sign that Synapse may be recovering. */
+const SUSPECT_WINDOW_MS = 60_000;
+/** An event this old when it arrives was held back by Synapse (it is recovering). */
+const HELD_BACK_MS = 2_000;
 
 export interface OutboundRow extends QueueRow {
   created_at: Date | string;
@@ -245,7 +250,11 @@ export function outbound(d: OutboundDeps) {
     });
   };
 
-  type RawEvent = AppserviceEvent & { content?: Record<string, unknown>; redacts?: string };
+  type RawEvent = AppserviceEvent & {
+    content?: Record<string, unknown>;
+    redacts?: string;
+    unsigned?: { age?: number };
+  };
   const recorded = async (key: string) =>
     (await d.knex("bridge_outbound").where({ idempotency_key: key }).first("seq")) !== undefined;
 
@@ -301,16 +310,22 @@ export function outbound(d: OutboundDeps) {
     const reader = (await roomGhosts(portal.room_id))[0];
     if (!last || !reader) return;
     const lastId = last.idempotency_key.slice(3);
-    const { events_before: before = [] } = await d.matrix.call<{ events_before?: RawEvent[] }>(
-      reader,
-      "GET",
-      `/_matrix/client/v3/rooms/${encodeURIComponent(portal.room_id)}/context/${encodeURIComponent(eventId)}?limit=${String(2 * CATCH_UP_EVENTS)}`,
-    );
-    const missing: RawEvent[] = [];
-    for (const e of before) {
-      if (e.event_id === lastId) break;
-      if (!isEcho(e)) missing.push(e);
-    }
+    // Usually the last recorded event is right before this one: a short look first, a long one
+    // only when it is not there. Members are lazy-loaded (the state in the answer stays small).
+    const look = async (before: number) => {
+      const path = `/_matrix/client/v3/rooms/${encodeURIComponent(portal.room_id)}/context/${encodeURIComponent(eventId)}`;
+      const query = `limit=${String(2 * before)}&filter=${encodeURIComponent('{"lazy_load_members":true}')}`;
+      const { events_before = [] } = await d.matrix.call<{ events_before?: RawEvent[] }>(
+        reader,
+        "GET",
+        `${path}?${query}`,
+      );
+      const i = events_before.findIndex((e) => e.event_id === lastId);
+      return { events: i < 0 ? events_before : events_before.slice(0, i), found: i >= 0 };
+    };
+    let seen = await look(CATCH_UP_FIRST_LOOK);
+    if (!seen.found) seen = await look(CATCH_UP_EVENTS);
+    const missing = seen.events.filter((e) => !isEcho(e));
     for (const e of missing.reverse())
       if (
         e.event_id &&
@@ -322,12 +337,31 @@ export function outbound(d: OutboundDeps) {
         );
   };
 
+  /**
+   * Catch-up costs a /context per transaction (about 20 ms), and the race only follows a recovery:
+   * Synapse had a transaction fail (the bridge was down, or answered an error) and retried. So the
+   * bridge catches up while it may be recovering — since it started, since a transaction failed,
+   * since a transaction carried events Synapse had held back (`unsigned.age` ≥ 2 s) — and for a
+   * minute after; then once more per portal, on its next transaction (a held-back transaction
+   * surfaces only when Synapse next fails, so the gap can show up much later).
+   */
+  let suspectSince = Date.now();
+  const checkedAt = new Map<string, number>();
+  const suspect = (): void => {
+    suspectSince = Date.now();
+  };
+  const needsCatchUp = (roomId: string): boolean => {
+    const windowEnd = suspectSince + SUSPECT_WINDOW_MS;
+    return Date.now() < windowEnd || (checkedAt.get(roomId) ?? 0) < windowEnd;
+  };
+
   const record = async (
     events: readonly AppserviceEvent[],
     transaction: Readonly<Record<string, unknown>>,
   ): Promise<void> => {
     // Rows carry the moment Synapse handed the transaction over (latency is measured from there).
     const at = new Date();
+    if ((events as RawEvent[]).some((e) => (e.unsigned?.age ?? 0) >= HELD_BACK_MS)) suspect();
     const caughtUp = new Set<string>();
     for (const raw of events as RawEvent[]) {
       if (!raw.room_id || !raw.event_id || !raw.sender) continue;
@@ -338,8 +372,9 @@ export function outbound(d: OutboundDeps) {
       if (isEcho(raw)) continue;
       const portal = await portalOf(raw.room_id);
       if (!portal) continue;
-      if (!caughtUp.has(raw.room_id)) {
+      if (!caughtUp.has(raw.room_id) && needsCatchUp(raw.room_id)) {
         caughtUp.add(raw.room_id);
+        checkedAt.set(raw.room_id, Date.now());
         // Best effort: the transaction's own events are recorded whatever happens here.
         await catchUp(portal, raw.event_id, at).catch((err: unknown) => {
           d.log.warn({ err, room_id: raw.room_id }, "could not look for events Synapse had not sent yet");
@@ -482,5 +517,5 @@ export function outbound(d: OutboundDeps) {
     );
   };
 
-  return { record, deliver, notifyUndelivered, tellVendor };
+  return { record, suspect, deliver, notifyUndelivered, tellVendor };
 }
