@@ -38,6 +38,7 @@ export const InteropConfigSchema = z
               key_id: "example-messenger-2026",
               public_key: { kty: "OKP", crv: "Ed25519", x: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo" },
               webhook_url: "https://medmesh-webhook.vendor.example/v1/events",
+              avatar_origins: ["https://avatars.vendor.example"],
             },
           ],
         ],
