@@ -15,16 +15,9 @@ import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { REPO_ROOT } from "@medmesh/deploy";
-import {
-  ClientEvent,
-  MsgType,
-  RoomEvent,
-  MatrixEventEvent,
-  type MatrixClient,
-  type MatrixEvent,
-} from "matrix-js-sdk";
+import { MsgType, RoomEvent, MatrixEventEvent, type MatrixClient, type MatrixEvent } from "matrix-js-sdk";
 import { TestVendor } from "../tests/harness/interop-vendor.ts";
-import { startTestNetwork, waitUntil } from "../tests/harness/index.ts";
+import { nextRoom, startTestNetwork, waitUntil } from "../tests/harness/index.ts";
 
 const N = Number(process.env.BENCH_MESSAGES ?? 200);
 const vendor = new TestVendor();
@@ -68,14 +61,8 @@ try {
   const alice = await net.client(await net.registerUser(org, "alice"));
   const bobUser = await net.registerUser(org, "bob");
   const bob = await net.client(bobUser);
-  const invited = (c: MatrixClient) =>
-    new Promise<string>((resolve) => {
-      c.on(ClientEvent.Room, (room) => {
-        resolve(room.roomId);
-      });
-    });
-  const aliceInvited = invited(alice);
-  const bobInvited = invited(bob);
+  const aliceInvited = nextRoom(alice);
+  const bobInvited = nextRoom(bob);
   await vendor.send({
     type: "conversation.create",
     conversation_id: "bench",

@@ -2,10 +2,17 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { openSync } from "node:fs";
 import { join } from "node:path";
 import { REPO_ROOT } from "@medmesh/deploy";
-import { ClientEvent, MsgType, type MatrixClient } from "matrix-js-sdk";
+import { MsgType, type MatrixClient } from "matrix-js-sdk";
 import { afterAll, describe, expect, it } from "vitest";
 import { TestVendor } from "../harness/interop-vendor.ts";
-import { roomBodies, useTestNetwork, waitUntil, type TestUser } from "../harness/index.ts";
+import {
+  nextRoom,
+  roomBodies,
+  useTestNetwork,
+  waitForRoomEvent,
+  waitUntil,
+  type TestUser,
+} from "../harness/index.ts";
 
 // Crash safety of the bridge: it runs as its own process here, so it can be killed with SIGKILL
 // in the middle of a burst and started again, as a supervisor (systemd, compose) would.
@@ -69,8 +76,6 @@ async function killRepeatedly(times: number): Promise<void> {
   }
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 describe(`bridge crash safety: kill -9 ×${String(KILLS)} during ${String(BURST)}-message bursts`, () => {
   let alice: TestUser;
   let client: MatrixClient;
@@ -84,11 +89,7 @@ describe(`bridge crash safety: kill -9 ×${String(KILLS)} during ${String(BURST)
     vendor.connect(org().bridgeUrl, org().paths.bridgeSigningKey);
     alice = await net().registerUser(org(), "alice");
     client = await net().client(alice);
-    const invited = new Promise<string>((resolve) => {
-      client.on(ClientEvent.Room, (room) => {
-        resolve(room.roomId);
-      });
-    });
+    const invited = nextRoom(client);
     await vendor.send({
       type: "conversation.create",
       conversation_id: "burst",
@@ -105,46 +106,20 @@ describe(`bridge crash safety: kill -9 ×${String(KILLS)} during ${String(BURST)
       sender: "anna",
       text: "hello",
     });
-    await waitUntil(
-      () =>
-        client
-          .getRoom(roomId)
-          ?.getLiveTimeline()
-          .getEvents()
-          .some((e) => e.getContent().body === "hello"),
-      "Alice reads Anna's first message",
-    );
+    await waitForRoomEvent(client, roomId, (e) => e.getContent().body === "hello", {
+      description: "Anna's first message",
+    });
   });
 
   it("vendor → Matrix: every message arrives once, in order", async () => {
     const texts = Array.from({ length: BURST }, (_, i) => `v${String(i + 1).padStart(4, "0")}`);
-    let retries = 0;
-    const sending = (async () => {
-      for (const [i, text] of texts.entries()) {
-        retries +=
-          (await vendor.sendReliably({
-            type: "message",
-            conversation_id: "burst",
-            message_id: `v-${String(i + 1)}`,
-            sender: "anna",
-            text,
-          })) - 1;
-        await sleep(20);
-      }
-    })();
+    const sending = vendor.sendTexts("burst", "anna", texts, 20);
     await killRepeatedly(KILLS);
-    await sending;
-    const last = texts[texts.length - 1];
-    await waitUntil(
-      () =>
-        client
-          .getRoom(roomId)
-          ?.getLiveTimeline()
-          .getEvents()
-          .some((e) => e.getContent().body === last),
-      `the last of ${String(BURST)} vendor messages reaches Alice`,
-      180_000,
-    );
+    const retries = await sending;
+    await waitForRoomEvent(client, roomId, (e) => e.getContent().body === texts.at(-1), {
+      description: `the last of ${String(BURST)} vendor messages`,
+      timeoutMs: 180_000,
+    });
     const bodies = (await roomBodies(client, roomId)).filter((b) => /^v\d{4}$/.test(b));
     expect(bodies.length, "each message exactly once").toBe(BURST);
     expect(bodies, "in the order sent").toEqual(texts);
@@ -160,16 +135,12 @@ describe(`bridge crash safety: kill -9 ×${String(KILLS)} during ${String(BURST)
     })();
     await killRepeatedly(KILLS);
     await sending;
-    const last = texts[texts.length - 1];
     await vendor.delivered(
-      (e) => e.text === last,
+      (e) => e.text === texts.at(-1),
       `the last of ${String(BURST)} Matrix messages at the vendor`,
       240_000,
     );
-    const arrived = vendor.received
-      .map((r) => r.event)
-      .filter((e) => e.type === "message" && typeof e.text === "string" && /^m\d{4}$/.test(e.text))
-      .map((e) => e.text);
+    const arrived = vendor.texts(/^m\d{4}$/);
     expect(arrived.length, "each message exactly once").toBe(BURST);
     expect(arrived, "in the order sent").toEqual(texts);
     const undelivered = (await roomBodies(client, roomId)).filter((b) => b.startsWith("⚠ Not delivered"));

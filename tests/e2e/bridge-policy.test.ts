@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from "vitest";
-import { ClientEvent, MsgType, type MatrixClient } from "matrix-js-sdk";
+import { MsgType, type MatrixClient } from "matrix-js-sdk";
 import { createAuditLog } from "@medmesh/common";
 import type { RunningOrganisation } from "@medmesh/deploy";
 import {
@@ -7,7 +7,7 @@ import {
   type BigTestRecord,
 } from "../../policy-module/src/identity/registries/big-test-server.ts";
 import { TestVendor } from "../harness/interop-vendor.ts";
-import { useTestNetwork, waitForRoomEvent, waitUntil, type TestUser } from "../harness/index.ts";
+import { nextRoom, useTestNetwork, waitForRoomEvent, waitUntil, type TestUser } from "../harness/index.ts";
 
 // Policy applies to bridged users: the bridge acts through the organisation's proxy, the
 // identity module verifies vendor users with a registration, and retention reaches the vendor.
@@ -72,11 +72,7 @@ const joined = (client: MatrixClient, roomId: string, userId: string) =>
 
 /** Joins the portal a vendor conversation invites the user to. */
 async function joinInvitedPortal(client: MatrixClient, create: () => Promise<void>): Promise<string> {
-  const invited = new Promise<string>((resolve) => {
-    client.on(ClientEvent.Room, (room) => {
-      resolve(room.roomId);
-    });
-  });
+  const invited = nextRoom(client);
   await create();
   const roomId = await invited;
   await client.joinRoom(roomId);

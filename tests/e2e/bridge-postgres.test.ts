@@ -4,11 +4,11 @@ import { randomBytes } from "node:crypto";
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import knexFactory from "knex";
-import { ClientEvent, MsgType, type MatrixClient } from "matrix-js-sdk";
+import { MsgType, type MatrixClient } from "matrix-js-sdk";
 import { afterAll, describe, expect, it } from "vitest";
 import { REPO_ROOT } from "@medmesh/deploy";
 import { TestVendor } from "../harness/interop-vendor.ts";
-import { roomBodies, useTestNetwork, waitUntil, type TestUser } from "../harness/index.ts";
+import { nextRoom, roomBodies, useTestNetwork, waitForRoomEvent, type TestUser } from "../harness/index.ts";
 
 // The bridge's store is PostgreSQL on a server of this test's own, restarted (pg_ctl restart,
 // fast shutdown: every connection cut) while messages flow both ways.
@@ -70,11 +70,7 @@ describe("bridge: a PostgreSQL restart while messages flow", () => {
     vendor.connect(org().bridgeUrl, org().paths.bridgeSigningKey);
     alice = await net().registerUser(org(), "alice");
     client = await net().client(alice);
-    const invited = new Promise<string>((resolve) => {
-      client.on(ClientEvent.Room, (room) => {
-        resolve(room.roomId);
-      });
-    });
+    const invited = nextRoom(client);
     await vendor.send({
       type: "conversation.create",
       conversation_id: "pg",
@@ -88,30 +84,13 @@ describe("bridge: a PostgreSQL restart while messages flow", () => {
 
   it("vendor → Matrix: every message arrives once, in order", async () => {
     const texts = Array.from({ length: MESSAGES }, (_, i) => `v${String(i + 1).padStart(3, "0")}`);
-    let retries = 0;
     const restarting = restartPostgresAfter(300);
-    for (const [i, text] of texts.entries()) {
-      retries +=
-        (await vendor.sendReliably({
-          type: "message",
-          conversation_id: "pg",
-          message_id: `v-${String(i + 1)}`,
-          sender: "anna",
-          text,
-        })) - 1;
-      await new Promise((r) => setTimeout(r, 25));
-    }
+    const retries = await vendor.sendTexts("pg", "anna", texts, 25);
     await restarting;
-    await waitUntil(
-      () =>
-        client
-          .getRoom(roomId)
-          ?.getLiveTimeline()
-          .getEvents()
-          .some((e) => e.getContent().body === texts.at(-1)),
-      "the last vendor message reaches Alice",
-      120_000,
-    );
+    await waitForRoomEvent(client, roomId, (e) => e.getContent().body === texts.at(-1), {
+      description: "the last vendor message",
+      timeoutMs: 120_000,
+    });
     const bodies = (await roomBodies(client, roomId)).filter((b) => /^v\d{3}$/.test(b));
     expect(bodies).toEqual(texts);
     // The restart was felt: the bridge refused (5xx) while its store was away, and the vendor retried.
@@ -124,10 +103,7 @@ describe("bridge: a PostgreSQL restart while messages flow", () => {
     for (const text of texts) await client.sendMessage(roomId, { msgtype: MsgType.Text, body: text });
     await restarting;
     await vendor.delivered((e) => e.text === texts.at(-1), "the last Matrix message at the vendor", 120_000);
-    const arrived = vendor.received
-      .map((r) => r.event)
-      .filter((e) => e.type === "message" && /^m\d{3}$/.test(String(e.text)))
-      .map((e) => e.text);
+    const arrived = vendor.texts(/^m\d{3}$/);
     expect(arrived).toEqual(texts);
     const bridge = org().services.find((s) => s.name === "bridge")!;
     const health = await fetch(`${bridge.url}/health`);

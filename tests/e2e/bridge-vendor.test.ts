@@ -1,10 +1,17 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { ClientEvent, MsgType, type MatrixClient } from "matrix-js-sdk";
+import { MsgType, type MatrixClient } from "matrix-js-sdk";
 import { describe, expect, it } from "vitest";
 import { startReferenceVendor } from "../../bridge/src/vendor/index.ts";
-import { freePorts, useTestNetwork, waitForRoomEvent, waitUntil, type TestUser } from "../harness/index.ts";
+import {
+  freePorts,
+  nextRoom,
+  useTestNetwork,
+  waitForRoomEvent,
+  waitUntil,
+  type TestUser,
+} from "../harness/index.ts";
 
 // The reference messenger (bridge/src/vendor) against the real bridge: a conversation both ways,
 // then the vendor down for minutes and Synapse restarted, with nothing lost.
@@ -82,11 +89,7 @@ describe("bridge with the reference messenger", () => {
     alice = await net().registerUser(org(), "alice");
     client = await net().client(alice);
     await api("POST", "/users", { id: "anna", display_name: "Anna Smit" });
-    const invited = new Promise<string>((resolve) => {
-      client.on(ClientEvent.Room, (room) => {
-        resolve(room.roomId);
-      });
-    });
+    const invited = nextRoom(client);
     ({ conversation_id: conversation } = await api<{ conversation_id: string }>("POST", "/conversations", {
       kind: "direct",
       creator: "anna",

@@ -1,7 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, describe, expect, it } from "vitest";
 import {
-  ClientEvent,
   EventTimeline,
   EventType,
   MsgType,
@@ -11,7 +10,7 @@ import {
 } from "matrix-js-sdk";
 import { encryptAttachment } from "@medmesh/common";
 import { TestVendor } from "../harness/interop-vendor.ts";
-import { useTestNetwork, waitForRoomEvent, waitUntil, type TestUser } from "../harness/index.ts";
+import { nextRoom, useTestNetwork, waitForRoomEvent, waitUntil, type TestUser } from "../harness/index.ts";
 
 const vendor = new TestVendor();
 await vendor.start();
@@ -37,11 +36,7 @@ describe("bridge: a Matrix user and a vendor user, in an encrypted portal", () =
     vendor.connect(org().bridgeUrl, org().paths.bridgeSigningKey);
     alice = await net().registerUser(org(), "alice");
     client = await net().client(alice);
-    const invited = new Promise<string>((resolve) => {
-      client.on(ClientEvent.Room, (room) => {
-        resolve(room.roomId);
-      });
-    });
+    const invited = nextRoom(client);
     await vendor.send({
       type: "conversation.create",
       conversation_id: "c-direct-1",

@@ -7,7 +7,7 @@ export {
 } from "./test-network.ts";
 export { useTestNetwork } from "./vitest.ts";
 export { roomBodies, startClient, type ClientUser } from "./clients.ts";
-export { waitForRoomEvent, waitForMembership, waitUntil, type WaitOptions } from "./wait.ts";
+export { nextRoom, waitForRoomEvent, waitForMembership, waitUntil, type WaitOptions } from "./wait.ts";
 export { freePorts, freeOrganisationPorts, type OrganisationPorts } from "./ports.ts";
 export { sharedRoom, type SharedRoom } from "./scenarios.ts";
 export { OpenApiContract } from "./openapi.ts";

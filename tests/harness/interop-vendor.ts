@@ -164,6 +164,32 @@ export class TestVendor {
     }
   }
 
+  /** Sends `texts` as messages of `sender`, in order, each until accepted; returns the retries. */
+  async sendTexts(conversationId: string, sender: string, texts: readonly string[], gapMs = 0) {
+    let retries = 0;
+    for (const [i, text] of texts.entries()) {
+      const message_id = `${conversationId}-${String(i + 1)}-${text}`;
+      retries +=
+        (await this.sendReliably({
+          type: "message",
+          conversation_id: conversationId,
+          message_id,
+          sender,
+          text,
+        })) - 1;
+      if (gapMs > 0) await new Promise((r) => setTimeout(r, gapMs));
+    }
+    return retries;
+  }
+
+  /** The texts of the messages received (once each, in order of arrival) that match `pattern`. */
+  texts(pattern: RegExp): string[] {
+    return this.received
+      .map((r) => r.event)
+      .filter((e) => e.type === "message" && typeof e.text === "string" && pattern.test(e.text))
+      .map((e) => String(e.text));
+  }
+
   delivered(predicate: (e: Record<string, unknown>) => boolean, description: string, timeoutMs = 30_000) {
     return waitUntil(() => this.received.find((r) => predicate(r.event))?.event, description, timeoutMs);
   }

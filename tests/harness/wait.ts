@@ -1,4 +1,11 @@
-import { MatrixEventEvent, RoomEvent, type MatrixClient, type MatrixEvent, type Room } from "matrix-js-sdk";
+import {
+  ClientEvent,
+  MatrixEventEvent,
+  RoomEvent,
+  type MatrixClient,
+  type MatrixEvent,
+  type Room,
+} from "matrix-js-sdk";
 
 export interface WaitOptions {
   timeoutMs?: number;
@@ -117,4 +124,15 @@ export async function waitUntil<T>(
     await new Promise((r) => setTimeout(r, 250));
   }
   throw new Error(`timed out waiting until ${what}`);
+}
+
+/** The ID of the next room `client` learns of (an invite, typically); listen before causing it. */
+export function nextRoom(client: MatrixClient): Promise<string> {
+  return new Promise((resolve) => {
+    const onRoom = (room: Room): void => {
+      client.off(ClientEvent.Room, onRoom);
+      resolve(room.roomId);
+    };
+    client.on(ClientEvent.Room, onRoom);
+  });
 }

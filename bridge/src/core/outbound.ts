@@ -1,4 +1,4 @@
-import { randomBytes, randomUUID, type KeyObject } from "node:crypto";
+import { createHash, randomBytes, type KeyObject } from "node:crypto";
 import { RETENTION_REDACTION, type AppserviceEvent, type AuditLog } from "@medmesh/common";
 import type { Knex } from "knex";
 import type { Logger } from "pino";
@@ -97,8 +97,8 @@ export function outbound(d: OutboundDeps) {
     key: string,
     fields: { event?: WebhookEvent; encrypted?: unknown; at?: Date },
     trx: Knex | Knex.Transaction = d.knex,
-  ) => {
-    await trx("bridge_outbound")
+  ): Promise<boolean> => {
+    const added = await trx("bridge_outbound")
       .insert({
         vendor: portal.vendor,
         conversation_id: portal.conversation_id,
@@ -109,7 +109,9 @@ export function outbound(d: OutboundDeps) {
         created_at: fields.at ?? new Date(),
       })
       .onConflict("idempotency_key")
-      .ignore();
+      .ignore()
+      .returning("seq");
+    return added.length > 0;
   };
 
   /** The interop event for a (decrypted) Matrix event, or undefined when there is nothing to carry. */
@@ -139,15 +141,20 @@ export function outbound(d: OutboundDeps) {
       const info = (e.content.info ?? {}) as { mimetype?: string; size?: number };
       let attachment: Extract<InteropEvent, { type: "message" }>["file"];
       if (url ?? file?.url) {
-        const media_id = randomUUID();
-        await d.knex("bridge_media").insert({
-          media_id,
-          vendor: portal.vendor,
-          content_type: info.mimetype ?? "application/octet-stream",
-          mxc: url ?? file?.url,
-          file: file ? JSON.stringify(file) : null,
-          created_at: new Date(),
-        });
+        // One file per Matrix event, so recording the event again adds no second row.
+        const media_id = `mx-${createHash("sha256").update(e.event_id).digest("hex").slice(0, 32)}`;
+        await d
+          .knex("bridge_media")
+          .insert({
+            media_id,
+            vendor: portal.vendor,
+            content_type: info.mimetype ?? "application/octet-stream",
+            mxc: url ?? file?.url,
+            file: file ? JSON.stringify(file) : null,
+            created_at: new Date(),
+          })
+          .onConflict("media_id")
+          .ignore();
         attachment = {
           media_id,
           name: body || "file",
@@ -260,7 +267,7 @@ export function outbound(d: OutboundDeps) {
 
   /**
    * One Matrix event of a portal into the delivery queue (nothing for what the vendor is not
-   * sent, or for a repeat). True when it added a row.
+   * sent; a repeat adds nothing, events are keyed by ID). True when it added a row.
    */
   const recordEvent = async (
     portal: Portal,
@@ -268,21 +275,17 @@ export function outbound(d: OutboundDeps) {
     at: Date,
   ): Promise<boolean> => {
     const key = `mx-${raw.event_id}`;
-    if (await recorded(key)) return false;
     let clear: RawEvent = { content: {}, ...raw };
     if (raw.type === "m.room.encrypted") {
       const decrypted = await d.crypto
         .decrypt(raw.room_id, raw, await roomGhosts(raw.room_id))
         .catch(() => undefined);
-      if (!decrypted) {
-        await enqueue(portal, key, { encrypted: raw, at }); // decrypted when its key arrives
-        return true;
-      }
+      // Decrypted when its key arrives.
+      if (!decrypted) return enqueue(portal, key, { encrypted: raw, at });
       clear = { ...raw, ...decrypted };
     }
     const event = await toInterop(portal, clear as ClearEvent);
-    if (event) await enqueue(portal, key, { event, at });
-    return event !== undefined;
+    return event ? enqueue(portal, key, { event, at }) : false;
   };
 
   const isEcho = (e: RawEvent) =>
@@ -326,9 +329,11 @@ export function outbound(d: OutboundDeps) {
     let seen = await look(CATCH_UP_FIRST_LOOK);
     if (!seen.found) seen = await look(CATCH_UP_EVENTS);
     const missing = seen.events.filter((e) => !isEcho(e));
+    // Most of what the long look returns was recorded long ago: skip it before decrypting.
     for (const e of missing.reverse())
       if (
         e.event_id &&
+        !(await recorded(`mx-${e.event_id}`)) &&
         (await recordEvent(portal, { ...e, room_id: portal.room_id, event_id: e.event_id }, at))
       )
         d.log.warn(
