@@ -21,6 +21,8 @@ import { waitUntil } from "./wait.ts";
 export interface ReceivedEvent {
   key: string;
   event: Record<string, unknown>;
+  /** When the webhook had the whole request (epoch ms). */
+  at: number;
 }
 
 const AVATAR_PATH = "/avatar.png";
@@ -58,6 +60,7 @@ export class TestVendor {
       const chunks: Buffer[] = [];
       req.on("data", (c: Buffer) => chunks.push(c));
       req.on("end", () => {
+        const at = Date.now();
         const body = Buffer.concat(chunks);
         if (this.down) {
           res.writeHead(503).end();
@@ -80,7 +83,7 @@ export class TestVendor {
         }
         const key = String(req.headers["idempotency-key"]);
         if (this.received.some((r) => r.key === key)) this.duplicates++;
-        else this.received.push({ key, event: JSON.parse(body.toString()) as Record<string, unknown> });
+        else this.received.push({ key, at, event: JSON.parse(body.toString()) as Record<string, unknown> });
         res.writeHead(200, { "content-type": "application/json" }).end("{}");
       });
     });

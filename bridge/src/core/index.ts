@@ -199,6 +199,7 @@ export function createBridgeCore(
       inbound.start();
       delivery.start();
       verification.start();
+      out.ready();
     },
     stop: async () => {
       await Promise.all([inbound.stop(), delivery.stop(), verification.stop()]);

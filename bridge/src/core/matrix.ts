@@ -3,12 +3,18 @@ import type { BridgeCrypto } from "./crypto.ts";
 import type { Ghosts } from "./ghosts.ts";
 import { Permanent } from "./queue.ts";
 
+/** Client API paths that change a room's membership: `/rooms/{id}/invite|leave|kick|ban|unban`, `/join/{id}`. */
+const MEMBERSHIP_PATH =
+  /^\/_matrix\/client\/v3\/(?:rooms\/([^/]+)\/(?:invite|leave|kick|ban|unban)|join\/([^/?]+))/;
+
 /**
  * What the bridge does in Matrix as a ghost: send (encrypted where the room is), redact, upload,
  * join. Matrix refusals (4xx other than rate limits) are permanent; the rest is retried.
  */
 export class MatrixSide {
   private readonly encrypted = new Map<string, boolean>();
+  /** Each room's joined and invited members, until a membership in it changes. */
+  private readonly memberLists = new Map<string, Promise<string[]>>();
   private readonly ghosts: Ghosts;
   private readonly crypto: BridgeCrypto;
   private readonly homeserver: { url: string; asToken: string };
@@ -26,12 +32,16 @@ export class MatrixSide {
     body?: unknown,
     raw?: { data: Buffer; contentType: string },
   ): Promise<T> {
+    const membership = MEMBERSHIP_PATH.exec(path);
     try {
       return await this.ghosts.as(userId)<T>(method, path, body, raw ? { raw } : {});
     } catch (err) {
       if (err instanceof MatrixRequestError && err.status >= 400 && err.status < 500 && err.status !== 429)
         throw new Permanent(`Matrix refused it: ${err.message}`);
       throw err;
+    } finally {
+      const roomId = membership?.[1] ?? membership?.[2];
+      if (roomId) this.membershipChanged(decodeURIComponent(roomId));
     }
   }
 
@@ -57,16 +67,34 @@ export class MatrixSide {
     this.encrypted.set(roomId, true);
   }
 
-  /** Joined and invited members (the devices a room key is shared with). */
-  async members(userId: string, roomId: string): Promise<string[]> {
-    const { chunk } = await this.call<{ chunk: { state_key: string; content: { membership?: string } }[] }>(
-      userId,
-      "GET",
-      `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/members?not_membership=leave`,
-    );
-    return chunk
-      .filter((m) => m.content.membership === "join" || m.content.membership === "invite")
-      .map((m) => m.state_key);
+  /**
+   * Joined and invited members (the devices a room key is shared with). Kept per room until a
+   * membership in it changes: the bridge's own joins, invites and leaves, and every m.room.member
+   * event Synapse sends it (`membershipChanged`).
+   */
+  members(userId: string, roomId: string): Promise<string[]> {
+    let list = this.memberLists.get(roomId);
+    if (!list) {
+      list = this.call<{ chunk: { state_key: string; content: { membership?: string } }[] }>(
+        userId,
+        "GET",
+        `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/members?not_membership=leave`,
+      ).then(({ chunk }) =>
+        chunk
+          .filter((m) => m.content.membership === "join" || m.content.membership === "invite")
+          .map((m) => m.state_key),
+      );
+      this.memberLists.set(roomId, list);
+      void list.catch(() => {
+        if (this.memberLists.get(roomId) === list) this.memberLists.delete(roomId);
+      });
+    }
+    return list;
+  }
+
+  /** A membership in the room changed: its members are asked for again on next use. */
+  membershipChanged(roomId: string): void {
+    this.memberLists.delete(roomId);
   }
 
   /** Sends as the ghost with a deterministic transaction ID: a repeat after a crash is one event. */

@@ -328,6 +328,7 @@ export function outbound(d: OutboundDeps) {
     };
     let seen = await look(CATCH_UP_FIRST_LOOK);
     if (!seen.found) seen = await look(CATCH_UP_EVENTS);
+    if (seen.events.some((e) => e.type === "m.room.member")) d.matrix.membershipChanged(portal.room_id);
     const missing = seen.events.filter((e) => !isEcho(e));
     // Most of what the long look returns was recorded long ago: skip it before decrypting.
     for (const e of missing.reverse())
@@ -343,17 +344,34 @@ export function outbound(d: OutboundDeps) {
   };
 
   /**
-   * Catch-up costs a /context per transaction (about 20 ms), and the race only follows a recovery:
-   * Synapse had a transaction fail (the bridge was down, or answered an error) and retried. So the
-   * bridge catches up while it may be recovering — since it started, since a transaction failed,
-   * since a transaction carried events Synapse had held back (`unsigned.age` ≥ 2 s) — and for a
-   * minute after; then once more per portal, on its next transaction (a held-back transaction
-   * surfaces only when Synapse next fails, so the gap can show up much later).
+   * Catch-up costs a /context per transaction (7 ms on a quiet Synapse, 40 ms on a busy one), and
+   * the race only follows a recovery: Synapse had a transaction fail (the bridge was down, or
+   * answered an error) and now retries what it stored. So the bridge catches up while Synapse may
+   * be recovering, and for a minute after; then once more per portal, on its next transaction (a
+   * held-back transaction surfaces only when Synapse next fails, so the gap can show up much
+   * later). Signs of a recovery: a transaction the bridge failed; a transaction carrying events
+   * created before this bridge was ready (Synapse stored them while it was down); one carrying
+   * events Synapse held back (`unsigned.age` ≥ 2 s). A start with nothing stored at Synapse is no
+   * recovery: the bridge does not catch up after it.
    */
-  let suspectSince = Date.now();
+  let suspectSince = -Infinity;
+  /** When this bridge could take transactions (until then, every transaction is suspect). */
+  let readyAt = Infinity;
   const checkedAt = new Map<string, number>();
   const suspect = (): void => {
     suspectSince = Date.now();
+  };
+  /**
+   * Synapse states an event's age when it sends the transaction, so an event looks younger here by
+   * the time on the way; one Synapse stored while the bridge was down is older than the bridge's
+   * listener, and the ping and start between listening and `ready` (tens of ms) absorb that.
+   */
+  const recovering = (events: readonly RawEvent[]): boolean => {
+    const now = Date.now();
+    return events.some((e) => {
+      const age = e.unsigned?.age ?? 0;
+      return age >= HELD_BACK_MS || now - age < readyAt;
+    });
   };
   const needsCatchUp = (roomId: string): boolean => {
     const windowEnd = suspectSince + SUSPECT_WINDOW_MS;
@@ -366,10 +384,11 @@ export function outbound(d: OutboundDeps) {
   ): Promise<void> => {
     // Rows carry the moment Synapse handed the transaction over (latency is measured from there).
     const at = new Date();
-    if ((events as RawEvent[]).some((e) => (e.unsigned?.age ?? 0) >= HELD_BACK_MS)) suspect();
+    if (recovering(events)) suspect();
     const caughtUp = new Set<string>();
     for (const raw of events as RawEvent[]) {
       if (!raw.room_id || !raw.event_id || !raw.sender) continue;
+      if (raw.type === "m.room.member") d.matrix.membershipChanged(raw.room_id);
       if (raw.type === "m.room.member" && raw.state_key && d.ghosts.isGhost(raw.state_key)) {
         if (raw.content?.membership === "invite" && !d.ghosts.isGhost(raw.sender)) await onGhostInvited(raw);
         continue;
@@ -522,5 +541,10 @@ export function outbound(d: OutboundDeps) {
     );
   };
 
-  return { record, suspect, deliver, notifyUndelivered, tellVendor };
+  /** The bridge takes transactions from now on (its listener is up, its start is done). */
+  const ready = (): void => {
+    readyAt = Date.now();
+  };
+
+  return { record, suspect, ready, deliver, notifyUndelivered, tellVendor };
 }

@@ -2,9 +2,7 @@ import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { readFile } from "node:fs/promises";
-import { PGlite } from "@electric-sql/pglite";
 import knexFactory, { type Knex } from "knex";
-import ClientPgLite from "knex-pglite";
 import type { StoreConfig } from "./config.ts";
 
 export async function createKnex(config: StoreConfig): Promise<Knex> {
@@ -22,6 +20,11 @@ export async function createKnex(config: StoreConfig): Promise<Knex> {
     await mkdir(config.data_dir, { recursive: true });
     claimDataDir(config.data_dir);
   }
+  // Loaded only for an embedded store: a service on PostgreSQL does not carry PGlite in memory.
+  const [{ PGlite }, { default: ClientPgLite }] = await Promise.all([
+    import("@electric-sql/pglite"),
+    import("knex-pglite"),
+  ]);
   const pglite = new PGlite(
     config.data_dir === "memory://" ? undefined : config.data_dir,
     await compiledPglite(),

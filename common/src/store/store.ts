@@ -297,6 +297,16 @@ export const MIGRATIONS: readonly Migration[] = [
       });
     },
   },
+  {
+    version: 12,
+    name: "conversations by ID alone",
+    // Every interop request looks its conversation up by ID, whichever vendor owns it (a vendor
+    // writing to another's conversation is refused): without this, a scan of all conversations.
+    up: (trx) =>
+      trx.schema.alterTable("interop_conversations", (t) => {
+        t.index(["conversation_id"]);
+      }),
+  },
 ];
 
 export class KnexStore implements Store {
