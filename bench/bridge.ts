@@ -29,7 +29,7 @@ import { REPO_ROOT } from "@medmesh/deploy";
 import { BridgeConfigSchema } from "../bridge/src/config.ts";
 import { MsgType, RoomEvent, MatrixEventEvent, type MatrixClient, type MatrixEvent } from "matrix-js-sdk";
 import { TestVendor } from "../tests/harness/interop-vendor.ts";
-import { nextRoom, startTestNetwork, waitUntil } from "../tests/harness/index.ts";
+import { startTestNetwork, waitUntil } from "../tests/harness/index.ts";
 
 const N = Number(process.env.BENCH_MESSAGES ?? 200);
 /** Matrix → vendor messages sent in the minute after a recovery (the bridge's catch-up window). */
@@ -128,18 +128,16 @@ try {
     const alice = await net.client(await net.registerUser(org, "alice"));
     const bobUser = await net.registerUser(org, "bob");
     const bob = await net.client(bobUser);
-    const aliceInvited = nextRoom(alice);
-    const bobInvited = nextRoom(bob);
-    await vendor.send({
-      type: "conversation.create",
-      conversation_id: "bench",
-      kind: "group",
-      creator: "anna",
-      members: ["anna", alice.getUserId() ?? "", bobUser.userId],
-    });
-    const roomId = await aliceInvited;
-    await alice.joinRoom(roomId);
-    await bob.joinRoom(await bobInvited);
+    const roomId = await vendor.openConversation(
+      {
+        conversation_id: "bench",
+        kind: "group",
+        creator: "anna",
+        members: ["anna", alice.getUserId() ?? "", bobUser.userId],
+      },
+      alice,
+      bob,
+    );
     const fromVendor = (text: string) =>
       vendor.send({
         type: "message",

@@ -5,14 +5,7 @@ import { REPO_ROOT } from "@medmesh/deploy";
 import { MsgType, type MatrixClient } from "matrix-js-sdk";
 import { afterAll, describe, expect, it } from "vitest";
 import { TestVendor } from "../harness/interop-vendor.ts";
-import {
-  nextRoom,
-  roomBodies,
-  useTestNetwork,
-  waitForRoomEvent,
-  waitUntil,
-  type TestUser,
-} from "../harness/index.ts";
+import { roomBodies, useTestNetwork, waitForRoomEvent, waitUntil, type TestUser } from "../harness/index.ts";
 
 // Crash safety of the bridge: it runs as its own process here, so it can be killed with SIGKILL
 // in the middle of a burst and started again, as a supervisor (systemd, compose) would.
@@ -89,16 +82,10 @@ describe(`bridge crash safety: kill -9 ×${String(KILLS)} during ${String(BURST)
     vendor.connect(org().bridgeUrl, org().paths.bridgeSigningKey);
     alice = await net().registerUser(org(), "alice");
     client = await net().client(alice);
-    const invited = nextRoom(client);
-    await vendor.send({
-      type: "conversation.create",
-      conversation_id: "burst",
-      kind: "direct",
-      creator: "anna",
-      members: ["anna", alice.userId],
-    });
-    roomId = await invited;
-    await client.joinRoom(roomId);
+    roomId = await vendor.openConversation(
+      { conversation_id: "burst", kind: "direct", creator: "anna", members: ["anna", alice.userId] },
+      client,
+    );
     await vendor.send({
       type: "message",
       conversation_id: "burst",
@@ -109,6 +96,27 @@ describe(`bridge crash safety: kill -9 ×${String(KILLS)} during ${String(BURST)
     await waitForRoomEvent(client, roomId, (e) => e.getContent().body === "hello", {
       description: "Anna's first message",
     });
+  });
+
+  it("looks for held-back Synapse transactions only after a recovery", async () => {
+    const catchUps = async () => {
+      const metrics = await (await fetch(`${org().bridgeUrl}/metrics`)).text();
+      return [...metrics.matchAll(/^medmesh_bridge_catch_ups_total\{[^}]*\} (\d+)/gm)].reduce(
+        (n, m) => n + Number(m[1]),
+        0,
+      );
+    };
+    const say = (text: string) => client.sendMessage(roomId, { msgtype: MsgType.Text, body: text });
+    await say("r1");
+    await vendor.delivered((e) => e.text === "r1", "r1 at the vendor");
+    expect(await catchUps(), "after a start with nothing stored at Synapse").toBe(0);
+    await kill();
+    await say("r2"); // Synapse stores it, and sends it again once the bridge is back
+    await startBridge();
+    await say("r3");
+    await vendor.delivered((e) => e.text === "r3", "r3 at the vendor");
+    expect(vendor.texts(/^r\d$/)).toEqual(["r1", "r2", "r3"]);
+    expect(await catchUps(), "after Synapse recovered the transaction it stored").toBeGreaterThan(0);
   });
 
   it("vendor → Matrix: every message arrives once, in order", async () => {

@@ -7,7 +7,7 @@ import {
   type BigTestRecord,
 } from "../../policy-module/src/identity/registries/big-test-server.ts";
 import { TestVendor } from "../harness/interop-vendor.ts";
-import { nextRoom, useTestNetwork, waitForRoomEvent, waitUntil, type TestUser } from "../harness/index.ts";
+import { useTestNetwork, waitForRoomEvent, waitUntil, type TestUser } from "../harness/index.ts";
 
 // Policy applies to bridged users: the bridge acts through the organisation's proxy, the
 // identity module verifies vendor users with a registration, and retention reaches the vendor.
@@ -70,15 +70,6 @@ const joined = (client: MatrixClient, roomId: string, userId: string) =>
     `${userId} joined the portal`,
   );
 
-/** Joins the portal a vendor conversation invites the user to. */
-async function joinInvitedPortal(client: MatrixClient, create: () => Promise<void>): Promise<string> {
-  const invited = nextRoom(client);
-  await create();
-  const roomId = await invited;
-  await client.joinRoom(roomId);
-  return roomId;
-}
-
 describe("bridge: MedMesh policy applies to bridged users", () => {
   let alice: TestUser;
   let client: MatrixClient;
@@ -88,9 +79,8 @@ describe("bridge: MedMesh policy applies to bridged users", () => {
     vendor.connect(org().bridgeUrl, org().paths.bridgeSigningKey);
     alice = await net().registerUser(org(), "alice");
     client = await net().client(alice);
-    roomId = await joinInvitedPortal(client, () =>
-      vendor.send({
-        type: "conversation.create",
+    roomId = await vendor.openConversation(
+      {
         conversation_id: "c-policy-1",
         kind: "direct",
         creator: "anneke",
@@ -103,7 +93,8 @@ describe("bridge: MedMesh policy applies to bridged users", () => {
             avatar_url: vendor.avatarUrl,
           },
         ],
-      }),
+      },
+      client,
     );
     // Created through the proxy: encrypted, with the organisation's bot as room admin.
     const bot = `@medmesh:${org().serverName}`;
@@ -264,14 +255,14 @@ describe("bridge: MedMesh policy applies to bridged users", () => {
 
     // The exception: Anneke may invite Bob.
     const bobClient = await net().client(bob);
-    const bobRoom = await joinInvitedPortal(bobClient, () =>
-      vendor.send({
-        type: "conversation.create",
+    const bobRoom = await vendor.openConversation(
+      {
         conversation_id: "c-policy-allowed",
         kind: "direct",
         creator: "anneke",
         members: ["anneke", bob.userId],
-      }),
+      },
+      bobClient,
     );
     expect(bobClient.getRoom(bobRoom)?.getMember(ghostOf("joris"))).toBeNull();
     const invites = await clientApi(bob, "GET", "/_matrix/client/v3/sync?timeout=0");

@@ -8,7 +8,7 @@ import { MsgType, type MatrixClient } from "matrix-js-sdk";
 import { afterAll, describe, expect, it } from "vitest";
 import { REPO_ROOT } from "@medmesh/deploy";
 import { TestVendor } from "../harness/interop-vendor.ts";
-import { nextRoom, roomBodies, useTestNetwork, waitForRoomEvent, type TestUser } from "../harness/index.ts";
+import { roomBodies, useTestNetwork, waitForRoomEvent, type TestUser } from "../harness/index.ts";
 
 // The bridge's store is PostgreSQL on a server of this test's own, restarted (pg_ctl restart,
 // fast shutdown: every connection cut) while messages flow both ways.
@@ -70,16 +70,10 @@ describe("bridge: a PostgreSQL restart while messages flow", () => {
     vendor.connect(org().bridgeUrl, org().paths.bridgeSigningKey);
     alice = await net().registerUser(org(), "alice");
     client = await net().client(alice);
-    const invited = nextRoom(client);
-    await vendor.send({
-      type: "conversation.create",
-      conversation_id: "pg",
-      kind: "direct",
-      creator: "anna",
-      members: ["anna", alice.userId],
-    });
-    roomId = await invited;
-    await client.joinRoom(roomId);
+    roomId = await vendor.openConversation(
+      { conversation_id: "pg", kind: "direct", creator: "anna", members: ["anna", alice.userId] },
+      client,
+    );
   });
 
   it("vendor → Matrix: every message arrives once, in order", async () => {

@@ -10,7 +10,7 @@ import {
 } from "matrix-js-sdk";
 import { encryptAttachment } from "@medmesh/common";
 import { TestVendor } from "../harness/interop-vendor.ts";
-import { nextRoom, useTestNetwork, waitForRoomEvent, waitUntil, type TestUser } from "../harness/index.ts";
+import { useTestNetwork, waitForRoomEvent, waitUntil, type TestUser } from "../harness/index.ts";
 
 const vendor = new TestVendor();
 await vendor.start();
@@ -36,17 +36,16 @@ describe("bridge: a Matrix user and a vendor user, in an encrypted portal", () =
     vendor.connect(org().bridgeUrl, org().paths.bridgeSigningKey);
     alice = await net().registerUser(org(), "alice");
     client = await net().client(alice);
-    const invited = nextRoom(client);
-    await vendor.send({
-      type: "conversation.create",
-      conversation_id: "c-direct-1",
-      kind: "direct",
-      creator: "anna",
-      members: ["anna", alice.userId],
-      users: [{ id: "anna", display_name: "Anna Smit (vendor)" }],
-    });
-    roomId = await invited;
-    await client.joinRoom(roomId);
+    roomId = await vendor.openConversation(
+      {
+        conversation_id: "c-direct-1",
+        kind: "direct",
+        creator: "anna",
+        members: ["anna", alice.userId],
+        users: [{ id: "anna", display_name: "Anna Smit (vendor)" }],
+      },
+      client,
+    );
     const bridgeState = await waitUntil(
       () =>
         client

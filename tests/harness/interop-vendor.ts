@@ -16,7 +16,8 @@ import {
 } from "../../bridge/src/interop/index.ts";
 import { cleanPng } from "../../policy-module/src/media/test-images.ts";
 import { freePorts } from "./ports.ts";
-import { waitUntil } from "./wait.ts";
+import type { MatrixClient } from "matrix-js-sdk";
+import { nextRoom, waitUntil } from "./wait.ts";
 
 export interface ReceivedEvent {
   key: string;
@@ -152,6 +153,21 @@ export class TestVendor {
       ...(key ? { key } : {}),
     });
     if (res.status !== 202) throw new Error(`the bridge answered ${String(res.status)}: ${await res.text()}`);
+  }
+
+  /**
+   * Creates a conversation (`conversation.create` with these fields); each Matrix client joins the
+   * portal it is invited to. Returns the portal's room ID.
+   */
+  async openConversation(fields: Record<string, unknown>, ...clients: MatrixClient[]): Promise<string> {
+    const invited = clients.map((c) => nextRoom(c));
+    await this.send({ type: "conversation.create", ...fields });
+    const rooms = await Promise.all(invited);
+    if (new Set(rooms).size !== 1)
+      throw new Error(`the clients were invited to different rooms: ${rooms.join(", ")}`);
+    const [roomId] = rooms as [string];
+    for (const c of clients) await c.joinRoom(roomId);
+    return roomId;
   }
 
   /** Sends until accepted, with the same Idempotency-Key each time (as a vendor's outbox does). */

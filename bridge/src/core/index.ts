@@ -113,6 +113,7 @@ export function createBridgeCore(
     config: d.config,
     botUserId,
     audit,
+    metrics: d.metrics,
     signingKey: {
       keyId: d.config.signing_key.key_id,
       privateKey: createPrivateKey(readFileSync(d.config.signing_key.private_key_file)),

@@ -1,5 +1,6 @@
 import { generateKeyPairSync } from "node:crypto";
 import { createLogger, createStore, type AuditLog, type Store } from "@medmesh/common";
+import { Registry } from "prom-client";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import type { InteropConfig } from "../interop/config.ts";
 import type { BridgeCrypto } from "./crypto.ts";
@@ -89,6 +90,7 @@ describe("outbound: catch-up on held-back transactions", () => {
       signingKey: { keyId: "k", privateKey: generateKeyPairSync("ed25519").privateKey },
       botUserId: "@medmesh-bridge:hospital-a.example",
       audit: {} as AuditLog,
+      metrics: new Registry(),
     });
   });
   afterEach(() => {

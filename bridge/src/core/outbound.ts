@@ -2,6 +2,7 @@ import { createHash, randomBytes, type KeyObject } from "node:crypto";
 import { RETENTION_REDACTION, type AppserviceEvent, type AuditLog } from "@medmesh/common";
 import type { Knex } from "knex";
 import type { Logger } from "pino";
+import { Counter, type Registry } from "prom-client";
 import type { InteropConfig } from "../interop/config.ts";
 import { REQUIRED_COMPONENTS } from "../interop/server.ts";
 import { contentDigest, signRequest } from "../interop/signatures.ts";
@@ -54,6 +55,7 @@ export interface OutboundDeps {
   signingKey: { keyId: string; privateKey: KeyObject };
   botUserId: string;
   audit: AuditLog;
+  metrics: Registry;
 }
 
 const relatesTo = (content: Record<string, unknown>) =>
@@ -303,7 +305,7 @@ export function outbound(d: OutboundDeps) {
    * and completeness come from the room, not from the order transactions arrive in. The late
    * transaction, when it comes, adds nothing (events are keyed by ID).
    */
-  const catchUp = async (portal: Portal, eventId: string, at: Date) => {
+  const catchUp = async (portal: Portal, eventId: string, at: Date): Promise<number> => {
     const last = await d
       .knex("bridge_outbound")
       .where({ vendor: portal.vendor, conversation_id: portal.conversation_id })
@@ -311,7 +313,7 @@ export function outbound(d: OutboundDeps) {
       .orderBy("seq", "desc")
       .first<{ idempotency_key: string } | undefined>("idempotency_key");
     const reader = (await roomGhosts(portal.room_id))[0];
-    if (!last || !reader) return;
+    if (!last || !reader) return 0;
     const lastId = last.idempotency_key.slice(3);
     // Usually the last recorded event is right before this one: a short look first, a long one
     // only when it is not there. Members are lazy-loaded (the state in the answer stays small).
@@ -330,18 +332,28 @@ export function outbound(d: OutboundDeps) {
     if (!seen.found) seen = await look(CATCH_UP_EVENTS);
     if (seen.events.some((e) => e.type === "m.room.member")) d.matrix.membershipChanged(portal.room_id);
     const missing = seen.events.filter((e) => !isEcho(e));
+    let added = 0;
     // Most of what the long look returns was recorded long ago: skip it before decrypting.
     for (const e of missing.reverse())
       if (
         e.event_id &&
         !(await recorded(`mx-${e.event_id}`)) &&
         (await recordEvent(portal, { ...e, room_id: portal.room_id, event_id: e.event_id }, at))
-      )
+      ) {
+        added++;
         d.log.warn(
           { room_id: portal.room_id, event_id: e.event_id },
           "recorded an event Synapse had not sent yet",
         );
+      }
+    return added;
   };
+  const catchUps = new Counter({
+    name: "medmesh_bridge_catch_ups_total",
+    help: "Looks through a portal for events Synapse had not sent yet (after signs of a recovery), by outcome",
+    labelNames: ["outcome"] as const,
+    registers: [d.metrics],
+  });
 
   /**
    * Catch-up costs a /context per transaction (7 ms on a quiet Synapse, 40 ms on a busy one), and
@@ -400,9 +412,15 @@ export function outbound(d: OutboundDeps) {
         caughtUp.add(raw.room_id);
         checkedAt.set(raw.room_id, Date.now());
         // Best effort: the transaction's own events are recorded whatever happens here.
-        await catchUp(portal, raw.event_id, at).catch((err: unknown) => {
-          d.log.warn({ err, room_id: raw.room_id }, "could not look for events Synapse had not sent yet");
-        });
+        await catchUp(portal, raw.event_id, at).then(
+          (added) => {
+            catchUps.inc({ outcome: added > 0 ? "recorded_missing" : "nothing_missing" });
+          },
+          (err: unknown) => {
+            catchUps.inc({ outcome: "failed" });
+            d.log.warn({ err, room_id: raw.room_id }, "could not look for events Synapse had not sent yet");
+          },
+        );
       }
       await recordEvent(portal, { ...raw, room_id: raw.room_id, event_id: raw.event_id }, at);
     }
