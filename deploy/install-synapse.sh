@@ -1,13 +1,26 @@
 #!/usr/bin/env bash
 # Installs the pinned Synapse (deploy/SYNAPSE_VERSION) from PyPI into a project-local venv
-# (default deploy/.venv, gitignored). Idempotent: returns in well under a second when the exact
-# version is already there. Needs python3 >= 3.10 with the venv module.
+# (default deploy/.venv, gitignored), and MedMesh's Synapse module (policy-module/synapse-module)
+# into the same venv. Idempotent: returns in well under a second when the exact Synapse version and
+# the same module source are already there. Needs python3 >= 3.10 with the venv module.
 #   usage: deploy/install-synapse.sh [venv-dir]
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 VERSION="$(tr -d '[:space:]' < "$HERE/SYNAPSE_VERSION")"
 VENV="${1:-$HERE/.venv}"
 PY="${PYTHON:-python3}"
+MODULE="$HERE/../policy-module/synapse-module"
+# The module is reinstalled whenever its source changes (a hash of its files, kept in the venv).
+module_hash() { (cd "$MODULE" && find . -name '*.py' -o -name pyproject.toml | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-64); }
+install_module() {
+  local want; want="$(module_hash)"
+  [ "$(cat "$VENV/.medmesh-synapse-module" 2>/dev/null)" = "$want" ] && return 0
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
+    --force-reinstall "$MODULE" &&
+    "$VENV/bin/python" -c 'import medmesh_synapse' &&
+    echo "$want" > "$VENV/.medmesh-synapse-module" &&
+    echo "MedMesh Synapse module installed in $VENV"
+}
 
 installed() {
   [ -x "$VENV/bin/python" ] &&
@@ -15,6 +28,7 @@ installed() {
 }
 if installed; then
   echo "Synapse $VERSION already installed in $VENV"
+  install_module || { echo "error: the MedMesh Synapse module did not install into $VENV" >&2; exit 1; }
   exit 0
 fi
 
@@ -28,3 +42,4 @@ echo "Installing matrix-synapse[postgres]==$VERSION into $VENV ..."
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "matrix-synapse[postgres]==$VERSION"
 installed || { echo "error: Synapse $VERSION did not install correctly into $VENV" >&2; exit 1; }
 echo "Synapse $VERSION installed in $VENV"
+install_module || { echo "error: the MedMesh Synapse module did not install into $VENV" >&2; exit 1; }

@@ -62,6 +62,7 @@ export function organisationPaths(dataDir: string, orgId: string): OrganisationP
     registrationSecret: join(secrets, "registration_shared_secret"),
     macaroonSecret: join(secrets, "macaroon_secret_key"),
     formSecret: join(secrets, "form_secret"),
+    decisionToken: join(secrets, "decision-token"),
     appserviceDir,
     policyModuleRegistration: join(appserviceDir, "policy-module.yaml"),
     bridgeRegistration: join(appserviceDir, "bridge.yaml"),
@@ -182,7 +183,12 @@ async function generateOrganisation(
     await mkdir(dir, { recursive: true });
   }
   await ensureSecretFile(paths.signingKey, synapseSigningKey);
-  for (const secret of [paths.registrationSecret, paths.macaroonSecret, paths.formSecret]) {
+  for (const secret of [
+    paths.registrationSecret,
+    paths.macaroonSecret,
+    paths.formSecret,
+    paths.decisionToken,
+  ]) {
     await ensureSecretFile(secret, () => randomToken());
   }
   await ensureSecretFile(paths.organisationKey, () => JSON.stringify(generateKey().privateJwk));
@@ -243,6 +249,7 @@ async function generateOrganisation(
       federationCaFiles: caFiles.map(view.path),
       bindAddress: view.synapseBind,
       clientUrl: `http://${hostForUrl(org.bind_address)}:${String(org.ports.client)}`,
+      decisionUrl: view.url("policy_module", org.ports.policy_module),
     }),
     0o600,
   );
@@ -278,6 +285,7 @@ async function generateOrganisation(
     ),
     synapse_admin: { registration_shared_secret: readFileSync(paths.registrationSecret, "utf8").trim() },
     organisation: { signing_key_file: view.path(paths.organisationKey), ca_files: caFiles.map(view.path) },
+    synapse_module: { token_file: view.path(paths.decisionToken) },
     trust: {
       operator_keys: [
         ...(trustConfig.sign_locally ? [view.path(trust.operatorPublicKey)] : []),
@@ -317,7 +325,7 @@ async function generateOrganisation(
         tls: { certificate: view.path(tls.certificate), private_key: view.path(tls.privateKey) },
       },
       limits: deployment.profile === "test" ? TEST_PROFILE_LIMITS : PRODUCTION_LIMITS,
-      rooms: { allow_unencrypted_announcements: false },
+      rooms: { allow_unencrypted_announcements: false, allow_public_rooms: false },
     },
   };
   const bridge = {

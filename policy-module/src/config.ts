@@ -36,6 +36,21 @@ export const PolicyModuleConfigSchema = ServiceConfigSchema.extend({
     })
     .optional()
     .describe("The organisation's identity towards other organisations' MedMesh services."),
+  synapse_module: z
+    .object({
+      token_file: z
+        .string()
+        .min(1)
+        .describe(
+          "File holding the token Synapse's MedMesh module presents (the same file its config names).",
+        )
+        .meta({ examples: ["/etc/medmesh/secrets/decision-token"] }),
+    })
+    .optional()
+    .describe(
+      "The decision API Synapse's MedMesh module calls at Synapse's own decision points " +
+        "(invites, room creation, joins, room directory, guarded state events); required with the proxy.",
+    ),
   trust: TrustConfigSchema.optional(),
   identity: IdentityConfigSchema.prefault({}),
   retention: RetentionConfigSchema.prefault({}),
@@ -47,6 +62,14 @@ export const PolicyModuleConfigSchema = ServiceConfigSchema.extend({
       code: "custom",
       path: ["synapse_admin"],
       message: "is required when the proxy is configured",
+    });
+  }
+  if (c.proxy && !c.synapse_module) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["synapse_module"],
+      message:
+        "is required when the proxy is configured (without it Synapse's module refuses every guarded action)",
     });
   }
 });

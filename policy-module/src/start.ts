@@ -13,9 +13,12 @@ import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import type { Registration, Store } from "@medmesh/common";
 import type { PolicyModuleConfig } from "./config.ts";
+import type { Verification } from "./identity/verification.ts";
+import type { InviteGate } from "./proxy/policy.ts";
 import { createDirectory, createPeerClient, FHIR_PATH } from "./directory/index.ts";
 import { startIdentity, type Identity } from "./identity/service.ts";
 import { createPeerApi } from "./peer-api.ts";
+import { createDecider, mountDecisionApi, type Decider } from "./decisions/index.ts";
 import { createInviteGate } from "./invites/index.ts";
 import { startProxy } from "./proxy/index.ts";
 import { startRetention, type Retention } from "./retention/index.ts";
@@ -38,6 +41,7 @@ export async function start(
   let trust: TrustManager | undefined;
   let identity: Identity | undefined;
   let retention: Retention | undefined;
+  let decider: Decider | undefined;
   return startAppserviceService(
     {
       name: "policy-module",
@@ -47,7 +51,15 @@ export async function start(
         await retention?.onEvents(events);
         await identity?.badges.onEvents(events);
       },
-      mount: (app) => {
+      mount: (app, ctx) => {
+        if (config.synapse_module) {
+          mountDecisionApi(app, {
+            token: readFileSync(config.synapse_module.token_file, "utf8").trim(),
+            decider: () => decider,
+            log: ctx.log,
+            metrics: ctx.metrics,
+          });
+        }
         // Internal listener: which lists are in force, for operators and tests.
         app.get("/_medmesh/admin/v1/trust", (_req, res) => {
           res.json(trust ? trust.status() : { configured: false });
@@ -125,10 +137,16 @@ export async function start(
                 : undefined;
               if (!trust)
                 ctx.log.warn("no trust list configured: this organisation federates with any server");
-              return startProxyRole(config, ctx, trust, (i, r) => {
-                identity = i;
-                retention = r;
-              });
+              return startProxyRole(
+                config,
+                ctx,
+                trust,
+                (d) => (decider = d),
+                (i, r) => {
+                  identity = i;
+                  retention = r;
+                },
+              );
             },
           ]
         : [],
@@ -142,6 +160,7 @@ async function startProxyRole(
   config: PolicyModuleConfig,
   ctx: { log: Logger; metrics: Registry; store: Store; registration: Registration },
   trust: TrustManager | undefined,
+  onDecider: (decider: Decider) => void,
   onStarted: (identity: Identity, retention: Retention) => void,
 ): Promise<StartedRole> {
   const proxy = config.proxy;
@@ -165,6 +184,24 @@ async function startProxyRole(
     registrationSharedSecret: adminConfig.registration_shared_secret,
   });
   const botUserId = `@medmesh:${serverName}`;
+  // Synapse asks from the moment the bots start (they join rooms they were invited to while this
+  // service was down); invite and directory decisions wait for identity, the others need nothing.
+  const late: { invites?: InviteGate; verification?: Verification } = {};
+  const notYet = (): never => {
+    throw new ApiError("M_UNAVAILABLE", "the policy module is still starting");
+  };
+  onDecider(
+    createDecider({
+      serverName,
+      trust: trustView,
+      invites: {
+        check: (inviter, invitee) => (late.invites ?? notYet()).check(inviter, invitee),
+        changed: (userId) => late.invites?.changed(userId),
+      },
+      verification: { isVerified: (userId) => (late.verification ?? notYet()).isVerified(userId) },
+      rooms: proxy.rooms,
+    }),
+  );
   await ensureAppserviceUser(config.homeserver.url, ctx.registration.as_token, "medmesh");
   const identity = await startIdentity(config.identity, {
     homeserverUrl: config.homeserver.url,
@@ -209,12 +246,13 @@ async function startProxyRole(
     log: ctx.log,
     metrics: ctx.metrics,
   });
-  const invites = createInviteGate({
+  late.verification = directory;
+  const invites = (late.invites = createInviteGate({
     admin,
     policy: config.invites,
     verification: directory,
     log: ctx.log,
-  });
+  }));
   const running = await startProxy(proxy, new URL(config.homeserver.url), {
     log: ctx.log,
     metrics: ctx.metrics,

@@ -14,6 +14,8 @@ export interface OrganisationPaths {
   registrationSecret: string;
   macaroonSecret: string;
   formSecret: string;
+  /** Token Synapse's MedMesh module presents to the policy module's decision API. */
+  decisionToken: string;
   appserviceDir: string;
   policyModuleRegistration: string;
   bridgeRegistration: string;
@@ -40,6 +42,8 @@ export interface HomeserverInputs {
   bindAddress: string;
   /** The public client URL (the MedMesh proxy) when public_baseurl is not configured. */
   clientUrl: string;
+  /** The policy module's internal listener, where Synapse's MedMesh module asks for decisions. */
+  decisionUrl: string;
 }
 
 // Generous enough that an automated suite never trips them, still finite. Only in the 'test'
@@ -120,6 +124,17 @@ export function homeserverConfig(i: HomeserverInputs): Record<string, unknown> {
     enable_registration: false,
     report_stats: false,
     app_service_config_files: [paths.policyModuleRegistration, paths.bridgeRegistration],
+    // The rules that must hold on every path are decided at Synapse's own decision points: the
+    // module (policy-module/synapse-module) asks the policy module and fails closed.
+    modules: [
+      {
+        module: "medmesh_synapse.MedMeshPolicy",
+        config: { decision_url: i.decisionUrl, token_file: paths.decisionToken, timeout_ms: 2000 },
+      },
+    ],
+    // Who may list a room in the directory is MedMesh's decision (user_may_publish_room: verified
+    // clinicians); Synapse's own default would refuse everyone.
+    room_list_publication_rules: [{ action: "allow" }],
     // Retention: redacted content must actually leave the database soon after the sweep.
     redaction_retention_period: deployment.redaction_retention_period,
     // The retention sweep redacts in bulk as an admin; it must not be throttled like chat.

@@ -41,8 +41,15 @@ export const RoomPolicySchema = z
         "Allow unencrypted rooms created with creation_content 'org.medmesh.announcement': true " +
           "whose power levels make them read-only (events_default ≥ 50). Every other room is encrypted.",
       ),
+    allow_public_rooms: z
+      .boolean()
+      .default(false)
+      .describe(
+        "Allow the join rule 'public' (anyone on a trusted server joins without invitation). " +
+          "Otherwise people join by invitation or by knocking; enforced at Synapse's decision points.",
+      ),
   })
-  .describe("Rules for rooms created through the proxy.");
+  .describe("Rules for rooms, wherever they are created or changed.");
 
 export const ProxyConfigSchema = z
   .object({

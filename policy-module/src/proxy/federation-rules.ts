@@ -1,11 +1,10 @@
 import { forbidden, Refusal, type OwnResponse, type ProxyContext } from "./context.ts";
-import { serverOf, type InviteGate, type TrustView } from "./policy.ts";
+import { serverOf, type TrustView } from "./policy.ts";
 import { route, type Route } from "./router.ts";
 
 export interface FederationRuleDeps {
   serverName: string;
   trust: TrustView;
-  invites: InviteGate;
   bodyLimit: number;
   /** MedMesh's own federation-side API (the directory's FHIR search), answered by the proxy. */
   medmesh: (ctx: ProxyContext, origin: string) => OwnResponse | Promise<OwnResponse>;
@@ -39,7 +38,7 @@ const UNAUTHENTICATED = /^\/_matrix\/(?:key\/v2\/(?:server|query)(?:\/.*)?|feder
 /**
  * The gate in front of Synapse's federation listener. A request must name its origin server
  * (X-Matrix), the origin must be on the trust list, and it must be addressed to us; Synapse then
- * checks the signature as usual. Inbound invites also pass the invitee's invite permissions.
+ * checks the signature as usual.
  */
 export function federationGate(d: FederationRuleDeps): {
   admit(ctx: ProxyContext): Promise<OwnResponse | undefined>;
@@ -50,16 +49,12 @@ export function federationGate(d: FederationRuleDeps): {
       // v1 sends the event itself, v2 wraps it with the room version.
       const event = (typeof body.event === "object" && body.event !== null ? body.event : body) as {
         sender?: unknown;
-        state_key?: unknown;
       };
-      const { sender, state_key: invitee } = event;
-      if (typeof sender !== "string" || typeof invitee !== "string") {
-        throw new Refusal(400, "M_BAD_JSON", "The invite event has no sender or state_key");
-      }
+      // The invitee's permissions are decided by Synapse's module (federated_user_may_invite).
       const origin = parseXMatrix(ctx.req.headers.authorization)?.origin;
-      if (serverOf(sender) !== origin) throw forbidden("The inviter does not belong to the sending server");
-      const decision = await d.invites.check(sender, invitee);
-      if (!decision.allowed) throw forbidden(decision.reason);
+      if (typeof event.sender !== "string" || serverOf(event.sender) !== origin) {
+        throw forbidden("The inviter does not belong to the sending server");
+      }
       return undefined;
     }),
   ];

@@ -107,7 +107,6 @@ export async function startProxy(
   const gate = federationGate({
     serverName: deps.serverName,
     trust: deps.trust,
-    invites: deps.invites,
     bodyLimit: config.limits.federation_body_bytes,
     medmesh: deps.medmesh,
   });

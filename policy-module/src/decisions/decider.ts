@@ -1,0 +1,112 @@
+import type { Verification } from "../identity/verification.ts";
+import { serverOf, type Decision, type InviteGate, type TrustView } from "../proxy/policy.ts";
+import { checkRoomState, presetJoinRule, type RoomRulesPolicy } from "../rooms/rules.ts";
+import type {
+  CreateRoomQuestion,
+  InviteQuestion,
+  JoinQuestion,
+  PublishQuestion,
+  StateQuestion,
+} from "./questions.ts";
+
+export interface DeciderDeps {
+  serverName: string;
+  trust: TrustView;
+  invites: InviteGate;
+  verification: Verification;
+  rooms: RoomRulesPolicy;
+}
+
+/** Synapse's decision points, answered from the capabilities that own each rule. */
+export interface Decider {
+  invite(q: InviteQuestion): Promise<Decision>;
+  createRoom(q: CreateRoomQuestion): Promise<Decision>;
+  join(q: JoinQuestion): Decision;
+  publish(q: PublishQuestion): Promise<Decision>;
+  stateEvent(q: StateQuestion): Decision;
+}
+
+const ALLOWED: Decision = { allowed: true };
+
+export function createDecider(d: DeciderDeps): Decider {
+  const untrusted = (id: string): string | undefined => {
+    const server = serverOf(id);
+    return server !== undefined && server !== d.serverName && !d.trust.isTrusted(server) ? server : undefined;
+  };
+
+  const invite = async (q: InviteQuestion): Promise<Decision> => {
+    for (const id of [q.inviter, q.invitee]) {
+      const server = untrusted(id);
+      if (server !== undefined) {
+        return {
+          allowed: false,
+          reason: `Cannot invite ${q.invitee}: ${server} is not an organisation on this network's trust list`,
+        };
+      }
+    }
+    // A remote invitee's own organisation decides on its inbound invite.
+    if (serverOf(q.invitee) !== d.serverName) return ALLOWED;
+    return d.invites.check(q.inviter, q.invitee);
+  };
+
+  const publish = async (userId: string): Promise<Decision> =>
+    (await d.verification.isVerified(userId))
+      ? ALLOWED
+      : {
+          allowed: false,
+          reason: "Only verified clinicians may list rooms in this organisation's room directory",
+        };
+
+  return {
+    invite,
+    async createRoom({ user_id, config }) {
+      if (Array.isArray(config.invite_3pid) && config.invite_3pid.length > 0) {
+        return {
+          allowed: false,
+          reason: "Invitations by e-mail or phone number are not available on this server",
+        };
+      }
+      const initial = Array.isArray(config.initial_state) ? config.initial_state : [];
+      const state = initial.filter(isStateContent);
+      // Synapse applies initial_state over the preset, so the preset's join rule counts only
+      // when initial_state does not set one.
+      const joinRule = presetJoinRule(config);
+      if (joinRule !== undefined && !state.some((e) => e.type === "m.room.join_rules")) {
+        state.push({ type: "m.room.join_rules", content: { join_rule: joinRule } });
+      }
+      for (const event of state) {
+        const decision = checkRoomState(event, d.rooms);
+        if (!decision.allowed) return decision;
+      }
+      if (config.visibility === "public") {
+        const decision = await publish(user_id);
+        if (!decision.allowed) return decision;
+      }
+      const invitees = Array.isArray(config.invite) ? config.invite : [];
+      for (const invitee of invitees) {
+        if (typeof invitee !== "string") continue; // Synapse refuses a malformed list itself
+        const decision = await invite({ inviter: user_id, invitee, room_id: "", via: "local" });
+        if (!decision.allowed) return decision;
+      }
+      return ALLOWED;
+    },
+    join({ room_id }) {
+      // Room IDs before room version 12 name their creating server; later ones do not, and Synapse's
+      // federation whitelist (the trust list) then refuses the remote join itself.
+      const server = untrusted(room_id);
+      return server === undefined
+        ? ALLOWED
+        : { allowed: false, reason: `Cannot join ${room_id}: ${server} is not on this network's trust list` };
+    },
+    publish: ({ user_id }) => publish(user_id),
+    stateEvent: (q) => checkRoomState(q, d.rooms),
+  };
+}
+
+function isStateContent(
+  e: unknown,
+): e is { type: string; state_key?: string; content: Record<string, unknown> } {
+  if (typeof e !== "object" || e === null) return false;
+  const { type, content } = e as { type?: unknown; content?: unknown };
+  return typeof type === "string" && typeof content === "object" && content !== null;
+}

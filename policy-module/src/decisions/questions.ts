@@ -1,0 +1,35 @@
+import { z } from "zod";
+
+const MatrixId = (sigil: string) =>
+  z
+    .string()
+    .max(255)
+    .refine((v) => v.startsWith(sigil), `must start with ${sigil}`);
+
+/** What Synapse's module asks (policy-module/synapse-module), one schema per decision point. */
+export const QUESTIONS = {
+  invite: z.object({
+    inviter: MatrixId("@"),
+    invitee: MatrixId("@"),
+    room_id: z.string(),
+    /** local: user_may_invite; federation: an inbound /invite or an invite inside /send. */
+    via: z.enum(["local", "federation"]),
+  }),
+  create_room: z.object({ user_id: MatrixId("@"), config: z.record(z.string(), z.unknown()) }),
+  join: z.object({ user_id: MatrixId("@"), room_id: MatrixId("!"), is_invited: z.boolean() }),
+  publish: z.object({ user_id: MatrixId("@"), room_id: MatrixId("!") }),
+  state_event: z.object({
+    type: z.string(),
+    state_key: z.string().optional(),
+    sender: MatrixId("@"),
+    room_id: MatrixId("!"),
+    content: z.record(z.string(), z.unknown()),
+  }),
+} as const;
+
+export type Check = keyof typeof QUESTIONS;
+export type InviteQuestion = z.infer<(typeof QUESTIONS)["invite"]>;
+export type CreateRoomQuestion = z.infer<(typeof QUESTIONS)["create_room"]>;
+export type JoinQuestion = z.infer<(typeof QUESTIONS)["join"]>;
+export type PublishQuestion = z.infer<(typeof QUESTIONS)["publish"]>;
+export type StateQuestion = z.infer<(typeof QUESTIONS)["state_event"]>;
