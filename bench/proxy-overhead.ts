@@ -32,19 +32,22 @@ try {
     [
       join(import.meta.dirname, "send-load.ts"),
       JSON.stringify({
-        paths: { direct: org.synapseUrl, proxy: org.clientUrl },
-        token: user.accessToken,
-        roomId,
+        targets: {
+          base: { url: org.synapseUrl, token: user.accessToken, roomId },
+          test: { url: org.clientUrl, token: user.accessToken, roomId },
+        },
         sends: SENDS,
         concurrency: CONCURRENCY,
       }),
     ],
     { encoding: "utf8", maxBuffer: 64 * 1024 * 1024 },
   );
-  const { latency, rounds } = JSON.parse(load.stdout) as {
-    latency: { direct: number[]; proxy: number[] };
-    rounds: { direct: number[]; proxy: number[] };
+  const out = JSON.parse(load.stdout) as {
+    latency: { base: number[]; test: number[] };
+    rounds: { base: number[]; test: number[] };
   };
+  const latency = { direct: out.latency.base, proxy: out.latency.test };
+  const rounds = { direct: out.rounds.base, proxy: out.rounds.test };
   const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
   const tput = { direct: mean(rounds.direct), proxy: mean(rounds.proxy) };
   const q = (xs: number[], p: number): number => {

@@ -170,6 +170,24 @@ describe("docker-compose.yml (production reference for one organisation)", () =>
     );
   });
 
+  it("loads MedMesh's Synapse module from the mounted folder, asking the policy module by service name", () => {
+    const hs = parseYaml(readFileSync(org.paths.homeserverYaml, "utf8")) as {
+      modules: { module: string; config: { decision_url: string; token_file: string } }[];
+    };
+    const [pkg = "", cls] = hs.modules[0]!.module.split(".");
+    const folder = hostPathOf(svc("synapse"), svc("synapse").environment!.PYTHONPATH!) ?? "";
+    expect(readFileSync(join(folder, pkg, "__init__.py"), "utf8")).toContain(`class ${cls ?? ""}`);
+    const pm = parseYaml(readFileSync(org.paths.policyModuleConfig, "utf8")) as {
+      listen: { port: number };
+      synapse_module: { token_file: string };
+    };
+    expect(hs.modules[0]!.config.decision_url).toBe(`http://policy-module:${String(pm.listen.port)}`);
+    // One token file, read by both sides.
+    expect(hostPathOf(svc("synapse"), hs.modules[0]!.config.token_file)).toBe(
+      hostPathOf(svc("policy-module"), pm.synapse_module.token_file),
+    );
+  });
+
   it("publishes only the policy proxy's ports, and health-checks Synapse on its private listener", () => {
     const hs = parseYaml(readFileSync(org.paths.homeserverYaml, "utf8")) as {
       listeners: { port: number; tls: boolean; bind_addresses: string[]; resources: { names: string[] }[] }[];

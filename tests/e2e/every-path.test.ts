@@ -1,10 +1,12 @@
 import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { createLogger, createSynapseAdmin, type SynapseAdmin } from "@medmesh/common";
-import type { RunningOrganisation } from "@medmesh/deploy";
+import { REPO_ROOT, type RunningOrganisation } from "@medmesh/deploy";
 import { start as startPolicyModule } from "@medmesh/policy-module";
 import { federationClientOf } from "../harness/federation-client.ts";
-import { useTestNetwork, waitUntil, type TestUser } from "../harness/index.ts";
+import { OpenApiContract, useTestNetwork, waitUntil, type TestUser } from "../harness/index.ts";
 
 // One row per (rule × path): each row does the forbidden thing one way and asserts the refusal and
 // that Synapse stored nothing; its control does the allowed thing the same way and must succeed,
@@ -432,5 +434,47 @@ describe("every rule on every path: fail closed", () => {
     }
     for (const answer of await guarded()) expect(answer.status, JSON.stringify(answer.body)).toBe(200);
     expect(await membership(0, roomId, open.userId)).toBe("invite");
+  });
+});
+
+// --- the decision API itself ---------------------------------------------------------------------
+
+describe("the decision API Synapse's module calls", () => {
+  const contract = new OpenApiContract(join(REPO_ROOT, "policy-module", "openapi", "decisions.yaml"));
+  const ask = async (check: string, body: unknown, token?: string): Promise<Response> => {
+    const res = await fetch(`${org(0).policyModuleUrl}/_medmesh/decide/v1/${check}`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        ...(token === undefined ? {} : { authorization: `Bearer ${token}` }),
+      },
+      body: JSON.stringify(body),
+    });
+    await contract.check("POST /_medmesh/decide/v1/{check}", res.clone());
+    return res;
+  };
+
+  it("answers well-formed questions with the token, and nothing else", async () => {
+    const token = readFileSync(org(0).paths.decisionToken, "utf8").trim();
+    const anna = await user(0, "anna");
+    const event = (algorithm: string) => ({
+      type: "m.room.encryption",
+      state_key: "",
+      sender: anna.userId,
+      room_id: "!r:x",
+      content: { algorithm },
+    });
+    expect(await (await ask("state_event", event("m.megolm.v1.aes-sha2"), token)).json()).toEqual({
+      allow: true,
+    });
+    const refused = (await (await ask("state_event", event("m.none.plaintext"), token)).json()) as Record<
+      string,
+      unknown
+    >;
+    expect(refused).toMatchObject({ allow: false, errcode: "M_FORBIDDEN" });
+    expect((await ask("state_event", event("m.megolm.v1.aes-sha2"))).status).toBe(401);
+    expect((await ask("state_event", event("m.megolm.v1.aes-sha2"), `${token}x`)).status).toBe(401);
+    expect((await ask("state_event", { type: 1 }, token)).status).toBe(400);
+    expect((await ask("reticulate", {}, token)).status).toBe(404);
   });
 });

@@ -1,0 +1,73 @@
+import { describe, expect, it } from "vitest";
+import { createDecider } from "./decider.ts";
+
+const checks: [string, string][] = [];
+const decider = createDecider({
+  serverName: "a.example",
+  trust: { isTrusted: (s) => s === "b.example" },
+  invites: {
+    check: (inviter, invitee) => {
+      checks.push([inviter, invitee]);
+      return Promise.resolve(
+        invitee === "@blocker:a.example" ? { allowed: false, reason: "blocked" } : { allowed: true },
+      );
+    },
+    changed: () => undefined,
+  },
+  verification: { isVerified: (u) => Promise.resolve(u === "@doc:a.example") },
+  rooms: { allow_public_rooms: false },
+});
+
+describe("decider", () => {
+  it("invites: trust list first, then the local invitee's permissions; remote invitees are theirs", async () => {
+    const invite = (inviter: string, invitee: string) =>
+      decider.invite({ inviter, invitee, room_id: "!r:a.example", via: "local" });
+    expect(await invite("@x:a.example", "@y:c.example")).toMatchObject({
+      allowed: false,
+      reason: expect.stringMatching(
+        /c\.example is not an organisation on this network's trust list/,
+      ) as unknown,
+    });
+    expect(await invite("@x:c.example", "@y:a.example")).toMatchObject({ allowed: false });
+    checks.length = 0;
+    expect(await invite("@x:a.example", "@y:b.example")).toEqual({ allowed: true });
+    expect(checks).toEqual([]);
+    expect(await invite("@x:a.example", "@blocker:a.example")).toEqual({ allowed: false, reason: "blocked" });
+  });
+
+  it("createRoom: 3PID invites, initial state, preset, directory listing and every invitee", async () => {
+    const create = (config: Record<string, unknown>, user_id = "@x:a.example") =>
+      decider.createRoom({ user_id, config });
+    expect((await create({ invite_3pid: [{ medium: "email" }] })).allowed).toBe(false);
+    expect(
+      (await create({ initial_state: [{ type: "m.room.encryption", content: { algorithm: "x" } }] })).allowed,
+    ).toBe(false);
+    expect((await create({ preset: "public_chat" })).allowed).toBe(false);
+    // initial_state overrides the preset's join rule, as in Synapse
+    expect(
+      (
+        await create({
+          preset: "public_chat",
+          initial_state: [{ type: "m.room.join_rules", content: { join_rule: "knock" } }],
+        })
+      ).allowed,
+    ).toBe(true);
+    expect((await create({ visibility: "public", preset: "private_chat" })).allowed).toBe(false);
+    expect((await create({ visibility: "public", preset: "private_chat" }, "@doc:a.example")).allowed).toBe(
+      true,
+    );
+    expect(await create({ invite: ["@ok:a.example", "@blocker:a.example"] })).toEqual({
+      allowed: false,
+      reason: "blocked",
+    });
+    expect(await create({ invite: ["@ok:a.example"], preset: "private_chat" })).toEqual({ allowed: true });
+  });
+
+  it("joins: a room ID naming an untrusted server is refused; version 12 IDs name none", () => {
+    const join = (room_id: string) => decider.join({ user_id: "@x:a.example", room_id, is_invited: false });
+    expect(join("!abc:c.example").allowed).toBe(false);
+    expect(join("!abc:b.example").allowed).toBe(true);
+    expect(join("!abc:a.example").allowed).toBe(true);
+    expect(join("!opaqueRoomIdOfVersion12").allowed).toBe(true);
+  });
+});
