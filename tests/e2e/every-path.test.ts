@@ -239,6 +239,76 @@ describe("every rule on every path: invite permissions", () => {
   }
 });
 
+describe("every rule on every path: an invite inside a federation /send", () => {
+  it("the permission config × an invite event B's server puts in /send, signed with B's key", async () => {
+    // A room homed on B that A takes part in, so A accepts B's PDUs for it.
+    const bob = await user(1, "bob");
+    const guest = await user(0, "guest");
+    const created = await api(bob, "proxy", "POST", "/_matrix/client/v3/createRoom", {
+      preset: "private_chat",
+      room_version: "10",
+      invite: [guest.userId],
+    });
+    expect(created.status, JSON.stringify(created.body)).toBe(200);
+    const roomId = created.body.room_id as string;
+    await waitUntil(
+      async () => (await invitedRooms(guest)).includes(roomId) || undefined,
+      "the invite reaching A",
+    );
+    expect(
+      (await api(guest, "proxy", "POST", `/_matrix/client/v3/rooms/${enc(roomId)}/join`, {})).status,
+    ).toBe(200);
+    const b = federationClientOf(org(1));
+    const pdu = async (invitee: string) => {
+      const state = await admin(1).request<{
+        state: { type: string; state_key: string; event_id: string }[];
+      }>("GET", `/_synapse/admin/v1/rooms/${enc(roomId)}/state`);
+      const id = (type: string, key = "") =>
+        state.state.find((e) => e.type === type && e.state_key === key)?.event_id;
+      const latest = await api(
+        bob,
+        "synapse",
+        "GET",
+        `/_matrix/client/v3/rooms/${enc(roomId)}/messages?dir=b&limit=1`,
+      );
+      const prev = (latest.body.chunk as { event_id: string }[])[0]!.event_id;
+      const { event, eventId } = b.event({
+        type: "m.room.member",
+        state_key: invitee,
+        sender: bob.userId,
+        room_id: roomId,
+        content: { membership: "invite" },
+        depth: 100,
+        prev_events: [prev],
+        auth_events: [
+          id("m.room.create"),
+          id("m.room.power_levels"),
+          id("m.room.join_rules"),
+          id("m.room.member", bob.userId),
+        ],
+      });
+      const txn = `every-path-${randomBytes(4).toString("hex")}`;
+      const answer = await b.send(org(0), "PUT", `/_matrix/federation/v1/send/${txn}`, {
+        origin: b.serverName,
+        origin_server_ts: Date.now(),
+        pdus: [event],
+      });
+      expect(answer.status, JSON.stringify(answer.body)).toBe(200);
+      return eventId;
+    };
+    await pdu((await blocker()).userId);
+    const allowed = await user(0, "open-send");
+    await pdu(allowed.userId);
+    // The allowed invite is in A's copy of the room; the refused one is not, then or later.
+    await waitUntil(
+      async () => (await membership(0, roomId, allowed.userId)) === "invite" || undefined,
+      "the allowed invite in A's room state",
+    );
+    expect(await membership(0, roomId, (await blocker()).userId)).toBeUndefined();
+    expect(await invitedRooms(await blocker())).not.toContain(roomId);
+  });
+});
+
 let blockerUser: Promise<TestUser> | undefined;
 /** A user of A whose TI-Messenger permission config blocks everyone. */
 function blocker(): Promise<TestUser> {

@@ -56,6 +56,7 @@ class MedMeshPolicy:
             user_may_create_room=self.user_may_create_room,
             user_may_join_room=self.user_may_join_room,
             user_may_publish_room=self.user_may_publish_room,
+            check_event_for_spam=self.check_event_for_spam,
         )
         api.register_third_party_rules_callbacks(check_event_allowed=self.check_event_allowed)
 
@@ -113,51 +114,64 @@ class MedMeshPolicy:
         answer = await self._ask("publish", {"user_id": user_id, "room_id": room_id})
         return _spam_result(answer)
 
-    # --- third-party-rules callback ---------------------------------------------------------
+    # --- events: local ones in check_event_allowed, remote ones in check_event_for_spam ---------
 
     async def check_event_allowed(
         self, event: EventBase, state_events: Any
     ) -> tuple[bool, Optional[dict[str, Any]]]:
-        # Called for every event Synapse persists, so it filters here and asks only for the few
-        # that need a decision. Local invites were decided in user_may_invite already.
-        if not event.is_state():
+        # Called for every event this server creates (and for knocks), so it filters here and asks
+        # only for the few that need a decision. Synapse does not call it for PDUs other servers
+        # send: check_event_for_spam below covers those.
+        if not self._api.is_mine(event.sender):
             return True, None
-        local = self._api.is_mine(event.sender)
-        if event.type in GUARDED_STATE:
-            answer = await self._ask(
-                "state_event",
-                {
-                    "type": event.type,
-                    "state_key": event.state_key,
-                    "sender": event.sender,
-                    "room_id": event.room_id,
-                    "content": dict(event.content),
-                },
-            )
-        elif (
-            event.type == "m.room.member"
-            and event.content.get("membership") == "invite"
-            and not local
-        ):
-            # An invite a remote server sends inside /send rather than through /invite.
-            answer = await self._ask(
-                "invite",
-                {
-                    "inviter": event.sender,
-                    "invitee": event.state_key,
-                    "room_id": event.room_id,
-                    "via": "federation",
-                },
-            )
-        else:
+        question = self._question(event)
+        if question is None:
             return True, None
+        answer = await self._ask(*question)
         if answer.allow:
             return True, None
-        if local:
-            # Raising keeps the policy module's reason; returning False would say only "forbidden".
-            raise SynapseError(403, answer.error, _errcode(answer.errcode))
+        # Raising keeps the policy module's reason; returning False would say only "forbidden".
+        raise SynapseError(403, answer.error, _errcode(answer.errcode))
+
+    async def check_event_for_spam(self, event: EventBase) -> Union[Literal["NOT_SPAM"], Codes]:
+        # For a PDU from another server a refusal soft-fails it: it never enters the room's
+        # current state and is never shown to clients.
+        if self._api.is_mine(event.sender):
+            return NOT_SPAM
+        question = self._question(event)
+        if question is None:
+            return NOT_SPAM
+        answer = await self._ask(*question)
+        if answer.allow:
+            return NOT_SPAM
         logger.info("refused a %s event from %s: %s", event.type, event.sender, answer.error)
-        return False, None
+        return _errcode(answer.errcode)
+
+    def _question(self, event: EventBase) -> Optional[tuple[str, dict[str, Any]]]:
+        if not event.is_state():
+            return None
+        if event.type in GUARDED_STATE:
+            return "state_event", {
+                "type": event.type,
+                "state_key": event.state_key,
+                "sender": event.sender,
+                "room_id": event.room_id,
+                "content": dict(event.content),
+            }
+        # Local invites were decided in user_may_invite; invites other servers send over /invite
+        # in federated_user_may_invite. What is left: an invite a server puts inside /send.
+        if (
+            event.type == "m.room.member"
+            and event.content.get("membership") == "invite"
+            and not self._api.is_mine(event.sender)
+        ):
+            return "invite", {
+                "inviter": event.sender,
+                "invitee": event.state_key,
+                "room_id": event.room_id,
+                "via": "federation",
+            }
+        return None
 
     # --- the call -----------------------------------------------------------------------------
 
