@@ -307,6 +307,19 @@ export const MIGRATIONS: readonly Migration[] = [
         t.index(["conversation_id"]);
       }),
   },
+  {
+    version: 13,
+    name: "retention: media that room state refers to",
+    // Avatars and other media named in room state (m.room.member avatar_url, m.room.avatar, …):
+    // never retention's to delete, even when an expired message refers to the same file.
+    up: (trx) =>
+      trx.schema.createTable("retention_state_media", (t) => {
+        t.text("mxc").primary();
+        t.text("room_id").notNullable();
+        t.text("type").notNullable();
+        t.timestamp("seen_at", { useTz: true }).notNullable();
+      }),
+  },
 ];
 
 export class KnexStore implements Store {

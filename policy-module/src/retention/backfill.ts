@@ -1,6 +1,6 @@
 import { MatrixRequestError, type SynapseAdmin } from "@medmesh/common";
 import type { Logger } from "pino";
-import { indexEntry, type RetentionIndex } from "./event-index.ts";
+import { indexEntry, stateMediaOf, type RetentionIndex } from "./event-index.ts";
 
 /**
  * Rooms that existed before MedMesh was installed (or that the bot was never invited to) are
@@ -47,6 +47,8 @@ export function createBackfill(d: {
         `/_synapse/admin/v1/rooms/${enc(roomId)}/messages?${q.toString()}`,
       );
       for (const e of page.chunk) {
+        if (e.state_key !== undefined)
+          await d.index.addStateMedia(stateMediaOf(e.content), roomId, e.type, new Date());
         const entry = indexEntry({ ...e, room_id: roomId });
         if (entry) {
           await d.index.add(entry);

@@ -45,6 +45,14 @@ export function mediaOf(content: unknown): string[] {
   return [...found];
 }
 
+/** mxc:// URIs a state event names (a member's avatar_url, a room avatar's url, …). */
+export function stateMediaOf(content: unknown): string[] {
+  const found = new Set(mediaOf(content));
+  const avatar = (content as { avatar_url?: unknown } | null)?.avatar_url;
+  if (typeof avatar === "string" && avatar.startsWith("mxc://")) found.add(avatar);
+  return [...found];
+}
+
 /** The index entry for a client-format event, or undefined when it is not a message. */
 export function indexEntry(e: {
   event_id?: string;
@@ -129,6 +137,14 @@ export function retentionIndex(knex: Knex) {
         .first("event_id");
       return row?.event_id;
     },
+    /** Of these event IDs, the ones the index holds. */
+    async known(eventIds: readonly string[]): Promise<Set<string>> {
+      if (eventIds.length === 0) return new Set();
+      const rows = await events()
+        .whereIn("event_id", [...eventIds])
+        .select("event_id");
+      return new Set(rows.map((r) => r.event_id));
+    },
     /** Of these media, the ones no unredacted indexed event still refers to. */
     async unreferenced(media: readonly string[]): Promise<string[]> {
       const used = await this.referenced(media);
@@ -176,6 +192,34 @@ export function retentionIndex(knex: Knex) {
         .whereRaw("media && ?::text[]", [[...media]])
         .select("media");
       return new Set(rows.flatMap((r) => r.media));
+    },
+    /** Media room state refers to (avatars): recorded as state events pass, never deleted. */
+    async addStateMedia(mxcs: readonly string[], roomId: string, type: string, at: Date): Promise<void> {
+      if (mxcs.length === 0) return;
+      await knex("retention_state_media")
+        .insert(mxcs.map((mxc) => ({ mxc, room_id: roomId, type, seen_at: at })))
+        .onConflict("mxc")
+        .ignore();
+    },
+    /** Of these media, the ones room state refers to. */
+    async inState(media: readonly string[]): Promise<Set<string>> {
+      if (media.length === 0) return new Set();
+      const rows = await knex("retention_state_media")
+        .whereIn("mxc", [...media])
+        .select<{ mxc: string }[]>("mxc");
+      return new Set(rows.map((r) => r.mxc));
+    },
+    /** Media of kept, unredacted messages: protected from deletion by date while the keep lasts. */
+    async keptMedia(): Promise<string[]> {
+      const rows = await knex
+        .select<{ media: string[] }[]>("e.media")
+        .from("retention_events as e")
+        .join("retention_keeps as k", function () {
+          this.on("k.room_id", "=", "e.room_id").andOn("k.event_id", "=", "e.event_id");
+        })
+        .whereNull("e.redacted_at")
+        .whereRaw("cardinality(e.media) > 0");
+      return [...new Set(rows.flatMap((r) => r.media))];
     },
     async setRoomPeriod(roomId: string, periodMs: number | null): Promise<void> {
       await knex("retention_rooms")

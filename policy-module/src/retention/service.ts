@@ -11,7 +11,7 @@ import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import { days, type RetentionConfig } from "./config.ts";
 import { createBackfill } from "./backfill.ts";
-import { indexEntry, retentionIndex } from "./event-index.ts";
+import { indexEntry, retentionIndex, stateMediaOf } from "./event-index.ts";
 import { createSweeper } from "./sweeper.ts";
 
 export const RETENTION_EVENT = "m.room.retention";
@@ -147,6 +147,8 @@ export function startRetention(
           await index.add(entry);
           continue;
         }
+        if (e.state_key !== undefined)
+          await index.addStateMedia(stateMediaOf(e.content), roomId, e.type, new Date());
         if (e.state_key !== "" && !(e.type === "m.room.member" && e.state_key === d.botUserId)) continue;
         try {
           if (e.type === "m.room.pinned_events") await onPins(e, roomId);

@@ -10,7 +10,7 @@ import {
 import type { Logger } from "pino";
 import { Counter, Gauge, type Registry } from "prom-client";
 import { days, type RetentionConfig } from "./config.ts";
-import type { RetentionIndex } from "./event-index.ts";
+import { MESSAGE_TYPES, type RetentionIndex } from "./event-index.ts";
 
 export interface SweepResult {
   ran: boolean;
@@ -102,17 +102,41 @@ export function createSweeper(d: {
   };
 
   /**
-   * Purges up to an event (exclusive), or, when every message of the room expired, up to now:
-   * Synapse's `purge_up_to_ts` counts by when it received events, not by when they were sent.
+   * Where a room's local history may be purged up to (exclusive): the first event, oldest first,
+   * that is a message which stays (kept or not yet expired) or a message the index has not seen
+   * (stored by Synapse, its transaction not yet here). With neither, the room's newest event
+   * (normally the bot's last redaction). Never a time: Synapse's `purge_up_to_ts` counts by when
+   * it received events, and "now" would take unseen ones with it.
    */
-  const purge = async (roomId: string, upTo: { event_id: string } | { ts: number }): Promise<boolean> => {
+  const purgePoint = async (roomId: string): Promise<string | undefined> => {
+    const stays = await d.index.firstToStay(roomId);
+    let last: string | undefined;
+    let from: string | undefined;
+    for (;;) {
+      const q = new URLSearchParams({ dir: "f", limit: "200", ...(from ? { from } : {}) });
+      const page = await d.admin.request<{
+        chunk: { event_id: string; type: string; state_key?: string }[];
+        end?: string;
+      }>("GET", `/_synapse/admin/v1/rooms/${enc(roomId)}/messages?${q.toString()}`);
+      const messages = page.chunk.filter((e) => MESSAGE_TYPES.has(e.type) && e.state_key === undefined);
+      const known = await d.index.known(messages.map((e) => e.event_id));
+      for (const e of page.chunk) {
+        if (e.event_id === stays) return stays;
+        if (MESSAGE_TYPES.has(e.type) && e.state_key === undefined && !known.has(e.event_id))
+          return e.event_id;
+        last = e.event_id;
+      }
+      if (page.chunk.length === 0 || !page.end || page.end === from) return last;
+      from = page.end;
+    }
+  };
+
+  const purge = async (roomId: string, upTo: string): Promise<boolean> => {
     try {
       const { purge_id } = await d.admin.request<{ purge_id: string }>(
         "POST",
         `/_synapse/admin/v1/purge_history/${enc(roomId)}`,
-        "event_id" in upTo
-          ? { delete_local_events: true, purge_up_to_event_id: upTo.event_id }
-          : { delete_local_events: true, purge_up_to_ts: upTo.ts },
+        { delete_local_events: true, purge_up_to_event_id: upTo },
       );
       for (let i = 0; i < 600; i++) {
         const { status } = await d.admin.request<{ status: string }>(
@@ -133,32 +157,39 @@ export function createSweeper(d: {
   };
 
   /**
-   * Local uploads older than the longest room period. Attachments of encrypted messages are
-   * invisible to the index (their mxc:// URI is inside the ciphertext), so age is all there is.
+   * Local media: what only redacted messages referred to goes now, unless room state names it (an
+   * avatar); the rest goes by date through Synapse's own delete (attachments of encrypted messages
+   * are invisible to the index: their mxc:// URI is inside the ciphertext), which keeps avatars
+   * (`keep_profiles`) and protected media — the attachments of kept messages.
    */
-  const uploadsBefore = async (before: number): Promise<string[]> => {
-    const found: string[] = [];
-    for (let from: number | undefined = 0; from !== undefined;) {
-      const page: { users: { name: string }[]; next_token?: string } = await d.admin.request(
-        "GET",
-        `/_synapse/admin/v2/users?from=${String(from)}&limit=100&guests=false`,
-      );
-      for (const { name } of page.users) {
-        for (let mfrom: number | undefined = 0; mfrom !== undefined;) {
-          const media: { media: { media_id: string; created_ts: number }[]; next_token?: number } =
-            await d.admin.request(
-              "GET",
-              `/_synapse/admin/v1/users/${enc(name)}/media?order_by=created_ts&dir=f&limit=100&from=${String(mfrom)}`,
-            );
-          const old = media.media.filter((m) => m.created_ts < before);
-          found.push(...old.map((m) => `mxc://${d.serverName}/${m.media_id}`));
-          // Oldest first: a page with a newer upload ends this user's list.
-          mfrom = old.length === media.media.length ? media.next_token : undefined;
-        }
+  const deleteMedia = async (redactedMedia: readonly string[], now: Date): Promise<number> => {
+    const prefix = `mxc://${d.serverName}/`;
+    const local = redactedMedia.filter((m) => m.startsWith(prefix));
+    const unreferenced = await d.index.unreferenced(local);
+    const named = await d.index.inState(unreferenced);
+    let deleted = 0;
+    for (const mxc of unreferenced.filter((m) => !named.has(m))) {
+      try {
+        await d.admin.request(
+          "DELETE",
+          `/_synapse/admin/v1/media/${enc(d.serverName)}/${enc(mxc.slice(prefix.length))}`,
+        );
+        deleted++;
+      } catch (err) {
+        if (err instanceof MatrixRequestError && err.status === 404) continue; // gone already
+        d.log.warn({ err, media: mxc }, "could not delete expired media");
       }
-      from = page.next_token === undefined ? undefined : Number(page.next_token);
     }
-    return found;
+    for (const mxc of (await d.index.keptMedia()).filter((m) => m.startsWith(prefix))) {
+      await d.admin.request("POST", `/_synapse/admin/v1/media/protect/${enc(mxc.slice(prefix.length))}`, {});
+    }
+    const before = now.getTime() - days(d.config.max_days);
+    const byDate = await d.admin.request<{ total: number }>(
+      "POST",
+      `/_synapse/admin/v1/media/delete?before_ts=${String(before)}&keep_profiles=true`,
+      {},
+    );
+    return deleted + byDate.total;
   };
 
   const runOnce = async (now: Date): Promise<SweepResult> => {
@@ -228,37 +259,21 @@ export function createSweeper(d: {
       }
 
       for (const roomId of rooms) {
-        const stays = await d.index.firstToStay(roomId);
-        const upTo = stays ? { event_id: stays } : { ts: Date.now() };
-        if (await purge(roomId, upTo)) {
+        const upTo = await purgePoint(roomId);
+        if (upTo !== undefined && (await purge(roomId, upTo))) {
           result.purged_rooms++;
           await d.audit.record({
             actor: d.botUserId,
             action: "retention.purge",
             object: roomId,
             outcome: "purged",
-            details: { up_to: upTo, policy },
+            details: { up_to: { event_id: upTo }, policy },
           });
         }
       }
 
-      const local = [...media].filter((m) => m.startsWith(`mxc://${d.serverName}/`));
-      const expiredUploads = await uploadsBefore(now.getTime() - days(d.config.max_days));
-      const used = await d.index.referenced(expiredUploads);
-      for (const mxc of [
-        ...(await d.index.unreferenced(local)),
-        ...expiredUploads.filter((m) => !used.has(m)),
-      ]) {
-        const mediaId = mxc.slice(`mxc://${d.serverName}/`.length);
-        try {
-          await d.admin.request("DELETE", `/_synapse/admin/v1/media/${enc(d.serverName)}/${enc(mediaId)}`);
-          result.media_deleted++;
-          mediaDeleted.inc();
-        } catch (err) {
-          if (err instanceof MatrixRequestError && err.status === 404) continue; // gone already
-          d.log.warn({ err, media: mxc }, "could not delete expired media");
-        }
-      }
+      result.media_deleted = await deleteMedia([...media], now);
+      mediaDeleted.inc(result.media_deleted);
       // Copies of other servers' media: their own MedMesh deletes the originals.
       await d.admin.request(
         "POST",

@@ -1,0 +1,184 @@
+import { randomBytes } from "node:crypto";
+import { DatabaseSync } from "node:sqlite";
+import type { RunningOrganisation } from "@medmesh/deploy";
+import { describe, expect, it } from "vitest";
+import { JPEG_WITH_GPS } from "../../policy-module/src/media/test-images.ts";
+import { useTestNetwork, waitForMembership, waitUntil, type TestUser } from "../harness/index.ts";
+
+// Retention deletes exactly what expired: avatars and room state are not messages, and history is
+// purged only up to what the index has seen.
+const net = useTestNetwork({ name: "retention-lifecycle", organisations: 2 });
+const DAY = 86_400_000;
+const org = (i: number): RunningOrganisation => net().orgs[i]!;
+const policy = (o: RunningOrganisation) => o.services.find((s) => s.name === "policy-module")!;
+const enc = encodeURIComponent;
+
+async function call(u: TestUser, method: string, path: string, body?: unknown): Promise<Response> {
+  return fetch(`${u.org.clientUrl}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${u.accessToken}`, "content-type": "application/json" },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+}
+async function json<T>(res: Promise<Response>): Promise<T> {
+  const r = await res;
+  const body = (await r.json()) as T;
+  if (!r.ok) throw new Error(`${String(r.status)} ${JSON.stringify(body)}`);
+  return body;
+}
+async function sweep(o: RunningOrganisation, now: Date): Promise<Record<string, unknown>> {
+  const res = await fetch(`${policy(o).url}/_medmesh/admin/v1/retention/sweep`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ now: now.toISOString() }),
+  });
+  return (await res.json()) as Record<string, unknown>;
+}
+async function upload(u: TestUser): Promise<string> {
+  const res = await fetch(`${u.org.clientUrl}/_matrix/media/v3/upload?filename=x.jpg`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${u.accessToken}`, "content-type": "image/jpeg" },
+    body: JPEG_WITH_GPS,
+  });
+  return ((await res.json()) as { content_uri: string }).content_uri;
+}
+/** A download (or thumbnail) of a file as a user sees it through their organisation: its status. */
+async function fetchMedia(
+  u: TestUser,
+  mxc: string,
+  kind: "download" | "thumbnail" = "download",
+): Promise<number> {
+  const q = kind === "thumbnail" ? "?width=8&height=8&method=scale" : "";
+  const res = await fetch(
+    `${u.org.clientUrl}/_matrix/client/v1/media/${kind}/${mxc.slice("mxc://".length)}${q}`,
+    {
+      headers: { authorization: `Bearer ${u.accessToken}` },
+    },
+  );
+  await res.arrayBuffer();
+  return res.status;
+}
+/** Sends as the room-admin bot with an origin timestamp in the past (the appservice `ts` parameter). */
+async function sendOld(
+  o: RunningOrganisation,
+  roomId: string,
+  content: object,
+  ageMs: number,
+): Promise<string> {
+  const url = new URL(
+    `/_matrix/client/v3/rooms/${enc(roomId)}/send/m.room.message/old-${randomBytes(6).toString("hex")}`,
+    o.synapseUrl,
+  );
+  url.searchParams.set("user_id", `@medmesh:${o.serverName}`);
+  url.searchParams.set("ts", String(Date.now() - ageMs));
+  const body = await json<{ event_id: string }>(
+    fetch(url, {
+      method: "PUT",
+      headers: {
+        authorization: `Bearer ${policy(o).registration.as_token}`,
+        "content-type": "application/json",
+      },
+      body: JSON.stringify(content),
+    }),
+  );
+  return body.event_id;
+}
+/** The tables of Synapse's database that still hold the text, read directly. */
+function tablesHolding(o: RunningOrganisation, text: string): string[] {
+  const db = new DatabaseSync(o.paths.sqliteDb, { readOnly: true });
+  try {
+    const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as {
+      name: string;
+    }[];
+    return tables
+      .map((t) => t.name)
+      .filter((name) => {
+        const rows = db.prepare(`SELECT * FROM "${name.replaceAll('"', '""')}"`).all();
+        return rows.some((r) =>
+          Object.values(r).some((v) =>
+            (v instanceof Uint8Array ? Buffer.from(v).toString("latin1") : String(v)).includes(text),
+          ),
+        );
+      });
+  } finally {
+    db.close();
+  }
+}
+
+describe("retention deletes exactly what expired", () => {
+  it("keeps profile and room avatars through sweeps past the period; deletes an expired upload and its thumbnail at both organisations", async () => {
+    const a = org(0);
+    const ann = await net().registerUser(a);
+    const bob = await net().registerUser(org(1));
+    const [annClient, bobClient] = await Promise.all([net().client(ann), net().client(bob)]);
+    const { room_id: roomId } = await annClient.createRoom({ invite: [bob.userId] });
+    await waitForMembership(bobClient, roomId, "invite");
+    await bobClient.joinRoom(roomId);
+
+    const profileAvatar = await upload(ann);
+    await json(
+      call(ann, "PUT", `/_matrix/client/v3/profile/${enc(ann.userId)}/avatar_url`, {
+        avatar_url: profileAvatar,
+      }),
+    );
+    const roomAvatar = await upload(ann);
+    await json(
+      call(ann, "PUT", `/_matrix/client/v3/rooms/${enc(roomId)}/state/m.room.avatar/`, { url: roomAvatar }),
+    );
+    const attachment = await upload(ann);
+    await sendOld(a, roomId, { msgtype: "m.image", body: "x.jpg", url: attachment }, 40 * DAY);
+    // B's server caches the attachment (and a thumbnail) when B's member looks at it.
+    for (const kind of ["download", "thumbnail"] as const) {
+      expect(await fetchMedia(ann, attachment, kind)).toBe(200);
+      expect(await fetchMedia(bob, attachment, kind)).toBe(200);
+    }
+    await waitUntil(
+      async () =>
+        (await json<{ indexed: number }>(fetch(`${policy(a).url}/_medmesh/admin/v1/retention/status`)))
+          .indexed > 0 || undefined,
+      "the attachment's message indexed",
+    );
+
+    for (const later of [1, 31, 61, 121]) {
+      for (const o of [a, org(1)])
+        expect((await sweep(o, new Date(Date.now() + later * DAY))).failed).toBe(0);
+    }
+    for (const mxc of [profileAvatar, roomAvatar]) {
+      expect(await fetchMedia(ann, mxc), mxc).toBe(200);
+      expect(await fetchMedia(bob, mxc), mxc).toBe(200);
+    }
+    for (const kind of ["download", "thumbnail"] as const) {
+      expect(await fetchMedia(ann, attachment, kind), `A ${kind}`).toBe(404);
+      expect(await fetchMedia(bob, attachment, kind), `B ${kind}`).toBe(404);
+    }
+  });
+
+  it("purges history only up to what the index has seen: an event Synapse stored but the index has not survives", async () => {
+    const a = org(0);
+    const ann = await net().registerUser(a);
+    const annClient = await net().client(ann);
+    const { room_id: roomId } = await annClient.createRoom({});
+    await waitUntil(async () => {
+      const s = (await annClient.getStateEvent(roomId, "m.room.retention", "").catch(() => undefined)) as
+        { max_lifetime?: number } | undefined;
+      return s?.max_lifetime !== undefined || undefined;
+    }, "the bot joined");
+    const marker = `expired-${randomBytes(6).toString("hex")}`;
+    const unseen = `unseen-${randomBytes(6).toString("hex")}`;
+    await sendOld(a, roomId, { msgtype: "m.text", body: marker }, 40 * DAY);
+    const late = await sendOld(a, roomId, { msgtype: "m.text", body: unseen }, 1 * DAY);
+    const index = policy(a).store.knex("retention_events");
+    await waitUntil(
+      async () => ((await index.clone().where({ event_id: late }).first()) as unknown) ?? undefined,
+      "indexed",
+    );
+    // As if its transaction had not arrived yet (Synapse can hold one back until a recovery).
+    await index.clone().where({ event_id: late }).delete();
+
+    expect(await sweep(a, new Date())).toMatchObject({ ran: true, redacted: 1, failed: 0, purged_rooms: 1 });
+    expect(tablesHolding(a, marker)).toEqual([]);
+    expect(tablesHolding(a, unseen).length).toBeGreaterThan(0);
+    const event = await call(ann, "GET", `/_matrix/client/v3/rooms/${enc(roomId)}/event/${enc(late)}`);
+    expect(((await event.json()) as { content?: { body?: string } }).content?.body).toBe(unseen);
+  });
+});
