@@ -1,13 +1,20 @@
 import { randomBytes } from "node:crypto";
 import { DatabaseSync } from "node:sqlite";
+import knexFactory from "knex";
 import type { RunningOrganisation } from "@medmesh/deploy";
 import { describe, expect, it } from "vitest";
 import { JPEG_WITH_GPS } from "../../policy-module/src/media/test-images.ts";
 import { useTestNetwork, waitForMembership, waitUntil, type TestUser } from "../harness/index.ts";
+import type { TestNetwork } from "../harness/test-network.ts";
 
 // Retention deletes exactly what expired: avatars and room state are not messages, and history is
 // purged only up to what the index has seen.
 const net = useTestNetwork({ name: "retention-lifecycle", organisations: 2 });
+const POSTGRES = process.env.MEDMESH_TEST_POSTGRES_URL;
+// The same on PostgreSQL (Synapse's database and MedMesh's store), where CI provides a server.
+const pgNet = POSTGRES
+  ? useTestNetwork({ name: "retention-lifecycle-pg", organisations: 2, postgresUrl: POSTGRES })
+  : undefined;
 const DAY = 86_400_000;
 const org = (i: number): RunningOrganisation => net().orgs[i]!;
 const policy = (o: RunningOrganisation) => o.services.find((s) => s.name === "policy-module")!;
@@ -83,8 +90,40 @@ async function sendOld(
   );
   return body.event_id;
 }
-/** The tables of Synapse's database that still hold the text, read directly. */
-function tablesHolding(o: RunningOrganisation, text: string): string[] {
+/** The tables of Synapse's database (SQLite or PostgreSQL) that still hold the text, read directly. */
+async function tablesHolding(o: RunningOrganisation, text: string): Promise<string[]> {
+  const database = o.org.database;
+  if (database.type === "postgres") {
+    const pg = knexFactory({
+      client: "pg",
+      connection: {
+        host: database.host,
+        port: database.port,
+        user: database.user,
+        ...(database.password === undefined ? {} : { password: database.password }),
+        database: database.database,
+      },
+      pool: { min: 0, max: 1 },
+    });
+    try {
+      const tables = (
+        await pg.raw<{ rows: { table_name: string }[] }>(
+          "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE'",
+        )
+      ).rows.map((r) => r.table_name);
+      const holding: string[] = [];
+      for (const name of tables) {
+        const { rows } = await pg.raw<{ rows: unknown[] }>(
+          `SELECT 1 FROM "${name}" t WHERE t::text LIKE ? LIMIT 1`,
+          [`%${text}%`],
+        );
+        if (rows.length > 0) holding.push(name);
+      }
+      return holding;
+    } finally {
+      await pg.destroy();
+    }
+  }
   const db = new DatabaseSync(o.paths.sqliteDb, { readOnly: true });
   try {
     const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as {
@@ -102,6 +141,54 @@ function tablesHolding(o: RunningOrganisation, text: string): string[] {
       });
   } finally {
     db.close();
+  }
+}
+
+/**
+ * A room homed on A with members on A and B: after the period the expired message's text is gone
+ * from both organisations' Synapse databases — A's MedMesh redacts and purges, B's purges its own
+ * copy — while a kept message stays on both.
+ */
+async function everyServerForgets(network: () => TestNetwork): Promise<void> {
+  const [a, b] = network().orgs as [RunningOrganisation, RunningOrganisation];
+  const ann = await network().registerUser(a);
+  const bob = await network().registerUser(b);
+  const [annClient, bobClient] = await Promise.all([network().client(ann), network().client(bob)]);
+  const { room_id: roomId } = await annClient.createRoom({ invite: [bob.userId] });
+  await waitForMembership(bobClient, roomId, "invite");
+  await bobClient.joinRoom(roomId);
+  const marker = `expired-${randomBytes(6).toString("hex")}`;
+  const keptText = `kept-${randomBytes(6).toString("hex")}`;
+  const fresh = `fresh-${randomBytes(6).toString("hex")}`;
+  await sendOld(a, roomId, { msgtype: "m.text", body: marker }, 40 * DAY);
+  const kept = await sendOld(a, roomId, { msgtype: "m.text", body: keptText }, 38 * DAY);
+  const last = await sendOld(a, roomId, { msgtype: "m.text", body: fresh }, 1 * DAY);
+  await annClient.sendStateEvent(roomId, "m.room.pinned_events" as never, { pinned: [kept] } as never, "");
+  // B's server has the whole conversation.
+  await waitUntil(
+    async () =>
+      (await call(bob, "GET", `/_matrix/client/v3/rooms/${enc(roomId)}/event/${enc(last)}`)).ok || undefined,
+    "B has the newest message",
+  );
+  for (const o of [a, b]) expect((await tablesHolding(o, marker)).length, o.serverName).toBeGreaterThan(0);
+
+  await waitUntil(
+    async () => ((await sweep(a, new Date())).redacted as number) >= 1 || undefined,
+    "A redacts the expired message",
+  );
+  expect(await sweep(b, new Date())).toMatchObject({ ran: true, redacted: 0, failed: 0, forgotten: 1 });
+  for (const o of [a, b]) {
+    await waitUntil(
+      async () => (await tablesHolding(o, marker)).length === 0 || undefined,
+      `${o.serverName} no longer holds the expired text`,
+    );
+    expect(
+      (await tablesHolding(o, keptText)).length,
+      `${o.serverName} keeps the kept message`,
+    ).toBeGreaterThan(0);
+    expect((await tablesHolding(o, fresh)).length, `${o.serverName} keeps the newer message`).toBeGreaterThan(
+      0,
+    );
   }
 }
 
@@ -176,9 +263,15 @@ describe("retention deletes exactly what expired", () => {
     await index.clone().where({ event_id: late }).delete();
 
     expect(await sweep(a, new Date())).toMatchObject({ ran: true, redacted: 1, failed: 0, purged_rooms: 1 });
-    expect(tablesHolding(a, marker)).toEqual([]);
-    expect(tablesHolding(a, unseen).length).toBeGreaterThan(0);
+    expect(await tablesHolding(a, marker)).toEqual([]);
+    expect((await tablesHolding(a, unseen)).length).toBeGreaterThan(0);
     const event = await call(ann, "GET", `/_matrix/client/v3/rooms/${enc(roomId)}/event/${enc(late)}`);
     expect(((await event.json()) as { content?: { body?: string } }).content?.body).toBe(unseen);
   });
+});
+
+describe("every server in the room forgets", () => {
+  it("SQLite: the expired text leaves both organisations' Synapse databases; kept and newer messages stay", () =>
+    everyServerForgets(net));
+  it.runIf(pgNet)("PostgreSQL: the same", () => everyServerForgets(pgNet!));
 });

@@ -309,16 +309,23 @@ export const MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 13,
-    name: "retention: media that room state refers to",
-    // Avatars and other media named in room state (m.room.member avatar_url, m.room.avatar, …):
-    // never retention's to delete, even when an expired message refers to the same file.
-    up: (trx) =>
-      trx.schema.createTable("retention_state_media", (t) => {
+    name: "retention: media that room state refers to; rooms homed elsewhere",
+    up: async (trx) => {
+      // Avatars and other media named in room state (m.room.member avatar_url, m.room.avatar, …):
+      // never retention's to delete, even when an expired message refers to the same file.
+      await trx.schema.createTable("retention_state_media", (t) => {
         t.text("mxc").primary();
         t.text("room_id").notNullable();
         t.text("type").notNullable();
         t.timestamp("seen_at", { useTz: true }).notNullable();
-      }),
+      });
+      // Rooms another organisation's MedMesh administers: this one only forgets its own copy,
+      // reading their history through the admin API from where it last stopped.
+      await trx.schema.alterTable("retention_rooms", (t) => {
+        t.timestamp("foreign_since", { useTz: true });
+        t.text("foreign_from");
+      });
+    },
   },
 ];
 

@@ -1,64 +1,132 @@
 import { MatrixRequestError, type SynapseAdmin } from "@medmesh/common";
 import type { Logger } from "pino";
 import { indexEntry, stateMediaOf, type RetentionIndex } from "./event-index.ts";
+import { RETENTION_EVENT } from "./config.ts";
+
+type Page = {
+  chunk: (Parameters<typeof indexEntry>[0] & { state_key?: string })[];
+  start?: string;
+  end?: string;
+};
 
 /**
  * Rooms that existed before MedMesh was installed (or that the bot was never invited to) are
  * indexed once through Synapse's admin API, and the room-admin bot is made their admin so the
- * sweep can redact in them. Runs at start, on demand, and for each room the bot joins (so nothing
- * sent before its invite is missed); a room is done once.
+ * sweep can redact in them. Runs at start, on demand, before each sweep, and for each room the
+ * bot joins (so nothing sent before its invite is missed); a room is done once. A room no local
+ * member may make the bot admin of (another organisation administers it) is "foreign": its home
+ * organisation redacts there, and this one forgets its own copy — its history is read on from
+ * where it stopped before every sweep, with its pins and its period.
  */
 export function createBackfill(d: {
   index: RetentionIndex;
   admin: SynapseAdmin;
   botUserId: string;
+  /** The organisation's bounds for a room's period: a foreign room's own is clamped into them. */
+  bounds: { minMs: number; maxMs: number };
   log: Logger;
 }) {
   const enc = encodeURIComponent;
-  /** The number of events indexed, or -1 when the bot cannot act in the room. */
-  const indexRoom = async (roomId: string): Promise<number> => {
+  const page = (roomId: string, dir: "b" | "f", from: string | undefined) =>
+    d.admin.request<Page>(
+      "GET",
+      `/_synapse/admin/v1/rooms/${enc(roomId)}/messages?${new URLSearchParams({ dir, limit: "500", ...(from ? { from } : {}) }).toString()}`,
+    );
+  const indexPage = async (roomId: string, chunk: Page["chunk"]): Promise<number> => {
+    let indexed = 0;
+    for (const e of chunk) {
+      if (e.state_key !== undefined)
+        await d.index.addStateMedia(stateMediaOf(e.content), roomId, e.type, new Date());
+      const entry = indexEntry({ ...e, room_id: roomId });
+      if (entry) {
+        await d.index.add(entry);
+        indexed++;
+      }
+    }
+    return indexed;
+  };
+
+  /** Whether the bot is (or could be made) admin; false when another organisation's is. */
+  const canAdminister = async (roomId: string): Promise<boolean> => {
     const { members } = await d.admin.request<{ members: string[] }>(
       "GET",
       `/_synapse/admin/v1/rooms/${enc(roomId)}/members`,
     );
-    if (!members.includes(d.botUserId)) {
-      try {
-        await d.admin.request("POST", `/_synapse/admin/v1/rooms/${enc(roomId)}/make_room_admin`, {
-          user_id: d.botUserId,
-        });
-      } catch (err) {
-        // No local member may grant it (typically a room another organisation created): its own
-        // MedMesh redacts there, and Synapse here drops redacted content after
-        // redaction_retention_period. Indexing it would only make every sweep fail on it.
-        d.log.warn(
-          { err, room_id: roomId },
-          "the bot cannot be made admin: retention left to the room's home server",
-        );
-        await d.index.markBackfilled(roomId, new Date());
-        return -1;
-      }
+    if (members.includes(d.botUserId)) return true;
+    try {
+      await d.admin.request("POST", `/_synapse/admin/v1/rooms/${enc(roomId)}/make_room_admin`, {
+        user_id: d.botUserId,
+      });
+      return true;
+    } catch (err) {
+      d.log.info(
+        { err, room_id: roomId },
+        "another organisation administers this room: only our copy is forgotten",
+      );
+      return false;
     }
+  };
+
+  /** A foreign room's pins and period, from its current state. */
+  const readState = async (roomId: string): Promise<void> => {
+    const { state } = await d.admin.request<{
+      state: { type: string; state_key: string; sender: string; content: Record<string, unknown> }[];
+    }>("GET", `/_synapse/admin/v1/rooms/${enc(roomId)}/state`);
+    const of = (type: string) => state.find((e) => e.type === type && e.state_key === "");
+    const pins = of("m.room.pinned_events");
+    const pinned = new Set(
+      Array.isArray(pins?.content.pinned) ? pins.content.pinned.filter((p) => typeof p === "string") : [],
+    );
+    const before = await d.index.pins(roomId);
+    for (const eventId of pinned)
+      if (!before.has(eventId)) await d.index.keep(roomId, eventId, pins?.sender ?? "", new Date());
+    for (const eventId of before.keys()) if (!pinned.has(eventId)) await d.index.unkeep(roomId, eventId);
+    const ms = of(RETENTION_EVENT)?.content.max_lifetime;
+    await d.index.setRoomPeriod(
+      roomId,
+      typeof ms === "number" ? Math.min(d.bounds.maxMs, Math.max(d.bounds.minMs, ms)) : null,
+    );
+  };
+
+  /** The number of events indexed, and whether the room is foreign. */
+  const indexRoom = async (roomId: string): Promise<{ indexed: number; foreign: boolean }> => {
+    const foreign = !(await canAdminister(roomId));
     let indexed = 0;
     let from: string | undefined;
+    let now: string | undefined; // where reading on starts next time (foreign rooms)
     for (;;) {
-      const q = new URLSearchParams({ dir: "b", limit: "500", ...(from ? { from } : {}) });
-      const page = await d.admin.request<{ chunk: Parameters<typeof indexEntry>[0][]; end?: string }>(
-        "GET",
-        `/_synapse/admin/v1/rooms/${enc(roomId)}/messages?${q.toString()}`,
-      );
-      for (const e of page.chunk) {
-        if (e.state_key !== undefined)
-          await d.index.addStateMedia(stateMediaOf(e.content), roomId, e.type, new Date());
-        const entry = indexEntry({ ...e, room_id: roomId });
-        if (entry) {
-          await d.index.add(entry);
-          indexed++;
-        }
-      }
-      if (page.chunk.length === 0 || !page.end || page.end === from) break;
-      from = page.end;
+      const p = await page(roomId, "b", from);
+      now ??= p.start;
+      indexed += await indexPage(roomId, p.chunk);
+      if (p.chunk.length === 0 || !p.end || p.end === from) break;
+      from = p.end;
     }
-    await d.index.markBackfilled(roomId, new Date());
+    if (foreign) {
+      await d.index.markForeign(roomId, now, new Date());
+      await readState(roomId);
+    } else await d.index.markBackfilled(roomId, new Date());
+    return { indexed, foreign };
+  };
+
+  /** Foreign rooms: their history read on from where it stopped, then their pins and period. */
+  const refreshForeign = async (): Promise<number> => {
+    let indexed = 0;
+    for (const room of await d.index.foreignRooms()) {
+      try {
+        let from = room.from ?? undefined;
+        for (;;) {
+          const p = await page(room.room_id, "f", from);
+          indexed += await indexPage(room.room_id, p.chunk);
+          if (p.chunk.length === 0 || !p.end || p.end === from) break;
+          from = p.end;
+          await d.index.setForeignFrom(room.room_id, from);
+        }
+        await readState(room.room_id);
+      } catch (err) {
+        if (!(err instanceof MatrixRequestError)) throw err;
+        d.log.warn({ err, room_id: room.room_id }, "could not read a foreign room");
+      }
+    }
     return indexed;
   };
 
@@ -74,13 +142,10 @@ export function createBackfill(d: {
       for (const room of page.rooms) {
         if (room.joined_local_members === 0 || (await d.index.isBackfilled(room.room_id))) continue;
         try {
-          const indexed = await indexRoom(room.room_id);
-          if (indexed < 0) {
-            result.left_to_home_server++;
-            continue;
-          }
+          const { indexed, foreign } = await indexRoom(room.room_id);
           result.events += indexed;
-          result.rooms++;
+          if (foreign) result.left_to_home_server++;
+          else result.rooms++;
         } catch (err) {
           if (!(err instanceof MatrixRequestError)) throw err;
           d.log.warn({ err, room_id: room.room_id }, "could not index a room");
@@ -89,8 +154,9 @@ export function createBackfill(d: {
       if (page.next_batch === undefined) break;
       from = page.next_batch;
     }
-    if (result.rooms > 0) d.log.info(result, "indexed rooms that existed before");
+    if (result.rooms + result.left_to_home_server > 0)
+      d.log.info(result, "indexed rooms that existed before");
     return result;
   };
-  return { all, room: indexRoom };
+  return { all, room: async (roomId: string) => (await indexRoom(roomId)).indexed, refreshForeign };
 }

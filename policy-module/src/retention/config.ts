@@ -37,3 +37,6 @@ export const RetentionConfigSchema = z
 export type RetentionConfig = z.output<typeof RetentionConfigSchema>;
 
 export const days = (n: number): number => Math.round(n * DAY_MS);
+
+/** The room state event carrying a room's retention period (MSC1763). */
+export const RETENTION_EVENT = "m.room.retention";

@@ -14,6 +14,7 @@ interface Row extends Omit<IndexedEvent, "origin_ts"> {
   origin_ts: string | number;
   redacting_at: Date | null;
   redacted_at: Date | null;
+  foreign_since?: Date | null;
 }
 
 /** Event types whose content the retention policy removes (state events are not messages). */
@@ -74,7 +75,7 @@ export function indexEntry(e: {
   };
 }
 
-const toEvent = (r: Row): IndexedEvent & { redacting: boolean } => ({
+const toEvent = (r: Row): IndexedEvent & { redacting: boolean; foreign: boolean } => ({
   event_id: r.event_id,
   room_id: r.room_id,
   sender: r.sender,
@@ -82,6 +83,8 @@ const toEvent = (r: Row): IndexedEvent & { redacting: boolean } => ({
   origin_ts: Number(r.origin_ts),
   media: r.media,
   redacting: r.redacting_at !== null,
+  /** In a room another organisation administers: forgotten here, redacted there. */
+  foreign: r.foreign_since != null,
 });
 
 /** The retention index: event metadata, keeps (pins) and per-room periods, in the service's store. */
@@ -104,7 +107,7 @@ export function retentionIndex(knex: Knex) {
      */
     async due(now: number, defaultMs: number, maxKeepMs: number, limit: number) {
       const rows = await knex
-        .select<Row[]>("e.*")
+        .select<Row[]>("e.*", "r.foreign_since")
         .from("retention_events as e")
         .leftJoin("retention_rooms as r", "r.room_id", "e.room_id")
         .leftJoin("retention_keeps as k", function () {
@@ -220,6 +223,22 @@ export function retentionIndex(knex: Knex) {
         .whereNull("e.redacted_at")
         .whereRaw("cardinality(e.media) > 0");
       return [...new Set(rows.flatMap((r) => r.media))];
+    },
+    /** A room another organisation administers; `from` is where its history was read up to. */
+    async markForeign(roomId: string, from: string | undefined, at: Date): Promise<void> {
+      await knex("retention_rooms")
+        .insert({ room_id: roomId, foreign_since: at, foreign_from: from ?? null, backfilled_at: at })
+        .onConflict("room_id")
+        .merge(["foreign_since", "foreign_from", "backfilled_at"]);
+    },
+    async foreignRooms(): Promise<{ room_id: string; from: string | null }[]> {
+      const rows = await knex("retention_rooms")
+        .whereNotNull("foreign_since")
+        .select<{ room_id: string; foreign_from: string | null }[]>("room_id", "foreign_from");
+      return rows.map((r) => ({ room_id: r.room_id, from: r.foreign_from }));
+    },
+    async setForeignFrom(roomId: string, from: string): Promise<void> {
+      await knex("retention_rooms").where({ room_id: roomId }).update({ foreign_from: from });
     },
     async setRoomPeriod(roomId: string, periodMs: number | null): Promise<void> {
       await knex("retention_rooms")

@@ -9,12 +9,12 @@ import cron, { type ScheduledTask } from "node-cron";
 import type { Knex } from "knex";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
-import { days, type RetentionConfig } from "./config.ts";
+import { days, RETENTION_EVENT, type RetentionConfig } from "./config.ts";
 import { createBackfill } from "./backfill.ts";
 import { indexEntry, retentionIndex, stateMediaOf } from "./event-index.ts";
 import { createSweeper } from "./sweeper.ts";
 
-export const RETENTION_EVENT = "m.room.retention";
+export { RETENTION_EVENT };
 
 interface Event extends AppserviceEvent {
   sender?: string;
@@ -45,10 +45,21 @@ export function startRetention(
   const audit = createAuditLog(d.knex);
   const bot = asUser(d.homeserverUrl, d.asToken, d.botUserId);
   const log = d.log.child({ component: "retention" });
-  const sweeper = createSweeper({ ...d, config, index, bot, audit, log });
-  const enc = encodeURIComponent;
-  const backfill = createBackfill({ index, admin: d.admin, botUserId: d.botUserId, log });
   const [minMs, maxMs, defaultMs] = [days(config.min_days), days(config.max_days), days(config.default_days)];
+  const backfill = createBackfill({
+    index,
+    admin: d.admin,
+    botUserId: d.botUserId,
+    bounds: { minMs, maxMs },
+    log,
+  });
+  // Rooms that came to this server since the last sweep, and what foreign rooms said since.
+  const beforeSweep = async (): Promise<void> => {
+    await backfill.all();
+    await backfill.refreshForeign();
+  };
+  const sweeper = createSweeper({ ...d, config, index, bot, audit, log, beforeSweep });
+  const enc = encodeURIComponent;
   const setRoomPolicy = (roomId: string, ms: number) =>
     bot("PUT", `/_matrix/client/v3/rooms/${enc(roomId)}/state/${RETENTION_EVENT}/`, { max_lifetime: ms });
 

@@ -17,6 +17,8 @@ export interface SweepResult {
   redacted: number;
   already_redacted: number;
   failed: number;
+  /** Expired events of rooms another organisation administers: purged from our copy, not redacted. */
+  forgotten: number;
   purged_rooms: number;
   media_deleted: number;
   seconds: number;
@@ -47,13 +49,15 @@ export function createSweeper(d: {
   audit: AuditLog;
   log: Logger;
   metrics: Registry;
+  /** Brings the index up to date with rooms it cannot hear about as they happen (foreign ones). */
+  beforeSweep?: () => Promise<void>;
   /** Tests: called after each redaction is sent, before it is marked done (a crash lands here). */
   afterRedaction?: (eventId: string) => Promise<void> | undefined;
 }) {
   const holder = `retention-${String(process.pid)}-${randomBytes(4).toString("hex")}`;
   const counted = new Counter({
     name: "medmesh_retention_events_total",
-    help: "Events the retention sweep handled, by outcome (redacted, already_redacted, failed)",
+    help: "Events the retention sweep handled, by outcome (redacted, already_redacted, forgotten, failed)",
     labelNames: ["outcome"] as const,
     registers: [d.metrics],
   });
@@ -199,6 +203,7 @@ export function createSweeper(d: {
       redacted: 0,
       already_redacted: 0,
       failed: 0,
+      forgotten: 0,
       purged_rooms: 0,
       media_deleted: 0,
       seconds: 0,
@@ -209,6 +214,7 @@ export function createSweeper(d: {
     const media = new Set<string>();
     const failed = new Set<string>();
     try {
+      await d.beforeSweep?.();
       for (;;) {
         const batch = (
           await d.index.due(
@@ -222,7 +228,11 @@ export function createSweeper(d: {
         const done = new Map<string, string[]>();
         for (const e of batch) {
           try {
-            if (e.redacting && (await isRedacted(e.room_id, e.event_id))) {
+            if (e.foreign) {
+              // Its home organisation redacts it for every server; this one purges its copy.
+              result.forgotten++;
+              counted.inc({ outcome: "forgotten" });
+            } else if (e.redacting && (await isRedacted(e.room_id, e.event_id))) {
               result.already_redacted++;
               counted.inc({ outcome: "already_redacted" });
             } else {
@@ -246,14 +256,16 @@ export function createSweeper(d: {
             );
           }
         }
-        for (const [roomId, eventIds] of done)
+        for (const [roomId, eventIds] of done) {
+          const foreign = batch.some((e) => e.room_id === roomId && e.foreign);
           await d.audit.record({
             actor: d.botUserId,
-            action: "retention.redact",
+            action: foreign ? "retention.forget" : "retention.redact",
             object: roomId,
-            outcome: "redacted",
+            outcome: foreign ? "forgotten" : "redacted",
             details: { event_ids: eventIds, policy },
           });
+        }
         d.log.info({ redacted: result.redacted, failed: result.failed }, "retention sweep progress");
         await d.leases.tryAcquire(LEASE, holder, LEASE_MS); // still ours: renew
       }
