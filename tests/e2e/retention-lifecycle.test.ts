@@ -270,6 +270,40 @@ describe("retention deletes exactly what expired", () => {
   });
 });
 
+describe("retention follows a room upgrade", () => {
+  it("the bot joins the successor room, which is indexed and swept like its predecessor", async () => {
+    const a = org(0);
+    const ann = await net().registerUser(a);
+    const annClient = await net().client(ann);
+    const { room_id: old } = await annClient.createRoom({});
+    const period = async (roomId: string) =>
+      (
+        (await annClient.getStateEvent(roomId, "m.room.retention", "").catch(() => undefined)) as
+          { max_lifetime?: number } | undefined
+      )?.max_lifetime;
+    await waitUntil(async () => (await period(old)) ?? undefined, "the bot joined the room");
+    const up = await json<{ replacement_room: string }>(
+      call(ann, "POST", `/_matrix/client/v3/rooms/${enc(old)}/upgrade`, { new_version: "12" }),
+    );
+    const successor = up.replacement_room;
+    // The bot's own m.room.retention in the successor shows it followed and joined.
+    await waitUntil(
+      async () => (await period(successor)) ?? undefined,
+      "the bot followed into the successor",
+    );
+    const marker = `upgraded-${randomBytes(6).toString("hex")}`;
+    const expired = await sendOld(a, successor, { msgtype: "m.text", body: marker }, 40 * DAY);
+    await waitUntil(
+      async () =>
+        ((await policy(a).store.knex("retention_events").where({ event_id: expired }).first()) as unknown) ??
+        undefined,
+      "the successor's message indexed",
+    );
+    expect(await sweep(a, new Date())).toMatchObject({ ran: true, failed: 0 });
+    expect(await tablesHolding(a, marker)).toEqual([]);
+  });
+});
+
 describe("every server in the room forgets", () => {
   it("SQLite: the expired text leaves both organisations' Synapse databases; kept and newer messages stay", () =>
     everyServerForgets(net));

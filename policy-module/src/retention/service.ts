@@ -144,6 +144,25 @@ export function startRetention(
     else await setRoomPolicy(roomId, defaultMs);
   };
 
+  /**
+   * The room was upgraded: the bot follows into the successor (as admin, through the admin API,
+   * since an upgrade carries over power levels but not memberships); its join then indexes it.
+   */
+  const onUpgraded = async (e: Event, roomId: string): Promise<void> => {
+    const successor = e.content?.replacement_room;
+    if (typeof successor !== "string") return;
+    await d.admin.request("POST", `/_synapse/admin/v1/rooms/${enc(successor)}/make_room_admin`, {
+      user_id: d.botUserId,
+    });
+    await audit.record({
+      actor: d.botUserId,
+      action: "retention.follow_upgrade",
+      object: successor,
+      outcome: "joined",
+      details: { predecessor: roomId },
+    });
+  };
+
   let task: ScheduledTask | undefined;
   return {
     index,
@@ -165,6 +184,7 @@ export function startRetention(
           if (e.type === "m.room.pinned_events") await onPins(e, roomId);
           else if (e.type === RETENTION_EVENT) await onRoomPolicy(e, roomId);
           else if (e.type === "m.room.member" && e.content?.membership === "join") await onBotJoined(roomId);
+          else if (e.type === "m.room.tombstone") await onUpgraded(e, roomId);
         } catch (err) {
           // The index above is what must not be lost; a policy reaction is retried by the next event.
           log.warn({ err, room_id: roomId, type: e.type }, "retention could not react to an event");
