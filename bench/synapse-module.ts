@@ -39,12 +39,15 @@ try {
     const { room_id: roomId } = (await res.json()) as { room_id: string };
     return { url: org.synapseUrl, token: user.accessToken, roomId, invitee: invitee.userId };
   };
+  const testTarget = await target(net, withModule);
+  const decisionInviter = (await net.registerUser(withModule)).userId;
+  const decisionInvitee = testTarget.invitee;
   const load = await promisify(execFile)(
     process.execPath,
     [
       join(import.meta.dirname, "send-load.ts"),
       JSON.stringify({
-        targets: { base: await target(net, alone), test: await target(net, withModule) },
+        targets: { base: await target(net, alone), test: testTarget },
         sends: SENDS,
         concurrency: CONCURRENCY,
         invites: INVITES,
@@ -52,6 +55,25 @@ try {
     ],
     { encoding: "utf8", maxBuffer: 64 * 1024 * 1024 },
   );
+  // The policy module's own share: the same invite question asked straight from here.
+  const token = readFileSync(withModule.paths.decisionToken, "utf8").trim();
+  const ask = async (): Promise<number> => {
+    const started = process.hrtime.bigint();
+    const res = await fetch(`${withModule.policyModuleUrl}/_medmesh/decide/v1/invite`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: JSON.stringify({
+        inviter: decisionInviter,
+        invitee: decisionInvitee,
+        room_id: "!r:x",
+        via: "local",
+      }),
+    });
+    await res.arrayBuffer();
+    return Number(process.hrtime.bigint() - started) / 1e6;
+  };
+  const decisions: number[] = [];
+  for (let i = 0; i < INVITES; i++) decisions.push(await ask());
   type Pair = { base: number[]; test: number[] };
   const { latency, rounds, invites } = JSON.parse(load.stdout) as {
     latency: Pair;
@@ -73,6 +95,7 @@ try {
   row(`throughput, ${String(CONCURRENCY)} in flight (msg/s)`, tput.base.toFixed(0), tput.test.toFixed(0));
   row("invite latency p50 (ms)", q(invites.base, 0.5).toFixed(2), q(invites.test, 0.5).toFixed(2));
   row("invite latency p99 (ms)", q(invites.base, 0.99).toFixed(2), q(invites.test, 0.99).toFixed(2));
+  row("decision API alone p50 (ms)", "", q(decisions, 0.5).toFixed(2));
   console.log(
     `send throughput ratio ${(tput.test / tput.base).toFixed(3)} (${String(SENDS)} sends per figure); ` +
       `invite added latency p50 ${(q(invites.test, 0.5) - q(invites.base, 0.5)).toFixed(2)} ms ` +

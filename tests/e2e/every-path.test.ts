@@ -239,8 +239,8 @@ describe("every rule on every path: invite permissions", () => {
   }
 });
 
-describe("every rule on every path: an invite inside a federation /send", () => {
-  it("the permission config × an invite event B's server puts in /send, signed with B's key", async () => {
+describe("every rule on every path: PDUs inside a federation /send", () => {
+  it("the permission config and E2EE × invite and encryption events B's server puts in /send, signed with B's key", async () => {
     // A room homed on B that A takes part in, so A accepts B's PDUs for it.
     const bob = await user(1, "bob");
     const guest = await user(0, "guest");
@@ -259,7 +259,7 @@ describe("every rule on every path: an invite inside a federation /send", () => 
       (await api(guest, "proxy", "POST", `/_matrix/client/v3/rooms/${enc(roomId)}/join`, {})).status,
     ).toBe(200);
     const b = federationClientOf(org(1));
-    const pdu = async (invitee: string) => {
+    const pdu = async (type: string, stateKey: string, content: Record<string, unknown>) => {
       const state = await admin(1).request<{
         state: { type: string; state_key: string; event_id: string }[];
       }>("GET", `/_synapse/admin/v1/rooms/${enc(roomId)}/state`);
@@ -273,18 +273,18 @@ describe("every rule on every path: an invite inside a federation /send", () => 
       );
       const prev = (latest.body.chunk as { event_id: string }[])[0]!.event_id;
       const { event, eventId } = b.event({
-        type: "m.room.member",
-        state_key: invitee,
+        type,
+        state_key: stateKey,
         sender: bob.userId,
         room_id: roomId,
-        content: { membership: "invite" },
+        content,
         depth: 100,
         prev_events: [prev],
         auth_events: [
           id("m.room.create"),
           id("m.room.power_levels"),
-          id("m.room.join_rules"),
           id("m.room.member", bob.userId),
+          ...(type === "m.room.member" ? [id("m.room.join_rules")] : []),
         ],
       });
       const txn = `every-path-${randomBytes(4).toString("hex")}`;
@@ -296,9 +296,10 @@ describe("every rule on every path: an invite inside a federation /send", () => 
       expect(answer.status, JSON.stringify(answer.body)).toBe(200);
       return eventId;
     };
-    await pdu((await blocker()).userId);
+    const invite = { membership: "invite" };
+    await pdu("m.room.member", (await blocker()).userId, invite);
     const allowed = await user(0, "open-send");
-    await pdu(allowed.userId);
+    await pdu("m.room.member", allowed.userId, invite);
     // The allowed invite is in A's copy of the room; the refused one is not, then or later.
     await waitUntil(
       async () => (await membership(0, roomId, allowed.userId)) === "invite" || undefined,
@@ -306,6 +307,17 @@ describe("every rule on every path: an invite inside a federation /send", () => 
     );
     expect(await membership(0, roomId, (await blocker()).userId)).toBeUndefined();
     expect(await invitedRooms(await blocker())).not.toContain(roomId);
+
+    // E2EE: a Megolm change is taken into A's state; a switch to another algorithm is not.
+    const megolm = { algorithm: "m.megolm.v1.aes-sha2", rotation_period_ms: 3_600_000 };
+    await pdu("m.room.encryption", "", megolm);
+    await waitUntil(
+      async () =>
+        (await stateOf(0, roomId, "m.room.encryption"))?.rotation_period_ms === 3_600_000 || undefined,
+      "the allowed encryption change in A's room state",
+    );
+    await pdu("m.room.encryption", "", { algorithm: "m.none.plaintext" });
+    expect(await stateOf(0, roomId, "m.room.encryption")).toEqual(megolm);
   });
 });
 
