@@ -211,6 +211,32 @@ describe("every rule on every path: invite permissions", () => {
     );
   });
 
+  it("the permission config × an appservice acting for a user of its namespace (as_token + user_id)", async () => {
+    // The bridge's ghosts act this way; here the policy appservice's own room-admin bot.
+    const a = org(0);
+    const asToken = a.services.find((s) => s.name === "policy-module")!.registration.as_token;
+    const bot = `@medmesh:${a.serverName}`;
+    const as = async (method: string, path: string, body: unknown): Promise<Answer> => {
+      const url = new URL(path, a.synapseUrl);
+      url.searchParams.set("user_id", bot);
+      const res = await fetch(url, {
+        method,
+        headers: { authorization: `Bearer ${asToken}`, "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+    };
+    const created = await as("POST", "/_matrix/client/v3/createRoom", { preset: "private_chat" });
+    expect(created.status, JSON.stringify(created.body)).toBe(200);
+    const roomId = created.body.room_id as string;
+    const invite = (userId: string) =>
+      as("POST", `/_matrix/client/v3/rooms/${enc(roomId)}/invite`, { user_id: userId });
+    expectRefused(await invite((await blocker()).userId), /does not accept invites from/);
+    expect(await membership(0, roomId, (await blocker()).userId)).toBeUndefined();
+    const allowed = await invite((await user(0, "open")).userId);
+    expect(allowed.status, JSON.stringify(allowed.body)).toBe(200);
+  });
+
   for (const version of ["v1", "v2"] as const) {
     it(`the permission config × a hand-built federation /${version}/invite signed with B's key`, async () => {
       const b = federationClientOf(org(1));
