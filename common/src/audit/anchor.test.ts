@@ -109,4 +109,28 @@ describe("audit anchors", () => {
         seq: 1,
       });
     }));
+
+  it("anchors an empty log at the genesis, so that a missing anchor always means a removed one", () =>
+    withAudit(async (audit, _store, dir) => {
+      const anchors = fileAnchorStore(join(dir, "anchors.jsonl"));
+      const anchorer = createAnchorer({
+        audit,
+        anchors,
+        key,
+        serverName: "a.example",
+        log: pino({ level: "silent" }),
+      });
+      expect(await anchorer.anchorNow()).toMatchObject({
+        anchored: true,
+        anchor: { anchor: { seq: 0, hash: "0".repeat(64) } },
+      });
+      expect(await anchorer.anchorNow()).toMatchObject({ anchored: false });
+      await record(audit, "one");
+      expect(await verifyAnchored(audit, anchors, verifyKey)).toMatchObject({
+        ok: true,
+        records: 1,
+        anchor: { seq: 0 },
+      });
+      expect(await anchorer.anchorNow()).toMatchObject({ anchored: true, anchor: { anchor: { seq: 1 } } });
+    }));
 });

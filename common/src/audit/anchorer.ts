@@ -6,7 +6,7 @@ import {
   type SignedAnchor,
   type SigningKey,
 } from "./anchor.ts";
-import type { AuditBreak, AuditLog } from "./audit-log.ts";
+import { GENESIS, type AuditBreak, type AuditLog } from "./audit-log.ts";
 
 export type AnchorResult =
   | { anchored: true; anchor: SignedAnchor }
@@ -55,8 +55,10 @@ export function createAnchorer(d: AnchorerDeps): Anchorer {
       ? await d.audit.verify({ anchor: previous.anchor, fromAnchor: true })
       : await d.audit.verify();
     if (report.break) return { anchored: false, refused: report.break };
-    const head = report.last;
-    if (!head || (previous?.anchor.seq === head.seq && previous.anchor.hash === head.hash))
+    // An empty log is anchored too (at the genesis): from then on a missing anchor file means
+    // someone removed it, never "not written yet".
+    const head = report.last ?? { seq: 0, hash: GENESIS, at: now.toISOString() };
+    if (previous?.anchor.seq === head.seq && previous.anchor.hash === head.hash)
       return { anchored: false, anchor: previous };
     const anchor = signAnchor(d.key, head, d.serverName, now);
     await d.anchors.append(anchor);

@@ -84,7 +84,8 @@ export interface AuditLog {
   verify(opts?: VerifyOptions): Promise<AuditReport>;
 }
 
-const GENESIS = "0".repeat(64);
+/** The "previous hash" of the first record, and the head of an empty log. */
+export const GENESIS = "0".repeat(64);
 const DEFAULT_PAGE = 1000;
 // Serialises writers across instances: each entry's hash needs the previous one.
 const AUDIT_LOCK = 7_350_002;
@@ -152,11 +153,14 @@ export function createAuditLog(knex: Knex): AuditLog {
     async verify(opts = {}) {
       const pageSize = opts.pageSize ?? DEFAULT_PAGE;
       const { anchor } = opts;
-      const fromAnchor = opts.fromAnchor === true && anchor !== undefined;
+      // An anchor at seq 0 is the genesis: a log that was empty when it was signed.
+      const fromAnchor = opts.fromAnchor === true && anchor !== undefined && anchor.seq > 0;
       const report: AuditReport = { ok: true, records: 0, first: null, last: null, pages: 0 };
       const fail = (b: AuditBreak): AuditReport => ({ ...report, ok: false, break: b });
       let prev: AuditRecord | undefined;
-      let anchorSeen = anchor === undefined;
+      if (anchor?.seq === 0 && anchor.hash !== GENESIS)
+        return fail({ kind: "rewritten", seq: 0, message: "the anchor's genesis is not this chain's" });
+      let anchorSeen = anchor === undefined || anchor.seq === 0;
       // Keyset paging by seq: each query reads at most pageSize rows, so a table of any size is
       // checked in constant memory, and records appended meanwhile are simply read as they come.
       let after = fromAnchor ? anchor.seq - 1 : 0;

@@ -1,5 +1,6 @@
 export {
   createAuditLog,
+  GENESIS,
   type AnchorPoint,
   type AuditBreak,
   type AuditBreakKind,
