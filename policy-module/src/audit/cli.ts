@@ -163,7 +163,7 @@ export function formatReport(r: AnchoredReport, anchoringOff: boolean): string {
     r.first && r.last
       ? `records: ${String(r.records)} checked, seq ${String(r.first.seq)} (${r.first.at}) to seq ${String(r.last.seq)} (${r.last.at})`
       : `records: ${String(r.records)} checked`,
-    `head:    ${r.last ? `seq ${String(r.last.seq)} sha256 ${r.last.hash}` : "none (empty log)"}`,
+    `head:    ${r.last ? `seq ${String(r.last.seq)} sha256 ${r.last.hash}${r.ok ? "" : " (as far as checked)"}` : "none (empty log)"}`,
     `anchor:  ${
       r.anchor
         ? `seq ${String(r.anchor.seq)} sha256 ${r.anchor.hash}, signed ${r.anchor.signed_at} by key ${r.anchor.kid} (${r.anchor.signature_valid ? "signature valid" : "SIGNATURE INVALID"}), from ${r.anchor.where}`
