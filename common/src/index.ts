@@ -48,5 +48,5 @@ export {
  * tells other messengers it is the retention period, not a person, that deleted the message.
  */
 export const RETENTION_REDACTION = "org.medmesh.retention";
-export { createAuditLog, type AuditEntry, type AuditLog, type AuditRecord } from "./audit/audit-log.ts";
+export * from "./audit/index.ts";
 export { canonicalJson } from "./crypto/canonical-json.ts";

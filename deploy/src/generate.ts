@@ -69,6 +69,8 @@ export function organisationPaths(dataDir: string, orgId: string): OrganisationP
     policyModuleConfig: join(root, "policy-module.yaml"),
     bridgeConfig: join(root, "bridge.yaml"),
     storeDir: join(root, "store"),
+    // Beside the store, not in it: whoever edits the audit table cannot rewrite these in step.
+    auditAnchors: join(root, "audit-anchors.jsonl"),
     tlsDir: join(root, "tls"),
     federationWhitelist: join(synapseDir, "federation-whitelist.yaml"),
     organisationKey: join(secrets, "organisation.jwk.json"),
@@ -286,6 +288,7 @@ async function generateOrganisation(
     synapse_admin: { registration_shared_secret: readFileSync(paths.registrationSecret, "utf8").trim() },
     organisation: { signing_key_file: view.path(paths.organisationKey), ca_files: caFiles.map(view.path) },
     synapse_module: { token_file: view.path(paths.decisionToken) },
+    audit: { anchor_file: view.path(paths.auditAnchors), anchor_interval_seconds: 300 },
     trust: {
       operator_keys: [
         ...(trustConfig.sign_locally ? [view.path(trust.operatorPublicKey)] : []),

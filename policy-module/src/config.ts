@@ -1,5 +1,6 @@
 import { ServiceConfigSchema } from "@medmesh/common";
 import { z } from "zod";
+import { AuditConfigSchema } from "./audit/config.ts";
 import { DirectoryConfigSchema } from "./directory/index.ts";
 import { IdentityConfigSchema } from "./identity/verification.ts";
 import { RetentionConfigSchema } from "./retention/config.ts";
@@ -56,7 +57,15 @@ export const PolicyModuleConfigSchema = ServiceConfigSchema.extend({
   retention: RetentionConfigSchema.prefault({}),
   invites: OrgInvitePolicySchema.prefault({}),
   directory: DirectoryConfigSchema.prefault({}),
+  audit: AuditConfigSchema.prefault({}),
 }).superRefine((c, ctx) => {
+  if (c.audit.anchor_file && !c.organisation) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["audit", "anchor_file"],
+      message: "needs organisation (its signing key signs the anchors)",
+    });
+  }
   if (c.proxy && !c.synapse_admin) {
     ctx.addIssue({
       code: "custom",

@@ -14,3 +14,4 @@ export {
   type TrustListInput,
 } from "./trust/index.ts";
 export { loadOrgKey, signRequest } from "./trust/index.ts";
+export { runAuditCli, AuditConfigSchema, type AuditConfig } from "./audit/index.ts";

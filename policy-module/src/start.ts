@@ -6,6 +6,7 @@ import {
   ensureAppserviceUser,
   startAppserviceService,
   type RunningService,
+  type ServiceDefinition,
   type StartOptions,
   type StartedRole,
 } from "@medmesh/common";
@@ -18,11 +19,14 @@ import type { InviteGate } from "./proxy/policy.ts";
 import { createDirectory, createPeerClient, FHIR_PATH } from "./directory/index.ts";
 import { startIdentity, type Identity } from "./identity/service.ts";
 import { createPeerApi } from "./peer-api.ts";
+import { createAuditService, mountAuditApi, type AuditService } from "./audit/index.ts";
 import { createDecider, mountDecisionApi, type Decider } from "./decisions/index.ts";
 import { createInviteGate } from "./invites/index.ts";
 import { startProxy } from "./proxy/index.ts";
 import { startRetention, type Retention } from "./retention/index.ts";
 import { createTrustManager, loadOrgKey, type TrustManager } from "./trust/index.ts";
+
+type RoleContext = Parameters<NonNullable<ServiceDefinition["roles"]>[number]>[0];
 
 export interface PolicyModuleStartOptions extends StartOptions {
   /** Called after the trust list changed Synapse's federation whitelist fragment (the runner restarts Synapse). */
@@ -42,6 +46,7 @@ export async function start(
   let identity: Identity | undefined;
   let retention: Retention | undefined;
   let decider: Decider | undefined;
+  let audit: AuditService | undefined;
   return startAppserviceService(
     {
       name: "policy-module",
@@ -60,6 +65,13 @@ export async function start(
             metrics: ctx.metrics,
           });
         }
+        audit = createAuditService(config.audit, {
+          store: ctx.store,
+          orgKey: config.organisation ? loadOrgKey(config.organisation.signing_key_file) : undefined,
+          serverName: config.homeserver.server_name,
+          log: ctx.log,
+        });
+        mountAuditApi(app, audit);
         // Internal listener: which lists are in force, for operators and tests.
         app.get("/_medmesh/admin/v1/trust", (_req, res) => {
           res.json(trust ? trust.status() : { configured: false });
@@ -121,35 +133,42 @@ export async function start(
               throw new Error("no valid trust list in force");
           }),
       },
-      roles: config.proxy
-        ? [
-            async (ctx) => {
-              trust = config.trust
-                ? await createTrustManager(config.trust, {
-                    serverName: config.homeserver.server_name,
-                    log: ctx.log,
-                    metrics: ctx.metrics,
-                    documents: ctx.store.documents,
-                    ...(opts.onSynapseWhitelistChanged
-                      ? { onWhitelistChanged: opts.onSynapseWhitelistChanged }
-                      : {}),
-                  })
-                : undefined;
-              if (!trust)
-                ctx.log.warn("no trust list configured: this organisation federates with any server");
-              return startProxyRole(
-                config,
-                ctx,
-                trust,
-                (d) => (decider = d),
-                (i, r) => {
-                  identity = i;
-                  retention = r;
-                },
-              );
-            },
-          ]
-        : [],
+      roles: [
+        // Anchors the audit chain's head at start and then periodically, whatever other roles run.
+        () => {
+          audit?.start();
+          return Promise.resolve({ endpoints: {}, stop: async () => audit?.stop() });
+        },
+        ...(config.proxy
+          ? [
+              async (ctx: RoleContext) => {
+                trust = config.trust
+                  ? await createTrustManager(config.trust, {
+                      serverName: config.homeserver.server_name,
+                      log: ctx.log,
+                      metrics: ctx.metrics,
+                      documents: ctx.store.documents,
+                      ...(opts.onSynapseWhitelistChanged
+                        ? { onWhitelistChanged: opts.onSynapseWhitelistChanged }
+                        : {}),
+                    })
+                  : undefined;
+                if (!trust)
+                  ctx.log.warn("no trust list configured: this organisation federates with any server");
+                return startProxyRole(
+                  config,
+                  ctx,
+                  trust,
+                  (d) => (decider = d),
+                  (i, r) => {
+                    identity = i;
+                    retention = r;
+                  },
+                );
+              },
+            ]
+          : []),
+      ],
     },
     config,
     opts,

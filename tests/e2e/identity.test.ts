@@ -243,6 +243,47 @@ describe("verified clinician identity", () => {
     expect(await seenBy(org(0), u.userId)).toBe(false);
   });
 
+  it("keeps every check in an audit chain that is anchored and verified end to end", async () => {
+    const base = policy(org(0)).url;
+    const anchorPath = "/_medmesh/admin/v1/audit/anchor";
+    const verifyPath = "/_medmesh/admin/v1/audit/verify";
+    const anchored = await documented(
+      "POST",
+      anchorPath,
+      await fetch(`${base}${anchorPath}`, { method: "POST" }),
+    );
+    expect(anchored.status).toBe(200);
+    const check = async () =>
+      (await (await documented("GET", verifyPath, await fetch(`${base}${verifyPath}`))).json()) as {
+        ok: boolean;
+        records: number;
+        last: { seq: number };
+        anchor: { seq: number; signature_valid: boolean } | null;
+        break?: { kind: string; seq: number };
+      };
+    const report = await check();
+    expect(report).toMatchObject({ ok: true, anchor: { signature_valid: true } });
+    expect(report.records).toBeGreaterThan(0); // the checks above were recorded
+    // Records written since the anchor (the service keeps working) are after it, not before.
+    const anchoredSeq = report.anchor?.seq ?? 0;
+    expect(anchoredSeq).toBeGreaterThan(0);
+    expect(anchoredSeq).toBeLessThanOrEqual(report.last.seq);
+
+    // Deleting the newest records leaves a consistent chain; only the anchor shows it.
+    const knex = policy(org(0)).store.knex;
+    const newest = (await knex("audit_log").where("seq", ">=", anchoredSeq).orderBy("seq")) as Record<
+      string,
+      unknown
+    >[];
+    await knex("audit_log").where("seq", ">=", anchoredSeq).delete();
+    try {
+      expect(await check()).toMatchObject({ ok: false, break: { kind: "truncated", seq: anchoredSeq } });
+    } finally {
+      await knex("audit_log").insert(newest.map((r) => ({ ...r, details: JSON.stringify(r.details) })));
+    }
+    expect(await check()).toMatchObject({ ok: true });
+  });
+
   it("keeps a check pending while the registry times out or faults, and never verifies", async () => {
     const u = await net().registerUser(org(0), "bea");
     big.setRecords([

@@ -22,6 +22,7 @@ export interface OrganisationPaths {
   policyModuleConfig: string;
   bridgeConfig: string;
   storeDir: string;
+  auditAnchors: string;
   tlsDir: string;
   /** Synapse config fragment with federation_domain_whitelist, kept by the policy module. */
   federationWhitelist: string;
