@@ -5,7 +5,7 @@ import { IdentityConfigSchema } from "./identity/verification.ts";
 import { RetentionConfigSchema } from "./retention/config.ts";
 import { OrgInvitePolicySchema } from "./invites/index.ts";
 import { ProxyConfigSchema } from "./proxy/index.ts";
-import { TrustConfigSchema } from "./trust/index.ts";
+import { missingTrustProblem, TrustConfigSchema } from "./trust/index.ts";
 
 export const PolicyModuleConfigSchema = ServiceConfigSchema.extend({
   proxy: ProxyConfigSchema.optional(),
@@ -49,5 +49,7 @@ export const PolicyModuleConfigSchema = ServiceConfigSchema.extend({
       message: "is required when the proxy is configured",
     });
   }
+  const trustProblem = c.proxy ? missingTrustProblem(c.trust) : undefined;
+  if (trustProblem) ctx.addIssue({ code: "custom", path: ["trust"], message: trustProblem });
 });
 export type PolicyModuleConfig = z.output<typeof PolicyModuleConfigSchema>;

@@ -19,7 +19,7 @@ import { createPeerApi } from "./peer-api.ts";
 import { createInviteGate } from "./invites/index.ts";
 import { startProxy } from "./proxy/index.ts";
 import { startRetention, type Retention } from "./retention/index.ts";
-import { createTrustManager, loadOrgKey, type TrustManager } from "./trust/index.ts";
+import { createTrustManager, loadOrgKey, missingTrustProblem, type TrustManager } from "./trust/index.ts";
 
 export interface PolicyModuleStartOptions extends StartOptions {
   /** Called after the trust list changed Synapse's federation whitelist fragment (the runner restarts Synapse). */
@@ -35,6 +35,9 @@ export async function start(
   config: PolicyModuleConfig,
   opts: PolicyModuleStartOptions = {},
 ): Promise<RunningService> {
+  // Checked before anything starts; the schema says the same to `validate-config`.
+  const trustProblem = config.proxy ? missingTrustProblem(config.trust) : undefined;
+  if (trustProblem) throw new Error(`policy-module refuses to start: ${trustProblem}`);
   let trust: TrustManager | undefined;
   let identity: Identity | undefined;
   let retention: Retention | undefined;
@@ -112,19 +115,20 @@ export async function start(
       roles: config.proxy
         ? [
             async (ctx) => {
-              trust = config.trust
-                ? await createTrustManager(config.trust, {
-                    serverName: config.homeserver.server_name,
-                    log: ctx.log,
-                    metrics: ctx.metrics,
-                    documents: ctx.store.documents,
-                    ...(opts.onSynapseWhitelistChanged
-                      ? { onWhitelistChanged: opts.onSynapseWhitelistChanged }
-                      : {}),
-                  })
-                : undefined;
+              trust =
+                config.trust && !config.trust.open_federation
+                  ? await createTrustManager(config.trust, {
+                      serverName: config.homeserver.server_name,
+                      log: ctx.log,
+                      metrics: ctx.metrics,
+                      documents: ctx.store.documents,
+                      ...(opts.onSynapseWhitelistChanged
+                        ? { onWhitelistChanged: opts.onSynapseWhitelistChanged }
+                        : {}),
+                    })
+                  : undefined;
               if (!trust)
-                ctx.log.warn("no trust list configured: this organisation federates with any server");
+                ctx.log.warn("trust.open_federation: true: this organisation federates with any server");
               return startProxyRole(config, ctx, trust, (i, r) => {
                 identity = i;
                 retention = r;
