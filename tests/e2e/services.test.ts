@@ -157,6 +157,9 @@ describe("MedMesh services beside Synapse", () => {
           ...org.bridge,
           appservice: { registration_file: badRegistration },
           listen: { host: "127.0.0.1", port: 0 },
+          ...(org.bridge.interop
+            ? { interop: { ...org.bridge.interop, listen: { host: "127.0.0.1", port: 0 } } }
+            : {}),
           store: { type: "pglite", data_dir: "memory://" },
         },
         { log: createLogger("bridge", "silent"), pingTimeoutMs: 5000 },
