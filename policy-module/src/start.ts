@@ -51,7 +51,7 @@ export async function start(
         await identity?.badges.onEvents(events);
       },
       mount: (app) => {
-        // Internal listener: which lists are in force, for operators and tests.
+        // Internal listener, admins only (the frame's default): operators, monitoring and tests.
         app.get("/_medmesh/admin/v1/trust", (_req, res) => {
           res.json(trust ? trust.status() : { configured: false });
         });
