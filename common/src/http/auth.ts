@@ -111,7 +111,8 @@ export function synapseTokenLookup(synapseUrl: string, timeoutMs = 5000): Matrix
     });
   return async (token) => {
     const whoami = await get("/_matrix/client/v3/account/whoami", token);
-    if (whoami.status === 401) return { valid: false };
+    // 403: a known token whose account may not act (locked, suspended): no admin either.
+    if (whoami.status === 401 || whoami.status === 403) return { valid: false };
     if (!whoami.ok) throw new Error(`whoami answered ${String(whoami.status)}`);
     const { user_id: userId } = (await whoami.json()) as { user_id?: unknown };
     if (typeof userId !== "string") throw new Error("whoami answered without user_id");
