@@ -40,7 +40,7 @@ async function sendOld(o: RunningOrganisation, roomId: string, type: string, con
 }
 
 const admin = (o: RunningOrganisation, method: string, path: string, body?: unknown) =>
-  adminApi(o, "policy-module").json(method, path, body ?? {});
+  adminApi(o, "policy-module").json(method, path, body);
 const status = async (o: RunningOrganisation) =>
   (await admin(o, "GET", "/_medmesh/admin/v1/retention/status")) as {
     indexed: number;
