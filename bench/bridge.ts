@@ -124,7 +124,7 @@ try {
   };
   let rss = { now: NaN, peak: NaN };
   try {
-    vendor.connect(org.bridgeUrl, org.paths.bridgeSigningKey);
+    vendor.connect(org.bridgeInteropUrl, org.paths.bridgeSigningKey);
     const alice = await net.client(await net.registerUser(org, "alice"));
     const bobUser = await net.registerUser(org, "bob");
     const bob = await net.client(bobUser);

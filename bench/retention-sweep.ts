@@ -7,7 +7,7 @@
  *    endpoint of the running service, whose store then holds that many index rows).
  */
 import { createSynapseAdmin } from "@medmesh/common";
-import { startTestNetwork } from "../tests/harness/index.ts";
+import { adminApi, startTestNetwork } from "../tests/harness/index.ts";
 
 const EVENTS = Number(process.env.BENCH_EVENTS ?? 500);
 const INDEXED = Number(process.env.BENCH_INDEXED ?? 1_000_000);
@@ -37,14 +37,8 @@ try {
     });
     return (await res.json()) as { room_id?: string; event_id?: string; errcode?: string };
   };
-  const internal = async (path: string, body: unknown = {}) => {
-    const res = await fetch(`${policy.url}${path}`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify(body),
-    });
-    return (await res.json()) as Record<string, unknown>;
-  };
+  const policyAdmin = adminApi(org, "policy-module");
+  const internal = (path: string, body: unknown = {}) => policyAdmin.json("POST", path, body);
   const fill = async (roomId: string): Promise<void> => {
     for (let i = 0; i < EVENTS; i++)
       await asSender(

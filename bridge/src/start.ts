@@ -4,8 +4,9 @@ import { createBridgeCore, type BridgeCore } from "./core/index.ts";
 
 /**
  * bridge: interop with other medical messengers. The appservice frame (store, health, metrics,
- * the homeserver link) and, when `interop` is configured, the bridge core with the open interop
- * API vendors call (docs/bridge.md).
+ * the homeserver link, the dead-letter admin API on the internal listener) and, when `interop` is
+ * configured, the bridge core with the open interop API vendors call, on a listener of its own
+ * that serves nothing else (docs/bridge.md).
  */
 export async function start(config: BridgeConfig, opts: StartOptions = {}): Promise<RunningService> {
   let core: BridgeCore | undefined;
@@ -24,6 +25,24 @@ export async function start(config: BridgeConfig, opts: StartOptions = {}): Prom
             metrics: ctx.metrics,
           });
       },
+      listeners: config.interop
+        ? [
+            {
+              name: "interop",
+              listen: config.interop.listen,
+              routeGroups: [
+                {
+                  prefix: "/_medmesh/interop/",
+                  authenticate: "in-handlers",
+                  description: "vendors, with RFC 9421 signatures over each request (interop/server.ts)",
+                },
+              ],
+              mount: (app) => {
+                core?.mountInterop(app);
+              },
+            },
+          ]
+        : [],
       roles: [
         async () => {
           await core?.start();

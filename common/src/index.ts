@@ -2,17 +2,39 @@ export * from "./ids.ts";
 export { createLogger, type Logger } from "./logging.ts";
 export { createMetricsRegistry } from "./metrics.ts";
 export { ApiError, ErrCode, asyncHandler, errorMiddleware } from "./http/errors.ts";
-export { createServiceApp, jsonBody, listen, type HealthCheck, type RunningServer } from "./http/service.ts";
+export {
+  createListenerApp,
+  createServiceApp,
+  jsonBody,
+  listen,
+  type HealthCheck,
+  type RunningServer,
+} from "./http/service.ts";
+export {
+  adminAuthenticator,
+  bearerToken,
+  cachedTokenLookup,
+  routeGuard,
+  synapseTokenLookup,
+  type Authenticate,
+  type MatrixTokenInfo,
+  type MatrixTokenLookup,
+  type RouteGroup,
+} from "./http/auth.ts";
 export * from "./config/index.ts";
 export { loadRegistration, RegistrationSchema, type Registration } from "./appservice/registration.ts";
 export {
+  homeserverTokenCheck,
   mountAppserviceApi,
   transactionKey,
   type AppserviceEvent,
   type EventHandler,
 } from "./appservice/transactions.ts";
 export {
+  adminCheck,
   startAppserviceService,
+  type ListenerDefinition,
+  type MountContext,
   type RunningService,
   type ServiceDefinition,
   type StartedRole,

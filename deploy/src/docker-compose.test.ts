@@ -5,6 +5,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 import { loadConfigFile, loadRegistration, parseConfig, ServiceConfigSchema } from "@medmesh/common";
 import { PolicyModuleConfigSchema } from "@medmesh/policy-module";
+import { BridgeConfigSchema } from "@medmesh/bridge";
 import { DeploymentSchema, type DeploymentConfig } from "./config/schema.ts";
 import { generateNetwork, type GeneratedOrganisation } from "./generate.ts";
 import { REPO_ROOT } from "./network.ts";
@@ -188,7 +189,7 @@ describe("docker-compose.yml (production reference for one organisation)", () =>
     );
   });
 
-  it("publishes only the policy proxy's ports, and health-checks Synapse on its private listener", () => {
+  it("publishes only the policy proxy's and the bridge's public ports, and health-checks Synapse on its private listener", () => {
     const hs = parseYaml(readFileSync(org.paths.homeserverYaml, "utf8")) as {
       listeners: { port: number; tls: boolean; bind_addresses: string[]; resources: { names: string[] }[] }[];
     };
@@ -212,7 +213,17 @@ describe("docker-compose.yml (production reference for one organisation)", () =>
       `${String(proxy.federation.port)}:${String(proxy.federation.port)}`,
       `127.0.0.1:${String(proxy.client.port)}:${String(proxy.client.port)}`,
     ]);
-    for (const name of ["postgres", "synapse", "bridge"]) expect(svc(name).ports, name).toBeUndefined();
+    for (const name of ["postgres", "synapse"]) expect(svc(name).ports, name).toBeUndefined();
+    // The bridge publishes its interop listener only, never its internal one.
+    const bridge = parseConfig(
+      BridgeConfigSchema,
+      parseYaml(readFileSync(org.paths.bridgeConfig, "utf8")),
+      "b",
+    );
+    const interop = bridge.interop!.listen.port;
+    expect(interop).not.toBe(bridge.listen.port);
+    expect(svc("bridge").ports).toEqual([`127.0.0.1:${String(interop)}:${String(interop)}`]);
+    expect(bridge.interop!.listen.host).toBe("0.0.0.0");
   });
 
   it("wires appservices and services to each other by compose service name and listening port", () => {
@@ -232,6 +243,9 @@ describe("docker-compose.yml (production reference for one organisation)", () =>
       );
       expect(svc(name).depends_on?.synapse?.condition).toBe("service_healthy");
       expect(service.appservice.registration_file).toBe(`/data/hospital-a/appservices/${name}.yaml`);
+      // Admin tokens are generated into the mounted data folder; the org-admin check asks Synapse.
+      expect(existsSync(hostPathOf(svc(name), service.admin.token_file ?? "") ?? "")).toBe(true);
+      expect(service.admin.synapse_url).toBe(`http://synapse:18008`);
     }
   });
 

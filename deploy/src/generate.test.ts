@@ -6,6 +6,7 @@ import { describe, expect, it } from "vitest";
 import { parse as parseYaml } from "yaml";
 import { loadRegistration, parseConfig, ServiceConfigSchema } from "@medmesh/common";
 import { PolicyModuleConfigSchema } from "@medmesh/policy-module";
+import { BridgeConfigSchema } from "@medmesh/bridge";
 import { DeploymentSchema } from "./config/schema.ts";
 import { generateNetwork } from "./generate.ts";
 
@@ -31,6 +32,7 @@ function deployment(profile: "test" | "production", extra: Record<string, unknow
             synapse_federation: 28448,
             policy_module: 19100,
             bridge: 19200,
+            bridge_interop: 19210,
           },
         },
         {
@@ -43,6 +45,7 @@ function deployment(profile: "test" | "production", extra: Record<string, unknow
             synapse_federation: 28449,
             policy_module: 19101,
             bridge: 19201,
+            bridge_interop: 19211,
           },
           database: {
             type: "postgres",
@@ -172,6 +175,43 @@ describe("organisation config generator", () => {
     expect(loadRegistration(again.paths.policyModuleRegistration).hs_token).toBe(reg.hs_token);
   });
 
+  it("writes an admin token per service (0600, kept across runs) and gives the bridge a public listener", async () => {
+    const config = deployment("production");
+    const org = (await generateNetwork(config, "/")).organisations[0]!;
+    const pm = parseConfig(PolicyModuleConfigSchema, readYaml(org.paths.policyModuleConfig), "pm");
+    const bridge = parseConfig(BridgeConfigSchema, readYaml(org.paths.bridgeConfig), "bridge");
+    expect(pm.admin).toEqual({
+      token_file: org.paths.policyModuleAdminToken,
+      matrix_admins: true,
+      synapse_url: "http://127.0.0.1:28008",
+      cache_seconds: 30,
+    });
+    // The bridge reaches Matrix through the proxy, but checks admins' tokens with Synapse itself.
+    expect(bridge.homeserver.url).toBe("http://127.0.0.1:18008");
+    expect(bridge.admin.synapse_url).toBe("http://127.0.0.1:28008");
+    expect(bridge.admin.token_file).toBe(org.paths.bridgeAdminToken);
+    const tokens = [org.paths.policyModuleAdminToken, org.paths.bridgeAdminToken].map((f) => {
+      expect(statSync(f).mode & 0o077).toBe(0);
+      return readFileSync(f, "utf8").trim();
+    });
+    expect(tokens[0]).toMatch(/^[\w-]{43}$/);
+    expect(tokens[0]).not.toBe(tokens[1]);
+    expect(org.adminTokenFiles).toEqual({
+      "policy-module": org.paths.policyModuleAdminToken,
+      bridge: org.paths.bridgeAdminToken,
+    });
+    // Internal listener (Synapse's appservice URL) and public interop listener differ.
+    expect(bridge.listen.port).toBe(19200);
+    expect(loadRegistration(org.paths.bridgeRegistration).url).toBe("http://127.0.0.1:19200");
+    expect(bridge.interop?.listen).toEqual({ host: "127.0.0.1", port: 19210 });
+    expect(bridge.interop?.public_url).toBe("http://127.0.0.1:19210");
+    expect(org.bridgeInteropUrl).toBe("http://127.0.0.1:19210");
+    expect(pm.trust?.open_federation).toBe(false);
+
+    const again = (await generateNetwork(config, "/")).organisations[0]!;
+    expect(readFileSync(again.paths.policyModuleAdminToken, "utf8").trim()).toBe(tokens[0]);
+  });
+
   it("rejects a deployment whose organisations collide, naming the field", () => {
     expect(() =>
       deployment("production", {
@@ -183,6 +223,7 @@ describe("organisation config generator", () => {
           synapse_federation: 4,
           policy_module: 1,
           bridge: 2,
+          bridge_interop: 5,
         },
       }),
     ).toThrow(

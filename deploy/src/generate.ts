@@ -32,8 +32,13 @@ export interface GeneratedOrganisation {
   /** Synapse's own client listener (loopback), for MedMesh and admin tooling only. */
   synapseUrl: string;
   federationUrl: string;
+  /** The services' internal listeners (health; metrics and admin API with the admin token). */
   policyModuleUrl: string;
   bridgeUrl: string;
+  /** The bridge's public listener: the interop API vendors call. */
+  bridgeInteropUrl: string;
+  /** Each service's admin token file, by service name (its admin API and /metrics). */
+  adminTokenFiles: { "policy-module": string; bridge: string };
   policyModule: PolicyModuleConfig;
   bridge: BridgeConfig;
 }
@@ -75,6 +80,8 @@ export function organisationPaths(dataDir: string, orgId: string): OrganisationP
     federationWhitelist: join(synapseDir, "federation-whitelist.yaml"),
     organisationKey: join(secrets, "organisation.jwk.json"),
     bridgeSigningKey: join(secrets, "bridge-signing.pem"),
+    policyModuleAdminToken: join(secrets, "policy-module-admin-token"),
+    bridgeAdminToken: join(secrets, "bridge-admin-token"),
     demoVendorKey: join(secrets, "demo-vendor.pem"),
     demoVendorData: join(root, "demo-vendor.sqlite"),
   };
@@ -190,6 +197,8 @@ async function generateOrganisation(
     paths.macaroonSecret,
     paths.formSecret,
     paths.decisionToken,
+    paths.policyModuleAdminToken,
+    paths.bridgeAdminToken,
   ]) {
     await ensureSecretFile(secret, () => randomToken());
   }
@@ -262,10 +271,19 @@ async function generateOrganisation(
     port: number,
     registration: string,
     homeserverUrl: string,
+    adminToken: string,
   ) => ({
     homeserver: { server_name: serverName, url: homeserverUrl },
     appservice: { registration_file: view.path(registration) },
     listen: { host: org.bind_address, port },
+    // Synapse itself for the org-admin check: the bridge's homeserver URL is the proxy, which
+    // does not forward Synapse's admin API.
+    admin: {
+      token_file: view.path(adminToken),
+      matrix_admins: true,
+      synapse_url: view.url("synapse", org.ports.synapse_client),
+      cache_seconds: 30,
+    },
     store:
       org.store.type === "postgres"
         ? {
@@ -284,12 +302,14 @@ async function generateOrganisation(
       org.ports.policy_module,
       paths.policyModuleRegistration,
       view.url("synapse", org.ports.synapse_client),
+      paths.policyModuleAdminToken,
     ),
     synapse_admin: { registration_shared_secret: readFileSync(paths.registrationSecret, "utf8").trim() },
     organisation: { signing_key_file: view.path(paths.organisationKey), ca_files: caFiles.map(view.path) },
     synapse_module: { token_file: view.path(paths.decisionToken) },
     audit: { anchor_file: view.path(paths.auditAnchors), anchor_interval_seconds: 300 },
     trust: {
+      open_federation: false,
       operator_keys: [
         ...(trustConfig.sign_locally ? [view.path(trust.operatorPublicKey)] : []),
         ...trustConfig.operator_keys.map((f) => view.path(resolve(baseDir, f))),
@@ -339,9 +359,11 @@ async function generateOrganisation(
       org.ports.bridge,
       paths.bridgeRegistration,
       view.url("policy_module", org.ports.client),
+      paths.bridgeAdminToken,
     ),
     interop: InteropConfigSchema.parse({
-      public_url: view.url("bridge", org.ports.bridge),
+      listen: { host: org.bind_address, port: org.ports.bridge_interop },
+      public_url: view.url("bridge", org.ports.bridge_interop),
       vendors: [
         ...org.bridge_vendors,
         ...(org.demo_vendor
@@ -371,6 +393,8 @@ async function generateOrganisation(
     federationUrl: `https://${host}:${String(org.ports.federation)}`,
     policyModuleUrl: `http://${host}:${String(org.ports.policy_module)}`,
     bridgeUrl: `http://${host}:${String(org.ports.bridge)}`,
+    bridgeInteropUrl: `http://${host}:${String(org.ports.bridge_interop)}`,
+    adminTokenFiles: { "policy-module": paths.policyModuleAdminToken, bridge: paths.bridgeAdminToken },
     policyModule,
     bridge,
   };

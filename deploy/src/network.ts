@@ -250,7 +250,14 @@ export function describeNetwork(
       services: Object.fromEntries(
         o.services.map((s) => [
           s.name,
-          { url: s.url, health: `${s.url}/health`, metrics: `${s.url}/metrics` },
+          {
+            url: s.url,
+            health: `${s.url}/health`,
+            metrics: `${s.url}/metrics`,
+            // Bearer token for /metrics and the admin API (docs/production.md).
+            admin_token_file: o.adminTokenFiles[s.name as keyof GeneratedOrganisation["adminTokenFiles"]],
+            ...(s.endpoints.interop ? { interop_url: s.endpoints.interop } : {}),
+          },
         ]),
       ),
       synapse: {

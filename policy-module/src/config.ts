@@ -6,7 +6,7 @@ import { IdentityConfigSchema } from "./identity/verification.ts";
 import { RetentionConfigSchema } from "./retention/config.ts";
 import { OrgInvitePolicySchema } from "./invites/index.ts";
 import { ProxyConfigSchema } from "./proxy/index.ts";
-import { TrustConfigSchema } from "./trust/index.ts";
+import { missingTrustProblem, TrustConfigSchema } from "./trust/index.ts";
 
 export const PolicyModuleConfigSchema = ServiceConfigSchema.extend({
   proxy: ProxyConfigSchema.optional(),
@@ -81,5 +81,7 @@ export const PolicyModuleConfigSchema = ServiceConfigSchema.extend({
         "is required when the proxy is configured (without it Synapse's module refuses every guarded action)",
     });
   }
+  const trustProblem = c.proxy ? missingTrustProblem(c.trust) : undefined;
+  if (trustProblem) ctx.addIssue({ code: "custom", path: ["trust"], message: trustProblem });
 });
 export type PolicyModuleConfig = z.output<typeof PolicyModuleConfigSchema>;

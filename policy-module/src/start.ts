@@ -20,11 +20,11 @@ import { createDirectory, createPeerClient, FHIR_PATH } from "./directory/index.
 import { startIdentity, type Identity } from "./identity/service.ts";
 import { createPeerApi } from "./peer-api.ts";
 import { createAuditService, mountAuditApi, type AuditService } from "./audit/index.ts";
-import { createDecider, mountDecisionApi, type Decider } from "./decisions/index.ts";
+import { createDecider, decisionRouteGroup, mountDecisionApi, type Decider } from "./decisions/index.ts";
 import { createInviteGate } from "./invites/index.ts";
 import { startProxy } from "./proxy/index.ts";
 import { startRetention, type Retention } from "./retention/index.ts";
-import { createTrustManager, loadOrgKey, type TrustManager } from "./trust/index.ts";
+import { createTrustManager, loadOrgKey, missingTrustProblem, type TrustManager } from "./trust/index.ts";
 
 type RoleContext = Parameters<NonNullable<ServiceDefinition["roles"]>[number]>[0];
 
@@ -42,6 +42,9 @@ export async function start(
   config: PolicyModuleConfig,
   opts: PolicyModuleStartOptions = {},
 ): Promise<RunningService> {
+  // Checked before anything starts; the schema says the same to `validate-config`.
+  const trustProblem = config.proxy ? missingTrustProblem(config.trust) : undefined;
+  if (trustProblem) throw new Error(`policy-module refuses to start: ${trustProblem}`);
   let trust: TrustManager | undefined;
   let identity: Identity | undefined;
   let retention: Retention | undefined;
@@ -56,14 +59,13 @@ export async function start(
         await retention?.onEvents(events);
         await identity?.badges.onEvents(events);
       },
+      // Synapse's MedMesh module asks here with the decision token, not an admin's.
+      routeGroups: config.synapse_module
+        ? [decisionRouteGroup(readFileSync(config.synapse_module.token_file, "utf8").trim())]
+        : [],
       mount: (app, ctx) => {
         if (config.synapse_module) {
-          mountDecisionApi(app, {
-            token: readFileSync(config.synapse_module.token_file, "utf8").trim(),
-            decider: () => decider,
-            log: ctx.log,
-            metrics: ctx.metrics,
-          });
+          mountDecisionApi(app, { decider: () => decider, log: ctx.log, metrics: ctx.metrics });
         }
         audit = createAuditService(config.audit, {
           store: ctx.store,
@@ -72,7 +74,7 @@ export async function start(
           log: ctx.log,
         });
         mountAuditApi(app, audit);
-        // Internal listener: which lists are in force, for operators and tests.
+        // Internal listener, admins only (the frame's default): operators, monitoring and tests.
         app.get("/_medmesh/admin/v1/trust", (_req, res) => {
           res.json(trust ? trust.status() : { configured: false });
         });
@@ -142,19 +144,20 @@ export async function start(
         ...(config.proxy
           ? [
               async (ctx: RoleContext) => {
-                trust = config.trust
-                  ? await createTrustManager(config.trust, {
-                      serverName: config.homeserver.server_name,
-                      log: ctx.log,
-                      metrics: ctx.metrics,
-                      documents: ctx.store.documents,
-                      ...(opts.onSynapseWhitelistChanged
-                        ? { onWhitelistChanged: opts.onSynapseWhitelistChanged }
-                        : {}),
-                    })
-                  : undefined;
+                trust =
+                  config.trust && !config.trust.open_federation
+                    ? await createTrustManager(config.trust, {
+                        serverName: config.homeserver.server_name,
+                        log: ctx.log,
+                        metrics: ctx.metrics,
+                        documents: ctx.store.documents,
+                        ...(opts.onSynapseWhitelistChanged
+                          ? { onWhitelistChanged: opts.onSynapseWhitelistChanged }
+                          : {}),
+                      })
+                    : undefined;
                 if (!trust)
-                  ctx.log.warn("no trust list configured: this organisation federates with any server");
+                  ctx.log.warn("trust.open_federation: true: this organisation federates with any server");
                 return startProxyRole(
                   config,
                   ctx,

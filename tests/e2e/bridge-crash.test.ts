@@ -5,7 +5,14 @@ import { REPO_ROOT } from "@medmesh/deploy";
 import { MsgType, type MatrixClient } from "matrix-js-sdk";
 import { afterAll, describe, expect, it } from "vitest";
 import { TestVendor } from "../harness/interop-vendor.ts";
-import { roomBodies, useTestNetwork, waitForRoomEvent, waitUntil, type TestUser } from "../harness/index.ts";
+import {
+  adminApi,
+  roomBodies,
+  useTestNetwork,
+  waitForRoomEvent,
+  waitUntil,
+  type TestUser,
+} from "../harness/index.ts";
 
 // Crash safety of the bridge: it runs as its own process here, so it can be killed with SIGKILL
 // in the middle of a burst and started again, as a supervisor (systemd, compose) would.
@@ -79,7 +86,7 @@ describe(`bridge crash safety: kill -9 ×${String(KILLS)} during ${String(BURST)
       .services.find((s) => s.name === "bridge")
       ?.stop();
     await startBridge();
-    vendor.connect(org().bridgeUrl, org().paths.bridgeSigningKey);
+    vendor.connect(org().bridgeInteropUrl, org().paths.bridgeSigningKey);
     alice = await net().registerUser(org(), "alice");
     client = await net().client(alice);
     roomId = await vendor.openConversation(
@@ -100,7 +107,7 @@ describe(`bridge crash safety: kill -9 ×${String(KILLS)} during ${String(BURST)
 
   it("looks for held-back Synapse transactions only after a recovery", async () => {
     const catchUps = async () => {
-      const metrics = await (await fetch(`${org().bridgeUrl}/metrics`)).text();
+      const metrics = await adminApi(org(), "bridge").metrics();
       return [...metrics.matchAll(/^medmesh_bridge_catch_ups_total\{[^}]*\} (\d+)/gm)].reduce(
         (n, m) => n + Number(m[1]),
         0,

@@ -7,7 +7,7 @@ import {
   type BigTestRecord,
 } from "../../policy-module/src/identity/registries/big-test-server.ts";
 import { TestVendor } from "../harness/interop-vendor.ts";
-import { useTestNetwork, waitForRoomEvent, waitUntil, type TestUser } from "../harness/index.ts";
+import { adminApi, useTestNetwork, waitForRoomEvent, waitUntil, type TestUser } from "../harness/index.ts";
 
 // Policy applies to bridged users: the bridge acts through the organisation's proxy, the
 // identity module verifies vendor users with a registration, and retention reaches the vendor.
@@ -76,7 +76,7 @@ describe("bridge: MedMesh policy applies to bridged users", () => {
   let roomId: string;
 
   it("verifies a vendor user who comes with a registration and badges them in the portal", async () => {
-    vendor.connect(org().bridgeUrl, org().paths.bridgeSigningKey);
+    vendor.connect(org().bridgeInteropUrl, org().paths.bridgeSigningKey);
     alice = await net().registerUser(org(), "alice");
     client = await net().client(alice);
     roomId = await vendor.openConversation(
@@ -190,8 +190,7 @@ describe("bridge: MedMesh policy applies to bridged users", () => {
       "Alice's message at the vendor",
     );
 
-    const policy = service("policy-module");
-    const res = await fetch(`${policy.url}/_medmesh/admin/v1/retention/sweep`, {
+    const res = await adminApi(org(), "policy-module").fetch("/_medmesh/admin/v1/retention/sweep", {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ now: new Date(Date.now() + 31 * 86_400_000).toISOString() }),
@@ -236,9 +235,9 @@ describe("bridge: MedMesh policy applies to bridged users", () => {
       },
       "key-blocked",
     );
-    const bridge = service("bridge");
+    const bridgeAdmin = adminApi(org(), "bridge");
     const failed = await waitUntil(async () => {
-      const r = await fetch(`${bridge.url}/_medmesh/admin/v1/bridge/inbound/failed`);
+      const r = await bridgeAdmin.fetch("/_medmesh/admin/v1/bridge/inbound/failed");
       const { failed: rows } = (await r.json()) as {
         failed: { conversation_id: string; error: string }[];
       };

@@ -67,7 +67,7 @@ describe("bridge: a PostgreSQL restart while messages flow", () => {
   let roomId: string;
 
   it("sets up a portal", async () => {
-    vendor.connect(org().bridgeUrl, org().paths.bridgeSigningKey);
+    vendor.connect(org().bridgeInteropUrl, org().paths.bridgeSigningKey);
     alice = await net().registerUser(org(), "alice");
     client = await net().client(alice);
     roomId = await vendor.openConversation(

@@ -45,7 +45,7 @@ const startVendor = (): Promise<Vendor> =>
     keyId: "refmsg-1",
     privateKey: keys.privateKey,
     medmesh: {
-      url: org().bridgeUrl,
+      url: org().bridgeInteropUrl,
       keyId: `medmesh-${org().org.id}`,
       publicKey: createPublicKey(createPrivateKey(readFileSync(org().paths.bridgeSigningKey))).export({
         format: "jwk",

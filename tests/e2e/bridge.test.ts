@@ -33,7 +33,7 @@ describe("bridge: a Matrix user and a vendor user, in an encrypted portal", () =
   let roomId: string;
 
   it("a vendor user starts a direct conversation; the Matrix user reads the encrypted message", async () => {
-    vendor.connect(org().bridgeUrl, org().paths.bridgeSigningKey);
+    vendor.connect(org().bridgeInteropUrl, org().paths.bridgeSigningKey);
     alice = await net().registerUser(org(), "alice");
     client = await net().client(alice);
     roomId = await vendor.openConversation(

@@ -10,6 +10,7 @@ import { JPEG_WITH_GPS } from "../../policy-module/src/media/test-images.ts";
 import { join } from "node:path";
 import { REPO_ROOT, type RunningOrganisation } from "@medmesh/deploy";
 import {
+  adminApi,
   OpenApiContract,
   useTestNetwork,
   waitForMembership,
@@ -51,7 +52,6 @@ const net = useTestNetwork({
 });
 
 const org = (i: number): RunningOrganisation => net().orgs[i]!;
-const policy = (o: RunningOrganisation) => o.services.find((s) => s.name === "policy-module")!;
 
 const contract = new OpenApiContract(join(REPO_ROOT, "policy-module", "openapi", "policy-module.yaml"));
 /** Every answer of MedMesh's own API is checked against its OpenAPI document. */
@@ -116,7 +116,7 @@ function botSays(client: MatrixClient, roomId: string, text: RegExp) {
 
 async function seenBy(o: RunningOrganisation, userId: string): Promise<boolean> {
   const path = `/_medmesh/admin/v1/identity/users/${encodeURIComponent(userId)}`;
-  const res = await documented("GET", path, await fetch(`${policy(o).url}${path}`));
+  const res = await documented("GET", path, await adminApi(o, "policy-module").fetch(path));
   return ((await res.json()) as { verified: boolean }).verified;
 }
 
@@ -204,7 +204,7 @@ describe("verified clinician identity", () => {
     const run = await documented(
       "POST",
       reverify,
-      await fetch(`${policy(org(0)).url}${reverify}`, { method: "POST" }),
+      await adminApi(org(0), "policy-module").fetch(reverify, { method: "POST" }),
     );
     expect(await run.json()).toMatchObject({ ran: true, revoked: 1 });
     expect(await seenBy(org(0), ann.userId)).toBe(false);
@@ -244,17 +244,13 @@ describe("verified clinician identity", () => {
   });
 
   it("keeps every check in an audit chain that is anchored and verified end to end", async () => {
-    const base = policy(org(0)).url;
+    const pm = adminApi(org(0), "policy-module");
     const anchorPath = "/_medmesh/admin/v1/audit/anchor";
     const verifyPath = "/_medmesh/admin/v1/audit/verify";
-    const anchored = await documented(
-      "POST",
-      anchorPath,
-      await fetch(`${base}${anchorPath}`, { method: "POST" }),
-    );
+    const anchored = await documented("POST", anchorPath, await pm.fetch(anchorPath, { method: "POST" }));
     expect(anchored.status).toBe(200);
     const check = async () =>
-      (await (await documented("GET", verifyPath, await fetch(`${base}${verifyPath}`))).json()) as {
+      (await (await documented("GET", verifyPath, await pm.fetch(verifyPath))).json()) as {
         ok: boolean;
         records: number;
         last: { seq: number };
@@ -270,7 +266,7 @@ describe("verified clinician identity", () => {
     expect(anchoredSeq).toBeLessThanOrEqual(report.last.seq);
 
     // Deleting the newest records leaves a consistent chain; only the anchor shows it.
-    const knex = policy(org(0)).store.knex;
+    const knex = org(0).services.find((s) => s.name === "policy-module")!.store.knex;
     const newest = (await knex("audit_log").where("seq", ">=", anchoredSeq).orderBy("seq")) as Record<
       string,
       unknown
@@ -304,7 +300,7 @@ describe("verified clinician identity", () => {
     }
     // Retried by the next run, once the registry answers again.
     big.setMode("normal");
-    await fetch(`${policy(org(0)).url}/_medmesh/admin/v1/identity/reverify`, { method: "POST" });
+    await adminApi(org(0), "policy-module").json("POST", "/_medmesh/admin/v1/identity/reverify");
     expect(await seenBy(org(0), u.userId)).toBe(true);
   });
 

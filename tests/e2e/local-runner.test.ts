@@ -15,7 +15,10 @@ interface Description {
     client_url: string;
     registration_shared_secret_file: string;
     synapse: { pid: number };
-    services: Record<string, { health: string }>;
+    services: Record<
+      string,
+      { health: string; metrics: string; admin_token_file: string; interop_url?: string }
+    >;
     demo_users: { user_id: string; localpart: string; password: string }[];
   }[];
 }
@@ -133,7 +136,15 @@ describe("npm start", () => {
       const versions = await fetch(new URL("/_matrix/client/versions", org.client_url));
       expect(versions.status).toBe(200);
       expect(((await versions.json()) as { versions: string[] }).versions.length).toBeGreaterThan(0);
-      for (const svc of Object.values(org.services)) expect((await fetch(svc.health)).status).toBe(200);
+      for (const svc of Object.values(org.services)) {
+        expect((await fetch(svc.health)).status).toBe(200);
+        // Scripts find each service's admin token where the description says.
+        expect((await fetch(svc.metrics)).status).toBe(401);
+        const token = readFileSync(svc.admin_token_file, "utf8").trim();
+        const metrics = await fetch(svc.metrics, { headers: { authorization: `Bearer ${token}` } });
+        expect(metrics.status).toBe(200);
+      }
+      expect(org.services.bridge?.interop_url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
       const user = org.demo_users[0]!;
       expect((await login(org.client_url, user.localpart, user.password)).status).toBe(200);
       expect(existsSync(org.registration_shared_secret_file)).toBe(true);

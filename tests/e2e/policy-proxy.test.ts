@@ -7,7 +7,13 @@ import { describe, expect, it } from "vitest";
 import { generateKey, loadOrgKey, loadPrivateKey, signRequest, signTrustList } from "@medmesh/policy-module";
 import { REPO_ROOT, type RunningOrganisation } from "@medmesh/deploy";
 import { JPEG_WITH_GPS } from "../../policy-module/src/media/test-images.ts";
-import { OpenApiContract, useTestNetwork, waitForMembership, type TestUser } from "../harness/index.ts";
+import {
+  adminApi,
+  OpenApiContract,
+  useTestNetwork,
+  waitForMembership,
+  type TestUser,
+} from "../harness/index.ts";
 
 // A and B are on the network's signed trust list; C runs the same software but is not listed.
 const net = useTestNetwork({
@@ -58,8 +64,7 @@ async function invite(u: TestUser, roomId: string, userId: string): Promise<Answ
 async function trustStatus(
   o: RunningOrganisation,
 ): Promise<{ servers: string[]; sources: { ok: boolean; error?: string }[] }> {
-  const policy = o.services.find((s) => s.name === "policy-module")!;
-  return (await (await fetch(`${policy.url}/_medmesh/admin/v1/trust`)).json()) as never;
+  return adminApi(o, "policy-module").json("GET", "/_medmesh/admin/v1/trust");
 }
 
 describe("policy proxy: E2EE by default and metadata stripping", () => {
@@ -229,8 +234,7 @@ describe("policy module: its own APIs, as documented", () => {
   });
 
   it("reports the trust lists in force", async () => {
-    const policy = org(0).services.find((s) => s.name === "policy-module")!;
-    const res = await fetch(`${policy.url}/_medmesh/admin/v1/trust`);
+    const res = await adminApi(org(0), "policy-module").fetch("/_medmesh/admin/v1/trust");
     await contract.check("GET /_medmesh/admin/v1/trust", res.clone());
     const status = (await res.json()) as { servers: string[]; networks: { network: string }[] };
     expect(status.servers).toEqual([org(0).serverName, org(1).serverName].sort());
@@ -400,10 +404,7 @@ describe("policy proxy: signed trust list (closed federation)", () => {
       "A rejects the forged list",
     );
     expect((await trustStatus(org(0))).servers).toContain(org(2).serverName);
-    const policy = org(0).services.find((s) => s.name === "policy-module")!;
-    expect(await (await fetch(`${policy.url}/metrics`)).text()).toMatch(
-      /medmesh_trust_list_stale\{[^}]*\} 1/,
-    );
+    expect(await adminApi(org(0), "policy-module").metrics()).toMatch(/medmesh_trust_list_stale\{[^}]*\} 1/);
   });
 });
 

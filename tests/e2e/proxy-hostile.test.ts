@@ -4,7 +4,7 @@ import { Agent, request as httpRequest } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import { connect } from "node:net";
 import { describe, expect, it } from "vitest";
-import { useTestNetwork } from "../harness/index.ts";
+import { adminApi, useTestNetwork } from "../harness/index.ts";
 
 const net = useTestNetwork({ name: "proxy-hostile", organisations: 2 });
 
@@ -197,8 +197,7 @@ describe("the proxy under 10,000 malformed and hostile requests", () => {
     expect(ok.status).toBe(200);
     const synapseLog = readFileSync(a!.paths.logFile, "utf8");
     expect(synapseLog.includes(MARK)).toBe(false);
-    const policy = a!.services.find((s) => s.name === "policy-module")!;
-    const metrics = await (await fetch(`${policy.url}/metrics`)).text();
+    const metrics = await adminApi(a!, "policy-module").metrics();
     const refused = [...metrics.matchAll(/^medmesh_proxy_refusals_total\{[^}]*\} (\d+)/gm)].reduce(
       (n, m) => n + Number(m[1]),
       0,

@@ -4,7 +4,7 @@ import knexFactory from "knex";
 import type { RunningOrganisation } from "@medmesh/deploy";
 import { describe, expect, it } from "vitest";
 import { JPEG_WITH_GPS } from "../../policy-module/src/media/test-images.ts";
-import { useTestNetwork, waitForMembership, waitUntil, type TestUser } from "../harness/index.ts";
+import { adminApi, useTestNetwork, waitForMembership, waitUntil, type TestUser } from "../harness/index.ts";
 import type { TestNetwork } from "../harness/test-network.ts";
 
 // Retention deletes exactly what expired: avatars and room state are not messages, and history is
@@ -34,12 +34,9 @@ async function json<T>(res: Promise<Response>): Promise<T> {
   return body;
 }
 async function sweep(o: RunningOrganisation, now: Date): Promise<Record<string, unknown>> {
-  const res = await fetch(`${policy(o).url}/_medmesh/admin/v1/retention/sweep`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ now: now.toISOString() }),
+  return adminApi(o, "policy-module").json("POST", "/_medmesh/admin/v1/retention/sweep", {
+    now: now.toISOString(),
   });
-  return (await res.json()) as Record<string, unknown>;
 }
 async function upload(u: TestUser): Promise<string> {
   const res = await fetch(`${u.org.clientUrl}/_matrix/media/v3/upload?filename=x.jpg`, {
@@ -221,8 +218,12 @@ describe("retention deletes exactly what expired", () => {
     }
     await waitUntil(
       async () =>
-        (await json<{ indexed: number }>(fetch(`${policy(a).url}/_medmesh/admin/v1/retention/status`)))
-          .indexed > 0 || undefined,
+        (
+          await adminApi(a, "policy-module").json<{ indexed: number }>(
+            "GET",
+            "/_medmesh/admin/v1/retention/status",
+          )
+        ).indexed > 0 || undefined,
       "the attachment's message indexed",
     );
 

@@ -12,7 +12,7 @@ import {
   RetentionConfigSchema,
 } from "../../policy-module/src/retention/index.ts";
 import { JPEG_WITH_GPS } from "../../policy-module/src/media/test-images.ts";
-import { useTestNetwork, waitForMembership, waitUntil, type TestUser } from "../harness/index.ts";
+import { adminApi, useTestNetwork, waitForMembership, waitUntil, type TestUser } from "../harness/index.ts";
 
 const net = useTestNetwork({ name: "retention", organisations: 2 });
 const DAY = 86_400_000;
@@ -39,14 +39,8 @@ async function sendOld(o: RunningOrganisation, roomId: string, type: string, con
   return body.event_id;
 }
 
-async function admin(o: RunningOrganisation, method: string, path: string, body?: unknown) {
-  const res = await fetch(`${policy(o).url}${path}`, {
-    method,
-    headers: { "content-type": "application/json" },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  return (await res.json()) as Record<string, unknown>;
-}
+const admin = (o: RunningOrganisation, method: string, path: string, body?: unknown) =>
+  adminApi(o, "policy-module").json(method, path, body);
 const status = async (o: RunningOrganisation) =>
   (await admin(o, "GET", "/_medmesh/admin/v1/retention/status")) as {
     indexed: number;

@@ -5,9 +5,10 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { parse as parseYaml, stringify } from "yaml";
 import { start as startBridge } from "@medmesh/bridge";
-import { createLogger, transactionKey, type RunningService } from "@medmesh/common";
+import { createLogger, registerWithSharedSecret, transactionKey, type RunningService } from "@medmesh/common";
+import { start as startPolicyModule } from "@medmesh/policy-module";
 import { REPO_ROOT } from "@medmesh/deploy";
-import { OpenApiContract, useTestNetwork } from "../harness/index.ts";
+import { adminApi, OpenApiContract, useTestNetwork, type ServiceName } from "../harness/index.ts";
 
 const net = useTestNetwork({ name: "services" });
 const contract = new OpenApiContract(join(REPO_ROOT, "common", "openapi", "service.yaml"));
@@ -46,7 +47,7 @@ describe("MedMesh services beside Synapse", () => {
             ...(svc.name === "policy-module" ? { trust_list: "ok" } : {}),
           },
         });
-        const metrics = await (await fetch(`${svc.url}/metrics`)).text();
+        const metrics = await adminApi(org, svc.name as ServiceName).metrics();
         expect(metrics).toContain(`process_resident_memory_bytes{service="${svc.name}"}`);
       }
     }
@@ -104,6 +105,7 @@ describe("MedMesh services beside Synapse", () => {
       for (const svc of org.services) {
         const hsToken = { authorization: `Bearer ${svc.registration.hs_token}` };
         await check("GET /health", await fetch(`${svc.url}/health`));
+        await check("GET /metrics", await adminApi(org, svc.name as ServiceName).fetch("/metrics"));
         await check("GET /metrics", await fetch(`${svc.url}/metrics`));
         const txn = "PUT /_matrix/app/v1/transactions/{txnId}";
         await check(txn, await putTransaction(svc, "contract-1"));
@@ -130,7 +132,9 @@ describe("MedMesh services beside Synapse", () => {
   });
 
   it("answer unknown routes with a Matrix error", async () => {
-    const res = await fetch(`${service(1, "policy-module").url}/no/such/route`);
+    // Default deny: only an admin learns that a path does not exist.
+    expect((await fetch(`${service(1, "policy-module").url}/no/such/route`)).status).toBe(401);
+    const res = await adminApi(net().orgs[1]!, "policy-module").fetch("/no/such/route");
     expect(res.status).toBe(404);
     expect(await res.json()).toEqual({
       errcode: "M_UNRECOGNIZED",
@@ -153,6 +157,9 @@ describe("MedMesh services beside Synapse", () => {
           ...org.bridge,
           appservice: { registration_file: badRegistration },
           listen: { host: "127.0.0.1", port: 0 },
+          ...(org.bridge.interop
+            ? { interop: { ...org.bridge.interop, listen: { host: "127.0.0.1", port: 0 } } }
+            : {}),
           store: { type: "pglite", data_dir: "memory://" },
         },
         { log: createLogger("bridge", "silent"), pingTimeoutMs: 5000 },
@@ -161,6 +168,135 @@ describe("MedMesh services beside Synapse", () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+
+  describe("admin surfaces: /metrics and admin routes need an admin, /health stays open", () => {
+    const org = () => net().orgs[0]!;
+    const pmContract = new OpenApiContract(join(REPO_ROOT, "policy-module", "openapi", "policy-module.yaml"));
+    const bridgeContract = new OpenApiContract(join(REPO_ROOT, "bridge", "openapi", "bridge-admin.yaml"));
+    const surfaces: [ServiceName, string, OpenApiContract][] = [
+      ["policy-module", "/metrics", contract],
+      ["policy-module", "/_medmesh/admin/v1/trust", pmContract],
+      ["policy-module", "/_medmesh/admin/v1/retention/status", pmContract],
+      ["policy-module", "/_medmesh/admin/v1/identity/users/%40nobody%3Aexample.org", pmContract],
+      ["bridge", "/metrics", contract],
+      ["bridge", "/_medmesh/admin/v1/bridge/inbound/failed", bridgeContract],
+      ["bridge", "/_medmesh/admin/v1/bridge/outbound/failed", bridgeContract],
+    ];
+    /** GETs `path` with `token`, checks the answer against the document, returns status and errcode. */
+    const call = async (name: ServiceName, path: string, doc: OpenApiContract, token?: string) => {
+      const res = await fetch(`${service(0, name).url}${path}`, {
+        headers: token ? { authorization: `Bearer ${token}` } : {},
+      });
+      const op = doc.match("GET", path);
+      if (!op) throw new Error(`GET ${path} is not in its OpenAPI document`);
+      await doc.check(op, res.clone());
+      const body = (await res.json().catch(() => ({}))) as { errcode?: string };
+      return { status: res.status, errcode: body.errcode };
+    };
+
+    it("refuse a missing or wrong token with 401 on both services; /health needs none", async () => {
+      for (const [name, path, doc] of surfaces) {
+        expect(await call(name, path, doc), `${name} ${path}`).toEqual({
+          status: 401,
+          errcode: "M_MISSING_TOKEN",
+        });
+        expect(await call(name, path, doc, "not-the-admin-token"), `${name} ${path}`).toEqual({
+          status: 401,
+          errcode: "M_UNKNOWN_TOKEN",
+        });
+        // Another service's admin token is a wrong token here.
+        const other = name === "bridge" ? "policy-module" : "bridge";
+        expect((await call(name, path, doc, adminApi(org(), other).token)).status).toBe(401);
+        expect((await fetch(`${service(0, name).url}/health`)).status).toBe(200);
+      }
+    });
+
+    it("accept the service's admin token file and an organisation admin's Matrix token; a user's is 403", async () => {
+      const admin = await registerWithSharedSecret(org().synapseUrl, org().registrationSecret, {
+        localpart: "ops-admin",
+        password: "ops-admin-password-1",
+        admin: true,
+      });
+      const user = await net().registerUser(org());
+      for (const [name, path, doc] of surfaces) {
+        expect((await call(name, path, doc, adminApi(org(), name).token)).status, `${name} ${path}`).toBe(
+          200,
+        );
+        expect((await call(name, path, doc, admin.accessToken)).status, `${name} ${path}`).toBe(200);
+        expect(await call(name, path, doc, user.accessToken), `${name} ${path}`).toEqual({
+          status: 403,
+          errcode: "M_FORBIDDEN",
+        });
+      }
+      // The appservice's own token is no admin's either.
+      expect(
+        (await call("bridge", "/metrics", contract, service(0, "bridge").registration.as_token)).status,
+      ).toBe(403);
+    });
+
+    it("serve the bridge's interop API on its public listener only, and nothing else there", async () => {
+      const bridge = service(0, "bridge");
+      const interopUrl = bridge.endpoints.interop ?? "";
+      expect(interopUrl).toBe(org().bridgeInteropUrl);
+      const token = adminApi(org(), "bridge").token;
+      for (const path of [
+        "/health",
+        "/metrics",
+        "/_medmesh/admin/v1/bridge/inbound/failed",
+        "/_matrix/app/v1/ping",
+      ]) {
+        const res = await fetch(`${interopUrl}${path}`, { headers: { authorization: `Bearer ${token}` } });
+        expect(res.status, path).toBe(404);
+        expect(await res.json()).toMatchObject({ errcode: "M_UNRECOGNIZED" });
+      }
+      const unsigned = (base: string) =>
+        fetch(`${base}/_medmesh/interop/v1/events`, {
+          method: "POST",
+          headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+          body: JSON.stringify({ type: "message" }),
+        });
+      // Public: the interop API answers (and refuses the unsigned request); internal: not served.
+      expect((await unsigned(interopUrl)).status).toBe(401);
+      const internal = await unsigned(bridge.url);
+      expect(internal.status).toBe(404);
+      expect(await internal.json()).toMatchObject({ errcode: "M_UNRECOGNIZED" });
+    });
+
+    it("start a policy module only with a trust list or an explicit open_federation: true", async () => {
+      const o = net().orgs[1]!;
+      const { trust: _trust, ...withoutTrust } = o.policyModule;
+      const proxy = o.policyModule.proxy!;
+      const standalone = {
+        listen: { host: "127.0.0.1", port: 0 },
+        store: { type: "pglite" as const, data_dir: "memory://" },
+        proxy: {
+          ...proxy,
+          client: { host: "127.0.0.1", port: 0 },
+          federation: { ...proxy.federation, port: 0 },
+        },
+      };
+      const log = createLogger("policy-module", "silent");
+      await expect(startPolicyModule({ ...withoutTrust, ...standalone }, { log })).rejects.toThrow(
+        /no trust list configured[\s\S]*trust: \{ open_federation: true \}/,
+      );
+      const open = await startPolicyModule(
+        {
+          ...withoutTrust,
+          ...standalone,
+          trust: { open_federation: true, operator_keys: [], lists: [], refresh_seconds: 300 },
+        },
+        { log, pingTimeoutMs: 10_000 },
+      );
+      try {
+        const res = await fetch(`${open.url}/_medmesh/admin/v1/trust`, {
+          headers: { authorization: `Bearer ${adminApi(o, "policy-module").token}` },
+        });
+        expect(await res.json()).toEqual({ configured: false });
+      } finally {
+        await open.stop();
+      }
+    });
   });
 
   it("turn unhealthy (503, naming the failed check) when their homeserver is down", async () => {

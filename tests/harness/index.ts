@@ -11,3 +11,4 @@ export { nextRoom, waitForRoomEvent, waitForMembership, waitUntil, type WaitOpti
 export { freePorts, freeOrganisationPorts, type OrganisationPorts } from "./ports.ts";
 export { sharedRoom, type SharedRoom } from "./scenarios.ts";
 export { OpenApiContract } from "./openapi.ts";
+export { adminApi, type AdminApi, type ServiceName } from "./admin.ts";

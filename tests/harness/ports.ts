@@ -42,13 +42,13 @@ export interface OrganisationPorts {
   synapse_federation: number;
   policy_module: number;
   bridge: number;
+  bridge_interop: number;
 }
 
-/** The six ports one organisation needs (see `ports` in the deployment config), all free. */
+/** The seven ports one organisation needs (see `ports` in the deployment config), all free. */
 export async function freeOrganisationPorts(): Promise<OrganisationPorts> {
-  const [client, federation, synapseClient, synapseFederation, policyModule, bridge] = (await freePorts(
-    6,
-  )) as [number, number, number, number, number, number];
+  const [client, federation, synapseClient, synapseFederation, policyModule, bridge, bridgeInterop] =
+    (await freePorts(7)) as [number, number, number, number, number, number, number];
   return {
     client,
     federation,
@@ -56,5 +56,6 @@ export async function freeOrganisationPorts(): Promise<OrganisationPorts> {
     synapse_federation: synapseFederation,
     policy_module: policyModule,
     bridge,
+    bridge_interop: bridgeInterop,
   };
 }

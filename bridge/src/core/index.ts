@@ -6,7 +6,9 @@ import {
   asyncHandler,
   createAuditLog,
   decryptAttachment,
+  homeserverTokenCheck,
   isEncryptedFile,
+  jsonBody,
   type EventHandler,
   type Registration,
 } from "@medmesh/common";
@@ -26,12 +28,15 @@ import { ghostVerification } from "./verification.ts";
 
 export interface BridgeCore {
   onEvents: EventHandler;
+  /** The vendor-facing interop API, on the bridge's public listener. */
+  mountInterop(app: Express): void;
   start(): Promise<void>;
   stop(): Promise<void>;
 }
 
 /**
- * The bridge core: the interop API (vendor → MedMesh), the two ordered persistent queues
+ * The bridge core: the interop API (vendor → MedMesh, mounted by `mountInterop` on the public
+ * listener; `app` is the internal one, for the admin API), the two ordered persistent queues
  * (vendor → Matrix, Matrix → vendor), ghosts and portals, and the devices that make encrypted
  * portals work. Appservice transactions are recorded in the outbound queue before Synapse gets
  * its answer; vendor events are stored before the vendor gets its 202.
@@ -147,31 +152,14 @@ export function createBridgeCore(
     onFailed: out.notifyUndelivered,
   });
 
-  mountInteropApi(app, {
-    config: d.config,
-    knex: d.knex,
-    log: d.log,
-    metrics: d.metrics,
-    onAccepted: () => {
-      inbound.wake();
-    },
-    media: {
-      fetch: async (row) => {
-        if (!row.mxc) throw new ApiError("M_NOT_FOUND", "The file has no content");
-        const data = await matrix.download(botUserId, row.mxc);
-        const file = typeof row.file === "string" ? (JSON.parse(row.file) as unknown) : row.file;
-        return isEncryptedFile(file) ? decryptAttachment(data, file) : data;
-      },
-    },
-  });
   mountAdminApi(app, d.knex, { inbound, delivery });
   // The homeserver asks whether a user in our namespace exists (a Matrix user invited a ghost the
   // bridge has not met): yes, for any well-formed ghost of a configured vendor.
+  const hsToken = homeserverTokenCheck(d.registration);
   app.get(
     "/_matrix/app/v1/users/:userId",
     asyncHandler(async (req, res) => {
-      if (req.get("authorization") !== `Bearer ${d.registration.hs_token}`)
-        throw new ApiError("M_FORBIDDEN", "Invalid homeserver token");
+      await hsToken(req);
       if (!(await ghosts.remoteOf(String(req.params.userId))))
         throw new ApiError("M_NOT_FOUND", "No such user on the bridge");
       res.json({});
@@ -179,6 +167,26 @@ export function createBridgeCore(
   );
 
   return {
+    mountInterop: (pub) => {
+      pub.use(jsonBody("10mb"));
+      mountInteropApi(pub, {
+        config: d.config,
+        knex: d.knex,
+        log: d.log,
+        metrics: d.metrics,
+        onAccepted: () => {
+          inbound.wake();
+        },
+        media: {
+          fetch: async (row) => {
+            if (!row.mxc) throw new ApiError("M_NOT_FOUND", "The file has no content");
+            const data = await matrix.download(botUserId, row.mxc);
+            const file = typeof row.file === "string" ? (JSON.parse(row.file) as unknown) : row.file;
+            return isEncryptedFile(file) ? decryptAttachment(data, file) : data;
+          },
+        },
+      });
+    },
     onEvents: async (events, transaction) => {
       // A failed transaction makes Synapse recover (and may hold one back): catch up for a while.
       await out.record(events, transaction).catch((err: unknown) => {

@@ -1,3 +1,4 @@
+import { listenerSchema } from "@medmesh/common";
 import { z } from "zod";
 
 const Ed25519PublicJwk = z
@@ -23,6 +24,9 @@ export const InteropVendorSchema = z.object({
 
 export const InteropConfigSchema = z
   .object({
+    listen: listenerSchema(9210).describe(
+      "Public listener: the interop API only (no health, metrics or admin API; those are on the internal `listen`).",
+    ),
     public_url: z
       .url({ protocol: /^https?$/ })
       .describe("The bridge's interop API as vendors address it (signatures cover the exact URI).")

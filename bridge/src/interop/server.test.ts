@@ -3,8 +3,8 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
+  createListenerApp,
   createLogger,
-  createServiceApp,
   createStore,
   jsonBody,
   listen,
@@ -30,12 +30,16 @@ describe("interop API: signed, idempotent, owned", () => {
 
   beforeAll(async () => {
     store = await createStore({ type: "pglite", data_dir: mkdtempSync(join(tmpdir(), "medmesh-interop-")) });
-    const app = createServiceApp(
-      { name: "bridge", log: createLogger("test", "silent"), metrics: new Registry(), healthChecks: {} },
+    const app = createListenerApp(
+      {
+        log: createLogger("test", "silent"),
+        routeGroups: [{ prefix: "/_medmesh/interop/", authenticate: "in-handlers", description: "vendors" }],
+      },
       (a) => {
         a.use(jsonBody("10mb"));
         mountInteropApi(a, {
           config: InteropConfigSchema.parse({
+            listen: { port: 0 },
             public_url: "https://bridge.hospital-a.example",
             vendors: [
               {

@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { Express, Request } from "express";
 import type { Counter } from "prom-client";
+import { bearerToken, type Authenticate } from "../http/auth.ts";
 import { ApiError, asyncHandler } from "../http/errors.ts";
 import type { Registration } from "./registration.ts";
 
@@ -37,6 +38,22 @@ export function transactionKey(txnId: string, body: Readonly<Record<string, unkn
 }
 
 /**
+ * The homeserver's own credential towards the appservice (the registration's hs_token), compared
+ * in constant time. A wrong token is 403, as the appservice API specifies.
+ */
+export function homeserverTokenCheck(registration: Registration): Authenticate {
+  const expected = createHash("sha256").update(registration.hs_token).digest();
+  return (req: Request) => {
+    const token = bearerToken(req);
+    if (token === undefined)
+      return Promise.reject(new ApiError("M_MISSING_TOKEN", "Missing homeserver token"));
+    if (!timingSafeEqual(createHash("sha256").update(token).digest(), expected))
+      return Promise.reject(new ApiError("M_FORBIDDEN", "Invalid homeserver token"));
+    return Promise.resolve();
+  };
+}
+
+/**
  * The homeserver → appservice API (transactions and ping). A transaction is acknowledged only
  * after its handler ran and its ID is durably journalled, so a crash before the ack makes Synapse
  * resend it, and a resend after the ack is recognised and not handled twice.
@@ -50,21 +67,12 @@ export function mountAppserviceApi(
     counter: Counter<"outcome">;
   },
 ): void {
-  const expected = Buffer.from(opts.registration.hs_token);
-  const authorise = (req: Request): void => {
-    const header = req.get("authorization");
-    const token = header?.startsWith("Bearer ") ? header.slice(7) : undefined;
-    if (token === undefined) throw new ApiError("M_MISSING_TOKEN", "Missing homeserver token");
-    const given = Buffer.from(token);
-    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
-      throw new ApiError("M_FORBIDDEN", "Invalid homeserver token");
-    }
-  };
+  const authorise = homeserverTokenCheck(opts.registration);
 
   app.put(
     "/_matrix/app/v1/transactions/:txnId",
     asyncHandler(async (req, res) => {
-      authorise(req);
+      await authorise(req);
       const body = req.body as { events?: unknown };
       if (!Array.isArray(body.events)) throw new ApiError("M_BAD_JSON", "Transaction has no events array");
       const txnId = transactionKey(String(req.params.txnId), body);
@@ -82,8 +90,7 @@ export function mountAppserviceApi(
   app.post(
     "/_matrix/app/v1/ping",
     asyncHandler(async (req, res) => {
-      authorise(req);
-      await Promise.resolve();
+      await authorise(req);
       res.json({});
     }),
   );

@@ -1,3 +1,10 @@
 export { ConfigError, loadConfigFile, parseConfig, resolveSecretRefs } from "./load.ts";
 export { renderSample } from "./sample.ts";
-export { ServiceConfigSchema, ServerNameSchema, listenerSchema, type ServiceConfig } from "./service.ts";
+export {
+  AdminConfigSchema,
+  type AdminConfig,
+  ServiceConfigSchema,
+  ServerNameSchema,
+  listenerSchema,
+  type ServiceConfig,
+} from "./service.ts";

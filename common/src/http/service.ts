@@ -3,6 +3,7 @@ import type { AddressInfo } from "node:net";
 import express, { type Express, type RequestHandler } from "express";
 import type { Registry } from "prom-client";
 import type { Logger } from "pino";
+import { routeGuard, type Authenticate, type RouteGroup } from "./auth.ts";
 import { ApiError, errorMiddleware } from "./errors.ts";
 
 export type HealthCheck = () => Promise<void>;
@@ -13,12 +14,12 @@ export interface ServiceAppOptions {
   metrics: Registry;
   /** Named checks run on every GET /health; any failure turns the answer into 503. */
   healthChecks: Record<string, HealthCheck>;
+  /** Checks the callers of every path no route group claims: /metrics and the admin API. */
+  admin: Authenticate;
+  /** APIs on this listener that authenticate their callers their own way (e.g. the appservice API). */
+  routeGroups?: readonly RouteGroup[];
 }
 
-/**
- * The common shape of every MedMesh HTTP service: /health, /metrics, JSON errors in the Matrix
- * format. Callers mount their routes with `mount` before the error middleware is attached.
- */
 /** JSON bodies, keeping the bytes as sent (`req.rawBody`): signed requests are checked against them. */
 export function jsonBody(limit: string): RequestHandler {
   return express.json({
@@ -29,9 +30,14 @@ export function jsonBody(limit: string): RequestHandler {
   });
 }
 
+/**
+ * The internal listener of every MedMesh service: /health (open, for load balancers), then, behind
+ * the route guard, /metrics and the admin API (admins only) and the route groups that
+ * authenticate themselves; JSON errors in the Matrix format. Callers mount their routes with
+ * `mount` before the error middleware is attached.
+ */
 export function createServiceApp(opts: ServiceAppOptions, mount: (app: Express) => void): Express {
-  const app = express();
-  app.disable("x-powered-by");
+  const app = bareApp();
   app.get("/health", async (_req, res) => {
     const results: Record<string, string> = {};
     let ok = true;
@@ -46,14 +52,45 @@ export function createServiceApp(opts: ServiceAppOptions, mount: (app: Express) 
     }
     res.status(ok ? 200 : 503).json({ service: opts.name, status: ok ? "ok" : "unhealthy", checks: results });
   });
+  // Before any body is parsed: an unauthenticated caller costs no more than this check.
+  app.use(routeGuard(opts.admin, opts.routeGroups ?? []));
   app.get("/metrics", async (_req, res) => {
     res.type(opts.metrics.contentType).send(await opts.metrics.metrics());
   });
   mount(app);
+  return finish(app, opts.log);
+}
+
+/**
+ * A listener serving only its route groups (e.g. the bridge's vendor-facing interop API): any
+ * other path, /health, /metrics and the admin API included, is not found there.
+ */
+export function createListenerApp(
+  opts: { log: Logger; routeGroups: readonly RouteGroup[] },
+  mount: (app: Express) => void,
+): Express {
+  const app = bareApp();
+  app.use(routeGuard(unrecognized, opts.routeGroups));
+  mount(app);
+  return finish(app, opts.log);
+}
+
+function bareApp(): Express {
+  const app = express();
+  app.disable("x-powered-by");
+  // Route groups match paths by exact prefix; routes must match the same way.
+  app.set("case sensitive routing", true);
+  return app;
+}
+
+const unrecognized: Authenticate = (req) =>
+  Promise.reject(new ApiError("M_UNRECOGNIZED", `Unrecognized request: ${req.method} ${req.path}`));
+
+function finish(app: Express, log: Logger): Express {
   app.use((req, _res, next) => {
-    next(new ApiError("M_UNRECOGNIZED", `Unrecognized request: ${req.method} ${req.path}`));
+    unrecognized(req).catch(next);
   });
-  app.use(errorMiddleware(opts.log));
+  app.use(errorMiddleware(log));
   return app;
 }
 

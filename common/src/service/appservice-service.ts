@@ -1,11 +1,26 @@
+import { readFileSync } from "node:fs";
 import type { Express } from "express";
 import { Counter } from "prom-client";
 import type { Registry } from "prom-client";
 import type { Logger } from "pino";
 import type { ServiceConfig } from "../config/service.ts";
 import { loadRegistration, type Registration } from "../appservice/registration.ts";
-import { mountAppserviceApi, type EventHandler } from "../appservice/transactions.ts";
-import { createServiceApp, jsonBody, listen, type HealthCheck } from "../http/service.ts";
+import { homeserverTokenCheck, mountAppserviceApi, type EventHandler } from "../appservice/transactions.ts";
+import {
+  adminAuthenticator,
+  cachedTokenLookup,
+  synapseTokenLookup,
+  type Authenticate,
+  type RouteGroup,
+} from "../http/auth.ts";
+import {
+  createListenerApp,
+  createServiceApp,
+  jsonBody,
+  listen,
+  type HealthCheck,
+  type RunningServer,
+} from "../http/service.ts";
 import { createLogger } from "../logging.ts";
 import { createMetricsRegistry } from "../metrics.ts";
 import { createStore, type Store } from "../store/index.ts";
@@ -22,14 +37,35 @@ export interface RunningService {
   stop(): Promise<void>;
 }
 
+export interface MountContext {
+  store: Store;
+  log: Logger;
+  metrics: Registry;
+  registration: Registration;
+}
+
+/** A listener beside the internal one that serves only its route groups (e.g. a public API). */
+export interface ListenerDefinition {
+  /** Its key in `RunningService.endpoints`. */
+  name: string;
+  listen: { host: string; port: number };
+  routeGroups: readonly RouteGroup[];
+  /** Its routes; called after the service's `mount`. */
+  mount: (app: Express) => void;
+}
+
 export interface ServiceDefinition {
   name: string;
   onEvents: EventHandler;
-  /** Extra routes of the service (its REST API); mounted after the appservice API. */
-  mount?: (
-    app: Express,
-    ctx: { store: Store; log: Logger; metrics: Registry; registration: Registration },
-  ) => void;
+  /**
+   * Extra routes of the service (its REST API), mounted after the appservice API on the internal
+   * listener: admin only, unless `routeGroups` gives their path prefix another authentication.
+   */
+  mount?: (app: Express, ctx: MountContext) => void;
+  /** Internal-listener APIs with their own authentication (the appservice API's is built in). */
+  routeGroups?: readonly RouteGroup[];
+  /** Further listeners, each serving only its route groups. */
+  listeners?: readonly ListenerDefinition[];
   healthChecks?: Record<string, HealthCheck>;
   /** Roles started once the service is ready (e.g. the proxy), stopped first on shutdown. */
   roles?: ((ctx: {
@@ -66,6 +102,7 @@ export async function startAppserviceService(
   const log = opts.log ?? createLogger(def.name, config.log_level);
   const metrics = opts.metrics ?? createMetricsRegistry(def.name);
   const registration = loadRegistration(config.appservice.registration_file);
+  const admin = adminCheck(config);
   const store = await createStore(config.store, log);
   try {
     const counter = new Counter({
@@ -86,6 +123,15 @@ export async function startAppserviceService(
         log,
         metrics,
         healthChecks: { store: () => store.health(), homeserver: homeserverCheck, ...def.healthChecks },
+        admin,
+        routeGroups: [
+          {
+            prefix: "/_matrix/app/",
+            authenticate: homeserverTokenCheck(registration),
+            description: "the homeserver → appservice API (the registration's hs_token)",
+          },
+          ...(def.routeGroups ?? []),
+        ],
       },
       (a) => {
         a.use(jsonBody("10mb"));
@@ -93,11 +139,21 @@ export async function startAppserviceService(
         def.mount?.(a, { store, log, metrics, registration });
       },
     );
+    const servers: RunningServer[] = [];
+    const closeAll = () => Promise.all(servers.map((s) => s.close()));
     const server = await listen(app, config.listen.host, config.listen.port);
+    servers.push(server);
+    const listenerUrls: Record<string, string> = {};
     try {
+      for (const l of def.listeners ?? []) {
+        const extra = createListenerApp({ log, routeGroups: l.routeGroups }, l.mount);
+        const running = await listen(extra, l.listen.host, l.listen.port);
+        servers.push(running);
+        listenerUrls[l.name] = running.url;
+      }
       await pingThroughHomeserver(config, registration, opts.pingTimeoutMs ?? 30_000);
     } catch (err) {
-      await server.close();
+      await closeAll();
       throw err;
     }
     const roles: StartedRole[] = [];
@@ -106,10 +162,13 @@ export async function startAppserviceService(
         roles.push(await startRole({ log, metrics, store, registration }));
     } catch (err) {
       await Promise.all(roles.map((r) => r.stop()));
-      await server.close();
+      await closeAll();
       throw err;
     }
-    const endpoints = Object.assign({}, ...roles.map((r) => r.endpoints)) as Record<string, string>;
+    const endpoints = Object.assign({}, listenerUrls, ...roles.map((r) => r.endpoints)) as Record<
+      string,
+      string
+    >;
     log.info(
       { url: server.url, ...endpoints, server_name: config.homeserver.server_name },
       `${def.name} ready`,
@@ -124,7 +183,7 @@ export async function startAppserviceService(
       metrics,
       stop: async () => {
         await Promise.all(roles.map((r) => r.stop()));
-        await server.close();
+        await closeAll();
         await store.close();
         log.info(`${def.name} stopped`);
         await new Promise<void>((resolve) => {
@@ -138,6 +197,32 @@ export async function startAppserviceService(
     await store.close();
     throw err;
   }
+}
+
+/** The internal listener's admin check, from the `admin` section (docs/production.md). */
+export function adminCheck(config: ServiceConfig): Authenticate {
+  const { token_file: file, matrix_admins, synapse_url, cache_seconds } = config.admin;
+  return adminAuthenticator({
+    token: file === undefined ? undefined : readAdminToken(file),
+    matrix: matrix_admins
+      ? cachedTokenLookup(synapseTokenLookup(synapse_url ?? config.homeserver.url), {
+          ttlMs: cache_seconds * 1000,
+        })
+      : undefined,
+    serverName: config.homeserver.server_name,
+  });
+}
+
+function readAdminToken(file: string): string {
+  let token: string;
+  try {
+    token = readFileSync(file, "utf8").trim();
+  } catch (err) {
+    throw new Error(`admin.token_file: cannot read ${file}: ${(err as Error).message}`, { cause: err });
+  }
+  if (token.length < 32)
+    throw new Error(`admin.token_file: ${file} must hold a random token of at least 32 characters`);
+  return token;
 }
 
 async function pingThroughHomeserver(

@@ -93,9 +93,16 @@ export const OrganisationSchema = z.object({
         .describe("Synapse's own federation listener (plain HTTP), reachable only by MedMesh.")
         .meta({ examples: [18448] }),
       policy_module: port
-        .describe("policy-module HTTP (health, metrics, appservice, API).")
+        .describe("policy-module internal HTTP (health; metrics and admin API with a token; appservice).")
         .meta({ examples: [9100] }),
-      bridge: port.describe("bridge HTTP (health, metrics, appservice).").meta({ examples: [9200] }),
+      bridge: port
+        .describe("bridge internal HTTP (health; metrics and admin API with a token; appservice).")
+        .meta({ examples: [9200] }),
+      bridge_interop: port
+        .describe(
+          "bridge public HTTP: the interop API vendors call, nothing else (behind the org's TLS reverse proxy).",
+        )
+        .meta({ examples: [9210] }),
     })
     .describe("TCP ports; all must differ."),
   tls: z
@@ -239,6 +246,7 @@ export const DeploymentSchema = z
                 synapse_federation: 18448,
                 policy_module: 9100,
                 bridge: 9200,
+                bridge_interop: 9210,
               },
               tls: {
                 certificate: "/etc/medmesh/tls/fullchain.pem",

@@ -29,6 +29,9 @@ export interface OrganisationPaths {
   /** The organisation's Ed25519 key (private JWK): peer requests and attestations. */
   organisationKey: string;
   bridgeSigningKey: string;
+  /** The bearer tokens of the services' admin API and /metrics (admin.token_file). */
+  policyModuleAdminToken: string;
+  bridgeAdminToken: string;
   demoVendorKey: string;
   demoVendorData: string;
 }

@@ -1,14 +1,31 @@
-import { timingSafeEqual } from "node:crypto";
-import type { Express, Request } from "express";
+import { createHash, timingSafeEqual } from "node:crypto";
+import type { Express } from "express";
 import type { z } from "zod";
 import type { Logger } from "pino";
 import { Counter, Histogram, type Registry } from "prom-client";
-import { ApiError, asyncHandler } from "@medmesh/common";
+import { ApiError, asyncHandler, bearerToken, type RouteGroup } from "@medmesh/common";
 import type { Decision } from "../proxy/policy.ts";
 import type { Decider } from "./decider.ts";
 import { QUESTIONS, type Check } from "./questions.ts";
 
 export const DECIDE_PATH = "/_medmesh/decide/v1";
+
+/** The decision API's own authentication on the internal listener: the decision token. */
+export function decisionRouteGroup(token: string): RouteGroup {
+  const expected = createHash("sha256").update(token).digest();
+  return {
+    prefix: "/_medmesh/decide/",
+    description: "Synapse's MedMesh module (the decision token)",
+    authenticate: (req) => {
+      const given = bearerToken(req);
+      if (given === undefined) throw new ApiError("M_MISSING_TOKEN", "The decision token is required");
+      // Both sides hashed: equal lengths for the comparison, and no length leaks.
+      if (!timingSafeEqual(createHash("sha256").update(given).digest(), expected))
+        throw new ApiError("M_UNKNOWN_TOKEN", "A valid decision token is required");
+      return Promise.resolve();
+    },
+  };
+}
 
 /**
  * The decision API Synapse's module calls: `POST /_medmesh/decide/v1/{check}` with the decision
@@ -17,7 +34,7 @@ export const DECIDE_PATH = "/_medmesh/decide/v1";
  */
 export function mountDecisionApi(
   app: Express,
-  deps: { token: string; decider: () => Decider | undefined; log: Logger; metrics: Registry },
+  deps: { decider: () => Decider | undefined; log: Logger; metrics: Registry },
 ): void {
   const decisions = new Counter({
     name: "medmesh_decisions_total",
@@ -32,16 +49,9 @@ export function mountDecisionApi(
     buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.25, 1],
     registers: [deps.metrics],
   });
-  const expected = Buffer.from(`Bearer ${deps.token}`);
-  const authorised = (req: Request): boolean => {
-    const given = Buffer.from(req.headers.authorization ?? "");
-    return given.length === expected.length && timingSafeEqual(given, expected);
-  };
-
   app.post(
     `${DECIDE_PATH}/:check`,
     asyncHandler(async (req, res) => {
-      if (!authorised(req)) throw new ApiError("M_UNKNOWN_TOKEN", "A valid decision token is required");
       const check = String(req.params.check);
       if (!Object.hasOwn(QUESTIONS, check)) throw new ApiError("M_UNRECOGNIZED", `Unknown check ${check}`);
       const decider = deps.decider();

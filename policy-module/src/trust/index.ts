@@ -1,4 +1,4 @@
-export { TrustConfigSchema, type TrustConfig } from "./config.ts";
+export { missingTrustProblem, TrustConfigSchema, type TrustConfig } from "./config.ts";
 export { runTrustCli, type CliIo } from "./cli.ts";
 export {
   createTrustManager,
