@@ -2,7 +2,7 @@ import { writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { ConfigError, loadConfigFile } from "@medmesh/common";
-import { runTrustCli } from "@medmesh/policy-module";
+import { runProxyCli, runTrustCli } from "@medmesh/policy-module";
 import { DeploymentSchema } from "./config/schema.ts";
 import { generateNetwork } from "./generate.ts";
 import { installSynapse, REPO_ROOT, startNetwork } from "./network.ts";
@@ -17,6 +17,7 @@ commands:
   generate-samples [--check]       write config/*.sample.yaml from the schemas (--check: fail on drift)
   install-synapse                  install the pinned Synapse into deploy/.venv
   trust <command> …                create, sign, verify and rotate signed trust lists (medmesh trust help)
+  proxy endpoints [--json]         the policy proxy's endpoint table (what it forwards or refuses)
 `;
 
 const DEFAULT_NETWORK = join(REPO_ROOT, "config", "local-network.yaml");
@@ -25,6 +26,12 @@ async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === "trust") {
     return runTrustCli(rest, {
+      stdout: (s) => process.stdout.write(s),
+      stderr: (s) => process.stderr.write(s),
+    });
+  }
+  if (command === "proxy") {
+    return runProxyCli(rest, {
       stdout: (s) => process.stdout.write(s),
       stderr: (s) => process.stderr.write(s),
     });

@@ -14,3 +14,4 @@ export {
   type TrustListInput,
 } from "./trust/index.ts";
 export { loadOrgKey, signRequest } from "./trust/index.ts";
+export { runProxyCli, UNKNOWN_ENDPOINT_LOG } from "./proxy/index.ts";
