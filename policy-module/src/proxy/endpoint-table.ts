@@ -100,6 +100,23 @@ const clientEndpoints = [
     "/_matrix/client/(v1|unstable/org.matrix.msc2965)/(auth_metadata|auth_issuer)",
     "OIDC-native login is not configured",
   ),
+  // matrix-js-sdk probes these at start or in calls; Synapse serves them only with experimental
+  // features MedMesh leaves off, and answers the same 404.
+  deny(
+    "GET",
+    "/_matrix/client/unstable/org.matrix.msc4143/rtc/transports",
+    "MatrixRTC (MSC4143) is not configured",
+  ),
+  deny(
+    "POST",
+    "/_matrix/client/unstable/io.element.msc4195/rtc/livekit/(get_token|delegate_delayed_leave)",
+    "MatrixRTC (MSC4195) is not configured",
+  ),
+  deny(
+    "GET",
+    "/_matrix/client/unstable/org.matrix.msc1763/retention/configuration",
+    "Retention is MedMesh's own (30 days unless kept), not Synapse's MSC1763 policies",
+  ),
   // Sync, filters, events
   allow("GET", `${C}/sync`),
   allow("POST", "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync"),
