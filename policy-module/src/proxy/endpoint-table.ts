@@ -5,7 +5,8 @@
  * against Synapse's own servlets (synapse-routes.py), so a Synapse upgrade that adds a route
  * fails the test until the route is classified here.
  *
- * Path templates: `{name}` is one path segment, `{name...}` any rest of the path (also empty),
+ * Path templates: `{name}` is one path segment, `{name?}` one that may be empty (the empty state
+ * key: ".../state/m.room.name/"), `{name...}` any rest of the path (also empty),
  * `(a|b)` a choice, `[…]` an optional part; everything else is literal.
  */
 
@@ -135,7 +136,7 @@ const clientEndpoints = [
   deny("PUT", `${C}/join/{roomIdOrAlias}/{txnId}`, TXN_VARIANT),
   allow("PUT", `${C}/rooms/{roomId}/forget/{txnId}`),
   allow("GET", `${C}/rooms/{roomId}/(initialSync|members|joined_members|messages|state)`),
-  allow(["GET", "PUT"], `${C}/rooms/{roomId}/state/{eventType}[/{stateKey}]`),
+  allow(["GET", "PUT"], `${C}/rooms/{roomId}/state/{eventType}[/{stateKey?}]`),
   allow("POST", `${C}/rooms/{roomId}/(send|redact)/{eventTypeOrId}`),
   allow("PUT", `${C}/rooms/{roomId}/(send|redact)/{eventTypeOrId}/{txnId}`),
   allow("PUT", `${C}/rooms/{roomId}/typing/{userId}`),

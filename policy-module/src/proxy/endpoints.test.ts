@@ -113,6 +113,9 @@ describe("endpoint lookup", () => {
       ["client", "PUT", "/_matrix/client/v3/rooms/!a%3Ab/send/m.room.message/t1", "allow:none"],
       ["client", "POST", "/_matrix/client/v3/join/%23room%3Ab.example", "allow:join"],
       ["client", "GET", "/_matrix/client/v3/pushrules/", "allow:none"],
+      ["client", "PUT", "/_matrix/client/v3/rooms/!a%3Ab/state/m.room.name/", "allow:none"],
+      ["client", "GET", "/_matrix/client/v3/rooms/!a%3Ab/state/m.room.encryption/", "allow:none"],
+      ["client", "PUT", "/_matrix/client/v3/rooms/!a%3Ab/send/m.room.message/", "unknown"],
       ["client", "GET", "/_matrix/client/v3/room_keys/keys/!r%3Ab/s1", "allow:none"],
       ["client", "GET", "/_matrix/client/v1/rooms/!r%3Ab/relations/%24e/m.thread", "allow:none"],
       ["client", "GET", "/_matrix/client/v3/profile/%40u%3Ab/displayname", "allow:profile"],
@@ -178,6 +181,9 @@ describe("endpoint lookup", () => {
   it("expands templates into regular expressions and samples", () => {
     const t = "/a/(b|c)/{id}[/{rest...}]";
     expect(templateSamples(t).sort()).toEqual(["/a/b/x", "/a/b/x/x", "/a/c/x", "/a/c/x/x"]);
+    expect(templateSamples("/s/{key?}")).toEqual(["/s/x", "/s/"]);
+    expect(templateRegExp("/s/{key?}").test("/s/")).toBe(true);
+    expect(templateRegExp("/s/{key}").test("/s/")).toBe(false);
     expect(templateRegExp(t).test("/a/c/%21x%3Ay/p/q")).toBe(true);
     expect(templateRegExp(t).test("/a/d/x")).toBe(false);
     expect(templateRegExp("/v1.x").test("/v1yx")).toBe(false);

@@ -34,7 +34,8 @@ export function templateRegExp(template: string): RegExp {
     if (ch === "{") {
       const end = template.indexOf("}", i);
       if (end < 0) throw new Error(`unclosed {} in ${template}`);
-      out += template.slice(i + 1, end).endsWith("...") ? ".*" : "[^/]+";
+      const name = template.slice(i + 1, end);
+      out += name.endsWith("...") ? ".*" : name.endsWith("?") ? "[^/]*" : "[^/]+";
       i = end;
     } else if (ch === "(") out += "(?:";
     else if (ch === "[") out += "(?:";
@@ -47,7 +48,7 @@ export function templateRegExp(template: string): RegExp {
 
 /**
  * Concrete paths a template matches, one per choice of its alternatives and optional parts;
- * parameters become "x". Used by the tests and by `proxy endpoints --samples`.
+ * parameters become "x" (and "" where they may be empty). Used by the tests.
  */
 export function templateSamples(template: string): string[] {
   const parse = (s: string, i: number, stop: string): { alts: string[][]; end: number } => {
@@ -71,7 +72,7 @@ export function templateSamples(template: string): string[] {
         j++;
       } else if (ch === "{") {
         const end = s.indexOf("}", j);
-        append(["x"]);
+        append(s.charAt(end - 1) === "?" ? ["x", ""] : ["x"]);
         j = end + 1;
       } else {
         append([ch]);
