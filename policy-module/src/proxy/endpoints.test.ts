@@ -7,6 +7,7 @@ import { clientRules } from "./client-rules.ts";
 import { ProxyConfigSchema } from "./config.ts";
 import { compileEndpoints, ENDPOINTS, listenerOf, templateRegExp, templateSamples } from "./endpoints.ts";
 import { runProxyCli } from "./endpoints-cli.ts";
+import { UNAUTHENTICATED } from "./federation-rules.ts";
 import { findRoute } from "./router.ts";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -172,6 +173,19 @@ describe("endpoint lookup", () => {
           if (ruled !== !["none", "medmesh-api"].includes(e.guard.rule)) {
             mismatched.push(`${method} ${sample}: table says ${e.guard.rule}, client rules ${String(ruled)}`);
           }
+        }
+      }
+    }
+    expect(mismatched).toEqual([]);
+  });
+
+  it("lets exactly the unsigned-federation entries through without a signature", () => {
+    const mismatched: string[] = [];
+    for (const e of ENDPOINTS) {
+      if (listenerOf(e) !== "federation" || !("rule" in e.guard)) continue;
+      for (const sample of templateSamples(e.path)) {
+        if (UNAUTHENTICATED.test(sample) !== (e.guard.rule === "unsigned-federation")) {
+          mismatched.push(`${sample}: table says ${e.guard.rule}`);
         }
       }
     }
