@@ -1,11 +1,23 @@
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
+import { IncomingMessage } from "node:http";
+import { Socket } from "node:net";
 import { fileURLToPath } from "node:url";
+import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import { clientRules } from "./client-rules.ts";
 import { ProxyConfigSchema } from "./config.ts";
-import { compileEndpoints, ENDPOINTS, listenerOf, templateRegExp, templateSamples } from "./endpoints.ts";
+import { ProxyContext, Refusal } from "./context.ts";
+import {
+  compileEndpoints,
+  endpointGuard,
+  ENDPOINTS,
+  listenerOf,
+  templateRegExp,
+  templateSamples,
+  UNKNOWN_ENDPOINT_LOG,
+} from "./endpoints.ts";
 import { runProxyCli } from "./endpoints-cli.ts";
 import { UNAUTHENTICATED } from "./federation-rules.ts";
 import { findRoute } from "./router.ts";
@@ -201,6 +213,52 @@ describe("endpoint lookup", () => {
     expect(templateRegExp(t).test("/a/c/%21x%3Ay/p/q")).toBe(true);
     expect(templateRegExp(t).test("/a/d/x")).toBe(false);
     expect(templateRegExp("/v1.x").test("/v1yx")).toBe(false);
+  });
+});
+
+describe("the endpoint guard", () => {
+  const setup = () => {
+    const lines: Record<string, unknown>[] = [];
+    const log = pino({}, { write: (s: string) => lines.push(JSON.parse(s) as Record<string, unknown>) });
+    const guard = endpointGuard(log);
+    const admit = (listener: "client" | "federation", method: string, target: string): Refusal | string => {
+      const req = Object.assign(new IncomingMessage(new Socket()), { method, url: target });
+      const ctx = new ProxyContext(req, new URL(target, "http://x.invalid"), listener, () =>
+        Promise.resolve(undefined),
+      );
+      try {
+        return guard.admit(ctx).path;
+      } catch (err) {
+        if (err instanceof Refusal) return err;
+        throw err;
+      }
+    };
+    return { lines, admit };
+  };
+
+  it("refuses unknown endpoints with 404, known paths with another method with 405, and logs both", () => {
+    const { lines, admit } = setup();
+    const unknown = admit("client", "GET", "/_matrix/client/v3/nonsense?access_token=secret");
+    expect(unknown).toMatchObject({ status: 404, errcode: "M_UNRECOGNIZED" });
+    expect(admit("federation", "GET", "/_matrix/federation/v1/send/1")).toMatchObject({ status: 405 });
+    expect(lines.map((l) => [l.level, l.msg, l.method, l.path])).toEqual([
+      [40, UNKNOWN_ENDPOINT_LOG, "GET", "/_matrix/client/v3/nonsense"],
+      [40, UNKNOWN_ENDPOINT_LOG, "GET", "/_matrix/federation/v1/send/1"],
+    ]);
+    expect(JSON.stringify(lines)).not.toContain("secret");
+  });
+
+  it("answers deny entries with their own error, without a warning, and admits the rest", () => {
+    const { lines, admit } = setup();
+    expect(admit("client", "GET", "/_matrix/client/v1/media/preview_url?url=x")).toMatchObject({
+      status: 403,
+      errcode: "M_FORBIDDEN",
+    });
+    expect(admit("client", "GET", "/_synapse/admin/v1/users")).toMatchObject({ status: 404 });
+    expect(admit("client", "PUT", "/_matrix/client/v3/rooms/!r%3Ab/send/m.room.message/t1")).toBe(
+      "/_matrix/client/(r0|v3|unstable)/rooms/{roomId}/(send|redact)/{eventTypeOrId}/{txnId}",
+    );
+    expect(lines).toEqual([]);
   });
 });
 
