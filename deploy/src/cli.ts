@@ -2,7 +2,7 @@ import { writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { ConfigError, loadConfigFile } from "@medmesh/common";
-import { runAuditCli, runTrustCli } from "@medmesh/policy-module";
+import { runAuditCli, runProxyCli, runTrustCli } from "@medmesh/policy-module";
 import { DeploymentSchema } from "./config/schema.ts";
 import { generateNetwork } from "./generate.ts";
 import { installSynapse, REPO_ROOT, startNetwork } from "./network.ts";
@@ -18,6 +18,7 @@ commands:
   install-synapse                  install the pinned Synapse into deploy/.venv
   trust <command> …                create, sign, verify and rotate signed trust lists (medmesh trust help)
   audit verify …                   check the audit log's hash chain against its signed anchor (medmesh audit help)
+  proxy endpoints [--json]         the policy proxy's endpoint table (what it forwards or refuses)
 `;
 
 const DEFAULT_NETWORK = join(REPO_ROOT, "config", "local-network.yaml");
@@ -35,6 +36,12 @@ async function main(argv: string[]): Promise<number> {
       stdout: (s) => process.stdout.write(s),
       stderr: (s) => process.stderr.write(s),
     });
+  if (command === "proxy") {
+    return runProxyCli(rest, {
+      stdout: (s) => process.stdout.write(s),
+      stderr: (s) => process.stderr.write(s),
+    });
+  }
   const { values, positionals } = parseArgs({
     args: rest,
     allowPositionals: true,

@@ -15,3 +15,4 @@ export {
 } from "./trust/index.ts";
 export { loadOrgKey, signRequest } from "./trust/index.ts";
 export { runAuditCli, AuditConfigSchema, type AuditConfig } from "./audit/index.ts";
+export { runProxyCli, UNKNOWN_ENDPOINT_LOG } from "./proxy/index.ts";

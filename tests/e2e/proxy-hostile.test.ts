@@ -6,7 +6,8 @@ import { connect } from "node:net";
 import { describe, expect, it } from "vitest";
 import { adminApi, useTestNetwork } from "../harness/index.ts";
 
-const net = useTestNetwork({ name: "proxy-hostile", organisations: 2 });
+// Junk paths on purpose: the unknown-endpoint refusals they cause are expected.
+const net = useTestNetwork({ name: "proxy-hostile", organisations: 2, allowUnknownEndpoints: true });
 
 const TOTAL = 10_000;
 const CONCURRENCY = 32;

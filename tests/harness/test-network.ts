@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { mkdir, rm } from "node:fs/promises";
+import { mkdir, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import knexFactory from "knex";
 import type { MatrixClient } from "matrix-js-sdk";
@@ -12,6 +12,7 @@ import {
   type RunningOrganisation,
 } from "@medmesh/deploy";
 import { registerWithSharedSecret } from "@medmesh/deploy";
+import { UNKNOWN_ENDPOINT_LOG } from "@medmesh/policy-module";
 import { startClient, type ClientUser } from "./clients.ts";
 import { freeOrganisationPorts } from "./ports.ts";
 
@@ -31,7 +32,10 @@ export interface TestNetwork {
   registerUser(org: RunningOrganisation, localpart?: string): Promise<TestUser>;
   /** A started matrix-js-sdk client with Rust crypto, stopped by `stop()`. */
   client(user: TestUser): Promise<MatrixClient>;
-  /** Stops everything; keeps the data folder (logs, databases) when `keep` is true. */
+  /**
+   * Stops everything; keeps the data folder (logs, databases) when `keep` is true. Rejects when the
+   * proxy refused a request as an unknown endpoint (unless `allowUnknownEndpoints`).
+   */
   stop(keep: boolean): Promise<void>;
 }
 
@@ -44,6 +48,11 @@ export interface TestNetworkOptions {
    * there (dropped again when the network stops cleanly) instead of SQLite and PGlite.
    */
   postgresUrl?: string;
+  /**
+   * Requests the proxy refused as unknown endpoints fail the file (every client call must be in
+   * the endpoint table); a test that sends junk on purpose opts out.
+   */
+  allowUnknownEndpoints?: boolean;
   /** Organisation ids left off the network's signed trust list, and how often lists are re-read. */
   trust?: { unlisted?: string[]; refresh_seconds?: number };
   /** Verified clinicians per organisation index (localparts; registered by the test). */
@@ -105,17 +114,40 @@ export async function startTestNetwork(opts: TestNetworkOptions): Promise<TestNe
       clients.push(c);
       return c;
     },
-    async stop(keep) {
+    async stop(failed) {
       for (const c of clients) c.stopClient();
       await network.stop();
+      const unknown = opts.allowUnknownEndpoints ? [] : await unknownEndpointRefusals(network.organisations);
+      const keep = failed || unknown.length > 0;
       if (!keep) await databases?.drop();
       if (keep) {
         process.stderr.write(`test network data kept for inspection (Synapse logs, databases): ${dataDir}\n`);
       } else {
         await rm(dataDir, { recursive: true, force: true });
       }
+      if (unknown.length) {
+        throw new Error(
+          `the proxy refused requests as unknown endpoints (add them to policy-module/src/proxy/endpoint-table.ts, or fix the caller):\n  ${unknown.join("\n  ")}`,
+        );
+      }
     },
   };
+}
+
+/** The proxy's unknown-endpoint refusals, from each organisation's policy-module log. */
+async function unknownEndpointRefusals(orgs: readonly RunningOrganisation[]): Promise<string[]> {
+  const found: string[] = [];
+  for (const o of orgs) {
+    const file = join(o.paths.root, "logs", "policy-module.log");
+    const text = await readFile(file, "utf8").catch(() => "");
+    for (const line of text.split("\n")) {
+      if (!line.includes(UNKNOWN_ENDPOINT_LOG)) continue;
+      const entry = JSON.parse(line) as { msg?: string; listener?: string; method?: string; path?: string };
+      if (!entry.msg?.startsWith(UNKNOWN_ENDPOINT_LOG)) continue;
+      found.push(`${o.org.id} ${entry.listener ?? "?"}: ${entry.method ?? "?"} ${entry.path ?? entry.msg}`);
+    }
+  }
+  return found;
 }
 
 /** Per organisation: a Synapse database (C collation, as Synapse requires) and a store database. */

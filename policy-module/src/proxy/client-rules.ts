@@ -18,7 +18,11 @@ export interface ClientRuleDeps {
 
 const MEGOLM = "m.megolm.v1.aes-sha2";
 
-/** The client-API rules: which requests the proxy refuses, rewrites or answers itself. */
+/**
+ * The client-API rules: which requests the proxy refuses, rewrites or answers itself. Endpoints
+ * refused outright (admin API, link previews, unauthenticated media, org.medmesh.* profile
+ * fields) are `deny` entries of the endpoint table (endpoint-table.ts) instead.
+ */
 export function clientRules(d: ClientRuleDeps): Route[] {
   const limit = d.config.limits.json_body_bytes;
 
@@ -82,10 +86,6 @@ export function clientRules(d: ClientRuleDeps): Route[] {
       const requester = await ctx.requireRequester();
       return d.directory.search(requester, await ctx.json(limit));
     }),
-    // The verification field is the organisation's statement (set by MedMesh), not the user's.
-    route(["PUT", "DELETE"], `${CLIENT}/profile/{}/org\\.medmesh\\.[^/]+`, () => {
-      throw forbidden("Profile fields under org.medmesh. are set by your organisation's MedMesh");
-    }),
     route("GET", `${CLIENT}/profile/{}(?:/(displayname|avatar_url))?`, async (ctx, [userId = "", field]) => {
       const requester = await ctx.requireRequester();
       return d.directory.profile(requester, userId, field);
@@ -103,14 +103,6 @@ export function clientRules(d: ClientRuleDeps): Route[] {
       }
       return undefined;
     }),
-    route("GET", `(?:${MEDIA}|^/_matrix/client/v1/media)/preview_url`, () =>
-      Promise.reject(forbidden("Link previews are turned off: they would send links out of the network")),
-    ),
-    route("GET", `${MEDIA}/(?:download|thumbnail)/.*`, () =>
-      Promise.reject(
-        new Refusal(404, "M_NOT_FOUND", "Unauthenticated media is turned off; use /_matrix/client/v1/media"),
-      ),
-    ),
   ];
 }
 

@@ -32,8 +32,9 @@ export function parseXMatrix(header: string | undefined): XMatrixAuth | undefine
   return { origin, destination: params.get("destination"), key, sig };
 }
 
-// Served without request signatures by every homeserver: its keys and its version.
-const UNAUTHENTICATED = /^\/_matrix\/(?:key\/v2\/(?:server|query)(?:\/.*)?|federation\/v1\/version)$/;
+// Served without request signatures by every homeserver: its keys and its version (the endpoint
+// table's `unsigned-federation` entries; endpoints.test.ts checks that the two agree).
+export const UNAUTHENTICATED = /^\/_matrix\/(?:key\/v2\/(?:server|query)(?:\/.*)?|federation\/v1\/version)$/;
 
 /**
  * The gate in front of Synapse's federation listener. A request must name its origin server

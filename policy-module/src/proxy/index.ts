@@ -4,3 +4,5 @@ export { Refusal, forbidden, type OwnResponse, type ProxyContext } from "./conte
 export { parseXMatrix, type XMatrixAuth } from "./federation-rules.ts";
 export * from "./policy.ts";
 export { route, type Route } from "./router.ts";
+export { compileEndpoints, ENDPOINTS, UNKNOWN_ENDPOINT_LOG, type EndpointEntry } from "./endpoints.ts";
+export { runProxyCli } from "./endpoints-cli.ts";

@@ -9,6 +9,7 @@ import { clientRules } from "./client-rules.ts";
 import type { ProxyConfig } from "./config.ts";
 import { ProxyContext, Refusal, type OwnResponse } from "./context.ts";
 import { federationGate, type FederationRuleDeps } from "./federation-rules.ts";
+import { endpointGuard } from "./endpoints.ts";
 import { createForwarder, matrixError, sendJson, type Forwarder } from "./forward.ts";
 import type { DirectoryGate, InviteGate, TrustView } from "./policy.ts";
 import { createRateLimiter } from "./rate-limit.ts";
@@ -104,6 +105,7 @@ export async function startProxy(
       },
     }),
   ];
+  const endpoints = endpointGuard(deps.log);
   const gate = federationGate({
     serverName: deps.serverName,
     trust: deps.trust,
@@ -177,10 +179,7 @@ export async function startProxy(
     if (isAmbiguousPath(ctx.rawPath)) {
       throw new Refusal(400, "M_UNRECOGNIZED", "Unsupported request path");
     }
-    if (ctx.rawPath.startsWith("/_synapse/admin/")) {
-      // Administration happens on the organisation's own network, against Synapse's loopback listener.
-      throw new Refusal(404, "M_UNRECOGNIZED", "The admin API is not available here");
-    }
+    endpoints.admit(ctx); // default deny: only endpoints in the table (endpoint-table.ts) go on
     const token = accessTokenOf(ctx.req, ctx.url);
     const requester = await ctx.requester();
     if (token !== undefined && !requester) {
@@ -199,6 +198,7 @@ export async function startProxy(
     if (isAmbiguousPath(ctx.rawPath)) {
       throw new Refusal(400, "M_UNRECOGNIZED", "Unsupported request path");
     }
+    endpoints.admit(ctx);
     return gate.admit(ctx);
   });
 
