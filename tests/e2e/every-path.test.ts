@@ -6,7 +6,7 @@ import { createLogger, createSynapseAdmin, type SynapseAdmin } from "@medmesh/co
 import { REPO_ROOT, type RunningOrganisation } from "@medmesh/deploy";
 import { start as startPolicyModule } from "@medmesh/policy-module";
 import { federationClientOf } from "../harness/federation-client.ts";
-import { OpenApiContract, useTestNetwork, waitUntil, type TestUser } from "../harness/index.ts";
+import { namedUsers, OpenApiContract, useTestNetwork, waitUntil, type TestUser } from "../harness/index.ts";
 
 // One row per (rule × path): each row does the forbidden thing one way and asserts the refusal and
 // that Synapse stored nothing; its control does the allowed thing the same way and must succeed,
@@ -24,16 +24,7 @@ const net = useTestNetwork({
 });
 
 const org = (i: number): RunningOrganisation => net().orgs[i]!;
-const users = new Map<string, TestUser>();
-async function user(i: number, localpart: string): Promise<TestUser> {
-  const key = `${String(i)}/${localpart}`;
-  let u = users.get(key);
-  if (!u) {
-    u = await net().registerUser(org(i), localpart);
-    users.set(key, u);
-  }
-  return u;
-}
+const user = namedUsers(net);
 const admins = new Map<number, SynapseAdmin>();
 const admin = (i: number): SynapseAdmin => {
   let a = admins.get(i);
@@ -164,14 +155,14 @@ describe("every rule on every path: invite permissions", () => {
     {
       rule: "the invitee's permission config (block all)",
       inviter: () => user(0, "asker"),
-      refusedInvitee: async () => (await blocker()).userId,
+      refusedInvitee: () => blocker(),
       allowedInvitee: async () => (await user(0, "open")).userId,
       reason: /does not accept invites from/,
     },
     {
       rule: "the organisation default (unverified → verified clinician)",
       inviter: () => user(0, "asker"),
-      refusedInvitee: async () => (await user(0, "doc")).userId,
+      refusedInvitee: () => user(0, "doc"),
       allowedInvitee: async () => (await user(0, "open")).userId,
       reason: /is a verified clinician and accepts invites from .* only after/,
     },
@@ -180,13 +171,13 @@ describe("every rule on every path: invite permissions", () => {
     for (const p of invitePaths) {
       it(`${r.rule} × ${p.name} via ${p.via}`, async () => {
         const inviter = await r.inviter();
-        const refusedId = await r.refusedInvitee();
+        const refusedUser = await r.refusedInvitee();
+        const refusedId = refusedUser.userId;
         const refused = await p.invite(inviter, refusedId);
         expectRefused(refused.answer, r.reason);
         if (refused.roomId) expect(await membership(0, refused.roomId, refusedId)).toBeUndefined();
         if (refused.name) expect(await roomsNamed(0, refused.name)).toBe(0);
-        const invitee = users.get(`0/${refusedId.slice(1).split(":")[0] ?? ""}`);
-        if (invitee) expect(await invitedRooms(invitee)).not.toContain(refused.roomId);
+        if (refused.roomId) expect(await invitedRooms(refusedUser)).not.toContain(refused.roomId);
 
         const allowedId = await r.allowedInvitee();
         const allowed = await p.invite(inviter, allowedId);

@@ -9,6 +9,7 @@ import { REPO_ROOT, type RunningOrganisation } from "@medmesh/deploy";
 import { JPEG_WITH_GPS } from "../../policy-module/src/media/test-images.ts";
 import {
   adminApi,
+  namedUsers,
   OpenApiContract,
   useTestNetwork,
   waitForMembership,
@@ -41,17 +42,7 @@ async function api(user: TestUser, method: string, path: string, body?: unknown)
 }
 
 const org = (i: number): RunningOrganisation => net().orgs[i]!;
-const users = new Map<string, TestUser>();
-/** One user per name and organisation for the whole file (registered on first use). */
-async function user(i: number, localpart: string): Promise<TestUser> {
-  const key = `${String(i)}/${localpart}`;
-  let u = users.get(key);
-  if (!u) {
-    u = await net().registerUser(org(i), localpart);
-    users.set(key, u);
-  }
-  return u;
-}
+const user = namedUsers(net);
 
 async function createRoom(u: TestUser, body: Record<string, unknown> = {}): Promise<Answer> {
   return api(u, "POST", "/_matrix/client/v3/createRoom", { preset: "private_chat", ...body });

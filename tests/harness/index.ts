@@ -9,6 +9,6 @@ export { useTestNetwork } from "./vitest.ts";
 export { roomBodies, startClient, type ClientUser } from "./clients.ts";
 export { nextRoom, waitForRoomEvent, waitForMembership, waitUntil, type WaitOptions } from "./wait.ts";
 export { freePorts, freeOrganisationPorts, type OrganisationPorts } from "./ports.ts";
-export { sharedRoom, type SharedRoom } from "./scenarios.ts";
+export { namedUsers, sharedRoom, type SharedRoom } from "./scenarios.ts";
 export { OpenApiContract } from "./openapi.ts";
 export { adminApi, type AdminApi, type ServiceName } from "./admin.ts";

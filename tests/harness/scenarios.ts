@@ -38,3 +38,22 @@ export async function sharedRoom(net: TestNetwork): Promise<SharedRoom> {
   );
   return { alice, bob, ac, bc, roomId };
 }
+
+/**
+ * One user per organisation and name for a whole test file, registered on first use: tests that
+ * share a network refer to "anna of A" instead of passing users around.
+ */
+export function namedUsers(net: () => TestNetwork): (org: number, localpart: string) => Promise<TestUser> {
+  const users = new Map<string, Promise<TestUser>>();
+  return (i, localpart) => {
+    const key = `${String(i)}/${localpart}`;
+    let u = users.get(key);
+    if (!u) {
+      const org = net().orgs[i];
+      if (!org) throw new Error(`the network has no organisation ${String(i)}`);
+      u = net().registerUser(org, localpart);
+      users.set(key, u);
+    }
+    return u;
+  };
+}
