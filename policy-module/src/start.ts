@@ -42,14 +42,19 @@ export async function start(
   let identity: Identity | undefined;
   let retention: Retention | undefined;
   let decider: Decider | undefined;
+  // Synapse resends what queued while the service was down as soon as its ping succeeds, before the
+  // roles run: those transactions wait for them instead of being acknowledged unhandled.
+  const roleStarted = Promise.withResolvers<undefined>();
+  if (!config.proxy) roleStarted.resolve(undefined);
   return startAppserviceService(
     {
       name: "policy-module",
       // The bot's room events: joins on invite, verification badges, the retention index. The
       // transaction is acknowledged only after these ran (the index must not miss an event).
       onEvents: async (events) => {
+        await roleStarted.promise;
         await retention?.onEvents(events);
-        await identity?.badges.onEvents(events);
+        await identity?.onEvents(events);
       },
       mount: (app, ctx) => {
         if (config.synapse_module) {
@@ -145,6 +150,7 @@ export async function start(
                 (i, r) => {
                   identity = i;
                   retention = r;
+                  roleStarted.resolve(undefined);
                 },
               );
             },
