@@ -50,14 +50,19 @@ export async function start(
   let retention: Retention | undefined;
   let decider: Decider | undefined;
   let audit: AuditService | undefined;
+  // Synapse resends what queued while the service was down as soon as its ping succeeds, before the
+  // roles run: those transactions wait for them instead of being acknowledged unhandled.
+  const roleStarted = Promise.withResolvers<undefined>();
+  if (!config.proxy) roleStarted.resolve(undefined);
   return startAppserviceService(
     {
       name: "policy-module",
       // The bot's room events: joins on invite, verification badges, the retention index. The
       // transaction is acknowledged only after these ran (the index must not miss an event).
       onEvents: async (events) => {
+        await roleStarted.promise;
         await retention?.onEvents(events);
-        await identity?.badges.onEvents(events);
+        await identity?.onEvents(events);
       },
       // Synapse's MedMesh module asks here with the decision token, not an admin's.
       routeGroups: config.synapse_module
@@ -166,6 +171,7 @@ export async function start(
                   (i, r) => {
                     identity = i;
                     retention = r;
+                    roleStarted.resolve(undefined);
                   },
                 );
               },

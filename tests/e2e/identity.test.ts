@@ -5,13 +5,16 @@ import {
   startBigTestServer,
   type BigTestRecord,
 } from "../../policy-module/src/identity/registries/big-test-server.ts";
-import { registerWithSharedSecret } from "@medmesh/common";
+import { createLogger, registerWithSharedSecret } from "@medmesh/common";
+import { start as startPolicyModule } from "@medmesh/policy-module";
 import { JPEG_WITH_GPS } from "../../policy-module/src/media/test-images.ts";
 import { join } from "node:path";
 import { REPO_ROOT, type RunningOrganisation } from "@medmesh/deploy";
 import {
   adminApi,
   OpenApiContract,
+  roomBodies,
+  startClient,
   useTestNetwork,
   waitForMembership,
   waitUntil,
@@ -388,5 +391,72 @@ describe("verified clinician identity", () => {
       }),
     );
     expect(gone.status).toBe(404);
+  });
+
+  it("answers, exactly once, what was sent to the bot while the policy module was down, with the same device", async () => {
+    const a = org(0);
+    const dirk = await net().registerUser(a, "dirk");
+    const dirkClient = await net().client(dirk);
+    const admin = await registerWithSharedSecret(a.synapseUrl, a.registrationSecret, {
+      localpart: "a-ops",
+      password: "a-ops-password-1",
+      admin: true,
+    });
+    const botDevices = async (): Promise<string[]> => {
+      const res = await fetch(
+        `${a.synapseUrl}/_synapse/admin/v2/users/${encodeURIComponent(botOf(a))}/devices`,
+        { headers: { authorization: `Bearer ${admin.accessToken}` } },
+      );
+      return ((await res.json()) as { devices: { device_id: string }[] }).devices.map((x) => x.device_id);
+    };
+    const dm = (await dirkClient.createRoom({ invite: [botOf(a)], is_direct: true })).room_id;
+    await waitUntil(
+      () => Promise.resolve(dirkClient.getRoom(dm)?.getMember(botOf(a))?.membership === "join"),
+      "the bot joined Dirk's direct chat",
+    );
+    await dirkClient.sendTextMessage(dm, "status");
+    await botSays(dirkClient, dm, /You have not asked to be verified yet/);
+    const before = await botDevices();
+    expect(before).toHaveLength(1);
+
+    const index = a.services.findIndex((s) => s.name === "policy-module");
+    await a.services[index]!.stop();
+    // The proxy is down too: Dirk's other device talks to Synapse directly. It is new to the bot,
+    // so its room key travels to the bot's device (to-device) while the bot is not running.
+    const phone = await fetch(`${a.synapseUrl}/_matrix/client/v3/login`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        type: "m.login.password",
+        identifier: { type: "m.id.user", user: dirk.localpart },
+        password: dirk.password,
+      }),
+    }).then((r) => r.json() as Promise<{ user_id: string; access_token: string; device_id: string }>);
+    const phoneClient = await startClient(a.synapseUrl, {
+      userId: phone.user_id,
+      accessToken: phone.access_token,
+      deviceId: phone.device_id,
+    });
+    try {
+      await waitUntil(
+        () => Promise.resolve(phoneClient.getRoom(dm)?.hasEncryptionStateEvent() === true),
+        "Dirk's phone knows the direct chat",
+      );
+      await phoneClient.sendTextMessage(dm, "verify BIG 99999999999 D. Nobody");
+      a.services[index] = await startPolicyModule(a.policyModule, {
+        log: createLogger("policy-module", "warn"),
+      });
+      const answer = /I checked your BIG registration with the registry/;
+      await botSays(phoneClient, dm, answer);
+      expect(await botDevices()).toEqual(before);
+      // The bot still reads Dirk's first device, whose room key it received before the restart.
+      await dirkClient.sendTextMessage(dm, "status");
+      await botSays(dirkClient, dm, /Your verification was not accepted/);
+      const bodies = await roomBodies(phoneClient, dm);
+      expect(bodies.filter((b) => answer.test(b))).toHaveLength(1);
+      expect(bodies.filter((b) => /could not read/.test(b))).toEqual([]);
+    } finally {
+      phoneClient.stopClient();
+    }
   });
 });

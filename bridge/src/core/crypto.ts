@@ -22,7 +22,7 @@ import {
 } from "@matrix-org/matrix-sdk-crypto-wasm";
 import type { Knex } from "knex";
 import type { Logger } from "pino";
-import { restore, snapshot } from "./crypto-store.ts";
+import { restore, snapshot } from "@medmesh/common/crypto-store";
 
 type Outgoing =
   | KeysUploadRequest

@@ -1,8 +1,8 @@
+import { createHash } from "node:crypto";
 import {
-  decryptAttachment,
-  isEncryptedFile,
   ensureAppserviceUser,
   MatrixRequestError,
+  type AppserviceEvent,
   type DocumentStore,
   type SynapseAdmin,
 } from "@medmesh/common";
@@ -10,16 +10,18 @@ import {
   ClientEvent,
   createClient,
   EventType,
+  MatrixEvent,
   MsgType,
   RoomEvent,
   SyncState,
   type MatrixClient,
-  type MatrixEvent,
-  type Room,
 } from "matrix-js-sdk";
 import type { Logger as SdkLogger } from "matrix-js-sdk/lib/logger.js";
 import type { Logger } from "pino";
 import { Counter, type Registry } from "prom-client";
+import { loadBotDeviceState, needsSnapshotBefore } from "./device-state.ts";
+import { botMessage } from "./messages.ts";
+import { createBotInbox, type InboxEntry, type RawEvent } from "./inbox.ts";
 
 /** What a user sent the bot in a direct chat, decrypted. */
 export type BotMessage =
@@ -45,11 +47,20 @@ export interface BotDeps {
   metrics: Registry;
   /** The answer to a direct message (plain text), or undefined for none. */
   onMessage(message: BotMessage): Promise<string | undefined>;
+  /** How long a message whose room key has not arrived waits for it (default 20 s). */
+  keyWaitMs?: number;
 }
 
 export interface Bot {
   /** Tells a local user something in their direct chat with the bot (created, encrypted, when missing). */
   tell(userId: string, text: string): Promise<void>;
+  /**
+   * The appservice transaction's events: those of the bot's direct chats go to its durable inbox
+   * (before the transaction is acknowledged) and are handled from there, in order.
+   */
+  onEvents(events: readonly AppserviceEvent[]): Promise<void>;
+  /** The bot's device (the same across restarts). */
+  readonly deviceId: string;
   stop(): void;
 }
 
@@ -57,12 +68,17 @@ const dmKey = (userId: string): string => `bot.dm:${userId}`;
 const pendingKey = (userId: string): string => `bot.pending:${userId}`;
 
 /**
- * The MedMesh verification bot as a real, end-to-end encrypting Matrix client (matrix-js-sdk with Rust crypto),
- * so it can read what users write to it in encrypted direct chats and answer in kind. It is a
- * user of its own, joined only to direct chats: the room-admin bot that is in every room has no
- * device, so no room's keys are ever shared with MedMesh. Its crypto
- * state is in memory: each start replaces the bot's devices with a fresh one (the admin API deletes
- * the old ones), so a message encrypted for the previous device cannot be read and the bot says so.
+ * The MedMesh verification bot as a real, end-to-end encrypting Matrix client (matrix-js-sdk with
+ * Rust crypto), so it can read what users write to it in encrypted direct chats and answer in
+ * kind. It is a user of its own, joined only to direct chats: the room-admin bot that is in every
+ * room has no device, so no room's keys are ever shared with MedMesh.
+ *
+ * Nothing it was sent is missed across restarts. Its device stays the same (the ID is stored and
+ * logged in to again) and its Rust crypto store is snapshotted to the policy module's store before
+ * every request that would make a newer state irreversible (see `needsSnapshotBefore`), so room
+ * keys the server has handed over are never lost. What users write comes from the appservice
+ * transactions (which Synapse retries while the service is down), through a durable inbox, not
+ * from the client's live timeline; the client's /sync only carries keys and room state.
  */
 export async function startBot(d: BotDeps): Promise<Bot> {
   const handled = new Counter({
@@ -71,29 +87,37 @@ export async function startBot(d: BotDeps): Promise<Bot> {
     labelNames: ["outcome"],
     registers: [d.metrics],
   });
-  await replaceDevices(d);
-  const login = await loginAsAppservice(d);
+  const keyWaitMs = d.keyWaitMs ?? 20_000;
+  const state = await loadBotDeviceState(d.documents, d.botUserId);
+  const login = await loginAsAppservice(d, state.restored);
+  if (login.device_id !== state.restored) await state.adopt(login.device_id);
+  await deleteOtherDevices(d, login.device_id);
   const client = createClient({
     baseUrl: d.homeserverUrl,
     userId: d.botUserId,
     accessToken: login.access_token,
     deviceId: login.device_id,
     logger: sdkLogger(d.log),
+    fetchFn: async (input, init) => {
+      const url = new URL(input instanceof Request ? input.url : String(input));
+      if (needsSnapshotBefore(init?.method ?? "GET", url)) await state.save();
+      return fetch(input, init);
+    },
   });
-  await client.initRustCrypto({ useIndexedDB: false });
+  await client.initRustCrypto({ useIndexedDB: true, cryptoDatabasePrefix: state.prefix(login.device_id) });
+  await state.save();
   await client.setDisplayName("MedMesh verification");
   const startedAt = Date.now();
+  let stopped = false;
+  // Read through a function: the flag changes while async loops run (the linter would assume not).
+  const isStopped = (): boolean => stopped;
 
-  const send = async (roomId: string, body: string): Promise<void> => {
-    await client.sendMessage(roomId, { msgtype: MsgType.Notice, body });
-  };
-
-  const isDirectWith = (room: Room, sender: string): boolean => {
-    const members = room
-      .getJoinedMembers()
-      .map((m) => m.userId)
-      .filter((u) => !d.ignoredMembers.includes(u));
-    return members.length === 2 && members.includes(sender) && members.includes(d.botUserId);
+  /** Answers carry a transaction ID derived from what they answer: a second try sends nothing new. */
+  const send = async (roomId: string, body: string, inReplyTo?: string): Promise<void> => {
+    await waitForRoom(client, roomId);
+    const content = { msgtype: MsgType.Notice, body } as const;
+    if (inReplyTo) await client.sendMessage(roomId, content, txnIdFor(inReplyTo));
+    else await client.sendMessage(roomId, content);
   };
 
   /**
@@ -107,73 +131,110 @@ export async function startBot(d: BotDeps): Promise<Bot> {
     await d.documents.put(pendingKey(userId), "[]");
   };
 
-  const onEvent = async (event: MatrixEvent, room: Room): Promise<void> => {
-    const joined = event.getStateKey();
-    if (event.getType() === (EventType.RoomMember as string) && joined && joined !== d.botUserId) {
-      if (event.getContent().membership === "join" && event.getTs() >= startedAt)
-        await flush(joined, room.roomId);
+  /** Whether the room is (still) a direct chat between the bot and `sender`, as Synapse says now. */
+  const isDirectWith = async (roomId: string, sender: string): Promise<boolean> => {
+    const { joined } = await client.getJoinedRoomMembers(roomId);
+    const members = Object.keys(joined).filter((u) => !d.ignoredMembers.includes(u));
+    return members.length === 2 && members.includes(sender) && members.includes(d.botUserId);
+  };
+
+  /** The event decrypted, waiting a while for a room key that may arrive just after the event. */
+  const decrypted = async (entry: InboxEntry): Promise<MatrixEvent> => {
+    const deadline = Math.max(entry.received_at, startedAt) + keyWaitMs;
+    for (;;) {
+      const event = new MatrixEvent(structuredClone(entry.event));
+      await client.decryptEventIfNeeded(event);
+      if (!event.isDecryptionFailure() || Date.now() >= deadline || stopped) return event;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  };
+
+  const handle = async (entry: InboxEntry): Promise<void> => {
+    const raw = entry.event;
+    const sender = typeof raw.sender === "string" ? raw.sender : undefined;
+    if (!sender || sender === d.botUserId) return;
+    if (raw.type === (EventType.RoomMember as string)) {
+      const content = raw.content as { membership?: unknown } | undefined;
+      if (raw.state_key === sender && content?.membership === "join") await flush(sender, raw.room_id);
       return;
     }
-    const sender = event.getSender();
-    if (!sender || sender === d.botUserId || event.getTs() < startedAt || !isDirectWith(room, sender)) return;
-    await client.decryptEventIfNeeded(event);
+    if (!(await isDirectWith(raw.room_id, sender))) return;
+    const event = await decrypted(entry);
     if (event.isDecryptionFailure()) {
       handled.inc({ outcome: "undecryptable" });
       await send(
-        room.roomId,
+        raw.room_id,
         "I could not read your last message (it was encrypted for an earlier session of mine). Please send it again.",
+        raw.event_id,
       );
       return;
     }
-    if (event.getType() !== (EventType.RoomMessage as string)) return;
-    const content = event.getContent<{
-      msgtype?: string;
-      body?: string;
-      url?: string;
-      file?: unknown;
-      info?: { mimetype?: string; size?: number };
-    }>();
-    let message: BotMessage | undefined;
-    if (content.msgtype === MsgType.Text && typeof content.body === "string") {
-      message = { kind: "text", sender, roomId: room.roomId, body: content.body };
-    } else if (content.msgtype === MsgType.Image || content.msgtype === MsgType.File) {
-      const file = content.file;
-      const mxc = isEncryptedFile(file) ? file.url : content.url;
-      if (!mxc) return;
-      message = {
-        kind: "file",
-        sender,
-        roomId: room.roomId,
-        contentType: content.info?.mimetype ?? "application/octet-stream",
-        size: content.info?.size ?? 0,
-        download: async () => {
-          const data = await download(client, mxc, login.access_token);
-          return isEncryptedFile(file) ? decryptAttachment(data, file) : data;
-        },
-      };
-    }
+    const message = botMessage(event, sender, raw.room_id, (mxc) =>
+      download(client, mxc, login.access_token),
+    );
     if (!message) return;
     // Where the user talks to the bot is where the bot tells them about later changes.
-    if ((await d.documents.get(dmKey(sender))) !== room.roomId)
-      await d.documents.put(dmKey(sender), room.roomId);
+    if ((await d.documents.get(dmKey(sender))) !== raw.room_id)
+      await d.documents.put(dmKey(sender), raw.room_id);
     const answer = await d.onMessage(message);
-    if (answer) await send(room.roomId, answer);
+    if (answer) await send(raw.room_id, answer, raw.event_id);
     handled.inc({ outcome: "answered" });
   };
 
-  client.on(RoomEvent.Timeline, (event, room, toStartOfTimeline) => {
-    if (toStartOfTimeline || !room) return;
-    onEvent(event, room).catch((err: unknown) => {
-      handled.inc({ outcome: "failed" });
-      d.log.warn({ err, room_id: room.roomId }, "bot could not handle a direct message");
-    });
-  });
+  const inbox = createBotInbox(d.documents, d.botUserId);
+  /** The rooms the bot is joined to, kept up to date from the transactions' membership events. */
+  const rooms = new Set(await client.getJoinedRooms().then((r) => r.joined_rooms));
+  const failures = new Map<string, number>();
+  let draining = false;
+  let again = false;
+  /** Handles the inbox in order. A failing event is tried three times, then given up (logged). */
+  const drain = (): void => {
+    again = true;
+    if (draining) return;
+    draining = true;
+    void (async () => {
+      while (again && !isStopped()) {
+        again = false;
+        for (let entry = await inbox.next(); entry && !stopped; entry = await inbox.next()) {
+          const id = entry.event.event_id;
+          try {
+            await handle(entry);
+          } catch (err) {
+            if (isStopped()) break;
+            const n = (failures.get(id) ?? 0) + 1;
+            failures.set(id, n);
+            d.log.warn(
+              { err, room_id: entry.event.room_id, event_id: id, attempt: n },
+              "bot could not handle a message",
+            );
+            if (n < 3) {
+              await new Promise((r) => setTimeout(r, 1000 * n));
+              continue;
+            }
+            handled.inc({ outcome: "failed" });
+          }
+          failures.delete(id);
+          await inbox.done(id);
+        }
+      }
+    })()
+      .catch((err: unknown) => {
+        d.log.warn({ err }, "the bot's inbox could not be read; trying again with the next transaction");
+      })
+      .finally(() => {
+        draining = false;
+      });
+  };
+
   // Invitations to a direct chat: joining makes the room (and its keys) part of the bot's sync.
   client.on(RoomEvent.MyMembership, (room, membership) => {
     if (membership === "invite")
-      client.joinRoom(room.roomId).catch((err: unknown) => {
-        d.log.warn({ err, room_id: room.roomId }, "bot could not join");
-      });
+      client.joinRoom(room.roomId).then(
+        () => rooms.add(room.roomId),
+        (err: unknown) => {
+          d.log.warn({ err, room_id: room.roomId }, "bot could not join");
+        },
+      );
   });
 
   await new Promise<void>((resolve, reject) => {
@@ -189,7 +250,11 @@ export async function startBot(d: BotDeps): Promise<Bot> {
     client.on(ClientEvent.Sync, onSync);
     void client.startClient({ initialSyncLimit: 1, lazyLoadMembers: true });
   });
-  d.log.info({ device_id: login.device_id }, "bot started with end-to-end encryption");
+  d.log.info(
+    { device_id: login.device_id, restored: state.restored === login.device_id },
+    "bot started with end-to-end encryption",
+  );
+  drain(); // what an earlier run stored but did not finish
 
   const roomFor = async (userId: string): Promise<string> => {
     const known = await d.documents.get(dmKey(userId));
@@ -203,11 +268,13 @@ export async function startBot(d: BotDeps): Promise<Bot> {
         { type: "m.room.encryption", state_key: "", content: { algorithm: "m.megolm.v1.aes-sha2" } },
       ],
     });
+    rooms.add(roomId);
     await d.documents.put(dmKey(userId), roomId);
     return roomId;
   };
 
   return {
+    deviceId: login.device_id,
     async tell(userId, text) {
       const roomId = await roomFor(userId);
       await waitForRoom(client, roomId);
@@ -220,27 +287,54 @@ export async function startBot(d: BotDeps): Promise<Bot> {
       // They may have joined while the notice was being stored.
       if (client.getRoom(roomId)?.getMember(userId)?.membership === "join") await flush(userId, roomId);
     },
+    async onEvents(events) {
+      const mine: RawEvent[] = [];
+      for (const e of events) {
+        if (!e.room_id || !e.event_id) continue;
+        if (e.type === (EventType.RoomMember as string) && e.state_key === d.botUserId) {
+          const membership = (e as { content?: { membership?: unknown } }).content?.membership;
+          if (membership === "join") rooms.add(e.room_id);
+          else if (membership === "leave" || membership === "ban") rooms.delete(e.room_id);
+          continue;
+        }
+        if (!rooms.has(e.room_id) || e.sender === d.botUserId) continue;
+        if (
+          e.type === (EventType.RoomMessageEncrypted as string) ||
+          e.type === (EventType.RoomMessage as string) ||
+          e.type === (EventType.RoomMember as string)
+        )
+          mine.push(e as unknown as RawEvent);
+      }
+      if (mine.length > 0 && (await inbox.add(mine)) > 0) drain();
+    },
     stop() {
+      stopped = true;
       client.stopClient();
     },
   };
 }
 
-/** Deletes the bot's earlier devices: their keys died with the process that held them. */
-async function replaceDevices(d: BotDeps): Promise<void> {
+const txnIdFor = (eventId: string): string =>
+  `mmbot-${createHash("sha256").update(eventId).digest("base64url").slice(0, 24)}`;
+
+/** The bot's other devices (of runs before its device was kept, or never stored) are removed. */
+async function deleteOtherDevices(d: BotDeps, keep: string): Promise<void> {
   const path = `/_synapse/admin/v2/users/${encodeURIComponent(d.botUserId)}`;
-  // The bot has no user row (and no devices) until it is first registered.
   const { devices } = await d.admin
     .request<{ devices: { device_id: string }[] }>("GET", `${path}/devices`)
     .catch((err: unknown) => {
       if (err instanceof MatrixRequestError && err.status === 404) return { devices: [] };
       throw err;
     });
-  if (devices.length > 0)
-    await d.admin.request("POST", `${path}/delete_devices`, { devices: devices.map((x) => x.device_id) });
+  const others = devices.map((x) => x.device_id).filter((id) => id !== keep);
+  if (others.length > 0) await d.admin.request("POST", `${path}/delete_devices`, { devices: others });
 }
 
-async function loginAsAppservice(d: BotDeps): Promise<{ access_token: string; device_id: string }> {
+/** Logs in to the stored device again (same ID, same keys), or to a new one on first start. */
+async function loginAsAppservice(
+  d: BotDeps,
+  deviceId: string | undefined,
+): Promise<{ access_token: string; device_id: string }> {
   await ensureAppserviceUser(d.homeserverUrl, d.asToken, d.botUserId.slice(1, d.botUserId.indexOf(":")));
   const res = await fetch(new URL("/_matrix/client/v3/login", d.homeserverUrl), {
     method: "POST",
@@ -249,6 +343,7 @@ async function loginAsAppservice(d: BotDeps): Promise<{ access_token: string; de
       type: "m.login.application_service",
       identifier: { type: "m.id.user", user: d.botUserId },
       initial_device_display_name: "MedMesh bot",
+      ...(deviceId ? { device_id: deviceId } : {}),
     }),
     signal: AbortSignal.timeout(15_000),
   });

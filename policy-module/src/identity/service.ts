@@ -1,4 +1,4 @@
-import { type Store, type SynapseAdmin, createAuditLog } from "@medmesh/common";
+import { type AppserviceEvent, type Store, type SynapseAdmin, createAuditLog } from "@medmesh/common";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import type { PeerClient } from "../directory/index.ts";
@@ -343,6 +343,11 @@ export async function startIdentity(config: IdentityConfig, d: IdentityDeps) {
     clientRoutes,
     peerRoutes,
     registries,
+    /** The transaction's events: badges, and the verification bot's direct chats. */
+    onEvents: async (events: readonly AppserviceEvent[]): Promise<void> => {
+      await badges.onEvents(events);
+      await bot?.onEvents(events);
+    },
     stop: () => bot?.stop(),
   };
 }

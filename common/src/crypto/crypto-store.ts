@@ -3,11 +3,12 @@ import { deserialize, serialize } from "node:v8";
 
 /**
  * The Rust crypto (wasm) keeps its state — the device's Olm account, Olm sessions, megolm
- * sessions — only in IndexedDB. Node has none, so the bridge gives it an in-memory one
+ * sessions — only in IndexedDB. Node has none, so MedMesh gives it an in-memory one
  * (fake-indexeddb) and makes it durable itself: a snapshot of the device's databases goes to the
- * bridge's store after every change, before the change is acknowledged to anyone, and is put back
- * before the machine is opened after a restart. A ghost's device, and every key it received, thus
- * survive a crash.
+ * service's store after every change, before the change is acknowledged to anyone, and is put back
+ * before the machine is opened after a restart. A device, and every key it received, thus survive
+ * a crash. Used by the bridge's ghosts (an OlmMachine each) and the verification bot (matrix-js-sdk).
+ * A subpath of its own (`@medmesh/common/crypto-store`): importing it installs a global IndexedDB.
  */
 
 // The slice of the IndexedDB API used here (the project compiles without the DOM library).
