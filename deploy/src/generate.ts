@@ -232,11 +232,13 @@ async function generateOrganisation(
     extensions: { receive_ephemeral: true, "io.element.msc4190": true },
   });
 
+  const limits = proxyLimits(deployment, org);
   // 0600: with a Postgres password it holds a secret.
   await writeYaml(
     paths.homeserverYaml,
     homeserverConfig({
       deployment,
+      maxUploadBytes: limits.media_body_bytes,
       org,
       serverName,
       paths: runtimePaths,
@@ -316,7 +318,7 @@ async function generateOrganisation(
         upstream: view.url("synapse", org.ports.synapse_federation),
         tls: { certificate: view.path(tls.certificate), private_key: view.path(tls.privateKey) },
       },
-      limits: deployment.profile === "test" ? TEST_PROFILE_LIMITS : PRODUCTION_LIMITS,
+      limits,
       rooms: { allow_unencrypted_announcements: false },
     },
   };
@@ -372,9 +374,20 @@ const PRODUCTION_LIMITS = {
   federation_body_bytes: 20 * MiB,
   requests_per_second: 20,
   burst: 100,
+  headers_timeout_ms: 30_000,
+  body_idle_timeout_ms: 60_000,
 };
 // Tests and benchmarks drive many requests from one user; the limits stay finite.
 const TEST_PROFILE_LIMITS = { ...PRODUCTION_LIMITS, requests_per_second: 2000, burst: 5000 };
+
+/** The proxy's limits for an organisation: the profile's, with the organisation's overrides. */
+function proxyLimits(deployment: DeploymentConfig, org: OrganisationConfig): typeof PRODUCTION_LIMITS {
+  const overrides = Object.entries(org.proxy_limits).filter(([, v]) => v !== undefined);
+  return {
+    ...(deployment.profile === "test" ? TEST_PROFILE_LIMITS : PRODUCTION_LIMITS),
+    ...(Object.fromEntries(overrides) as Partial<typeof PRODUCTION_LIMITS>),
+  };
+}
 
 /** How the running processes see this deployment: host paths and loopback, or container paths and service names. */
 function runtimeView(deployment: DeploymentConfig, dataDir: string, org: OrganisationConfig) {
