@@ -370,7 +370,7 @@ async function generateOrganisation(
 const MiB = 1024 * 1024;
 const PRODUCTION_LIMITS = {
   json_body_bytes: MiB,
-  media_body_bytes: 100 * MiB,
+  media_body_bytes: 50 * MiB, // Synapse's default max_upload_size, now generated from it
   federation_body_bytes: 20 * MiB,
   requests_per_second: 20,
   burst: 100,

@@ -15,7 +15,7 @@ export const LimitsSchema = z
       .number()
       .int()
       .positive()
-      .default(100 * MiB)
+      .default(50 * MiB) // Synapse's own default max_upload_size
       .describe(
         "Largest upload, and the hard cap on any client request body (larger ones get 413 at once). " +
           "Synapse's max_upload_size is generated from it. Image uploads are spooled to a temporary " +

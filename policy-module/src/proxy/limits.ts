@@ -15,6 +15,19 @@ export function declaredLength(req: IncomingMessage): number {
 }
 
 /**
+ * The first header whose value has bytes outside printable ASCII (Node passes 0x80-0xFF through
+ * as latin1; it refuses control bytes itself). Synapse decodes headers such as an upload's
+ * Content-Type as ASCII and fails with a 500 on anything else, and no client needs those bytes.
+ */
+export function nonAsciiHeader(req: IncomingMessage): string | undefined {
+  const raw = req.rawHeaders;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    if (/[^\t\x20-\x7e]/.test(raw[i + 1] ?? "")) return (raw[i] ?? "").toLowerCase();
+  }
+  return undefined;
+}
+
+/**
  * Calls `onIdle` when no body byte arrived for `ms` while the proxy was ready to read: a stalled
  * upload is cut off, a long one that keeps moving is not (an idle timeout, not a total cap). A
  * body paused by the proxy itself (Synapse applying backpressure) is not the client's fault, so

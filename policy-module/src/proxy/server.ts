@@ -11,7 +11,7 @@ import type { ProxyConfig } from "./config.ts";
 import { ProxyContext, Refusal, tooLarge, type OwnResponse } from "./context.ts";
 import { federationGate, type FederationRuleDeps } from "./federation-rules.ts";
 import { answerRefusal, createForwarder, sendJson, type Forwarder } from "./forward.ts";
-import { answerClientError, declaredLength } from "./limits.ts";
+import { answerClientError, declaredLength, nonAsciiHeader } from "./limits.ts";
 import type { DirectoryGate, InviteGate, TrustView } from "./policy.ts";
 import { createRateLimiter } from "./rate-limit.ts";
 import { accessTokenOf, createRequesterCache, type Requester } from "./requester.ts";
@@ -141,6 +141,11 @@ export async function startProxy(
       // at once, never waits for bytes that will not come, and Synapse never waits for them either.
       if (declaredLength(req) > bodyCap[listener]) {
         refuse(tooLarge(bodyCap[listener]));
+        return;
+      }
+      const oddHeader = nonAsciiHeader(req);
+      if (oddHeader !== undefined) {
+        refuse(badHeader(listener, oddHeader));
         return;
       }
       const url = requestUrl(req);
@@ -293,6 +298,16 @@ export async function startProxy(
     await Promise.all(servers.map(close));
     throw err;
   }
+}
+
+/** A header with bytes outside ASCII; in the credential it is a bad token (or signature). */
+function badHeader(listener: "client" | "federation", header: string): Refusal {
+  if (header !== "authorization") {
+    return new Refusal(400, "M_UNKNOWN", `The ${header} header contains bytes outside ASCII`);
+  }
+  return listener === "client"
+    ? new Refusal(401, "M_UNKNOWN_TOKEN", "Unknown or expired access token", { soft_logout: false })
+    : new Refusal(401, "M_UNAUTHORIZED", "The Authorization header contains bytes outside ASCII");
 }
 
 /** Origin-form targets only ("/path?query"); anything else is left to the forwarder to refuse. */
