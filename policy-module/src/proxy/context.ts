@@ -1,6 +1,7 @@
 import type { IncomingMessage } from "node:http";
 import type { Readable } from "node:stream";
 import { watchBodyIdle } from "./limits.ts";
+import { spoolBody, type Spooled } from "./spool.ts";
 import type { Requester } from "./requester.ts";
 
 /** A refusal by the proxy, answered as a Matrix error; the homeserver never sees the request. */
@@ -123,6 +124,21 @@ export class ProxyContext {
   body(limit: number): Promise<Buffer> {
     this.#body ??= readBody(this.req, limit, this.#options.bodyIdleMs);
     return this.#body;
+  }
+
+  /**
+   * The whole body in a temporary file, deleted when the request is over: for bodies too large
+   * to hold in memory. Refused like `body()`. A rule that spools must set `replacedBody`.
+   */
+  spool(limit: number): Promise<Spooled> {
+    if (this.#body) return Promise.reject(new Error("the request body was already read"));
+    const spooled = spoolBody(this.req, limit, this.#options.bodyIdleMs, (c) => {
+      this.onDone(c);
+    });
+    // Consumed: body() must not wait for a stream that is now going to the file.
+    this.#body = spooled.then(() => Promise.reject(new Error("the request body was spooled")));
+    this.#body.catch(() => undefined);
+    return spooled;
   }
 
   async json(limit: number): Promise<Record<string, unknown>> {
