@@ -58,8 +58,8 @@ export function watchBodyIdle(req: IncomingMessage, ms: number, onIdle: () => vo
 /**
  * Server `clientError` handler: what Node refuses before a request exists (headers not complete
  * within `headersTimeout`, headers too large, unparsable HTTP) answered as a Matrix error instead
- * of Node's bare status line. `responding` holds the sockets whose current response has begun:
- * there nothing more may be written, the connection is only closed.
+ * of Node's bare status line. `responding` holds the sockets with a request in progress: there
+ * nothing may be written but that request's own answer; the connection is only closed.
  */
 export function answerClientError(
   log: Logger,

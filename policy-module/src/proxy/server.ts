@@ -95,7 +95,8 @@ export async function startProxy(
     scheme: "https",
     maxBodyBytes: bodyCap.federation,
   });
-  // Sockets whose current response has begun: a late parse error there only closes the connection.
+  // Sockets with a request in progress: a parse error there (mid-body) only closes the connection,
+  // as an answer to that request may already be under way.
   const responding = new WeakSet<Duplex>();
   const requesters = createRequesterCache(clientUpstream);
   const limiter = createRateLimiter({
