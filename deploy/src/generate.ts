@@ -249,11 +249,13 @@ async function generateOrganisation(
     extensions: { receive_ephemeral: true, "io.element.msc4190": true },
   });
 
+  const limits = proxyLimits(deployment, org);
   // 0600: with a Postgres password it holds a secret.
   await writeYaml(
     paths.homeserverYaml,
     homeserverConfig({
       deployment,
+      maxUploadBytes: limits.media_body_bytes,
       org,
       serverName,
       paths: runtimePaths,
@@ -347,7 +349,7 @@ async function generateOrganisation(
         upstream: view.url("synapse", org.ports.synapse_federation),
         tls: { certificate: view.path(tls.certificate), private_key: view.path(tls.privateKey) },
       },
-      limits: deployment.profile === "test" ? TEST_PROFILE_LIMITS : PRODUCTION_LIMITS,
+      limits,
       rooms: { allow_unencrypted_announcements: false, allow_public_rooms: false },
     },
   };
@@ -403,13 +405,24 @@ async function generateOrganisation(
 const MiB = 1024 * 1024;
 const PRODUCTION_LIMITS = {
   json_body_bytes: MiB,
-  media_body_bytes: 100 * MiB,
+  media_body_bytes: 50 * MiB, // Synapse's default max_upload_size, now generated from it
   federation_body_bytes: 20 * MiB,
   requests_per_second: 20,
   burst: 100,
+  headers_timeout_ms: 30_000,
+  body_idle_timeout_ms: 60_000,
 };
 // Tests and benchmarks drive many requests from one user; the limits stay finite.
 const TEST_PROFILE_LIMITS = { ...PRODUCTION_LIMITS, requests_per_second: 2000, burst: 5000 };
+
+/** The proxy's limits for an organisation: the profile's, with the organisation's overrides. */
+function proxyLimits(deployment: DeploymentConfig, org: OrganisationConfig): typeof PRODUCTION_LIMITS {
+  const overrides = Object.entries(org.proxy_limits).filter(([, v]) => v !== undefined);
+  return {
+    ...(deployment.profile === "test" ? TEST_PROFILE_LIMITS : PRODUCTION_LIMITS),
+    ...(Object.fromEntries(overrides) as Partial<typeof PRODUCTION_LIMITS>),
+  };
+}
 
 /** How the running processes see this deployment: host paths and loopback, or container paths and service names. */
 function runtimeView(deployment: DeploymentConfig, dataDir: string, org: OrganisationConfig) {

@@ -2,6 +2,7 @@ export { start } from "./start.ts";
 export { IdentityConfigSchema } from "./identity/verification.ts";
 export { RetentionConfigSchema, type RetentionConfig } from "./retention/index.ts";
 export { PolicyModuleConfigSchema, type PolicyModuleConfig } from "./config.ts";
+export { LimitsOverrideSchema } from "./proxy/index.ts";
 export { type PolicyModuleStartOptions } from "./start.ts";
 export {
   generateKey,

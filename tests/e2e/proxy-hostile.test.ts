@@ -3,11 +3,30 @@ import { readFileSync } from "node:fs";
 import { Agent, request as httpRequest } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import { connect } from "node:net";
+import { connect as connectTls } from "node:tls";
 import { describe, expect, it } from "vitest";
 import { adminApi, useTestNetwork } from "../harness/index.ts";
 
-// Junk paths on purpose: the unknown-endpoint refusals they cause are expected.
-const net = useTestNetwork({ name: "proxy-hostile", organisations: 2, allowUnknownEndpoints: true });
+// Short edge timeouts for organisation A, so slow senders are seen being cut off in seconds.
+const HEADERS_TIMEOUT_MS = 2000;
+const BODY_IDLE_TIMEOUT_MS = 2000;
+/** Node checks the headers timeout once a second at most; plus a loaded machine's scheduling. */
+const MARGIN_MS = 1500;
+
+const net = useTestNetwork({
+  name: "proxy-hostile",
+  organisations: 2,
+  // Junk paths on purpose: the unknown-endpoint refusals they cause are expected.
+  allowUnknownEndpoints: true,
+  organisationSettings: {
+    0: {
+      proxy_limits: {
+        headers_timeout_ms: HEADERS_TIMEOUT_MS,
+        body_idle_timeout_ms: BODY_IDLE_TIMEOUT_MS,
+      },
+    },
+  },
+});
 
 const TOTAL = 10_000;
 const CONCURRENCY = 32;
@@ -205,5 +224,195 @@ describe("the proxy under 10,000 malformed and hostile requests", () => {
     );
     // Huge headers (431) and absolute-form targets (400) are refused before the policy rules run.
     expect(refused).toBeGreaterThanOrEqual(TOTAL * 0.8 - 1);
+  });
+});
+
+interface Timed {
+  status: number;
+  errcode: unknown;
+  ms: number;
+}
+
+/**
+ * Bytes exactly as given (latin1) on a fresh connection to the client or federation port, then
+ * `rest` one part every `gapMs`; the answer's status and errcode, and how long the proxy took to
+ * answer and close. The connection is left open by the sender: the proxy must close it.
+ */
+function timedRaw(url: string, head: string, rest: string[] = [], gapMs = 250): Promise<Timed> {
+  const target = new URL(url);
+  const started = Date.now();
+  return new Promise((resolve, reject) => {
+    const tls = target.protocol === "https:";
+    const socket = tls
+      ? connectTls({ port: Number(target.port), host: target.hostname, rejectUnauthorized: false })
+      : connect(Number(target.port), target.hostname);
+    socket.once(tls ? "secureConnect" : "connect", () => {
+      socket.write(Buffer.from(head, "latin1"));
+      const timer = setInterval(() => {
+        const part = rest.shift();
+        if (part === undefined || socket.destroyed) clearInterval(timer);
+        else socket.write(Buffer.from(part, "latin1"));
+      }, gapMs);
+      socket.once("close", () => {
+        clearInterval(timer);
+      });
+    });
+    let answer = "";
+    socket.on("data", (d: Buffer) => (answer += d.toString("latin1")));
+    socket.on("error", reject);
+    // A connection still open after 30 s counts as held: the test's timeouts are a few seconds.
+    const giveUp = setTimeout(() => socket.destroy(), 30_000);
+    socket.on("close", () => {
+      clearTimeout(giveUp);
+      const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(answer)?.[1] ?? 0);
+      let errcode: unknown;
+      try {
+        errcode = (JSON.parse(answer.split("\r\n\r\n")[1] ?? "") as { errcode?: unknown }).errcode;
+      } catch {
+        errcode = undefined;
+      }
+      resolve({ status, errcode, ms: Date.now() - started });
+    });
+  });
+}
+
+describe("the proxy's network edge against real Synapse", () => {
+  it("refuses invalid bytes, absent bodies and slow senders in time, without a 5xx of its own", async () => {
+    const [a, b] = net().orgs;
+    const user = await net().registerUser(a!);
+    const client = a!.clientUrl;
+    const federation = a!.federationUrl;
+    const token = user.accessToken;
+    const signed = `X-Matrix origin="${b!.serverName}",destination="${a!.serverName}",key="ed25519:x",sig="AAAA"`;
+    const close = "Connection: close\r\n";
+    const results: { what: string; got: Timed }[] = [];
+    const check = async (what: string, pending: Promise<Timed>): Promise<Timed> => {
+      const got = await pending;
+      results.push({ what, got });
+      return got;
+    };
+
+    // Invalid header bytes: in the credential, 401 without asking Synapse; elsewhere 400 (Synapse
+    // itself answers an upload's non-ASCII Content-Type with a 500).
+    const whoami = "GET /_matrix/client/v3/account/whoami HTTP/1.1\r\nHost: x\r\n";
+    for (const [what, header, errcode] of [
+      ["Bearer with a 0xFF byte", "Authorization: Bearer \xff\r\n", "M_UNKNOWN_TOKEN"],
+      ["Bearer with UTF-8 bytes", `Authorization: Bearer ${token}\xc3\xb6\r\n`, "M_UNKNOWN_TOKEN"],
+      ["empty Bearer", "Authorization: Bearer \r\n", "M_MISSING_TOKEN"],
+      ["Basic with a 0xFF byte", "Authorization: Basic \xff\r\n", "M_UNKNOWN_TOKEN"],
+      ["not a Bearer token", "Authorization: Basic dXNlcg==\r\n", "M_MISSING_TOKEN"],
+    ] as const) {
+      const got = await check(what, timedRaw(client, `${whoami}${header}${close}\r\n`));
+      expect([got.status, got.errcode], what).toEqual([401, errcode]);
+    }
+    for (const query of ["%FF", "%E2%82%AC", "a%00b", ""]) {
+      const res = await fetch(`${client}/_matrix/client/v3/account/whoami?access_token=${query}`);
+      expect(res.status, `access_token=${query}`).toBe(401);
+    }
+    for (const [what, head] of [
+      ["0xFF in another header", `${whoami}Authorization: Bearer ${token}\r\nX-Junk: \xff\xfe\r\n`],
+      ["0xFF in Host", `GET /_matrix/client/versions HTTP/1.1\r\nHost: \xff\r\n`],
+      [
+        "0xFF in an upload's Content-Type",
+        `POST /_matrix/media/v3/upload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Type: image/\xff\r\nContent-Length: 3\r\n${close}\r\nabc`,
+      ],
+      ["a control byte in a header", `${whoami}X-Junk: a\x01b\r\n`],
+    ] as const) {
+      const got = await check(what, timedRaw(client, `${head}${head.endsWith("abc") ? "" : `${close}\r\n`}`));
+      expect(got.status, what).toBe(400);
+    }
+    const fedOrigin = await check(
+      "0xFF in the X-Matrix origin",
+      timedRaw(
+        federation,
+        `GET /_matrix/federation/v1/query/profile HTTP/1.1\r\nHost: x\r\nAuthorization: X-Matrix origin="\xff",key="ed25519:x",sig="x"\r\n${close}\r\n`,
+      ),
+    );
+    expect([fedOrigin.status, fedOrigin.errcode]).toEqual([401, "M_UNAUTHORIZED"]);
+
+    // Declared but absent bodies: 413 at once, on both ports, streamed and inspected endpoints.
+    const huge = "Content-Length: 99999999\r\n\r\n";
+    for (const [what, url, head] of [
+      [
+        "client, streamed",
+        client,
+        `PUT /_matrix/client/v3/rooms/!x:y/send/m.room.message/t1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\n`,
+      ],
+      [
+        "client, inspected",
+        client,
+        `POST /_matrix/client/v3/createRoom HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\n`,
+      ],
+      [
+        "client, image upload",
+        client,
+        `POST /_matrix/media/v3/upload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Type: image/jpeg\r\n`,
+      ],
+      [
+        "federation",
+        federation,
+        `PUT /_matrix/federation/v1/send/t1 HTTP/1.1\r\nHost: x\r\nAuthorization: ${signed}\r\n`,
+      ],
+    ] as const) {
+      const got = await check(`declared, absent body: ${what}`, timedRaw(url, head + huge));
+      expect([got.status, got.errcode], what).toEqual([413, "M_TOO_LARGE"]);
+      expect(got.ms, what).toBeLessThan(HEADERS_TIMEOUT_MS / 4);
+    }
+
+    // Slow senders: cut off with 408 no later than the configured timeout (plus a margin).
+    const dribble = Array.from({ length: 40 }, (_, i) => `X-Slow-${String(i)}: x\r\n`);
+    for (const url of [client, federation]) {
+      const got = await check(
+        `headers dribbled (${url})`,
+        timedRaw(url, "GET /_matrix/client/versions HTTP/1.1\r\n", [...dribble]),
+      );
+      expect([got.status, got.errcode], url).toEqual([408, "M_UNKNOWN"]);
+      expect(got.ms, url).toBeLessThan(HEADERS_TIMEOUT_MS + MARGIN_MS);
+    }
+    const stalled = 'Content-Length: 100\r\n\r\n{"a":';
+    for (const [what, url, head] of [
+      [
+        "client, streamed",
+        client,
+        `PUT /_matrix/client/v3/rooms/!x:y/send/m.room.message/t2 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\n`,
+      ],
+      [
+        "client, inspected",
+        client,
+        `POST /_matrix/client/v3/createRoom HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\n`,
+      ],
+      [
+        "client, image upload",
+        client,
+        `POST /_matrix/media/v3/upload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Type: image/png\r\n`,
+      ],
+      [
+        "federation",
+        federation,
+        `PUT /_matrix/federation/v1/send/t2 HTTP/1.1\r\nHost: x\r\nAuthorization: ${signed}\r\n`,
+      ],
+    ] as const) {
+      const got = await check(`stalled body: ${what}`, timedRaw(url, head + stalled));
+      expect([got.status, got.errcode], what).toEqual([408, "M_UNKNOWN"]);
+      expect(got.ms, what).toBeGreaterThanOrEqual(BODY_IDLE_TIMEOUT_MS - 100);
+      expect(got.ms, what).toBeLessThan(BODY_IDLE_TIMEOUT_MS + MARGIN_MS);
+    }
+
+    console.log(
+      "edge refusals (status, ms):",
+      JSON.stringify(results.map((r) => [r.what, r.got.status, r.got.ms])),
+    );
+    // None of ours is a 5xx, and none was held longer than the configured timeouts allow.
+    expect(results.filter((r) => r.got.status >= 500 || r.got.status === 0)).toEqual([]);
+    const longest = Math.max(HEADERS_TIMEOUT_MS, BODY_IDLE_TIMEOUT_MS) + MARGIN_MS;
+    expect(results.filter((r) => r.got.ms >= longest)).toEqual([]);
+
+    // Still serving.
+    const policy = a!.services.find((s) => s.name === "policy-module")!;
+    expect((await fetch(`${policy.url}/health`)).status).toBe(200);
+    const ok = await fetch(`${client}/_matrix/client/v3/account/whoami`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(ok.status).toBe(200);
   });
 });

@@ -1,4 +1,4 @@
-import { IdentityConfigSchema, RetentionConfigSchema } from "@medmesh/policy-module";
+import { IdentityConfigSchema, LimitsOverrideSchema, RetentionConfigSchema } from "@medmesh/policy-module";
 import { z } from "zod";
 import { InteropVendorSchema } from "@medmesh/bridge";
 import { ServerNameSchema } from "@medmesh/common";
@@ -148,6 +148,10 @@ export const OrganisationSchema = z.object({
     .array(InteropVendorSchema)
     .default([])
     .describe("Messengers this organisation's bridge exchanges conversations with (docs/interop-api.md)."),
+  proxy_limits: LimitsOverrideSchema.prefault({}).describe(
+    "Overrides of the policy proxy's body size limits, timeouts and rate limits (policy-module " +
+      "proxy.limits). Synapse's max_upload_size follows media_body_bytes.",
+  ),
 });
 
 const TrustSourceSchema = z.union([z.object({ file: z.string() }), z.object({ url: z.url() })]);

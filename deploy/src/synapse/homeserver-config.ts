@@ -48,6 +48,8 @@ export interface HomeserverInputs {
   clientUrl: string;
   /** The policy module's internal listener, where Synapse's MedMesh module asks for decisions. */
   decisionUrl: string;
+  /** The proxy's media_body_bytes: Synapse accepts exactly the uploads the proxy lets through. */
+  maxUploadBytes: number;
 }
 
 // Generous enough that an automated suite never trips them, still finite. Only in the 'test'
@@ -121,6 +123,9 @@ export function homeserverConfig(i: HomeserverInputs): Record<string, unknown> {
     database: databaseSection(i),
     log_config: paths.logConfig,
     media_store_path: paths.mediaStore,
+    // The same cap as the proxy's (media_body_bytes): a larger upload is refused at the edge with
+    // 413, and Synapse never refuses one the proxy has already streamed to it.
+    max_upload_size: i.maxUploadBytes,
     signing_key_path: paths.signingKey,
     registration_shared_secret_path: paths.registrationSecret,
     macaroon_secret_key_path: paths.macaroonSecret,

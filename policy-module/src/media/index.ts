@@ -1,1 +1,2 @@
-export { stripImageMetadata, type StripResult } from "./strip-metadata.ts";
+export { stripImageMetadata, walkerFor, type StripResult } from "./strip-metadata.ts";
+export { stripImageFile, type FileStripResult } from "./strip-file.ts";

@@ -1,4 +1,4 @@
-import { stripImageMetadata } from "../media/index.ts";
+import { stripImageFile, walkerFor } from "../media/index.ts";
 import { PERMISSION_CONFIG_TYPE, parsePermissionConfig } from "../invites/index.ts";
 import { forbidden, Refusal, type ProxyContext } from "./context.ts";
 import type { ProxyConfig } from "./config.ts";
@@ -92,15 +92,17 @@ export function clientRules(d: ClientRuleDeps): Route[] {
     }),
     route(["POST", "PUT"], `${MEDIA}/upload(?:/{}/{})?`, async (ctx) => {
       const type = ctx.req.headers["content-type"] ?? "";
-      if (!/^image\//i.test(type)) return undefined; // encrypted files are application/octet-stream
-      const result = stripImageMetadata(await ctx.body(d.config.limits.media_body_bytes), type);
+      // Encrypted files are application/octet-stream; HEIC, GIF and the like pass as they are.
+      if (walkerFor(type) === undefined) return undefined;
+      // Spooled, walked and streamed on from a temporary file: never held whole in memory.
+      const spooled = await ctx.spool(d.config.limits.media_body_bytes);
+      const result = await stripImageFile(spooled.path, spooled.size, type);
       if (result.kind === "invalid") {
         throw new Refusal(400, "M_INVALID_PARAM", `The upload is not a valid ${type} file: ${result.reason}`);
       }
-      if (result.kind === "stripped") {
-        ctx.replacedBody = result.data;
-        d.onStripped(result.removed);
-      }
+      if (result.kind === "unsupported") throw new Error(`no metadata walker for ${type}`);
+      ctx.replacedBody = result;
+      d.onStripped(result.removed);
       return undefined;
     }),
   ];

@@ -15,22 +15,62 @@ export const LimitsSchema = z
       .number()
       .int()
       .positive()
-      .default(100 * MiB)
-      .describe("Largest image upload the proxy reads to strip metadata (other uploads stream)."),
+      .default(50 * MiB) // Synapse's own default max_upload_size
+      .describe(
+        "Largest upload, and the hard cap on any client request body (larger ones get 413 at once). " +
+          "Synapse's max_upload_size is generated from it. Image uploads are spooled to a temporary " +
+          "file to strip their metadata, never held whole in memory.",
+      ),
     federation_body_bytes: z
       .number()
       .int()
       .positive()
       .default(20 * MiB)
-      .describe("Largest federation request body the proxy inspects."),
+      .describe("Largest federation request body, inspected or streamed (larger ones get 413 at once)."),
     requests_per_second: z
       .number()
       .positive()
       .default(20)
       .describe("Sustained client requests per user (or per address when unauthenticated)."),
     burst: z.number().int().positive().default(100).describe("Requests a user may make at once."),
+    headers_timeout_ms: z
+      .number()
+      .int()
+      .positive()
+      .default(30_000)
+      .describe("Time a client (or peer server) has to send a request's headers; slower senders get 408."),
+    body_idle_timeout_ms: z
+      .number()
+      .int()
+      .positive()
+      .default(60_000)
+      .describe(
+        "Longest pause allowed while a request body arrives; a stalled body gets 408. An idle " +
+          "timeout, not a total cap: a long upload that keeps moving is never cut off, and " +
+          "responses (long-polling /sync) are not affected.",
+      ),
   })
   .describe("Request size and rate limits, enforced before Synapse sees a request.");
+
+/** The same field without its default, for a deployment that overrides only some limits. */
+const overridable = <T extends z.ZodType>(field: z.ZodDefault<T>) =>
+  field
+    .unwrap()
+    .optional()
+    .describe(field.description ?? "");
+const limit = LimitsSchema.shape;
+
+export const LimitsOverrideSchema = z
+  .object({
+    json_body_bytes: overridable(limit.json_body_bytes),
+    media_body_bytes: overridable(limit.media_body_bytes),
+    federation_body_bytes: overridable(limit.federation_body_bytes),
+    requests_per_second: overridable(limit.requests_per_second),
+    burst: overridable(limit.burst),
+    headers_timeout_ms: overridable(limit.headers_timeout_ms),
+    body_idle_timeout_ms: overridable(limit.body_idle_timeout_ms),
+  })
+  .describe("Some of the proxy's limits, overriding the deployment's defaults for them.");
 
 export const RoomPolicySchema = z
   .object({

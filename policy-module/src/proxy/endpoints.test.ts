@@ -223,8 +223,12 @@ describe("the endpoint guard", () => {
     const guard = endpointGuard(log);
     const admit = (listener: "client" | "federation", method: string, target: string): Refusal | string => {
       const req = Object.assign(new IncomingMessage(new Socket()), { method, url: target });
-      const ctx = new ProxyContext(req, new URL(target, "http://x.invalid"), listener, () =>
-        Promise.resolve(undefined),
+      const ctx = new ProxyContext(
+        req,
+        new URL(target, "http://x.invalid"),
+        listener,
+        () => Promise.resolve(undefined),
+        { bodyIdleMs: 1000 },
       );
       try {
         return guard.admit(ctx).path;

@@ -30,9 +30,14 @@ async function listen(server: Server): Promise<string> {
   return `http://127.0.0.1:${String((server.address() as AddressInfo).port)}`;
 }
 
-async function proxyTo(upstream: string): Promise<{ url: string; registry: Registry }> {
+async function proxyTo(
+  upstream: string,
+  limits: { maxBodyBytes?: number; bodyIdleMs?: number } = {},
+): Promise<{ url: string; registry: Registry }> {
   const registry = new Registry();
   const forwarder = createForwarder({
+    maxBodyBytes: limits.maxBodyBytes ?? 64 * 1024 * 1024,
+    bodyIdleMs: limits.bodyIdleMs ?? 10_000,
     listener: "client",
     upstream: new URL(upstream),
     scheme: "http",
@@ -194,5 +199,118 @@ describe("proxy forwarder", () => {
     const deadline = Date.now() + 5000;
     while (!upstreamState.closed && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     expect(upstreamState.closed).toBe(true);
+  });
+
+  describe("limits on a streamed body", () => {
+    /** An upstream that reads whole bodies and records whether each request arrived complete. */
+    async function recordingUpstream(): Promise<{ url: string; seen: ("complete" | "aborted")[] }> {
+      const seen: ("complete" | "aborted")[] = [];
+      const url = await listen(
+        createServer((req, res) => {
+          req.resume();
+          req.on("end", () => {
+            seen.push("complete");
+            res.end("ok");
+          });
+          req.on("aborted", () => seen.push("aborted"));
+        }),
+      );
+      return { url, seen };
+    }
+
+    /** Sends `parts` with `gapMs` between them (chunked); resolves with the answer and its time. */
+    function send(
+      url: string,
+      parts: Buffer[],
+      gapMs: number,
+    ): Promise<{ status: number; body: string; ms: number; connection: string | undefined }> {
+      const started = Date.now();
+      return new Promise((resolve, reject) => {
+        const req = request(
+          new URL("/_matrix/client/v3/rooms/!r:hs/send/m.room.message/t", url),
+          { method: "PUT", headers: { "content-type": "application/json" } },
+          (res) => {
+            let body = "";
+            res.on("data", (c: Buffer) => (body += c.toString()));
+            res.on("end", () => {
+              resolve({
+                status: res.statusCode ?? 0,
+                body,
+                ms: Date.now() - started,
+                connection: res.headers.connection,
+              });
+            });
+          },
+        );
+        req.on("error", reject);
+        let i = 0;
+        const next = (): void => {
+          const part = parts[i++];
+          if (part === undefined) return; // the rest never comes: a stalled sender
+          if (req.destroyed) return;
+          req.write(part);
+          setTimeout(next, gapMs);
+        };
+        next();
+      });
+    }
+
+    it("cuts a chunked body off with 413 as soon as it crosses the cap, and drops Synapse's half", async () => {
+      const upstream = await recordingUpstream();
+      const { url } = await proxyTo(upstream.url, { maxBodyBytes: 100_000 });
+      // 60 KB, then 60 KB more, then nothing: the answer must come right after the cap is crossed.
+      const answer = await send(url, [Buffer.alloc(60_000, 1), Buffer.alloc(60_000, 1)], 50);
+      expect(answer.status).toBe(413);
+      expect(JSON.parse(answer.body)).toMatchObject({ errcode: "M_TOO_LARGE" });
+      expect(answer.connection).toBe("close");
+      expect(answer.ms).toBeLessThan(2000);
+      await expect.poll(() => upstream.seen).toEqual(["aborted"]);
+    });
+
+    it("cuts a stalled body off with 408 after the idle timeout", async () => {
+      const upstream = await recordingUpstream();
+      const { url } = await proxyTo(upstream.url, { bodyIdleMs: 300 });
+      const answer = await send(url, [Buffer.from('{"body":')], 0);
+      expect(answer.status).toBe(408);
+      expect(JSON.parse(answer.body)).toMatchObject({ errcode: "M_UNKNOWN" });
+      expect(answer.ms).toBeGreaterThanOrEqual(290);
+      expect(answer.ms).toBeLessThan(1500);
+      await expect.poll(() => upstream.seen).toEqual(["aborted"]);
+    });
+
+    it("lets a slow body that keeps moving through, however long it takes in total", async () => {
+      const upstream = await recordingUpstream();
+      const { url } = await proxyTo(upstream.url, { bodyIdleMs: 300 });
+      const parts = Array.from({ length: 8 }, () => Buffer.alloc(1000, 1));
+      const answer = await new Promise<number>((resolve, reject) => {
+        const req = request(new URL("/_matrix/media/v3/upload", url), { method: "POST" }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on("error", reject);
+        let i = 0;
+        const timer = setInterval(() => {
+          const part = parts[i++];
+          if (part) req.write(part);
+          else {
+            clearInterval(timer);
+            req.end();
+          }
+        }, 100); // 0.9 s in all, never 300 ms without a byte
+      });
+      expect(answer).toBe(200);
+      expect(upstream.seen).toEqual(["complete"]);
+    });
+
+    it("does not time out a long-poll: only bodies the client sends have an idle timeout", async () => {
+      const upstream = await listen(
+        createServer((_req, res) => {
+          setTimeout(() => res.end("{}"), 800);
+        }),
+      );
+      const { url } = await proxyTo(upstream, { bodyIdleMs: 200 });
+      const res = await fetch(`${url}/_matrix/client/v3/sync?timeout=800`);
+      expect(res.status).toBe(200);
+    });
   });
 });

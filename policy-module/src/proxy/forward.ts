@@ -5,8 +5,11 @@ import {
   type IncomingMessage,
   type ServerResponse,
 } from "node:http";
+import { pipeline } from "node:stream";
 import type { Logger } from "pino";
 import type { Counter, Histogram } from "prom-client";
+import { bodyTimedOut, tooLarge, type Refusal, type ReplacementBody } from "./context.ts";
+import { watchBodyIdle } from "./limits.ts";
 
 // RFC 9110 §7.6.1: meaningful for one connection only, never forwarded.
 const HOP_BY_HOP = new Set([
@@ -30,10 +33,14 @@ export interface ForwarderOptions {
   log: Logger;
   requests: Counter<"listener" | "method" | "status">;
   duration: Histogram<"listener">;
+  /** Hard cap on a streamed request body: crossing it cuts the request off with 413. */
+  maxBodyBytes: number;
+  /** A streamed request body that stalls this long (no byte arrives) is cut off with 408. */
+  bodyIdleMs: number;
 }
 
 /** Forwards a request; `body`, when given, replaces the (already consumed) request body. */
-export type Forwarder = ((req: IncomingMessage, res: ServerResponse, body?: Buffer) => void) & {
+export type Forwarder = ((req: IncomingMessage, res: ServerResponse, body?: ReplacementBody) => void) & {
   agent: Agent;
 };
 
@@ -45,7 +52,7 @@ export type Forwarder = ((req: IncomingMessage, res: ServerResponse, body?: Buff
  */
 export function createForwarder(opts: ForwarderOptions): Forwarder {
   const agent = new Agent({ keepAlive: true, maxSockets: 256 });
-  const forward = (req: IncomingMessage, res: ServerResponse, body?: Buffer): void => {
+  const forward = (req: IncomingMessage, res: ServerResponse, body?: ReplacementBody): void => {
     const started = process.hrtime.bigint();
     const finish = (status: number): void => {
       opts.requests.inc({
@@ -79,7 +86,18 @@ export function createForwarder(opts: ForwarderOptions): Forwarder {
       },
     );
     upstreamReq.setTimeout(0); // /sync long-polls for as long as the client asked
+    let cutOff = false;
+    /** The client broke a limit mid-body: Synapse's half-sent request is dropped, the client told why. */
+    const cut = (refusal: Refusal): void => {
+      if (cutOff) return;
+      cutOff = true;
+      req.unpipe(upstreamReq);
+      upstreamReq.destroy();
+      if (!res.headersSent) finish(refusal.status);
+      answerRefusal(req, res, refusal);
+    };
     upstreamReq.on("error", (err) => {
+      if (cutOff) return;
       if (res.headersSent) {
         res.destroy(err);
         return;
@@ -92,13 +110,33 @@ export function createForwarder(opts: ForwarderOptions): Forwarder {
     res.on("close", () => {
       if (!res.writableFinished) upstreamReq.destroy();
     });
-    if (body) upstreamReq.end(body);
-    else req.pipe(upstreamReq);
+    // Nor a client that stops half-way through its body a request Synapse waits on forever.
+    req.once("close", () => {
+      if (req.complete) return;
+      cutOff = true;
+      upstreamReq.destroy();
+    });
+    if (Buffer.isBuffer(body)) upstreamReq.end(body);
+    else if (body) {
+      pipeline(body.open(), upstreamReq, (err) => {
+        if (err && !res.headersSent) upstreamReq.destroy(err); // answered as unreachable above
+      });
+    } else {
+      req.pipe(upstreamReq);
+      let size = 0;
+      req.on("data", (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > opts.maxBodyBytes) cut(tooLarge(opts.maxBodyBytes));
+      });
+      watchBodyIdle(req, opts.bodyIdleMs, () => {
+        cut(bodyTimedOut());
+      });
+    }
   };
   return Object.assign(forward, { agent });
 }
 
-function forwardedHeaders(req: IncomingMessage, scheme: string, body?: Buffer): IncomingHttpHeaders {
+function forwardedHeaders(req: IncomingMessage, scheme: string, body?: ReplacementBody): IncomingHttpHeaders {
   const headers = withoutHopByHop(req.headers);
   if (body) headers["content-length"] = String(body.length);
   // MedMesh is the first proxy: a client-supplied X-Forwarded-For is untrusted and replaced.
@@ -118,6 +156,20 @@ function withoutHopByHop(headers: IncomingHttpHeaders): IncomingHttpHeaders {
 const METHODS = new Set(["GET", "PUT", "POST", "DELETE", "OPTIONS", "HEAD", "PATCH"]);
 function methodLabel(method: string | undefined): string {
   return method && METHODS.has(method) ? method : "OTHER";
+}
+
+/**
+ * Answers a refusal and, when the request body has not been read to its end, closes the
+ * connection after the answer (Node ends a `connection: close` response's socket once it is
+ * sent): the unread bytes are neither read nor parsed as a next request.
+ */
+export function answerRefusal(req: IncomingMessage, res: ServerResponse, refusal: Refusal): void {
+  if (res.headersSent) {
+    if (!res.writableFinished) res.destroy();
+    return;
+  }
+  if (!req.complete) res.setHeader("connection", "close");
+  matrixError(res, refusal.status, refusal.errcode, refusal.message, refusal.extra);
 }
 
 export function matrixError(

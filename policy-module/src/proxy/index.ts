@@ -1,4 +1,4 @@
-export { ProxyConfigSchema, type ProxyConfig } from "./config.ts";
+export { LimitsOverrideSchema, ProxyConfigSchema, type ProxyConfig } from "./config.ts";
 export { startProxy, type ProxyDeps, type RunningProxy } from "./server.ts";
 export { Refusal, forbidden, type OwnResponse, type ProxyContext } from "./context.ts";
 export { parseXMatrix, type XMatrixAuth } from "./federation-rules.ts";

@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import type { IncomingMessage } from "node:http";
+import { Refusal } from "./context.ts";
 
 export interface Requester {
   userId: string;
@@ -13,12 +14,38 @@ export interface Requester {
  */
 export type WhoAmI = (token: string, assertedUserId?: string) => Promise<Requester | undefined>;
 
-/** The access token of a client request: Authorization header first, then the legacy query parameter. */
+/**
+ * The access token of a client request, read the way Synapse reads it (Authorization header
+ * `Bearer <token>`, or the legacy `access_token` query parameter, never both). A credential that
+ * is present but malformed is refused here, as Synapse would refuse it, instead of being passed
+ * to whoami: a token with bytes outside visible ASCII cannot be put in a header (fetch throws) and
+ * would make Synapse fail with a 500. Throws a 401 `Refusal`; undefined means no credential.
+ */
 export function accessTokenOf(req: IncomingMessage, url: URL): string | undefined {
   const auth = req.headers.authorization;
-  if (auth?.startsWith("Bearer ")) return auth.slice(7).trim() || undefined;
-  return url.searchParams.get("access_token") ?? undefined;
+  const query = url.searchParams.getAll("access_token");
+  if (auth !== undefined) {
+    if (query.length > 0) throw missingToken("Use the Authorization header or access_token, not both");
+    const match = /^Bearer (.*)$/s.exec(auth);
+    if (!match) throw missingToken("The Authorization header must be 'Bearer <access token>'");
+    return checkedToken(match[1] ?? "");
+  }
+  if (query.length > 1) throw missingToken("Only one access_token parameter is allowed");
+  return query[0] === undefined ? undefined : checkedToken(query[0]);
 }
+
+// Synapse's tokens (syt_…, appservice tokens) are visible ASCII; anything else cannot be one.
+const TOKEN = /^[\x21-\x7e]+$/;
+
+function checkedToken(token: string): string {
+  if (token === "") throw missingToken("The access token is empty");
+  if (!TOKEN.test(token)) {
+    throw new Refusal(401, "M_UNKNOWN_TOKEN", "Unknown or expired access token", { soft_logout: false });
+  }
+  return token;
+}
+
+const missingToken = (reason: string): Refusal => new Refusal(401, "M_MISSING_TOKEN", reason);
 
 /**
  * Who is calling, asked of Synapse (`/account/whoami`) once per token and remembered briefly:

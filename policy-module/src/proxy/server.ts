@@ -2,15 +2,17 @@ import { readFileSync } from "node:fs";
 import { createServer as createHttpServer, type Server } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
+import type { Duplex } from "node:stream";
 import type { Logger } from "pino";
 import { Counter, Histogram, type Registry } from "prom-client";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { clientRules } from "./client-rules.ts";
 import type { ProxyConfig } from "./config.ts";
-import { ProxyContext, Refusal, type OwnResponse } from "./context.ts";
+import { ProxyContext, Refusal, tooLarge, type OwnResponse } from "./context.ts";
 import { federationGate, type FederationRuleDeps } from "./federation-rules.ts";
 import { endpointGuard } from "./endpoints.ts";
-import { createForwarder, matrixError, sendJson, type Forwarder } from "./forward.ts";
+import { answerRefusal, createForwarder, sendJson, type Forwarder } from "./forward.ts";
+import { answerClientError, declaredLength, nonAsciiHeader } from "./limits.ts";
 import type { DirectoryGate, InviteGate, TrustView } from "./policy.ts";
 import { createRateLimiter } from "./rate-limit.ts";
 import { accessTokenOf, createRequesterCache, type Requester } from "./requester.ts";
@@ -73,19 +75,30 @@ export async function startProxy(
     labelNames: ["kind"] as const,
     registers: [deps.metrics],
   });
-  const common = { log: deps.log, requests, duration };
+  const limits = config.limits;
+  // The hard cap on any body, inspected or streamed: the largest limit that applies on the port.
+  const bodyCap = {
+    client: Math.max(limits.json_body_bytes, limits.media_body_bytes),
+    federation: limits.federation_body_bytes,
+  };
+  const common = { log: deps.log, requests, duration, bodyIdleMs: limits.body_idle_timeout_ms };
   const forwardClient = createForwarder({
     ...common,
     listener: "client",
     upstream: clientUpstream,
     scheme: "http",
+    maxBodyBytes: bodyCap.client,
   });
   const forwardFederation = createForwarder({
     ...common,
     listener: "federation",
     upstream: new URL(config.federation.upstream),
     scheme: "https",
+    maxBodyBytes: bodyCap.federation,
   });
+  // Sockets with a request in progress: a parse error there (mid-body) only closes the connection,
+  // as an answer to that request may already be under way.
+  const responding = new WeakSet<Duplex>();
   const requesters = createRequesterCache(clientUpstream);
   const limiter = createRateLimiter({
     perSecond: config.limits.requests_per_second,
@@ -120,23 +133,54 @@ export async function startProxy(
       decide: (ctx: ProxyContext) => Promise<OwnResponse | undefined>,
     ) =>
     (req: IncomingMessage, res: ServerResponse): void => {
+      responding.add(req.socket);
+      res.once("close", () => responding.delete(req.socket));
+      const refuse = (refusal: Refusal): void => {
+        refusals.inc({ listener, errcode: refusal.errcode });
+        answerRefusal(req, res, refusal);
+      };
+      // Refused before anything else, so a request that only declares a huge body is answered
+      // at once, never waits for bytes that will not come, and Synapse never waits for them either.
+      if (declaredLength(req) > bodyCap[listener]) {
+        refuse(tooLarge(bodyCap[listener]));
+        return;
+      }
+      const oddHeader = nonAsciiHeader(req);
+      if (oddHeader !== undefined) {
+        refuse(badHeader(listener, oddHeader));
+        return;
+      }
       const url = requestUrl(req);
       if (!url) {
         forward(req, res); // the forwarder answers malformed targets itself
         return;
       }
       let requester: Promise<Requester | undefined> | undefined;
-      const ctx = new ProxyContext(req, url, listener, () => {
-        const token = accessTokenOf(req, url);
-        requester ??=
-          token === undefined
-            ? Promise.resolve(undefined)
-            : requesters.whoami(token, url.searchParams.get("user_id") ?? undefined);
-        return requester;
-      });
+      const ctx = new ProxyContext(
+        req,
+        url,
+        listener,
+        () => {
+          // A malformed credential is refused (401) by accessTokenOf, inside the promise.
+          requester ??=
+            listener === "federation"
+              ? Promise.resolve(undefined) // servers sign requests; there are no access tokens here
+              : (async () => {
+                  const token = accessTokenOf(req, url);
+                  return token === undefined
+                    ? undefined
+                    : requesters.whoami(token, url.searchParams.get("user_id") ?? undefined);
+                })();
+          return requester;
+        },
+        { bodyIdleMs: limits.body_idle_timeout_ms },
+      );
+      // Temporary files (spooled uploads) go whatever the outcome.
+      res.once("close", () => void ctx.done());
       decide(ctx)
         .then(async (own) => {
           if (own) {
+            if (!req.complete) res.setHeader("connection", "close"); // the unread rest is not read
             if (own.contentType && Buffer.isBuffer(own.body)) {
               res.writeHead(own.status, {
                 "content-type": own.contentType,
@@ -166,12 +210,8 @@ export async function startProxy(
                     "M_UNKNOWN",
                     "The request could not be checked against policy; try again shortly",
                   ));
-          refusals.inc({ listener, errcode: refusal.errcode });
-          if (!res.headersSent) {
-            matrixError(res, refusal.status, refusal.errcode, refusal.message, refusal.extra);
-          }
-          // An unread body must not be parsed as the next request on this connection.
-          if (!req.complete) req.resume();
+          // An unread body is not read (nor parsed as a next request): the connection closes.
+          refuse(refusal);
         });
     };
 
@@ -205,13 +245,39 @@ export async function startProxy(
   const tls = {
     cert: readFileSync(config.federation.tls.certificate),
     key: readFileSync(config.federation.tls.private_key),
+    // A TLS handshake is part of sending the headers: a stalled one is not held longer.
+    handshakeTimeout: limits.headers_timeout_ms,
+  };
+  const timing = {
+    // Node checks the headers timeout on this interval: it bounds how late a slow sender is cut off.
+    connectionsCheckingInterval: Math.min(1000, Math.max(50, Math.floor(limits.headers_timeout_ms / 10))),
+  };
+  const edge = (listener: "client" | "federation", server: Server): Server => {
+    server.headersTimeout = limits.headers_timeout_ms;
+    server.on(
+      "clientError",
+      answerClientError(deps.log, listener, responding, (errcode) => {
+        refusals.inc({ listener, errcode });
+      }),
+    );
+    // `Expect: 100-continue` is answered only for a body the proxy would accept: a client
+    // announcing too large a body gets 413 without being invited to send it.
+    server.on("checkContinue", (req: IncomingMessage, res: ServerResponse) => {
+      if (!(declaredLength(req) > bodyCap[listener])) res.writeContinue();
+      server.emit("request", req, res);
+    });
+    return server;
   };
   const servers: Server[] = [];
   try {
-    const clientServer = await listenOn(createHttpServer(client), config.client.host, config.client.port);
+    const clientServer = await listenOn(
+      edge("client", createHttpServer(timing, client)),
+      config.client.host,
+      config.client.port,
+    );
     servers.push(clientServer);
     const federationServer = await listenOn(
-      createHttpsServer(tls, federation),
+      edge("federation", createHttpsServer({ ...tls, ...timing }, federation)),
       config.federation.host,
       config.federation.port,
     );
@@ -234,6 +300,16 @@ export async function startProxy(
   }
 }
 
+/** A header with bytes outside ASCII; in the credential it is a bad token (or signature). */
+function badHeader(listener: "client" | "federation", header: string): Refusal {
+  if (header !== "authorization") {
+    return new Refusal(400, "M_UNKNOWN", `The ${header} header contains bytes outside ASCII`);
+  }
+  return listener === "client"
+    ? new Refusal(401, "M_UNKNOWN_TOKEN", "Unknown or expired access token", { soft_logout: false })
+    : new Refusal(401, "M_UNAUTHORIZED", "The Authorization header contains bytes outside ASCII");
+}
+
 /** Origin-form targets only ("/path?query"); anything else is left to the forwarder to refuse. */
 function requestUrl(req: IncomingMessage): URL | undefined {
   if (!req.url?.startsWith("/") || req.url.startsWith("//")) return undefined;
@@ -245,9 +321,9 @@ function requestUrl(req: IncomingMessage): URL | undefined {
 }
 
 async function listenOn(server: Server, host: string, port: number): Promise<Server> {
-  // Long uploads and long-polls are legitimate; slow header dribbling is not.
+  // Long uploads and long-polls are legitimate: no total request timeout. Slow header dribbling
+  // (headersTimeout, set by the caller) and stalled bodies (the body idle timeout) are not.
   server.requestTimeout = 0;
-  server.headersTimeout = 30_000;
   server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
