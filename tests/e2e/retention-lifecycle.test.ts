@@ -110,11 +110,16 @@ async function tablesHolding(o: RunningOrganisation, text: string): Promise<stri
       ).rows.map((r) => r.table_name);
       const holding: string[] = [];
       for (const name of tables) {
-        const { rows } = await pg.raw<{ rows: unknown[] }>(
-          `SELECT 1 FROM "${name}" t WHERE t::text LIKE ? LIMIT 1`,
-          [`%${text}%`],
-        );
-        if (rows.length > 0) holding.push(name);
+        try {
+          const { rows } = await pg.raw<{ rows: unknown[] }>(
+            `SELECT 1 FROM "${name}" t WHERE t::text LIKE ? LIMIT 1`,
+            [`%${text}%`],
+          );
+          if (rows.length > 0) holding.push(name);
+        } catch (err) {
+          // Synapse's background updates drop their temporary tables as they finish.
+          if ((err as { code?: string }).code !== "42P01") throw err;
+        }
       }
       return holding;
     } finally {
@@ -129,7 +134,14 @@ async function tablesHolding(o: RunningOrganisation, text: string): Promise<stri
     return tables
       .map((t) => t.name)
       .filter((name) => {
-        const rows = db.prepare(`SELECT * FROM "${name.replaceAll('"', '""')}"`).all();
+        let rows: Record<string, unknown>[];
+        try {
+          rows = db.prepare(`SELECT * FROM "${name.replaceAll('"', '""')}"`).all();
+        } catch (err) {
+          // Synapse's background updates drop their temporary tables as they finish.
+          if (/no such table/.test(String(err))) return false;
+          throw err;
+        }
         return rows.some((r) =>
           Object.values(r).some((v) =>
             (v instanceof Uint8Array ? Buffer.from(v).toString("latin1") : String(v)).includes(text),
