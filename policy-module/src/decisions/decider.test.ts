@@ -39,6 +39,7 @@ describe("decider", () => {
     const create = (config: Record<string, unknown>, user_id = "@x:a.example") =>
       decider.createRoom({ user_id, config });
     expect((await create({ invite_3pid: [{ medium: "email" }] })).allowed).toBe(false);
+    expect(decider.threepidInvite({ inviter: "@x:a.example", room_id: "!r:a.example" }).allowed).toBe(false);
     expect(
       (await create({ initial_state: [{ type: "m.room.encryption", content: { algorithm: "x" } }] })).allowed,
     ).toBe(false);

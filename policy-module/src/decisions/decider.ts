@@ -7,6 +7,7 @@ import type {
   JoinQuestion,
   PublishQuestion,
   StateQuestion,
+  ThreepidInviteQuestion,
 } from "./questions.ts";
 
 export interface DeciderDeps {
@@ -20,6 +21,7 @@ export interface DeciderDeps {
 /** Synapse's decision points, answered from the capabilities that own each rule. */
 export interface Decider {
   invite(q: InviteQuestion): Promise<Decision>;
+  threepidInvite(q: ThreepidInviteQuestion): Decision;
   createRoom(q: CreateRoomQuestion): Promise<Decision>;
   join(q: JoinQuestion): Decision;
   publish(q: PublishQuestion): Promise<Decision>;
@@ -27,6 +29,11 @@ export interface Decider {
 }
 
 const ALLOWED: Decision = { allowed: true };
+// Invite permissions name Matrix users and servers; an address outside Matrix would bypass them.
+const NO_3PID: Decision = {
+  allowed: false,
+  reason: "Invitations by e-mail or phone number are not available on this server",
+};
 
 export function createDecider(d: DeciderDeps): Decider {
   const untrusted = (id: string): string | undefined => {
@@ -59,13 +66,9 @@ export function createDecider(d: DeciderDeps): Decider {
 
   return {
     invite,
+    threepidInvite: () => NO_3PID,
     async createRoom({ user_id, config }) {
-      if (Array.isArray(config.invite_3pid) && config.invite_3pid.length > 0) {
-        return {
-          allowed: false,
-          reason: "Invitations by e-mail or phone number are not available on this server",
-        };
-      }
+      if (Array.isArray(config.invite_3pid) && config.invite_3pid.length > 0) return NO_3PID;
       const initial = Array.isArray(config.initial_state) ? config.initial_state : [];
       const state = initial.filter(isStateContent);
       // Synapse applies initial_state over the preset, so the preset's join rule counts only

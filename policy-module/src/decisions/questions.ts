@@ -15,6 +15,8 @@ export const QUESTIONS = {
     /** local: user_may_invite; federation: an inbound /invite or an invite inside /send. */
     via: z.enum(["local", "federation"]),
   }),
+  /** user_may_send_3pid_invite: an invitation by e-mail or phone number (the address is not sent). */
+  invite_3pid: z.object({ inviter: MatrixId("@"), room_id: MatrixId("!") }),
   create_room: z.object({ user_id: MatrixId("@"), config: z.record(z.string(), z.unknown()) }),
   join: z.object({ user_id: MatrixId("@"), room_id: MatrixId("!"), is_invited: z.boolean() }),
   publish: z.object({ user_id: MatrixId("@"), room_id: MatrixId("!") }),
@@ -29,6 +31,7 @@ export const QUESTIONS = {
 
 export type Check = keyof typeof QUESTIONS;
 export type InviteQuestion = z.infer<(typeof QUESTIONS)["invite"]>;
+export type ThreepidInviteQuestion = z.infer<(typeof QUESTIONS)["invite_3pid"]>;
 export type CreateRoomQuestion = z.infer<(typeof QUESTIONS)["create_room"]>;
 export type JoinQuestion = z.infer<(typeof QUESTIONS)["join"]>;
 export type PublishQuestion = z.infer<(typeof QUESTIONS)["publish"]>;

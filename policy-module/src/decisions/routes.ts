@@ -75,6 +75,8 @@ function decide(decider: Decider, check: Check, body: unknown): Promise<Decision
   switch (check) {
     case "invite":
       return decider.invite(parse(check, q.invite, body));
+    case "invite_3pid":
+      return decider.threepidInvite(parse(check, q.invite_3pid, body));
     case "create_room":
       return decider.createRoom(parse(check, q.create_room, body));
     case "join":

@@ -22,7 +22,7 @@ from synapse.module_api import (
     make_deferred_yieldable,
     run_in_background,
 )
-from synapse.module_api.errors import Codes, ConfigError, SynapseError
+from synapse.module_api.errors import Codes, ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +57,8 @@ class MedMeshPolicy:
             user_may_join_room=self.user_may_join_room,
             user_may_publish_room=self.user_may_publish_room,
             check_event_for_spam=self.check_event_for_spam,
+            user_may_send_3pid_invite=self.user_may_send_3pid_invite,
         )
-        api.register_third_party_rules_callbacks(check_event_allowed=self.check_event_allowed)
 
     @staticmethod
     def parse_config(config: dict[str, Any]) -> Config:
@@ -114,38 +114,28 @@ class MedMeshPolicy:
         answer = await self._ask("publish", {"user_id": user_id, "room_id": room_id})
         return _spam_result(answer)
 
-    # --- events: local ones in check_event_allowed, remote ones in check_event_for_spam ---------
+    async def user_may_send_3pid_invite(
+        self, inviter: str, medium: str, address: str, room_id: str
+    ) -> SpamResult:
+        # The address is not sent: the policy module needs only to know that one was asked for.
+        answer = await self._ask("invite_3pid", {"inviter": inviter, "room_id": room_id})
+        return _spam_result(answer)
 
-    async def check_event_allowed(
-        self, event: EventBase, state_events: Any
-    ) -> tuple[bool, Optional[dict[str, Any]]]:
-        # Called for every event this server creates (and for knocks), so it filters here and asks
-        # only for the few that need a decision. Synapse does not call it for PDUs other servers
-        # send: check_event_for_spam below covers those.
-        if not self._api.is_mine(event.sender):
-            return True, None
-        question = self._question(event)
-        if question is None:
-            return True, None
-        answer = await self._ask(*question)
-        if answer.allow:
-            return True, None
-        # Raising keeps the policy module's reason; returning False would say only "forbidden".
-        raise SynapseError(403, answer.error, _errcode(answer.errcode))
+    # --- events ---------------------------------------------------------------------------------
 
-    async def check_event_for_spam(self, event: EventBase) -> Union[Literal["NOT_SPAM"], Codes]:
-        # For a PDU from another server a refusal soft-fails it: it never enters the room's
-        # current state and is never shown to clients.
-        if self._api.is_mine(event.sender):
-            return NOT_SPAM
+    async def check_event_for_spam(self, event: EventBase) -> SpamResult:
+        # Called for every event a client sends (state API included) and every PDU other servers
+        # send, so it filters here and asks only for the few that need a decision. (Not
+        # check_event_allowed: Synapse loads the room's whole state before every call to it, a
+        # cost on every message; and it never sees other servers' PDUs.) A refused PDU from
+        # another server is soft-failed: never in the room's current state, never shown.
         question = self._question(event)
         if question is None:
             return NOT_SPAM
         answer = await self._ask(*question)
-        if answer.allow:
-            return NOT_SPAM
-        logger.info("refused a %s event from %s: %s", event.type, event.sender, answer.error)
-        return _errcode(answer.errcode)
+        if not answer.allow and not self._api.is_mine(event.sender):
+            logger.info("refused a %s event from %s: %s", event.type, event.sender, answer.error)
+        return _spam_result(answer)
 
     def _question(self, event: EventBase) -> Optional[tuple[str, dict[str, Any]]]:
         if not event.is_state():
