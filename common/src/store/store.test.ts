@@ -1,49 +1,21 @@
-import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { writeFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import knexFactory from "knex";
 import { createStore } from "./store.ts";
 import { storeSuite } from "./store.suite.ts";
+import { storeBackends } from "./test-backends.ts";
 
-storeSuite("PGlite (embedded)", async () => {
-  const dir = await mkdtemp(join(tmpdir(), "medmesh-pglite-"));
-  return {
-    config: { type: "pglite", data_dir: dir },
-    multiInstance: false,
-    cleanup: () => rm(dir, { recursive: true, force: true }),
-  };
-});
-
-const serverUrl = process.env.MEDMESH_TEST_POSTGRES_URL;
-if (serverUrl) {
-  storeSuite("PostgreSQL", async () => {
-    // A fresh database per test, created and dropped through the server's admin connection.
-    const name = `medmesh_test_${randomBytes(6).toString("hex")}`;
-    const admin = knexFactory({ client: "pg", connection: serverUrl, pool: { min: 0, max: 1 } });
-    await admin.raw(`CREATE DATABASE ${name}`);
-    const url = new URL(serverUrl);
-    url.pathname = `/${name}`;
-    return {
-      config: { type: "postgres", url: url.toString(), pool_max: 5 },
-      multiInstance: true,
-      cleanup: async () => {
-        await admin.raw(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-        await admin.destroy();
-      },
-    };
-  });
-} else if (process.env.CI) {
-  describe("store on PostgreSQL", () => {
-    it("needs MEDMESH_TEST_POSTGRES_URL in CI", () => {
-      throw new Error(
-        "MEDMESH_TEST_POSTGRES_URL is not set: run .ci/start-postgres.sh and export the URL it prints",
-      );
-    });
-  });
-} else {
+// PGlite always; PostgreSQL when MEDMESH_TEST_POSTGRES_URL is set (under CI its absence fails the
+// file: storeBackends throws). Only PostgreSQL can be opened by several instances at once.
+for (const backend of storeBackends()) {
+  storeSuite(backend.name, async () => ({
+    ...(await backend.make()),
+    multiInstance: backend.name === "PostgreSQL",
+  }));
+}
+if (!process.env.MEDMESH_TEST_POSTGRES_URL) {
   describe.skip("store on PostgreSQL (set MEDMESH_TEST_POSTGRES_URL, e.g. from .ci/start-postgres.sh)", () => {
     it("is skipped without a server", () => undefined);
   });
