@@ -2,15 +2,8 @@ import { existsSync, readFileSync } from "node:fs";
 import { chmod, mkdir, writeFile } from "node:fs/promises";
 import { join, relative, resolve, sep } from "node:path";
 import { parse as parseYaml, stringify } from "yaml";
-import { createPublicKey, generateKeyPairSync, type JsonWebKey } from "node:crypto";
-import {
-  generateKey,
-  loadPrivateKey,
-  publicJwkOf,
-  signTrustList,
-  synapseWhitelistYaml,
-  type PolicyModuleConfig,
-} from "@medmesh/policy-module";
+import { createPublicKey, generateKeyPairSync } from "node:crypto";
+import { generateKey, synapseWhitelistYaml, type PolicyModuleConfig } from "@medmesh/policy-module";
 import { InteropConfigSchema, type BridgeConfig } from "@medmesh/bridge";
 import type { DeploymentConfig, OrganisationConfig } from "./config/schema.ts";
 import { serverNameOf } from "./config/schema.ts";
@@ -22,6 +15,10 @@ import {
   type OrganisationPaths,
 } from "./synapse/homeserver-config.ts";
 import { ensureLocalCa, ensureServerCertificate } from "./tls/local-ca.ts";
+import { signLocalTrustList, trustFiles, type TrustFiles } from "./local-trust.ts";
+import { organisationPaths } from "./paths.ts";
+
+export { organisationPaths };
 
 export interface GeneratedOrganisation {
   org: OrganisationConfig;
@@ -47,44 +44,6 @@ export interface GeneratedNetwork {
   dataDir: string;
   caCertificate: string;
   organisations: GeneratedOrganisation[];
-}
-
-export function organisationPaths(dataDir: string, orgId: string): OrganisationPaths {
-  const root = join(dataDir, orgId);
-  const synapseDir = join(root, "synapse");
-  const secrets = join(root, "secrets");
-  const appserviceDir = join(root, "appservices");
-  return {
-    root,
-    synapseDir,
-    homeserverYaml: join(synapseDir, "homeserver.yaml"),
-    logConfig: join(synapseDir, "log.config"),
-    logFile: join(synapseDir, "homeserver.log"),
-    pidFile: join(synapseDir, "homeserver.pid"),
-    signingKey: join(secrets, "signing.key"),
-    mediaStore: join(synapseDir, "media"),
-    sqliteDb: join(synapseDir, "homeserver.db"),
-    registrationSecret: join(secrets, "registration_shared_secret"),
-    macaroonSecret: join(secrets, "macaroon_secret_key"),
-    formSecret: join(secrets, "form_secret"),
-    decisionToken: join(secrets, "decision-token"),
-    appserviceDir,
-    policyModuleRegistration: join(appserviceDir, "policy-module.yaml"),
-    bridgeRegistration: join(appserviceDir, "bridge.yaml"),
-    policyModuleConfig: join(root, "policy-module.yaml"),
-    bridgeConfig: join(root, "bridge.yaml"),
-    storeDir: join(root, "store"),
-    // Beside the store, not in it: whoever edits the audit table cannot rewrite these in step.
-    auditAnchors: join(root, "audit-anchors.jsonl"),
-    tlsDir: join(root, "tls"),
-    federationWhitelist: join(synapseDir, "federation-whitelist.yaml"),
-    organisationKey: join(secrets, "organisation.jwk.json"),
-    bridgeSigningKey: join(secrets, "bridge-signing.pem"),
-    policyModuleAdminToken: join(secrets, "policy-module-admin-token"),
-    bridgeAdminToken: join(secrets, "bridge-admin-token"),
-    demoVendorKey: join(secrets, "demo-vendor.pem"),
-    demoVendorData: join(root, "demo-vendor.sqlite"),
-  };
 }
 
 /**
@@ -118,63 +77,6 @@ export async function generateNetwork(
     await writeFile(g.paths.federationWhitelist, synapseWhitelistYaml(g.serverName, listed));
   }
   return { dataDir, caCertificate: caFiles[0] ?? "", organisations };
-}
-
-export interface TrustFiles {
-  dir: string;
-  operatorKey: string;
-  operatorPublicKey: string;
-  list: string;
-  signedList: string;
-}
-
-export function trustFiles(dataDir: string): TrustFiles {
-  const dir = join(dataDir, "trust");
-  return {
-    dir,
-    operatorKey: join(dir, "operator.jwk.json"),
-    operatorPublicKey: join(dir, "operator.pub.jwk.json"),
-    list: join(dir, "list.json"),
-    signedList: join(dir, "list.jws"),
-  };
-}
-
-/**
- * The local network's operator: one key in data_dir/trust, and at every start a newly signed list
- * (higher sequence) of the deployment's organisations with their public keys.
- */
-async function signLocalTrustList(
-  deployment: DeploymentConfig,
-  files: TrustFiles,
-  organisations: readonly GeneratedOrganisation[],
-): Promise<string[]> {
-  const operator = JSON.parse(
-    await ensureSecretFile(files.operatorKey, () => JSON.stringify(generateKey().privateJwk)),
-  ) as JsonWebKey & { kid: string };
-  await writeFile(files.operatorPublicKey, JSON.stringify(publicJwkOf(operator)) + "\n");
-  const previous = existsSync(files.list)
-    ? (JSON.parse(readFileSync(files.list, "utf8")) as { sequence?: number })
-    : {};
-  const now = new Date();
-  const listed = organisations.filter((g) => !deployment.trust.unlisted.includes(g.org.id));
-  const list = {
-    version: 1 as const,
-    network: "medmesh-local",
-    sequence: (previous.sequence ?? 0) + 1,
-    issued_at: now.toISOString(),
-    expires_at: new Date(now.getTime() + 365 * 86_400_000).toISOString(),
-    organisations: listed.map((g) => ({
-      server_name: g.serverName,
-      name: g.org.name,
-      identifier: g.org.id,
-      attestation_keys: [
-        publicJwkOf(JSON.parse(readFileSync(g.paths.organisationKey, "utf8")) as JsonWebKey),
-      ],
-    })),
-  };
-  await writeFile(files.list, JSON.stringify(list, null, 2) + "\n");
-  await writeFile(files.signedList, signTrustList(list, loadPrivateKey(operator), operator.kid) + "\n");
-  return listed.map((g) => g.serverName);
 }
 
 async function generateOrganisation(
