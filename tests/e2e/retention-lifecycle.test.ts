@@ -1,9 +1,11 @@
 import { randomBytes } from "node:crypto";
 import { DatabaseSync } from "node:sqlite";
 import knexFactory from "knex";
+import { createSynapseAdmin } from "@medmesh/common";
 import type { RunningOrganisation } from "@medmesh/deploy";
 import { describe, expect, it } from "vitest";
 import { JPEG_WITH_GPS } from "../../policy-module/src/media/test-images.ts";
+import { REMOTE_MEDIA_DELETE } from "../../policy-module/src/retention/sweeper.ts";
 import { adminApi, useTestNetwork, waitForMembership, waitUntil, type TestUser } from "../harness/index.ts";
 import type { TestNetwork } from "../harness/test-network.ts";
 
@@ -222,7 +224,14 @@ describe("retention deletes exactly what expired", () => {
       call(ann, "PUT", `/_matrix/client/v3/rooms/${enc(roomId)}/state/m.room.avatar/`, { url: roomAvatar }),
     );
     const attachment = await upload(ann);
-    await sendOld(a, roomId, { msgtype: "m.image", body: "x.jpg", url: attachment }, 40 * DAY);
+    // 29 days old: B's server reads it (it hears of a room homed elsewhere through its own
+    // sweeps) while it is still whole, as it would during the message's life.
+    const imageId = await sendOld(
+      a,
+      roomId,
+      { msgtype: "m.image", body: "x.jpg", url: attachment },
+      29 * DAY,
+    );
     // B's server caches the attachment (and a thumbnail) when B's member looks at it.
     for (const kind of ["download", "thumbnail"] as const) {
       expect(await fetchMedia(ann, attachment, kind)).toBe(200);
@@ -230,16 +239,33 @@ describe("retention deletes exactly what expired", () => {
     }
     await waitUntil(
       async () =>
-        (
-          await adminApi(a, "policy-module").json<{ indexed: number }>(
-            "GET",
-            "/_medmesh/admin/v1/retention/status",
-          )
-        ).indexed > 0 || undefined,
+        (await policy(a).store.knex("retention_events").where({ event_id: imageId }).first()) as unknown,
       "the attachment's message indexed",
     );
 
-    for (const later of [1, 31, 61, 121]) {
+    await waitUntil(
+      async () =>
+        (await call(bob, "GET", `/_matrix/client/v3/rooms/${enc(roomId)}/event/${enc(imageId)}`)).ok ||
+        undefined,
+      "the message at B's server",
+    );
+    expect(await sweep(org(1), new Date())).toMatchObject({ failed: 0, forgotten: 0 });
+    const atBNow = await policy(org(1)).store.knex("retention_events").where({ event_id: imageId }).first();
+    expect(atBNow).toMatchObject({ media: [attachment] });
+
+    // Past the period, A's sweep deletes the original; B still serves the copy it fetched (and Bob
+    // just looked at it again, so Synapse's own cache purge, by last access, keeps it) until B's sweep.
+    const later = new Date(Date.now() + 2 * DAY);
+    expect((await sweep(a, later)).failed).toBe(0);
+    for (const kind of ["download", "thumbnail"] as const) {
+      expect(await fetchMedia(ann, attachment, kind), `A ${kind}`).toBe(404);
+      expect(await fetchMedia(bob, attachment, kind), `B's copy, ${kind}`).toBe(200);
+    }
+    expect(await sweep(org(1), later)).toMatchObject({ failed: 0, forgotten: 1, remote_media_deleted: 1 });
+    for (const kind of ["download", "thumbnail"] as const)
+      expect(await fetchMedia(bob, attachment, kind), `B ${kind}`).toBe(404);
+
+    for (const later of [31, 61, 121]) {
       for (const o of [a, org(1)])
         expect((await sweep(o, new Date(Date.now() + later * DAY))).failed).toBe(0);
     }
@@ -251,6 +277,36 @@ describe("retention deletes exactly what expired", () => {
       expect(await fetchMedia(ann, attachment, kind), `A ${kind}`).toBe(404);
       expect(await fetchMedia(bob, attachment, kind), `B ${kind}`).toBe(404);
     }
+  });
+
+  it("deletes copies of other servers' media by the time they were fetched, however often they are looked at", async () => {
+    const ann = await net().registerUser(org(0));
+    const bob = await net().registerUser(org(1));
+    const file = await upload(ann);
+    expect(await fetchMedia(bob, file)).toBe(200); // B fetches its copy now
+    // The original goes (as its server's retention would); Bob keeps looking at B's copy.
+    const adminOf = (o: RunningOrganisation) =>
+      createSynapseAdmin({ url: o.synapseUrl, registrationSharedSecret: o.registrationSecret });
+    const prefix = `mxc://${org(0).serverName}/`;
+    await adminOf(org(0)).request(
+      "DELETE",
+      `/_synapse/admin/v1/media/${enc(org(0).serverName)}/${enc(file.slice(prefix.length))}`,
+    );
+    expect(await fetchMedia(ann, file)).toBe(404);
+    expect(await fetchMedia(bob, file), "B's copy after a fresh look").toBe(200);
+    // Not a server admin (straight to Synapse: the proxy does not forward this path): refused.
+    const refused = await fetch(`${org(1).synapseUrl}${REMOTE_MEDIA_DELETE}`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${bob.accessToken}`, "content-type": "application/json" },
+      body: JSON.stringify({ fetched_before_ts: Date.now() }),
+    });
+    expect(refused.status).toBe(403);
+    expect(await fetchMedia(bob, file), "B's copy after a refused delete").toBe(200);
+    const remote = await adminOf(org(1)).request<{ deleted: number }>("POST", REMOTE_MEDIA_DELETE, {
+      fetched_before_ts: Date.now(),
+    });
+    expect(remote.deleted).toBeGreaterThanOrEqual(1);
+    expect(await fetchMedia(bob, file), "B's copy, fetched before the cut").toBe(404);
   });
 
   it("purges history only up to what the index has seen: an event Synapse stored but the index has not survives", async () => {

@@ -21,8 +21,13 @@ export interface SweepResult {
   forgotten: number;
   purged_rooms: number;
   media_deleted: number;
+  /** Copies of other servers' media this server had fetched. */
+  remote_media_deleted: number;
   seconds: number;
 }
+
+/** The MedMesh Synapse module's delete of remote media copies (synapse-module/remote_media.py). */
+export const REMOTE_MEDIA_DELETE = "/_medmesh/synapse/v1/remote_media/delete";
 
 const LEASE = "retention-sweep";
 const LEASE_MS = 10 * 60_000;
@@ -63,7 +68,8 @@ export function createSweeper(d: {
   });
   const mediaDeleted = new Counter({
     name: "medmesh_retention_media_deleted_total",
-    help: "Local media files deleted because only expired events referred to them",
+    help: "Media files retention deleted: this server's uploads (local) and its copies of other servers' (remote)",
+    labelNames: ["origin"] as const,
     registers: [d.metrics],
   });
   const lastSweep = new Gauge({
@@ -165,20 +171,25 @@ export function createSweeper(d: {
    * avatar); the rest goes by date through Synapse's own delete (attachments of encrypted messages
    * are invisible to the index: their mxc:// URI is inside the ciphertext), which keeps avatars
    * (`keep_profiles`) and protected media — the attachments of kept messages.
+   * Copies of other servers' media: the same ones now, the rest by the time this server fetched
+   * them (the MedMesh Synapse module's delete; Synapse's own purge goes by last access only).
    */
-  const deleteMedia = async (redactedMedia: readonly string[], now: Date): Promise<number> => {
+  const deleteMedia = async (
+    redactedMedia: readonly string[],
+    now: Date,
+  ): Promise<{ local: number; remote: number }> => {
     const prefix = `mxc://${d.serverName}/`;
-    const local = redactedMedia.filter((m) => m.startsWith(prefix));
-    const unreferenced = await d.index.unreferenced(local);
+    const unreferenced = await d.index.unreferenced(redactedMedia);
     const named = await d.index.inState(unreferenced);
-    let deleted = 0;
-    for (const mxc of unreferenced.filter((m) => !named.has(m))) {
+    const expired = unreferenced.filter((m) => !named.has(m));
+    let local = 0;
+    for (const mxc of expired.filter((m) => m.startsWith(prefix))) {
       try {
         await d.admin.request(
           "DELETE",
           `/_synapse/admin/v1/media/${enc(d.serverName)}/${enc(mxc.slice(prefix.length))}`,
         );
-        deleted++;
+        local++;
       } catch (err) {
         if (err instanceof MatrixRequestError && err.status === 404) continue; // gone already
         d.log.warn({ err, media: mxc }, "could not delete expired media");
@@ -193,7 +204,11 @@ export function createSweeper(d: {
       `/_synapse/admin/v1/media/delete?before_ts=${String(before)}&keep_profiles=true`,
       {},
     );
-    return deleted + byDate.total;
+    const remote = await d.admin.request<{ deleted: number }>("POST", REMOTE_MEDIA_DELETE, {
+      fetched_before_ts: before,
+      media: expired.filter((m) => !m.startsWith(prefix)),
+    });
+    return { local: local + byDate.total, remote: remote.deleted };
   };
 
   const runOnce = async (now: Date): Promise<SweepResult> => {
@@ -206,6 +221,7 @@ export function createSweeper(d: {
       forgotten: 0,
       purged_rooms: 0,
       media_deleted: 0,
+      remote_media_deleted: 0,
       seconds: 0,
     };
     if (!(await d.leases.tryAcquire(LEASE, holder, LEASE_MS))) return result;
@@ -284,21 +300,18 @@ export function createSweeper(d: {
         }
       }
 
-      result.media_deleted = await deleteMedia([...media], now);
-      mediaDeleted.inc(result.media_deleted);
-      // Copies of other servers' media: their own MedMesh deletes the originals.
-      await d.admin.request(
-        "POST",
-        `/_synapse/admin/v1/purge_media_cache?before_ts=${String(now.getTime() - days(d.config.max_days))}`,
-        {},
-      );
-      if (result.media_deleted > 0)
+      const deleted = await deleteMedia([...media], now);
+      result.media_deleted = deleted.local;
+      result.remote_media_deleted = deleted.remote;
+      mediaDeleted.inc({ origin: "local" }, deleted.local);
+      mediaDeleted.inc({ origin: "remote" }, deleted.remote);
+      if (deleted.local + deleted.remote > 0)
         await d.audit.record({
           actor: d.botUserId,
           action: "retention.media",
           object: d.serverName,
           outcome: "deleted",
-          details: { count: result.media_deleted, policy },
+          details: { count: deleted.local, remote_copies: deleted.remote, policy },
         });
     } finally {
       await d.leases.release(LEASE, holder);

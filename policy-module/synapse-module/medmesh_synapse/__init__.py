@@ -24,6 +24,8 @@ from synapse.module_api import (
 )
 from synapse.module_api.errors import Codes, ConfigError
 
+from . import remote_media
+
 logger = logging.getLogger(__name__)
 
 # State events whose content a room rule constrains (E2EE algorithm, join rule, history visibility).
@@ -59,6 +61,7 @@ class MedMeshPolicy:
             check_event_for_spam=self.check_event_for_spam,
             user_may_send_3pid_invite=self.user_may_send_3pid_invite,
         )
+        api.register_web_resource(remote_media.PATH, remote_media.RemoteMediaDelete(api))
 
     @staticmethod
     def parse_config(config: dict[str, Any]) -> Config:
