@@ -82,6 +82,7 @@ export async function benchMediaStep(
     "POST",
     `/_synapse/admin/v1/media/delete?before_ts=${String(Date.now() + 1000)}&keep_profiles=true`,
     {},
+    { timeoutMs: 60 * 60_000 },
   );
   const synapseSeconds = (performance.now() - t) / 1000;
 

@@ -3,8 +3,11 @@ import { MatrixRequestError, registerWithSharedSecret } from "./accounts.ts";
 
 export interface SynapseAdmin {
   readonly userId: string | undefined;
-  /** A JSON request to Synapse as the MedMesh admin user; Matrix errors become MatrixRequestError. */
-  request<T>(method: string, path: string, body?: unknown): Promise<T>;
+  /**
+   * A JSON request to Synapse as the MedMesh admin user; Matrix errors become MatrixRequestError.
+   * `timeoutMs` (default 15 s) for the few calls that do much work in one request (media deletes).
+   */
+  request<T>(method: string, path: string, body?: unknown, opts?: { timeoutMs?: number }): Promise<T>;
 }
 
 /**
@@ -61,7 +64,13 @@ export function createSynapseAdmin(opts: {
     return { token: reg.accessToken, userId: reg.userId };
   };
 
-  const send = async <T>(method: string, path: string, body: unknown, retry: boolean): Promise<T> => {
+  const send = async <T>(
+    method: string,
+    path: string,
+    body: unknown,
+    retry: boolean,
+    timeoutMs = 15_000,
+  ): Promise<T> => {
     session ??= login().catch((err: unknown) => {
       session = undefined;
       throw err;
@@ -75,13 +84,13 @@ export function createSynapseAdmin(opts: {
         ...(body === undefined ? {} : { "content-type": "application/json" }),
       },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      signal: AbortSignal.timeout(15_000),
+      signal: AbortSignal.timeout(timeoutMs),
     });
     const text = await res.text();
     const parsed = (text ? JSON.parse(text) : {}) as T & { errcode?: string; error?: string };
     if (res.status === 401 && retry) {
       session = undefined; // the token was logged out: log in again once
-      return send(method, path, body, false);
+      return send(method, path, body, false, timeoutMs);
     }
     if (!res.ok) {
       throw new MatrixRequestError(
@@ -97,6 +106,6 @@ export function createSynapseAdmin(opts: {
     get userId() {
       return userId;
     },
-    request: (method, path, body) => send(method, path, body, true),
+    request: (method, path, body, o) => send(method, path, body, true, o?.timeoutMs),
   };
 }

@@ -19,6 +19,8 @@ export interface ReverifyResult {
   verified: number;
   revoked: number;
   unavailable: number;
+  /** Records that could not be checked at all (an error, logged by user ID); the run went on. */
+  failed: number;
   seconds: number;
 }
 
@@ -63,6 +65,7 @@ export function createReverifier(deps: {
       verified: 0,
       revoked: 0,
       unavailable: 0,
+      failed: 0,
       seconds: 0,
     };
     if (!(await deps.leases.tryAcquire(LEASE, holder, LEASE_MS))) {
@@ -88,7 +91,16 @@ export function createReverifier(deps: {
               for (let v = limiter.take("registry"); !v.allowed; v = limiter.take("registry")) {
                 await new Promise((r) => setTimeout(r, v.retryAfterMs));
               }
-              const after = await deps.verifier.check(record, deps.verifier.actor);
+              let after;
+              try {
+                after = await deps.verifier.check(record, deps.verifier.actor);
+              } catch (err) {
+                // One record that cannot be checked never stops the run: it is reported, the rest go on.
+                result.failed++;
+                checks.inc({ outcome: "failed" });
+                deps.log.error({ err, user_id: record.user_id }, "could not re-check a clinician");
+                continue;
+              }
               result.checked++;
               if (after.status === "verified") result.verified++;
               else if (after.status === "revoked") result.revoked++;

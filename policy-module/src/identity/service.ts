@@ -13,7 +13,7 @@ import { storedClinicians } from "./clinicians.ts";
 import { identityDocuments, verificationRecords, type VerificationRecord } from "./records.ts";
 import { createRoomBadges, type BadgeContent } from "./room-badges.ts";
 import { createBigRegistry } from "./registries/big.ts";
-import { loadRegistryExtract } from "./registries/extract.ts";
+import { openRegistryExtract } from "./registries/extract.ts";
 import { createRizivRegistry } from "./registries/riziv.ts";
 import type { RegistryAdapter } from "./registries/types.ts";
 import { ATTESTATION_PATH, createRemoteVerification } from "./remote.ts";
@@ -53,15 +53,23 @@ export async function startIdentity(config: IdentityConfig, d: IdentityDeps) {
     registries.set(a.registry.toUpperCase(), a);
   };
   if (config.registries.big)
-    add(createBigRegistry({ url: config.registries.big.url, timeoutMs: config.registries.big.timeout_ms }));
+    add(
+      createBigRegistry({
+        url: config.registries.big.url,
+        timeoutMs: config.registries.big.timeout_ms,
+        maxAnswerBytes: config.registries.big.max_answer_bytes,
+      }),
+    );
   if (config.registries.riziv)
     add(
       createRizivRegistry({
         url: config.registries.riziv.url,
         timeoutMs: config.registries.riziv.timeout_ms,
+        maxAnswerBytes: config.registries.riziv.max_answer_bytes,
       }),
     );
-  if (config.registries.extract) add(loadRegistryExtract(config.registries.extract.file));
+  const extract = config.registries.extract && openRegistryExtract(config.registries.extract, d.log);
+  if (extract) add(extract);
 
   const records = verificationRecords(d.store.knex);
   const stored = await storedClinicians(records);

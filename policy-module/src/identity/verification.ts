@@ -20,6 +20,12 @@ export const VerifiedClinicianSchema = z.object({
 const RegistryEndpoint = z.object({
   url: z.url({ protocol: /^https?$/ }).describe("The registry's web service."),
   timeout_ms: z.number().int().positive().default(5000).describe("How long one look-up may take."),
+  max_answer_bytes: z
+    .number()
+    .int()
+    .positive()
+    .default(1024 * 1024)
+    .describe("Largest answer read from the registry; a larger one leaves the check pending."),
 });
 
 export const IdentityConfigSchema = z
@@ -35,7 +41,17 @@ export const IdentityConfigSchema = z
           "Belgian RIZIV/INAMI registry endpoint (MedMesh's JSON adapter contract).",
         ),
         extract: z
-          .object({ file: z.string().describe("CSV or JSON registry extract; re-read when it changes.") })
+          .object({
+            file: z.string().describe("CSV or JSON registry extract; re-read when it changes."),
+            registry: z
+              .string()
+              .min(1)
+              .optional()
+              .describe(
+                "The registry the extract holds (e.g. BIG). Set it so that a broken file at start-up leaves " +
+                  "checks against that registry pending instead of unknown; it must match the file.",
+              ),
+          })
           .optional()
           .describe("An imported registry extract (closed networks, other countries)."),
       })

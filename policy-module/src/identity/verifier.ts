@@ -120,7 +120,14 @@ export function createVerifier(d: VerifierDeps) {
   ): Promise<VerificationRecord> => {
     let next: VerificationRecord;
     try {
-      const answer = await adapter(record.registry).lookup(record.registration_number);
+      const registry = d.registries.get(record.registry.toUpperCase());
+      // A registry taken out of the config: the record is not checked (and runs out at its expiry).
+      if (!registry)
+        throw new RegistryUnavailableError(
+          "removed",
+          `this organisation no longer checks ${record.registry}`,
+        );
+      const answer = await registry.lookup(record.registration_number);
       next = { ...apply(record, answer, now), attempts: 0 };
     } catch (err) {
       if (!(err instanceof RegistryUnavailableError)) throw err;
@@ -135,7 +142,9 @@ export function createVerifier(d: VerifierDeps) {
         status: expired ? "revoked" : record.status,
         reason: expired
           ? "The registry could not be reached to re-check this registration before it expired"
-          : `The registry could not be reached (${err.kind}); the check will be retried`,
+          : err.kind === "removed"
+            ? `This organisation no longer checks ${record.registry}; ask its admin (the verification runs out at its expiry)`
+            : `The registry could not be reached (${err.kind}); the check will be retried`,
         attempts: record.attempts + 1,
       };
     }

@@ -30,6 +30,8 @@ export interface SweepResult {
 export const REMOTE_MEDIA_DELETE = "/_medmesh/synapse/v1/remote_media/delete";
 
 const LEASE = "retention-sweep";
+/** Synapse deletes media by date in one request: a day's worth of a large hospital takes minutes. */
+const MEDIA_TIMEOUT_MS = 30 * 60_000;
 const LEASE_MS = 10 * 60_000;
 
 /** The same event always gets the same redaction transaction: a repeated request is a no-op. */
@@ -203,11 +205,17 @@ export function createSweeper(d: {
       "POST",
       `/_synapse/admin/v1/media/delete?before_ts=${String(before)}&keep_profiles=true`,
       {},
+      { timeoutMs: MEDIA_TIMEOUT_MS },
     );
-    const remote = await d.admin.request<{ deleted: number }>("POST", REMOTE_MEDIA_DELETE, {
-      fetched_before_ts: before,
-      media: expired.filter((m) => !m.startsWith(prefix)),
-    });
+    const remote = await d.admin.request<{ deleted: number }>(
+      "POST",
+      REMOTE_MEDIA_DELETE,
+      {
+        fetched_before_ts: before,
+        media: expired.filter((m) => !m.startsWith(prefix)),
+      },
+      { timeoutMs: MEDIA_TIMEOUT_MS },
+    );
     return { local: local + byDate.total, remote: remote.deleted };
   };
 

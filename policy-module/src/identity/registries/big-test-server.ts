@@ -21,7 +21,7 @@ export interface BigTestRecord {
   suspendedUntil?: string;
 }
 
-export type BigTestMode = "normal" | "fault" | "malformed" | "slow" | "http500";
+export type BigTestMode = "normal" | "fault" | "malformed" | "slow" | "http500" | "huge";
 
 /** What the server last received, so tests can check the request MedMesh sent. */
 export interface BigSeenRequest {
@@ -43,6 +43,7 @@ export interface BigTestServer {
   stop(): Promise<void>;
 }
 
+const HUGE_MIB = 50;
 /** When no delayMs is given, "slow" holds answers this long: past any timeout a test would set. */
 const SLOW_DEFAULT_MS = 10_000;
 const MAX_BODY = 64 * 1024;
@@ -118,7 +119,8 @@ function readRequest(body: string): string {
  * does — POST, the SOAPAction header, a SOAP envelope with a listHcpApproxRequest — and answers a SOAP
  * fault (HTTP 500) otherwise; valid requests get the real envelope shape, with an empty ListHcpApprox for
  * an unknown number. Modes: "fault" (HTTP 500 + soap:Fault that echoes the number, as a careless service
- * might), "malformed" (cut-off XML), "http500" (an HTML error page) and "slow". Answers wait delayMs
+ * might), "malformed" (cut-off XML), "http500" (an HTML error page), "huge" (a 50 MiB answer, streamed
+ * without a length, as a runaway service sends it) and "slow". Answers wait delayMs
  * (default 0) — the benchmark's registry latency; "slow" waits delayMs, or 10 s when none was given.
  */
 export async function startBigTestServer(
@@ -171,6 +173,25 @@ export async function startBigTestServer(
     seen.number = number;
     if (mode === "fault") {
       send(res, 500, faultEnvelope("Server", `Unable to process request for RegistrationNumber ${number}`));
+      return;
+    }
+    if (mode === "huge") {
+      if (res.destroyed) return;
+      res.writeHead(200, { "content-type": "text/xml; charset=utf-8" });
+      const filler = Buffer.alloc(1024 * 1024, "<x>padding</x>");
+      let left = HUGE_MIB;
+      const more = (): void => {
+        while (left > 0 && !res.destroyed) {
+          left--;
+          if (!res.write(filler)) {
+            res.once("drain", more);
+            return;
+          }
+        }
+        if (!res.destroyed) res.end();
+      };
+      res.write(`<?xml version="1.0" encoding="utf-8"?><soap:Envelope><soap:Body>`);
+      more();
       return;
     }
     if (mode === "malformed") {

@@ -6,6 +6,7 @@ import {
   type RegistryRecord,
   type RegistrationStatus,
 } from "./types.ts";
+import { DEFAULT_MAX_ANSWER_BYTES, readCappedText } from "./http.ts";
 
 /*
  * The Dutch BIG-register through CIBG's public SOAP 1.1 service (WSDL "OpenbaarV4", port PublicV4Soap),
@@ -251,6 +252,8 @@ export interface BigRegistryOptions {
   url: string;
   /** Per lookup, including reading the answer. */
   timeoutMs?: number;
+  /** Largest answer read; more is a malformed answer. */
+  maxAnswerBytes?: number;
 }
 
 export function createBigRegistry(opts: BigRegistryOptions): RegistryAdapter {
@@ -289,8 +292,9 @@ export function createBigRegistry(opts: BigRegistryOptions): RegistryAdapter {
         signal,
       });
       status = res.status;
-      body = await res.text();
+      body = await readCappedText(res, opts.maxAnswerBytes ?? DEFAULT_MAX_ANSWER_BYTES, "BIG-register");
     } catch (err) {
+      if (err instanceof RegistryUnavailableError) throw err;
       return fail(err);
     }
     return readBigAnswer(status, body, number);

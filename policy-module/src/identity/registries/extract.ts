@@ -329,3 +329,53 @@ export function loadRegistryExtract(file: string): RegistryAdapter {
     },
   };
 }
+
+/**
+ * The configured extract, never stopping the service: a file that is broken (or missing) at
+ * start-up is logged, and checks against its registry (named in the config) stay pending with the
+ * reason until the file is fixed — it is tried again on every look-up. Without a configured name
+ * the registry cannot be known from a broken file: it is left out, and the log says so.
+ */
+export function openRegistryExtract(
+  config: { file: string; registry?: string | undefined },
+  log: { error(obj: object, msg: string): void },
+): RegistryAdapter | undefined {
+  const named = config.registry?.toUpperCase();
+  const matching = (a: RegistryAdapter): RegistryAdapter => {
+    if (named !== undefined && a.registry.toUpperCase() !== named)
+      throw new RegistryExtractError(
+        `${config.file} holds registry "${a.registry}", but registries.extract.registry says "${String(config.registry)}"`,
+      );
+    return a;
+  };
+  try {
+    return matching(loadRegistryExtract(config.file));
+  } catch (err) {
+    const reason = (err as Error).message;
+    if (config.registry === undefined) {
+      log.error(
+        { err },
+        "the registry extract cannot be loaded and registries.extract.registry is not set: its registry is left out until a restart",
+      );
+      return undefined;
+    }
+    log.error({ err }, `the registry extract cannot be loaded: checks against ${named} stay pending`);
+    let loaded: RegistryAdapter | undefined;
+    let failure = reason;
+    return {
+      registry: config.registry,
+      validateNumber: normaliseExtractNumber,
+      async lookup(number, o) {
+        if (!loaded) {
+          try {
+            loaded = matching(loadRegistryExtract(config.file));
+          } catch (again) {
+            failure = (again as Error).message;
+          }
+        }
+        if (!loaded) throw new RegistryUnavailableError("malformed", `Registry extract unusable: ${failure}`);
+        return loaded.lookup(number, o);
+      },
+    };
+  }
+}

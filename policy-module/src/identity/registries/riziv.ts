@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { RegistryUnavailableError, type RegistryAdapter, type RegistryRecord } from "./types.ts";
+import { DEFAULT_MAX_ANSWER_BYTES, readCappedText } from "./http.ts";
 
 /*
  * Belgian RIZIV/INAMI numbers (NIHDI professional numbers).
@@ -175,6 +176,8 @@ export interface RizivRegistryOptions {
   url: string;
   /** Per lookup, including reading the body. */
   timeoutMs?: number;
+  /** Largest answer read; more is a malformed answer. */
+  maxAnswerBytes?: number;
 }
 
 const DEFAULT_TIMEOUT_MS = 5_000;
@@ -258,8 +261,9 @@ export function createRizivRegistry(opts: RizivRegistryOptions): RegistryAdapter
     }
     let text: string;
     try {
-      text = await res.text();
+      text = await readCappedText(res, opts.maxAnswerBytes ?? DEFAULT_MAX_ANSWER_BYTES, "RIZIV registry");
     } catch (err) {
+      if (err instanceof RegistryUnavailableError) throw err;
       return fail(err);
     }
     let body: unknown;

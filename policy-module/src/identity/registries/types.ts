@@ -33,11 +33,14 @@ export interface RegistryAdapter {
   lookup(number: string, opts?: { signal?: AbortSignal }): Promise<RegistryRecord | undefined>;
 }
 
+/** Why: `removed` is a registry this organisation no longer checks (taken out of its config). */
+export type UnavailableKind = "timeout" | "fault" | "malformed" | "http" | "removed";
+
 /** The registry could not answer (timeout, fault, malformed answer): the check stays pending. */
 export class RegistryUnavailableError extends Error {
   override name = "RegistryUnavailableError";
-  readonly kind: "timeout" | "fault" | "malformed" | "http";
-  constructor(kind: "timeout" | "fault" | "malformed" | "http", message: string, options?: ErrorOptions) {
+  readonly kind: UnavailableKind;
+  constructor(kind: UnavailableKind, message: string, options?: ErrorOptions) {
     super(message, options);
     this.kind = kind;
   }
