@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs the pinned Synapse (deploy/SYNAPSE_VERSION) from PyPI into a project-local venv
 # (default deploy/.venv, gitignored), and MedMesh's Synapse module (policy-module/synapse-module)
-# into the same venv. Idempotent: returns in well under a second when the exact Synapse version and
-# the same module source are already there. Needs python3 >= 3.10 with the venv module.
+# into the same venv; with the `oidc` extra (authlib), for single sign-on with an organisation's
+# identity provider. Idempotent: returns in well under a second when the exact Synapse version,
+# authlib and the same module source are already there (a venv without authlib gets it added).
+# Needs python3 >= 3.10 with the venv module.
 #   usage: deploy/install-synapse.sh [venv-dir]
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -24,7 +26,7 @@ install_module() {
 
 installed() {
   [ -x "$VENV/bin/python" ] &&
-    "$VENV/bin/python" -c "import sys, importlib.metadata as m, synapse, psycopg2; sys.exit(0 if m.version('matrix-synapse') == '$VERSION' else 1)" 2>/dev/null
+    "$VENV/bin/python" -c "import sys, importlib.metadata as m, synapse, psycopg2, authlib; sys.exit(0 if m.version('matrix-synapse') == '$VERSION' else 1)" 2>/dev/null
 }
 if installed; then
   echo "Synapse $VERSION already installed in $VENV"
@@ -36,10 +38,10 @@ if ! "$PY" -c 'import sys, venv, ensurepip; sys.exit(0 if sys.version_info >= (3
   echo "error: $PY must be Python >= 3.10 with the venv and ensurepip modules (Debian: apt-get install python3-venv)" >&2
   exit 1
 fi
-echo "Installing matrix-synapse[postgres]==$VERSION into $VENV ..."
+echo "Installing matrix-synapse[postgres,oidc]==$VERSION into $VENV ..."
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "matrix-synapse[postgres]==$VERSION"
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "matrix-synapse[postgres,oidc]==$VERSION"
 installed || { echo "error: Synapse $VERSION did not install correctly into $VENV" >&2; exit 1; }
 echo "Synapse $VERSION installed in $VENV"
 install_module || { echo "error: the MedMesh Synapse module did not install into $VENV" >&2; exit 1; }

@@ -7,7 +7,7 @@ import { generateKey, synapseWhitelistYaml, type PolicyModuleConfig } from "@med
 import { InteropConfigSchema, type BridgeConfig } from "@medmesh/bridge";
 import type { DeploymentConfig, OrganisationConfig } from "./config/schema.ts";
 import { serverNameOf } from "./config/schema.ts";
-import { ensureSecretFile, randomToken, synapseSigningKey } from "./secrets.ts";
+import { copySecretFile, ensureSecretFile, randomToken, synapseSigningKey } from "./secrets.ts";
 import {
   homeserverConfig,
   hostForUrl,
@@ -17,6 +17,7 @@ import {
 import { ensureLocalCa, ensureServerCertificate } from "./tls/local-ca.ts";
 import { signLocalTrustList, trustFiles, type TrustFiles } from "./local-trust.ts";
 import { organisationPaths } from "./paths.ts";
+import { idpIdOf } from "./synapse/oidc-config.ts";
 
 export { organisationPaths };
 
@@ -108,6 +109,13 @@ async function generateOrganisation(
   const newPem = () =>
     generateKeyPairSync("ed25519").privateKey.export({ format: "pem", type: "pkcs8" }).toString();
   if (org.demo_vendor) await ensureSecretFile(paths.demoVendorKey, newPem);
+  // Synapse reads it from the organisation's secrets folder, on a host and in containers alike.
+  if (org.sso)
+    await copySecretFile(
+      resolve(baseDir, org.sso.client_secret_file),
+      paths.oidcClientSecret,
+      `organisation ${org.id}: sso.client_secret_file`,
+    );
   await ensureSecretFile(paths.bridgeSigningKey, newPem);
 
   let tls: { certificate: string; privateKey: string };
@@ -132,6 +140,7 @@ async function generateOrganisation(
   const runtimePaths = Object.fromEntries(
     Object.entries(paths as unknown as Record<string, string>).map(([k, v]) => [k, view.path(v)]),
   ) as unknown as OrganisationPaths;
+  const adminByAppservice = org.sso?.password_login === false;
   const escapedServer = serverName.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
   await writeRegistration(paths.policyModuleRegistration, {
     id: "medmesh-policy",
@@ -140,7 +149,12 @@ async function generateOrganisation(
     // @medmesh-verify: the verification bot, an end-to-end encrypting client in direct chats only.
     // Neither is the sender: Synapse refuses /sync to an appservice's sender.
     sender_localpart: "medmesh-appservice",
-    users: [{ exclusive: true, regex: `@medmesh(-appservice|-verify)?:${escapedServer}` }],
+    users: [
+      { exclusive: true, regex: `@medmesh(-appservice|-verify)?:${escapedServer}` },
+      // MedMesh's admin account logs in as this appservice where password login is off. Not
+      // exclusive: the account is created by shared-secret registration, as an admin.
+      ...(adminByAppservice ? [{ exclusive: false, regex: `@medmesh-admin:${escapedServer}` }] : []),
+    ],
   });
   await writeRegistration(paths.bridgeRegistration, {
     id: "medmesh-bridge",
@@ -208,7 +222,10 @@ async function generateOrganisation(
       view.url("synapse", org.ports.synapse_client),
       paths.policyModuleAdminToken,
     ),
-    synapse_admin: { registration_shared_secret: readFileSync(paths.registrationSecret, "utf8").trim() },
+    synapse_admin: {
+      registration_shared_secret: readFileSync(paths.registrationSecret, "utf8").trim(),
+      login: adminByAppservice ? ("appservice" as const) : ("password" as const),
+    },
     organisation: { signing_key_file: view.path(paths.organisationKey), ca_files: caFiles.map(view.path) },
     synapse_module: { token_file: view.path(paths.decisionToken) },
     audit: { anchor_file: view.path(paths.auditAnchors), anchor_interval_seconds: 300 },
@@ -234,6 +251,18 @@ async function generateOrganisation(
           : {}),
       },
       require_id_document: org.require_id_document,
+      ...(org.sso
+        ? {
+            sso: {
+              idp_id: idpIdOf(org),
+              organisation_name: org.name,
+              name_claim: org.sso.claims.name,
+              ...(org.sso.claims.registration_number
+                ? { registration: org.sso.claims.registration_number }
+                : {}),
+            },
+          }
+        : {}),
       verified_clinicians: org.verified_clinicians.map((c) => ({
         user_id: `@${c.localpart}:${serverName}`,
         display_name: c.display_name,
@@ -253,6 +282,7 @@ async function generateOrganisation(
       },
       limits,
       rooms: { allow_unencrypted_announcements: false, allow_public_rooms: false },
+      single_sign_on: org.sso !== undefined,
     },
   };
   const bridge = {

@@ -37,5 +37,6 @@ export function organisationPaths(dataDir: string, orgId: string): OrganisationP
     bridgeAdminToken: join(secrets, "bridge-admin-token"),
     demoVendorKey: join(secrets, "demo-vendor.pem"),
     demoVendorData: join(root, "demo-vendor.sqlite"),
+    oidcClientSecret: join(secrets, "oidc-client-secret"),
   };
 }

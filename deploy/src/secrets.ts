@@ -1,6 +1,6 @@
 import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
-import { mkdir, writeFile } from "node:fs/promises";
+import { chmod, mkdir, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
 
 export function randomToken(bytes = 32): string {
@@ -14,6 +14,26 @@ export async function ensureSecretFile(path: string, make: () => string): Promis
   const value = make();
   await writeFile(path, `${value}\n`, { mode: 0o600 });
   return value;
+}
+
+/**
+ * Copies an operator's secret (one value in a file) to where a service reads it, mode 0600, on
+ * every generation (a rotated secret is taken over). `what` names the setting in errors.
+ */
+export async function copySecretFile(source: string, target: string, what: string): Promise<void> {
+  let secret: string;
+  try {
+    secret = readFileSync(source, "utf8").trim();
+  } catch (err) {
+    throw new Error(
+      `${what}: ${source} cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
+      { cause: err },
+    );
+  }
+  if (!secret) throw new Error(`${what}: ${source} is empty`);
+  await mkdir(dirname(target), { recursive: true, mode: 0o700 });
+  await writeFile(target, `${secret}\n`, { mode: 0o600 });
+  await chmod(target, 0o600);
 }
 
 /**

@@ -19,6 +19,14 @@ export const PolicyModuleConfigSchema = ServiceConfigSchema.extend({
           "Synapse's registration_shared_secret: MedMesh creates and logs in its own admin account with it.",
         )
         .meta({ examples: ["${file:/run/secrets/registration_shared_secret}"] }),
+      login: z
+        .enum(["password", "appservice"])
+        .default("password")
+        .describe(
+          "How MedMesh's admin account logs in: with the password derived from the secret, or as " +
+            "the policy module's appservice (its registration must list @medmesh-admin in a " +
+            "non-exclusive namespace; needed where password login is switched off).",
+        ),
     })
     .optional()
     .describe(

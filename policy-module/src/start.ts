@@ -210,11 +210,13 @@ async function startProxyRole(
   const admin = createSynapseAdmin({
     url: config.homeserver.url,
     registrationSharedSecret: adminConfig.registration_shared_secret,
+    // Appservice login: works where the organisation switched password login off (SSO only).
+    ...(adminConfig.login === "appservice" ? { appserviceToken: ctx.registration.as_token } : {}),
   });
   const botUserId = `@medmesh:${serverName}`;
   // Synapse asks from the moment the bots start (they join rooms they were invited to while this
   // service was down); invite and directory decisions wait for identity, the others need nothing.
-  const late: { invites?: InviteGate; verification?: Verification } = {};
+  const late: { invites?: InviteGate; verification?: Verification; identity?: Identity } = {};
   const notYet = (): never => {
     throw new ApiError("M_UNAVAILABLE", "the policy module is still starting");
   };
@@ -228,6 +230,15 @@ async function startProxyRole(
       },
       verification: { isVerified: (userId) => (late.verification ?? notYet()).isVerified(userId) },
       rooms: proxy.rooms,
+      // Asked while Synapse completes an SSO login; identity starts before the proxy listens.
+      ...(config.identity.sso
+        ? {
+            sso: {
+              claims: (q) => ((late.identity ?? notYet()).sso ?? notYet()).claims(q),
+              login: (q) => ((late.identity ?? notYet()).sso ?? notYet()).login(q),
+            },
+          }
+        : {}),
     }),
   );
   await ensureAppserviceUser(config.homeserver.url, ctx.registration.as_token, "medmesh");
@@ -249,6 +260,7 @@ async function startProxyRole(
     trust: trustView,
     peerTimeoutMs: config.directory.peer_timeout_ms,
   });
+  late.identity = identity;
   const retention = startRetention(config.retention, {
     knex: ctx.store.knex,
     leases: ctx.store.leases,

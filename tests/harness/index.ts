@@ -12,3 +12,5 @@ export { freePorts, freeOrganisationPorts, type OrganisationPorts } from "./port
 export { namedUsers, sharedRoom, type SharedRoom } from "./scenarios.ts";
 export { OpenApiContract } from "./openapi.ts";
 export { adminApi, type AdminApi, type ServiceName } from "./admin.ts";
+export { Browser } from "./browser.ts";
+export { startTestIdp, type IdpAccount, type TestIdp } from "./test-idp.ts";

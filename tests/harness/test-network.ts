@@ -14,7 +14,7 @@ import {
 import { registerWithSharedSecret } from "@medmesh/deploy";
 import { UNKNOWN_ENDPOINT_LOG } from "@medmesh/policy-module";
 import { startClient, type ClientUser } from "./clients.ts";
-import { freeOrganisationPorts } from "./ports.ts";
+import { freeOrganisationPorts, type OrganisationPorts } from "./ports.ts";
 
 export const TEST_RUNS_DIR = join(REPO_ROOT, ".medmesh", "test-runs");
 
@@ -61,6 +61,15 @@ export interface TestNetworkOptions {
   identity?: Record<string, unknown>;
   /** Further organisation settings, by organisation index. */
   organisationSettings?: Record<number, Record<string, unknown>>;
+  /**
+   * Settings that depend on where the organisations will listen (e.g. an identity provider's
+   * redirect URI), computed once the ports are chosen and before anything starts; merged over
+   * organisationSettings.
+   */
+  organisationSettingsFor?: (
+    orgs: readonly { ports: OrganisationPorts; clientUrl: string }[],
+    dataDir: string,
+  ) => Promise<Record<number, Record<string, unknown>>>;
 }
 
 /**
@@ -74,6 +83,12 @@ export async function startTestNetwork(opts: TestNetworkOptions): Promise<TestNe
   await mkdir(dataDir, { recursive: true });
   const ports = await Promise.all(Array.from({ length: count }, () => freeOrganisationPorts()));
   const letters = "abcdefghijklmnopqrstuvwxyz";
+  const late = opts.organisationSettingsFor
+    ? await opts.organisationSettingsFor(
+        ports.map((p) => ({ ports: p, clientUrl: `http://127.0.0.1:${String(p.client)}` })),
+        dataDir,
+      )
+    : {};
   const databases = opts.postgresUrl ? await createPostgresDatabases(opts.postgresUrl, count) : undefined;
   const deployment = parseConfig(
     DeploymentSchema,
@@ -89,6 +104,7 @@ export async function startTestNetwork(opts: TestNetworkOptions): Promise<TestNe
         ports: ports[i],
         verified_clinicians: opts.verifiedClinicians?.[i] ?? [],
         ...opts.organisationSettings?.[i],
+        ...late[i],
         ...databases?.organisation(i),
       })),
     },

@@ -327,6 +327,30 @@ export const MIGRATIONS: readonly Migration[] = [
       });
     },
   },
+  {
+    version: 14,
+    name: "single sign-on identities; verifications proven by the organisation",
+    up: async (trx) => {
+      // What the organisation's identity provider asserted about a subject (its own ID for the
+      // person), and which Matrix account Synapse created or found for it (its external_ids).
+      await trx.schema.createTable("sso_identities", (t) => {
+        t.text("idp_id").notNullable();
+        t.text("subject").notNullable();
+        t.text("user_id");
+        // From the configured claim; never logged, never in attestations or audit.
+        t.text("registration_number");
+        t.text("name");
+        t.timestamp("claims_at", { useTz: true }).notNullable();
+        t.timestamp("linked_at", { useTz: true });
+        t.primary(["idp_id", "subject"]);
+        t.index(["user_id"]);
+      });
+      // The identity provider that proved who the clinician is (null: self-registered).
+      await trx.schema.alterTable("clinician_verifications", (t) => {
+        t.text("identity_provider");
+      });
+    },
+  },
 ];
 
 export class KnexStore implements Store {

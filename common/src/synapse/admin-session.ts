@@ -15,11 +15,16 @@ export interface SynapseAdmin {
  * needs only the registration shared secret, which the organisation's MedMesh already holds:
  * the password is derived from it, so any instance can log in again after a restart, and the
  * account is created (as admin) on first use. One fixed device keeps logins from piling up.
+ *
+ * With `appserviceToken` (the policy module's appservice, whose registration lists the account in
+ * a non-exclusive namespace) it logs in as that appservice instead of with the password, so it
+ * works where the organisation has switched password login off (single sign-on only).
  */
 export function createSynapseAdmin(opts: {
   url: string;
   registrationSharedSecret: string;
   localpart?: string;
+  appserviceToken?: string;
 }): SynapseAdmin {
   const localpart = opts.localpart ?? "medmesh-admin";
   const password = createHmac("sha256", opts.registrationSharedSecret)
@@ -29,13 +34,28 @@ export function createSynapseAdmin(opts: {
   let userId: string | undefined;
 
   const login = async (): Promise<{ token: string; userId: string }> => {
+    const appservice = opts.appserviceToken;
+    if (appservice !== undefined) {
+      // The account must exist before an appservice may log in as it; created as an admin once.
+      await registerWithSharedSecret(opts.url, opts.registrationSharedSecret, {
+        localpart,
+        password,
+        admin: true,
+      }).catch((err: unknown) => {
+        if (!(err instanceof MatrixRequestError && err.errcode === "M_USER_IN_USE")) throw err;
+      });
+    }
     const res = await fetch(new URL("/_matrix/client/v3/login", opts.url), {
       method: "POST",
-      headers: { "content-type": "application/json" },
+      headers: {
+        "content-type": "application/json",
+        ...(appservice === undefined ? {} : { authorization: `Bearer ${appservice}` }),
+      },
       body: JSON.stringify({
-        type: "m.login.password",
+        ...(appservice === undefined
+          ? { type: "m.login.password", password }
+          : { type: "m.login.application_service" }),
         identifier: { type: "m.id.user", user: localpart },
-        password,
         device_id: "MEDMESH_ADMIN",
         initial_device_display_name: "MedMesh policy module",
       }),
@@ -48,7 +68,7 @@ export function createSynapseAdmin(opts: {
     };
     if (res.ok && body.access_token && body.user_id)
       return { token: body.access_token, userId: body.user_id };
-    if (body.errcode !== "M_FORBIDDEN") {
+    if (body.errcode !== "M_FORBIDDEN" || appservice !== undefined) {
       throw new MatrixRequestError(
         res.status,
         body.errcode ?? "M_UNKNOWN",

@@ -1,4 +1,5 @@
 import type { DeploymentConfig, OrganisationConfig } from "../config/schema.ts";
+import { oidcSections } from "./oidc-config.ts";
 
 /** Where the generated files of one organisation live; see deploy/src/generate.ts. */
 export interface OrganisationPaths {
@@ -34,6 +35,8 @@ export interface OrganisationPaths {
   bridgeAdminToken: string;
   demoVendorKey: string;
   demoVendorData: string;
+  /** The client secret of the organisation's identity provider (copied from sso.client_secret_file). */
+  oidcClientSecret: string;
 }
 
 export interface HomeserverInputs {
@@ -161,6 +164,13 @@ export function homeserverConfig(i: HomeserverInputs): Record<string, unknown> {
     limit_profile_requests_to_users_who_share_rooms: true,
     user_directory: { enabled: true, search_all_users: false },
     serve_server_wellknown: false,
+    // Single sign-on with the organisation's identity provider, where it has one.
+    ...oidcSections({
+      org,
+      clientSecretFile: paths.oidcClientSecret,
+      decisionUrl: i.decisionUrl,
+      decisionTokenFile: paths.decisionToken,
+    }),
     ...(deployment.profile === "test" ? TEST_PROFILE_RATE_LIMITS : {}),
   };
 }

@@ -6,6 +6,8 @@ import type {
   InviteQuestion,
   JoinQuestion,
   PublishQuestion,
+  SsoClaimsQuestion,
+  SsoLoginQuestion,
   StateQuestion,
   ThreepidInviteQuestion,
 } from "./questions.ts";
@@ -16,6 +18,11 @@ export interface DeciderDeps {
   invites: InviteGate;
   verification: Verification;
   rooms: RoomRulesPolicy;
+  /** Single sign-on with the organisation's identity provider (identity/sso.ts), when configured. */
+  sso?: {
+    claims(q: SsoClaimsQuestion): Promise<Decision>;
+    login(q: SsoLoginQuestion): Promise<Decision>;
+  };
 }
 
 /** Synapse's decision points, answered from the capabilities that own each rule. */
@@ -26,6 +33,8 @@ export interface Decider {
   join(q: JoinQuestion): Decision;
   publish(q: PublishQuestion): Promise<Decision>;
   stateEvent(q: StateQuestion): Decision;
+  ssoClaims(q: SsoClaimsQuestion): Promise<Decision>;
+  ssoLogin(q: SsoLoginQuestion): Promise<Decision>;
 }
 
 const ALLOWED: Decision = { allowed: true };
@@ -33,6 +42,11 @@ const ALLOWED: Decision = { allowed: true };
 const NO_3PID: Decision = {
   allowed: false,
   reason: "Invitations by e-mail or phone number are not available on this server",
+};
+
+const NO_SSO: Decision = {
+  allowed: false,
+  reason: "Single sign-on is not configured for this organisation's MedMesh",
 };
 
 export function createDecider(d: DeciderDeps): Decider {
@@ -103,6 +117,8 @@ export function createDecider(d: DeciderDeps): Decider {
     },
     publish: ({ user_id }) => publish(user_id),
     stateEvent: (q) => checkRoomState(q, d.rooms),
+    ssoClaims: (q) => (d.sso ? d.sso.claims(q) : Promise.resolve(NO_SSO)),
+    ssoLogin: (q) => (d.sso ? d.sso.login(q) : Promise.resolve(NO_SSO)),
   };
 }
 

@@ -27,6 +27,14 @@ export const QUESTIONS = {
     room_id: MatrixId("!"),
     content: z.record(z.string(), z.unknown()),
   }),
+  /** The OIDC mapping provider, on every SSO login: the configured claims of the subject. */
+  sso_claims: z.object({
+    idp_id: z.string().min(1).max(255),
+    subject: z.string().min(1).max(255),
+    claims: z.record(z.string(), z.unknown()),
+  }),
+  /** on_user_login of type m.login.sso: Synapse completed an SSO login of this account. */
+  sso_login: z.object({ user_id: MatrixId("@"), idp_id: z.string().min(1).max(255) }),
 } as const;
 
 export type Check = keyof typeof QUESTIONS;
@@ -36,3 +44,5 @@ export type CreateRoomQuestion = z.infer<(typeof QUESTIONS)["create_room"]>;
 export type JoinQuestion = z.infer<(typeof QUESTIONS)["join"]>;
 export type PublishQuestion = z.infer<(typeof QUESTIONS)["publish"]>;
 export type StateQuestion = z.infer<(typeof QUESTIONS)["state_event"]>;
+export type SsoClaimsQuestion = z.infer<(typeof QUESTIONS)["sso_claims"]>;
+export type SsoLoginQuestion = z.infer<(typeof QUESTIONS)["sso_login"]>;

@@ -85,6 +85,10 @@ function decide(decider: Decider, check: Check, body: unknown): Promise<Decision
       return decider.publish(parse(check, q.publish, body));
     case "state_event":
       return decider.stateEvent(parse(check, q.state_event, body));
+    case "sso_claims":
+      return decider.ssoClaims(parse(check, q.sso_claims, body));
+    case "sso_login":
+      return decider.ssoLogin(parse(check, q.sso_login, body));
   }
 }
 

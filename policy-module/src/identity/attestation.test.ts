@@ -42,6 +42,15 @@ describe("attestations", () => {
     ]);
   });
 
+  it("say who proved the identity when the organisation's SSO did, and stay readable without it", () => {
+    const proven = check(signAttestation(a.key, claim({ identity_proven_by: "Hospital A" })));
+    expect(proven.identity_proven_by).toBe("Hospital A");
+    // An attestation from before the field existed (or of a self-registered clinician) still verifies.
+    expect(check(signAttestation(a.key, claim())).identity_proven_by).toBeUndefined();
+    const odd = { ...claim(), identity_proven_by: 42 } as unknown as Attestation;
+    expect(() => check(signAttestation(a.key, odd))).toThrow(/incomplete attestation/);
+  });
+
   it("refuse forged, expired, unknown-key, foreign-user and wrong-subject attestations", () => {
     const jws = signAttestation(a.key, claim());
     const [h, , s] = jws.split(".");

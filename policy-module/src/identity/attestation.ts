@@ -13,6 +13,12 @@ export interface Attestation {
   /** Unix seconds: the attestation is worthless afterwards. */
   exp: number;
   iat: number;
+  /**
+   * Present when the organisation's own identity provider proved who the clinician is (the
+   * account came from its single sign-on): the organisation's name. Absent for self-registered
+   * accounts. Added later: verifiers that do not know it ignore it, as JWS payloads allow.
+   */
+  identity_proven_by?: string;
 }
 
 const b64 = (v: unknown): string => Buffer.from(JSON.stringify(v)).toString("base64url");
@@ -73,7 +79,8 @@ export function verifyAttestation(
     typeof payload.profession !== "string" ||
     typeof payload.registry !== "string" ||
     typeof payload.verified_at !== "string" ||
-    typeof payload.iat !== "number"
+    typeof payload.iat !== "number" ||
+    (payload.identity_proven_by !== undefined && typeof payload.identity_proven_by !== "string")
   ) {
     throw new AttestationError("incomplete attestation");
   }

@@ -19,6 +19,11 @@ export interface VerificationRecord {
   last_checked_at: Date | null;
   attempts: number;
   updated_at: Date;
+  /**
+   * The organisation's identity provider (Synapse's idp_id) that proved who this person is: the
+   * account came from its single sign-on. Null for a self-registered account.
+   */
+  identity_provider: string | null;
 }
 
 /** The clinician_verifications table (common store migration 4). */

@@ -15,6 +15,8 @@ export interface BadgeContent {
   profession?: string;
   registry?: string;
   expires_at?: string;
+  /** The organisation whose own identity provider proved who the clinician is (its SSO). */
+  identity_proven_by?: string;
   /** When the bot set it: a re-sent badge is a new event, not deduplicated against the old one. */
   updated_at?: string;
 }

@@ -20,6 +20,7 @@ import { ATTESTATION_PATH, createRemoteVerification } from "./remote.ts";
 import { createReverifier } from "./reverify.ts";
 import { configuredClinicians, type IdentityConfig, type LocalClinicians } from "./verification.ts";
 import { createVerifier } from "./verifier.ts";
+import { createSingleSignOn, ssoIdentities, type SingleSignOn } from "./sso.ts";
 
 export interface IdentityDeps {
   serverName: string;
@@ -100,10 +101,15 @@ export async function startIdentity(config: IdentityConfig, d: IdentityDeps) {
         last_checked_at: null,
         attempts: 0,
         updated_at: started,
+        identity_provider: null,
       }
     );
   };
   const audit = createAuditLog(d.store.knex);
+  const identities = ssoIdentities(d.store.knex);
+  /** "identity proven by …": the account came from the organisation's own single sign-on. */
+  const provenBy = (r: VerificationRecord): { identity_proven_by?: string } =>
+    r.identity_provider === null ? {} : { identity_proven_by: config.sso?.organisation_name ?? d.serverName };
   const attestationFor = (r: VerificationRecord): string | undefined =>
     d.orgKey && r.verified_at && r.expires_at
       ? signAttestation(d.orgKey, {
@@ -114,13 +120,16 @@ export async function startIdentity(config: IdentityConfig, d: IdentityDeps) {
           verified_at: r.verified_at.toISOString(),
           exp: Math.floor(r.expires_at.getTime() / 1000),
           iat: Math.floor(Date.now() / 1000),
+          ...provenBy(r),
         })
       : undefined;
   // Filled in below; the badge needs the remote verification, which needs nothing from here.
   let remoteAttestation: (
     userId: string,
-  ) => Promise<{ jws: string; profession: string; registry: string; exp: number } | undefined> = () =>
-    Promise.resolve(undefined);
+  ) => Promise<
+    | { jws: string; profession: string; registry: string; exp: number; identity_proven_by?: string }
+    | undefined
+  > = () => Promise.resolve(undefined);
   const badges = createRoomBadges({
     homeserverUrl: d.homeserverUrl,
     asToken: d.asToken,
@@ -139,6 +148,7 @@ export async function startIdentity(config: IdentityConfig, d: IdentityDeps) {
               profession: r.profession ?? "unknown",
               registry: r.registry,
               expires_at: r.expires_at?.toISOString() ?? "",
+              ...provenBy(r),
             }
           : { verified: false };
       }
@@ -150,6 +160,7 @@ export async function startIdentity(config: IdentityConfig, d: IdentityDeps) {
           profession: a.profession,
           registry: a.registry,
           expires_at: new Date(a.exp * 1000).toISOString(),
+          ...(a.identity_proven_by ? { identity_proven_by: a.identity_proven_by } : {}),
         }
       );
     },
@@ -172,6 +183,15 @@ export async function startIdentity(config: IdentityConfig, d: IdentityDeps) {
     validityMs: config.validity_hours * 3_600_000,
     requireDocument: config.require_id_document,
     documents,
+    ...(config.sso
+      ? {
+          identityProvider: async (userId: string) => {
+            const found = await identities.forUser(userId);
+            return found?.idp_id === config.sso?.idp_id ? found?.idp_id : undefined;
+          },
+          organisationName: config.sso.organisation_name,
+        }
+      : {}),
     onChange: (r, actor) => {
       stored.update(r);
       d.log.info({ user_id: r.user_id, status: r.status }, "verification status changed");
@@ -185,6 +205,9 @@ export async function startIdentity(config: IdentityConfig, d: IdentityDeps) {
         });
     },
   });
+  const sso: (SingleSignOn & { settled(): Promise<void> }) | undefined = config.sso
+    ? createSingleSignOn({ config: config.sso, identities, admin: d.admin, verifier, audit, log: d.log })
+    : undefined;
   const reverifier = createReverifier({
     verifier,
     records,
@@ -351,6 +374,8 @@ export async function startIdentity(config: IdentityConfig, d: IdentityDeps) {
     clientRoutes,
     peerRoutes,
     registries,
+    /** Single sign-on with the organisation's identity provider, when configured. */
+    sso,
     /** The transaction's events: badges, and the verification bot's direct chats. */
     onEvents: async (events: readonly AppserviceEvent[]): Promise<void> => {
       await badges.onEvents(events);

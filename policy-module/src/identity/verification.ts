@@ -28,6 +28,42 @@ const RegistryEndpoint = z.object({
     .describe("Largest answer read from the registry; a larger one leaves the check pending."),
 });
 
+/** Written by the generator from the organisation's `sso` section (deployment config). */
+export const SsoIdentityConfigSchema = z
+  .object({
+    idp_id: z
+      .string()
+      .regex(/^oidc-[A-Za-z0-9._~-]+$/, "must be Synapse's idp_id of the provider (oidc-…)")
+      .describe("Synapse's ID of the organisation's identity provider (external_ids' auth_provider).")
+      .meta({ examples: ["oidc-hospital-a"] }),
+    organisation_name: z
+      .string()
+      .min(1)
+      .describe("Who proves the identity, as attestations and badges name it: the organisation's name.")
+      .meta({ examples: ["Hospital A"] }),
+    name_claim: z
+      .string()
+      .min(1)
+      .default("name")
+      .describe("The claim with the person's name, matched against the registry's."),
+    registration: z
+      .object({
+        claim: z.string().min(1).describe("The claim that carries the registration number."),
+        registry: z.string().min(1).describe("The registry that number belongs to (BIG, RIZIV, …)."),
+      })
+      .optional()
+      .describe(
+        "Where the identity provider asserts a registration number. Without it, clinicians enter " +
+          "their number once (the bot or the API); it is checked against the registry either way.",
+      )
+      .meta({ examples: [{ claim: "big_number", registry: "BIG" }] }),
+  })
+  .describe(
+    "Single sign-on with the organisation's identity provider: an account it created is " +
+      "identity-proven by the organisation (docs/identity.md).",
+  );
+export type SsoIdentityConfig = z.output<typeof SsoIdentityConfigSchema>;
+
 export const IdentityConfigSchema = z
   .object({
     registries: z
@@ -99,6 +135,7 @@ export const IdentityConfigSchema = z
         "Run the MedMesh bot's encrypted direct chats: `verify BIG <number>` and status notices to users " +
           "and the organisation's admins.",
       ),
+    sso: SsoIdentityConfigSchema.optional(),
     remote_refresh_seconds: z
       .number()
       .positive()

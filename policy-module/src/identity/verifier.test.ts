@@ -37,7 +37,7 @@ describe("verification workflow (store, audit, registry adapter)", () => {
     await store.close();
   });
 
-  const setup = (requireDocument = false) => {
+  const setup = (requireDocument = false, proven: Record<string, string> = {}) => {
     const records = verificationRecords(store.knex);
     const audit = createAuditLog(store.knex);
     const changes: string[] = [];
@@ -51,6 +51,8 @@ describe("verification workflow (store, audit, registry adapter)", () => {
       onChange: (r) => changes.push(`${r.user_id}:${r.status}`),
       requireDocument,
       documents: identityDocuments(store.knex),
+      identityProvider: (userId) => Promise.resolve(proven[userId]),
+      organisationName: "Hôpital B",
     });
     return { records, audit, verifier, changes };
   };
@@ -115,6 +117,50 @@ describe("verification workflow (store, audit, registry adapter)", () => {
     ).toMatchObject({
       status: "rejected",
     });
+  });
+
+  it("checks a number the organisation's identity provider asserts like a typed one, identity proven", async () => {
+    // The organisation wants ID documents from self-registered clinicians; its SSO proves identity.
+    const { verifier, records, audit, changes } = setup(true, { "@sso-typed:be.example": "oidc-b" });
+    const user = "@sso:be.example";
+    const claimed = { registry: "RIZIV", number: MARIE, claimed_name: "Marie Dubois" };
+    expect(await verifier.fromOrganisation(user, claimed, "oidc-b")).toMatchObject({ status: "verified" });
+    expect(await verifier.status(user)).toMatchObject({
+      status: "verified",
+      identity_proven_by: "Hôpital B",
+    });
+    expect((await records.get(user))?.identity_provider).toBe("oidc-b");
+    // The same claims at the next login: nothing asked again.
+    const checkedAt = (await records.get(user))?.last_checked_at;
+    await verifier.fromOrganisation(user, claimed, "oidc-b");
+    expect((await records.get(user))?.last_checked_at).toEqual(checkedAt);
+    expect(changes.filter((c) => c.startsWith(user))).toEqual([`${user}:verified`]);
+
+    // A number typed by an SSO account (no claim configured): proven as well, no document asked.
+    expect(
+      await verifier.start("@sso-typed:be.example", { ...claimed, claimed_name: "M. Dubois" }),
+    ).toMatchObject({ status: "verified" });
+    // A self-registered one waits for the document.
+    expect(await verifier.start("@self:be.example", claimed)).toMatchObject({ status: "awaiting_document" });
+    expect((await verifier.status("@self:be.example"))?.identity_proven_by).toBeUndefined();
+
+    // A claim that is not a valid number is a rejection with a reason, stored, not an error.
+    const bad = await verifier.fromOrganisation(
+      "@sso-bad:be.example",
+      { ...claimed, number: "12" },
+      "oidc-b",
+    );
+    expect(bad).toMatchObject({
+      status: "rejected",
+      reason: expect.stringMatching(
+        /Hôpital B's identity provider gives is not a valid RIZIV number/,
+      ) as unknown,
+    });
+    expect((await records.get("@sso-bad:be.example"))?.status).toBe("rejected");
+    const entries = await audit.find({ object: user });
+    expect(entries.map((e) => e.details)).toContainEqual(
+      expect.objectContaining({ identity_provider: "oidc-b" }),
+    );
   });
 
   it("talks a user through verification in a direct chat with the bot", async () => {

@@ -34,6 +34,10 @@ export interface VerifierDeps {
   /** The organisation wants an ID document reviewed before a first verification. */
   requireDocument?: boolean;
   documents?: IdentityDocuments;
+  /** The organisation's identity provider that proved who a user is (their account came from its SSO). */
+  identityProvider?: (userId: string) => Promise<string | undefined>;
+  /** The organisation's name, as "identity proven by …" names it. */
+  organisationName?: string;
 }
 
 const ACTOR = (server: string): string => `@medmesh:${server}`;
@@ -56,6 +60,10 @@ export function createVerifier(d: VerifierDeps) {
     return a;
   };
 
+  /** "identity proven by <organisation>": the account came from the organisation's own SSO. */
+  const identityProvenBy = (r: VerificationRecord): string | undefined =>
+    r.identity_provider === null ? undefined : (d.organisationName ?? d.serverName);
+
   const audit = async (
     r: VerificationRecord,
     action: string,
@@ -68,7 +76,12 @@ export function createVerifier(d: VerifierDeps) {
       action,
       object: r.user_id,
       outcome: r.status,
-      details: { registry: r.registry, ...(r.reason ? { reason: r.reason } : {}), ...extra },
+      details: {
+        registry: r.registry,
+        ...(r.reason ? { reason: r.reason } : {}),
+        ...(r.identity_provider ? { identity_provider: r.identity_provider } : {}),
+        ...extra,
+      },
     });
   };
 
@@ -92,8 +105,9 @@ export function createVerifier(d: VerifierDeps) {
     }
     const name = matchesRegisteredName(r.claimed_name, answer.name);
     if (!name.ok) return failed(name.reason);
-    // A first verification waits for the admin's look at an ID document where the organisation asks for one.
-    const needsDocument = d.requireDocument && r.status === "pending";
+    // A first verification waits for the admin's look at an ID document where the organisation
+    // asks for one, unless the organisation's own identity provider proved who the person is.
+    const needsDocument = d.requireDocument && r.status === "pending" && r.identity_provider === null;
     return {
       ...r,
       status: needsDocument ? "awaiting_document" : "verified",
@@ -176,6 +190,42 @@ export function createVerifier(d: VerifierDeps) {
     return next;
   };
 
+  /** A new request starts afresh; a verified user re-applying with other data loses status until checked. */
+  const fresh = (
+    userId: string,
+    registry: string,
+    number: string,
+    claimedName: string,
+    identityProvider: string | null,
+  ): VerificationRecord => ({
+    user_id: userId,
+    registry,
+    registration_number: number,
+    claimed_name: claimedName.trim(),
+    registered_name: null,
+    profession: null,
+    specialisms: [],
+    status: "pending",
+    reason: null,
+    verified_at: null,
+    expires_at: null,
+    last_checked_at: null,
+    attempts: 0,
+    updated_at: new Date(),
+    identity_provider: identityProvider,
+  });
+
+  const begin = async (
+    record: VerificationRecord,
+    actor: string,
+    known?: VerificationRecord,
+  ): Promise<VerificationOutcome> => {
+    const previous = known ?? (await d.records.get(record.user_id));
+    const checked = await check(record, actor, record.updated_at);
+    if (previous?.status === "verified" && checked.status !== "verified") d.onChange?.(checked, actor);
+    return outcomeOf(checked);
+  };
+
   const outcomeOf = (r: VerificationRecord): VerificationOutcome =>
     r.status === "verified"
       ? {
@@ -203,28 +253,62 @@ export function createVerifier(d: VerifierDeps) {
       }
       if (!req.claimed_name.trim())
         throw new ApiError("M_INVALID_PARAM", "Give your name as the registry lists it");
-      const now = new Date();
+      const identityProvider = (await d.identityProvider?.(userId)) ?? null;
+      return begin(
+        fresh(userId, registry.registry, number.normalised, req.claimed_name, identityProvider),
+        actor,
+      );
+    },
+    /**
+     * The organisation's identity provider asserted the registration number (a claim of its
+     * single sign-on): checked against the registry like a typed one. Unchanged claims of a
+     * clinician who is verified or waiting are not checked again (the scheduled run does that).
+     */
+    async fromOrganisation(
+      userId: string,
+      req: VerificationRequest,
+      identityProvider: string,
+    ): Promise<VerificationOutcome> {
+      const registry = adapter(req.registry);
+      const number = registry.validateNumber(req.number);
       const previous = await d.records.get(userId);
-      const record: VerificationRecord = {
-        user_id: userId,
-        registry: registry.registry,
-        registration_number: number.normalised,
-        claimed_name: req.claimed_name.trim(),
-        registered_name: null,
-        profession: null,
-        specialisms: [],
-        // A new request starts afresh; a verified user re-applying with other data loses status until checked.
-        status: "pending",
-        reason: null,
-        verified_at: null,
-        expires_at: null,
-        last_checked_at: null,
-        attempts: 0,
-        updated_at: now,
-      };
-      const checked = await check(record, actor, now);
-      if (previous?.status === "verified" && checked.status !== "verified") d.onChange?.(checked, actor);
-      return outcomeOf(checked);
+      if (
+        number.ok &&
+        previous?.registry === registry.registry &&
+        previous.registration_number === number.normalised &&
+        previous.identity_provider === identityProvider &&
+        ["verified", "pending", "awaiting_document", "in_review"].includes(previous.status)
+      ) {
+        return outcomeOf(previous);
+      }
+      const record = fresh(
+        userId,
+        registry.registry,
+        number.ok ? number.normalised : req.number.slice(0, 64),
+        req.claimed_name,
+        identityProvider,
+      );
+      const by = d.organisationName ?? "your organisation";
+      const problem = !number.ok
+        ? `The registration number ${by}'s identity provider gives is not a valid ${registry.registry} number: ${number.reason}`
+        : !req.claimed_name.trim()
+          ? `${by}'s identity provider did not give your name, so the registration cannot be matched to you`
+          : undefined;
+      if (problem) {
+        const now = new Date();
+        const rejected: VerificationRecord = {
+          ...record,
+          status: "rejected",
+          reason: problem,
+          last_checked_at: now,
+          updated_at: now,
+        };
+        await d.records.put(rejected);
+        await audit(rejected, "identity.request", ACTOR(d.serverName));
+        d.onChange?.(rejected, ACTOR(d.serverName));
+        return outcomeOf(rejected);
+      }
+      return begin(record, ACTOR(d.serverName), previous);
     },
     check,
     /** The user's ID document arrived: it goes to the admin's review queue. */
@@ -267,10 +351,16 @@ export function createVerifier(d: VerifierDeps) {
       return outcomeOf(next);
     },
     reviewQueue: () => d.records.withStatus("in_review"),
-    async status(userId: string): Promise<(VerificationOutcome & { registry: string }) | undefined> {
+    async status(
+      userId: string,
+    ): Promise<(VerificationOutcome & { registry: string; identity_proven_by?: string }) | undefined> {
       const r = await d.records.get(userId);
-      return r && { ...outcomeOf(r), registry: r.registry };
+      const provenBy = r && identityProvenBy(r);
+      return (
+        r && { ...outcomeOf(r), registry: r.registry, ...(provenBy ? { identity_proven_by: provenBy } : {}) }
+      );
     },
+    identityProvenBy,
     actor: ACTOR(d.serverName),
   };
 }

@@ -114,6 +114,13 @@ export const ProxyConfigSchema = z
       .describe("The organisation's federation API (TLS), as other homeservers reach it."),
     limits: LimitsSchema.prefault({}),
     rooms: RoomPolicySchema.prefault({}),
+    single_sign_on: z
+      .boolean()
+      .default(false)
+      .describe(
+        "Let through the endpoints of Synapse's single sign-on (the OIDC redirect, callback and " +
+          "username pages). The generator sets it exactly when the organisation has `sso`.",
+      ),
   })
   .describe("The policy proxy in front of Synapse. Client requests go to homeserver.url.");
 export type ProxyConfig = z.output<typeof ProxyConfigSchema>;

@@ -47,6 +47,11 @@ export interface EndpointEntry {
   served: Served;
   /** Defaults: client, media, synapse → client listener; federation, key → federation listener. */
   listener?: Listener;
+  /**
+   * Only where the organisation has single sign-on configured (true) or has not (false): Synapse
+   * serves the SSO endpoints only then, and the edge opens them exactly then (`proxy.single_sign_on`).
+   */
+  sso?: boolean;
 }
 
 type Methods = string | readonly string[];
@@ -76,6 +81,18 @@ const clientEndpoints = [
   deny(ALL, "/_matrix/client/(r0|v3|unstable)/admin/{rest...}", "The admin API is not available here"),
   // Sessions and accounts
   allow(["GET", "POST"], `${C}/login`),
+  // Single sign-on with the organisation's identity provider (OIDC): the browser's first step.
+  { ...allow("GET", `${C}/login/sso/redirect`), sso: true },
+  { ...allow("GET", "/_matrix/client/(r0|v3)/login/sso/redirect/{idpId}"), sso: true },
+  { ...deny("GET", `${C}/login/cas/redirect`, "CAS is not used; sign in with single sign-on"), sso: true },
+  {
+    ...deny(
+      "GET",
+      `${C}/login/(cas|sso)/redirect[/{idpId}]`,
+      "Single sign-on is not configured for this organisation",
+    ),
+    sso: false,
+  },
   allow("POST", `${C}/refresh`),
   allow("POST", `${C}/logout[/all]`),
   allow("POST", `${C}/register`),
@@ -214,7 +231,24 @@ const clientResources = [
   {
     ...deny(ALL, "/_synapse/client/{rest...}", "Single sign-on, consent and e-mail pages are not used here"),
     family: "synapse" as const,
+    sso: false,
   },
+  // With single sign-on: the pages of Synapse's OIDC flow (docs/identity.md). Anything else under
+  // /_synapse/client stays unknown (404), so no catch-all deny that would shadow these.
+  ...[
+    // The identity provider sends the browser back here (form_post answers with a POST).
+    allow(["GET", "POST"], "/_synapse/client/oidc/callback"),
+    allow("GET", "/_synapse/client/pick_idp"),
+    // When the identity provider gives no usable username, Synapse lets the person pick one.
+    allow("GET", "/_synapse/client/pick_username/(account_details|check)"),
+    allow("POST", "/_synapse/client/pick_username/account_details"),
+    allow("GET", "/_synapse/client/sso_register"),
+    deny(
+      ALL,
+      "/_synapse/client/(new_user_consent|unsubscribe|password_reset/{rest...}|rendezvous[/{rest...}])",
+      "Consent and e-mail pages are not used here",
+    ),
+  ].map((e) => ({ ...e, family: "synapse" as const, sso: true })),
   {
     ...deny("GET", "/_matrix/static/{rest...}", "Synapse's static pages are not served"),
     family: "synapse" as const,

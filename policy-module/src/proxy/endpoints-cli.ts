@@ -17,11 +17,19 @@ interface Row {
   rule?: string;
   reason: string;
   served: string;
+  /** Only with (true) or without (false) single sign-on configured. */
+  sso?: boolean;
 }
 
 function row(e: EndpointEntry): Row {
   const g = e.guard;
-  const common = { listener: listenerOf(e), family: e.family, methods: [...e.methods], path: e.path };
+  const common = {
+    listener: listenerOf(e),
+    family: e.family,
+    methods: [...e.methods],
+    path: e.path,
+    ...(e.sso === undefined ? {} : { sso: e.sso }),
+  };
   return "deny" in g
     ? { ...common, verdict: "deny", reason: g.deny, served: e.served }
     : { ...common, verdict: "allow", rule: g.rule, reason: RULES[g.rule], served: e.served };
@@ -54,7 +62,8 @@ export function runProxyCli(argv: string[], io: CliIo): number {
     r.listener,
     r.family,
     r.methods.join(","),
-    r.verdict === "allow" ? `allow:${r.rule ?? ""}` : "deny",
+    (r.verdict === "allow" ? `allow:${r.rule ?? ""}` : "deny") +
+      (r.sso === undefined ? "" : r.sso ? " [sso]" : " [no sso]"),
     r.path,
     r.verdict === "deny" ? r.reason : "",
   ]);
@@ -72,6 +81,7 @@ export function runProxyCli(argv: string[], io: CliIo): number {
       ...cells.map(line),
       "",
       `${String(rows.length)} entries: ${String(allowed)} allowed, ${String(rows.length - allowed)} refused on purpose; everything else is answered 404 M_UNRECOGNIZED.`,
+      "[sso] / [no sso]: only where the organisation has (has not) single sign-on configured (proxy.single_sign_on).",
       "rules:",
       ...Object.entries(RULES).map(([id, what]) => `  ${id.padEnd(20)} ${what}`),
       "",

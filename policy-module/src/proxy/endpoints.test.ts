@@ -13,6 +13,7 @@ import {
   compileEndpoints,
   endpointGuard,
   ENDPOINTS,
+  endpointsFor,
   listenerOf,
   templateRegExp,
   templateSamples,
@@ -34,8 +35,11 @@ interface SynapseRoute {
 }
 
 /** What the installed Synapse routes, from its own servlet classes (synapse-routes.py). */
-function synapseRoutes(): { synapse: string; routes: SynapseRoute[] } {
-  const out = execFileSync(python, [join(here, "synapse-routes.py")], {
+function synapseRoutes(extraConfig: Record<string, unknown> = {}): {
+  synapse: string;
+  routes: SynapseRoute[];
+} {
+  const out = execFileSync(python, [join(here, "synapse-routes.py"), JSON.stringify(extraConfig)], {
     encoding: "utf8",
     stdio: ["ignore", "pipe", "ignore"],
     maxBuffer: 16 * 1024 * 1024,
@@ -57,9 +61,29 @@ const jsRegExp = (p: string): RegExp => new RegExp(p.replace(/\(\?P</g, "(?<").r
 
 const table = compileEndpoints();
 
-describe.skipIf(!existsSync(python))("the endpoint table against Synapse's own routes", () => {
-  const { synapse, routes } = synapseRoutes();
+// What the generator writes for an organisation with single sign-on (deploy/src/synapse/oidc-config.ts).
+const WITH_SSO = {
+  oidc_providers: [
+    {
+      idp_id: "hospital-a",
+      idp_name: "Hospital A",
+      issuer: "https://login.hospital-a.example/",
+      client_id: "medmesh-synapse",
+      client_secret: "unused",
+      pkce_method: "always",
+    },
+  ],
+  password_config: { enabled: false },
+};
+
+describe.skipIf(!existsSync(python)).each([
+  { setup: "without single sign-on", sso: false, extra: {} },
+  { setup: "with single sign-on (OIDC)", sso: true, extra: WITH_SSO },
+])("the endpoint table against Synapse's own routes, $setup", ({ sso, extra }) => {
+  const { synapse, routes } = synapseRoutes(extra);
   const compiled = routes.map((r) => ({ ...r, regexp: jsRegExp(r.pattern) }));
+  const entries = endpointsFor({ sso });
+  const featured = compileEndpoints(ENDPOINTS, { sso });
 
   it("is checked against the pinned Synapse", () => {
     expect(synapse).toMatch(/^1\.163\.2\b/);
@@ -72,7 +96,7 @@ describe.skipIf(!existsSync(python))("the endpoint table against Synapse's own r
 
   it("has no dead entries: every allowed method and path form is a Synapse route", () => {
     const dead: string[] = [];
-    for (const e of ENDPOINTS) {
+    for (const e of entries) {
       if (!("rule" in e.guard) || e.served !== "servlet") continue;
       for (const method of e.methods) {
         for (const sample of templateSamples(e.path)) {
@@ -94,7 +118,7 @@ describe.skipIf(!existsSync(python))("the endpoint table against Synapse's own r
     for (const r of routes) {
       for (const listener of LISTENERS[r.resource]) {
         for (const sample of r.samples) {
-          const found = table.lookup(listener, r.method, sample);
+          const found = featured.lookup(listener, r.method, sample);
           if (!found || found.wrongMethod) {
             unclassified.push(`${listener}: ${r.method} ${sample} (${r.servlet} ${r.pattern})`);
           }
@@ -161,6 +185,33 @@ describe("endpoint lookup", () => {
       ["federation", "GET", "/_medmesh/fhir/r4/Practitioner", "allow:medmesh-api"],
     ];
     expect(cases.map(([l, m, p]) => [l, m, p, verdict(l, m, p)])).toEqual(cases);
+  });
+
+  it("opens Synapse's single sign-on pages exactly where single sign-on is configured", () => {
+    const sso = compileEndpoints(ENDPOINTS, { sso: true });
+    const at = (t: typeof table, method: string, path: string): string => {
+      const found = t.lookup("client", method, path);
+      if (!found) return "unknown";
+      return "deny" in found.entry.guard ? "deny" : `allow:${found.entry.guard.rule}`;
+    };
+    const cases: [method: string, path: string, without: string, withSso: string][] = [
+      ["GET", "/_matrix/client/v3/login/sso/redirect/oidc-hospital-a", "deny", "allow:none"],
+      ["GET", "/_matrix/client/r0/login/sso/redirect", "deny", "allow:none"],
+      ["GET", "/_matrix/client/v3/login/cas/redirect", "deny", "deny"],
+      ["GET", "/_synapse/client/oidc/callback", "deny", "allow:none"],
+      ["POST", "/_synapse/client/oidc/callback", "deny", "allow:none"],
+      ["GET", "/_synapse/client/pick_idp", "deny", "allow:none"],
+      ["GET", "/_synapse/client/pick_username/account_details", "deny", "allow:none"],
+      ["POST", "/_synapse/client/pick_username/account_details", "deny", "allow:none"],
+      ["GET", "/_synapse/client/pick_username/check", "deny", "allow:none"],
+      ["GET", "/_synapse/client/sso_register", "deny", "allow:none"],
+      ["GET", "/_synapse/client/new_user_consent", "deny", "deny"],
+      ["GET", "/_synapse/client/unsubscribe", "deny", "deny"],
+      ["POST", "/_synapse/client/oidc/backchannel_logout", "deny", "unknown"],
+      ["GET", "/_synapse/admin/v1/users", "deny", "deny"],
+      ["POST", "/_matrix/client/v3/login", "allow:none", "allow:none"],
+    ];
+    expect(cases.map(([m, p]) => [m, p, at(table, m, p), at(sso, m, p)])).toEqual(cases);
   });
 
   it("names the same rule the proxy's client rules apply", () => {

@@ -102,12 +102,30 @@ export interface EndpointTable {
   lookup(listener: Listener, method: string, rawPath: string): EndpointMatch | undefined;
 }
 
+/** What the organisation has configured that changes which endpoints Synapse serves. */
+export interface EndpointFeatures {
+  /** Single sign-on with the organisation's identity provider (`proxy.single_sign_on`). */
+  sso: boolean;
+}
+
+/** The entries that apply with these features. */
+export function endpointsFor(
+  features: EndpointFeatures,
+  entries: readonly EndpointEntry[] = ENDPOINTS,
+): EndpointEntry[] {
+  return entries.filter((e) => e.sso === undefined || e.sso === features.sso);
+}
+
 /**
  * Deny entries win over allow entries (a refused corner inside an allowed family); otherwise the
  * first entry listed that matches. OPTIONS (CORS pre-flight) is known wherever the path is.
+ * Entries for features the organisation has not configured (or has) are left out.
  */
-export function compileEndpoints(entries: readonly EndpointEntry[] = ENDPOINTS): EndpointTable {
-  const compiled = entries.map((entry) => ({
+export function compileEndpoints(
+  entries: readonly EndpointEntry[] = ENDPOINTS,
+  features: EndpointFeatures = { sso: false },
+): EndpointTable {
+  const compiled = endpointsFor(features, entries).map((entry) => ({
     entry,
     listener: listenerOf(entry),
     pattern: templateRegExp(entry.path),

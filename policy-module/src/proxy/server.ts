@@ -10,7 +10,7 @@ import { clientRules } from "./client-rules.ts";
 import type { ProxyConfig } from "./config.ts";
 import { ProxyContext, Refusal, tooLarge, type OwnResponse } from "./context.ts";
 import { federationGate, type FederationRuleDeps } from "./federation-rules.ts";
-import { endpointGuard } from "./endpoints.ts";
+import { compileEndpoints, endpointGuard } from "./endpoints.ts";
 import { answerRefusal, createForwarder, sendJson, type Forwarder } from "./forward.ts";
 import { answerClientError, declaredLength, nonAsciiHeader } from "./limits.ts";
 import type { DirectoryGate, InviteGate, TrustView } from "./policy.ts";
@@ -118,7 +118,7 @@ export async function startProxy(
       },
     }),
   ];
-  const endpoints = endpointGuard(deps.log);
+  const endpoints = endpointGuard(deps.log, compileEndpoints(undefined, { sso: config.single_sign_on }));
   const gate = federationGate({
     serverName: deps.serverName,
     trust: deps.trust,

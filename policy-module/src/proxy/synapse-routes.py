@@ -3,7 +3,9 @@
 Run with the pinned Synapse's interpreter (deploy/.venv/bin/python). It registers Synapse's own
 servlets (client, media, federation, key) into a recorder instead of a web server, with a real
 Synapse config carrying the settings of deploy/src/synapse/homeserver-config.ts that decide which
-servlets exist (authenticated media, no URL previews, no SSO or MAS, no experimental features).
+servlets exist (authenticated media, no URL previews, no MAS, no experimental features). A JSON
+object as the first argument is merged over them: the endpoint test passes an organisation's
+single sign-on settings (oidc_providers) to see the SSO servlets Synapse then adds.
 The handlers are never called, so the homeserver object they are built with is a stand-in.
 
 Output (stdout): JSON {"synapse": version, "routes": [{"resource", "method", "pattern",

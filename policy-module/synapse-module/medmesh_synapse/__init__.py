@@ -8,21 +8,18 @@ answer. No answer in time means no (fail closed). See docs/synapse-module.md.
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import dataclass
 from typing import Any, Literal, Optional, Union
 
-from twisted.internet import defer, reactor
+from synapse.module_api import NOT_SPAM, EventBase, ModuleApi
+from synapse.module_api.errors import Codes, SynapseError
 
-from synapse.module_api import (
-    NOT_SPAM,
-    EventBase,
-    ModuleApi,
-    make_deferred_yieldable,
-    run_in_background,
+from medmesh_synapse.decisions import (
+    Answer,
+    DecisionClient,
+    DecisionConfig,
+    parse_decision_config,
 )
-from synapse.module_api.errors import Codes, ConfigError
 
 from . import remote_media
 
@@ -33,25 +30,17 @@ GUARDED_STATE = frozenset({"m.room.encryption", "m.room.join_rules", "m.room.his
 
 SpamResult = Union[Literal["NOT_SPAM"], tuple[Codes, dict[str, Any]]]
 
-
-@dataclass(frozen=True)
-class Config:
-    decision_url: str
-    token: str
-    timeout_seconds: float
-
-
-@dataclass(frozen=True)
-class Answer:
-    allow: bool
-    errcode: str = "M_FORBIDDEN"
-    error: str = ""
+# The module config is the decision API's (decisions.py).
+Config = DecisionConfig
 
 
 class MedMeshPolicy:
     def __init__(self, config: Config, api: ModuleApi):
-        self._config = config
         self._api = api
+        self._decisions = DecisionClient(config, api)
+        # Single sign-on: a completed SSO login is reported, so that MedMesh learns which account
+        # the identity provider's subject is (Synapse's external_ids). Other logins are not.
+        api.register_account_validity_callbacks(on_user_login=self.on_user_login)
         api.register_spam_checker_callbacks(
             user_may_invite=self.user_may_invite,
             federated_user_may_invite=self.federated_user_may_invite,
@@ -65,23 +54,7 @@ class MedMeshPolicy:
 
     @staticmethod
     def parse_config(config: dict[str, Any]) -> Config:
-        url = config.get("decision_url")
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise ConfigError("medmesh_synapse: decision_url must be the policy module's http(s) URL")
-        token_file = config.get("token_file")
-        if not isinstance(token_file, str):
-            raise ConfigError("medmesh_synapse: token_file must name the decision token's file")
-        try:
-            with open(token_file, encoding="utf8") as f:
-                token = f.read().strip()
-        except OSError as e:
-            raise ConfigError(f"medmesh_synapse: cannot read token_file {token_file}: {e}")
-        if not token:
-            raise ConfigError(f"medmesh_synapse: token_file {token_file} is empty")
-        timeout_ms = config.get("timeout_ms", 2000)
-        if not isinstance(timeout_ms, int) or isinstance(timeout_ms, bool) or timeout_ms <= 0:
-            raise ConfigError("medmesh_synapse: timeout_ms must be a positive integer")
-        return Config(url.rstrip("/"), token, timeout_ms / 1000)
+        return parse_decision_config(config)
 
     # --- spam-checker callbacks -------------------------------------------------------------
 
@@ -166,40 +139,23 @@ class MedMeshPolicy:
             }
         return None
 
+    # --- logins -------------------------------------------------------------------------------
+
+    async def on_user_login(
+        self, user_id: str, auth_provider_type: Optional[str], auth_provider_id: Optional[str]
+    ) -> None:
+        # Called after every login; only a completed SSO login (before its login token reaches
+        # the browser) is a question. A refusal, or no answer, stops that login (fail closed).
+        if auth_provider_type != "m.login.sso" or auth_provider_id is None:
+            return
+        answer = await self._ask("sso_login", {"user_id": user_id, "idp_id": auth_provider_id})
+        if not answer.allow:
+            raise SynapseError(403, answer.error, _errcode(answer.errcode))
+
     # --- the call -----------------------------------------------------------------------------
 
     async def _ask(self, check: str, body: dict[str, Any]) -> Answer:
-        try:
-            call = run_in_background(self._post, check, body)
-            call.addTimeout(self._config.timeout_seconds, reactor)
-            return await make_deferred_yieldable(call)
-        except defer.TimeoutError:
-            reason = "did not answer in time"
-        except Exception as e:  # noqa: BLE001 - every failure is a refusal (fail closed)
-            reason = f"could not be reached ({type(e).__name__})"
-        logger.warning("MedMesh policy decision %s refused: the policy module %s", check, reason)
-        return Answer(
-            allow=False,
-            errcode="M_FORBIDDEN",
-            error=(
-                f"Refused because MedMesh's policy service {reason}, so this could not be "
-                "checked; try again shortly"
-            ),
-        )
-
-    async def _post(self, check: str, body: dict[str, Any]) -> Answer:
-        answer = await self._api.http_client.post_json_get_json(
-            f"{self._config.decision_url}/_medmesh/decide/v1/{check}",
-            body,
-            headers={b"Authorization": [f"Bearer {self._config.token}".encode("ascii")]},
-        )
-        if not isinstance(answer, dict) or not isinstance(answer.get("allow"), bool):
-            raise ValueError(f"unexpected decision answer: {json.dumps(answer)[:200]}")
-        return Answer(
-            allow=answer["allow"],
-            errcode=str(answer.get("errcode", "M_FORBIDDEN")),
-            error=str(answer.get("error", "Refused by this organisation's policy")),
-        )
+        return await self._decisions.ask(check, body)
 
 
 def _errcode(errcode: str) -> Codes:

@@ -1,0 +1,92 @@
+"""The one call MedMesh's Synapse module makes: a question to the policy module's decision API.
+
+`POST {decision_url}/_medmesh/decide/v1/{check}` with the decision token; no answer in time, an
+error or a malformed answer is a refusal (fail closed). Holds no rules. See docs/synapse-module.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet import defer, reactor
+
+from synapse.module_api import ModuleApi, make_deferred_yieldable, run_in_background
+from synapse.module_api.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DecisionConfig:
+    decision_url: str
+    token: str
+    timeout_seconds: float
+
+
+@dataclass(frozen=True)
+class Answer:
+    allow: bool
+    errcode: str = "M_FORBIDDEN"
+    error: str = ""
+
+
+def parse_decision_config(config: dict[str, Any], who: str = "medmesh_synapse") -> DecisionConfig:
+    url = config.get("decision_url")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise ConfigError(f"{who}: decision_url must be the policy module's http(s) URL")
+    token_file = config.get("token_file")
+    if not isinstance(token_file, str):
+        raise ConfigError(f"{who}: token_file must name the decision token's file")
+    try:
+        with open(token_file, encoding="utf8") as f:
+            token = f.read().strip()
+    except OSError as e:
+        raise ConfigError(f"{who}: cannot read token_file {token_file}: {e}")
+    if not token:
+        raise ConfigError(f"{who}: token_file {token_file} is empty")
+    timeout_ms = config.get("timeout_ms", 2000)
+    if not isinstance(timeout_ms, int) or isinstance(timeout_ms, bool) or timeout_ms <= 0:
+        raise ConfigError(f"{who}: timeout_ms must be a positive integer")
+    return DecisionConfig(url.rstrip("/"), token, timeout_ms / 1000)
+
+
+class DecisionClient:
+    def __init__(self, config: DecisionConfig, api: ModuleApi):
+        self._config = config
+        self._api = api
+
+    async def ask(self, check: str, body: dict[str, Any]) -> Answer:
+        try:
+            call = run_in_background(self._post, check, body)
+            call.addTimeout(self._config.timeout_seconds, reactor)
+            return await make_deferred_yieldable(call)
+        except defer.TimeoutError:
+            reason = "did not answer in time"
+        except Exception as e:  # noqa: BLE001 - every failure is a refusal (fail closed)
+            reason = f"could not be reached ({type(e).__name__})"
+        logger.warning("MedMesh policy decision %s refused: the policy module %s", check, reason)
+        return Answer(
+            allow=False,
+            errcode="M_FORBIDDEN",
+            error=(
+                f"Refused because MedMesh's policy service {reason}, so this could not be "
+                "checked; try again shortly"
+            ),
+        )
+
+    async def _post(self, check: str, body: dict[str, Any]) -> Answer:
+        answer = await self._api.http_client.post_json_get_json(
+            f"{self._config.decision_url}/_medmesh/decide/v1/{check}",
+            body,
+            headers={b"Authorization": [f"Bearer {self._config.token}".encode("ascii")]},
+        )
+        if not isinstance(answer, dict) or not isinstance(answer.get("allow"), bool):
+            raise ValueError(f"unexpected decision answer: {json.dumps(answer)[:200]}")
+        return Answer(
+            allow=answer["allow"],
+            errcode=str(answer.get("errcode", "M_FORBIDDEN")),
+            error=str(answer.get("error", "Refused by this organisation's policy")),
+        )
