@@ -13,6 +13,8 @@ export default defineConfig({
           name: "unit",
           include: ["{common,policy-module,bridge,deploy}/src/**/*.test.ts"],
           testTimeout: 30_000,
+          // Opening an embedded store (PGlite) takes seconds on a busy machine.
+          hookTimeout: 60_000,
         },
       },
       {

@@ -1,4 +1,5 @@
 import { createHmac } from "node:crypto";
+import { Agent, fetch as patientFetch } from "undici";
 import { MatrixRequestError, registerWithSharedSecret } from "./accounts.ts";
 
 export interface SynapseAdmin {
@@ -20,6 +21,9 @@ export interface SynapseAdmin {
  * a non-exclusive namespace) it logs in as that appservice instead of with the password, so it
  * works where the organisation has switched password login off (single sign-on only).
  */
+/** Calls given longer than this cannot use the global fetch (undici's default headers timeout). */
+const LONG_CALL_MS = 240_000;
+
 export function createSynapseAdmin(opts: {
   url: string;
   registrationSharedSecret: string;
@@ -31,6 +35,7 @@ export function createSynapseAdmin(opts: {
     .update(`medmesh admin password for ${localpart}`)
     .digest("base64url");
   let session: Promise<{ token: string; userId: string }> | undefined;
+  let patient: Agent | undefined;
   let userId: string | undefined;
 
   const login = async (): Promise<{ token: string; userId: string }> => {
@@ -97,7 +102,7 @@ export function createSynapseAdmin(opts: {
     });
     const { token, userId: id } = await session;
     userId = id;
-    const res = await fetch(new URL(path, opts.url), {
+    const init = {
       method,
       headers: {
         authorization: `Bearer ${token}`,
@@ -105,7 +110,17 @@ export function createSynapseAdmin(opts: {
       },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
       signal: AbortSignal.timeout(timeoutMs),
-    });
+    };
+    const url = new URL(path, opts.url);
+    // Long calls (a media delete over a day of a large hospital's uploads) outlast fetch's own
+    // 300 s wait for response headers: they go through an agent that waits as long as asked.
+    const res =
+      timeoutMs > LONG_CALL_MS
+        ? await patientFetch(url, {
+            ...init,
+            dispatcher: (patient ??= new Agent({ headersTimeout: 0, bodyTimeout: 0 })),
+          })
+        : await fetch(url, init);
     const text = await res.text();
     const parsed = (text ? JSON.parse(text) : {}) as T & { errcode?: string; error?: string };
     if (res.status === 401 && retry) {

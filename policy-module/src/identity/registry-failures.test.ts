@@ -32,7 +32,7 @@ describe("registries that fail", () => {
     dir = mkdtempSync(join(tmpdir(), "medmesh-registry-failures-"));
     store = await createStore({ type: "pglite", data_dir: join(dir, "store") });
     big = await startBigTestServer(CLINICIANS);
-  }, 60_000);
+  });
   afterAll(async () => {
     await big.stop();
     await store.close();
