@@ -1,6 +1,7 @@
 import { startAppserviceService, type RunningService, type StartOptions } from "@medmesh/common";
 import type { BridgeConfig } from "./config.ts";
 import { createBridgeCore, type BridgeCore } from "./core/index.ts";
+import { BRIDGE_MIGRATIONS } from "./store/migrations.ts";
 
 /**
  * bridge: interop with other medical messengers. The appservice frame (store, health, metrics,
@@ -13,6 +14,7 @@ export async function start(config: BridgeConfig, opts: StartOptions = {}): Prom
   return startAppserviceService(
     {
       name: "bridge",
+      migrations: BRIDGE_MIGRATIONS,
       onEvents: (events, transaction) => core?.onEvents(events, transaction) ?? Promise.resolve(),
       mount: (app, ctx) => {
         if (config.interop)

@@ -6,6 +6,7 @@ import type { InteropConfig } from "../interop/config.ts";
 import type { BridgeCrypto } from "./crypto.ts";
 import type { Ghosts } from "./ghosts.ts";
 import type { MatrixSide } from "./matrix.ts";
+import { BRIDGE_MIGRATIONS } from "../store/migrations.ts";
 import { outbound } from "./outbound.ts";
 
 const ROOM = "!portal:hospital-a.example";
@@ -58,7 +59,7 @@ describe("outbound: catch-up on held-back transactions", () => {
     );
 
   beforeAll(async () => {
-    store = await createStore({ type: "pglite", data_dir: "memory://" });
+    store = await createStore({ type: "pglite", data_dir: "memory://" }, { migrations: BRIDGE_MIGRATIONS });
   });
   afterAll(async () => {
     await store.close();
