@@ -166,4 +166,47 @@ export const BRIDGE_MIGRATIONS: readonly Migration[] = [
         t.index(["conversation_id"]);
       }),
   },
+  {
+    version: 14,
+    capability: "bridge",
+    name: "bridge: content only while delivery needs it; records with a bounded life",
+    up: async (trx) => {
+      // A carried event keeps its row (order, idempotency) but not its content; rows carried
+      // before this step lose theirs now.
+      await trx.raw("ALTER TABLE interop_inbound ALTER COLUMN event DROP NOT NULL");
+      await trx.raw("UPDATE interop_inbound SET event = NULL, error = NULL WHERE state = 'done'");
+      await trx.raw(
+        "UPDATE bridge_outbound SET event = NULL, encrypted = NULL, last_error = NULL WHERE state = 'delivered'",
+      );
+      // A vendor's file keeps its bytes until they are in Matrix; a retried upload is recognised
+      // by its hash. The event that carries a file takes it along when it is redacted.
+      await trx.schema.alterTable("bridge_media", (t) => {
+        t.text("sha256");
+        t.bigInteger("size");
+        t.text("event_id");
+        t.index(["event_id"]);
+        t.index(["created_at"]);
+      });
+      await trx.raw(
+        "UPDATE bridge_media SET sha256 = encode(sha256(data), 'hex'), size = length(data) WHERE data IS NOT NULL",
+      );
+      // The prune's questions, each answered from an index.
+      await trx.raw(
+        "CREATE INDEX bridge_outbound_settled ON bridge_outbound (created_at) WHERE state <> 'pending'",
+      );
+      await trx.raw(
+        "CREATE INDEX interop_inbound_settled ON interop_inbound (received_at) WHERE state <> 'pending'",
+      );
+      await trx.schema.alterTable("interop_requests", (t) => {
+        t.index(["received_at"]);
+      });
+      await trx.schema.alterTable("interop_nonces", (t) => {
+        t.index(["expires_at"]);
+      });
+      // An undeliverable vendor event is told to the vendor with its request's Idempotency-Key.
+      await trx.raw(
+        "CREATE INDEX interop_requests_event_seq ON interop_requests (vendor, ((response->>'event_seq')::bigint))",
+      );
+    },
+  },
 ];
