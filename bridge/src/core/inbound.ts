@@ -212,7 +212,7 @@ export function inboundHandler(d: InboundDeps) {
         await d.matrix.redact(ghost, roomId, target, txnId);
         // The vendor deleted it: the file it carried goes too (the bridge hears no echo of its own redaction).
         const files = await media.forgetEvent(target);
-        if (files) d.removed.inc({ what: "media_rows", why: "redacted" }, files);
+        if (files) d.removed.inc({ what: "media_rows", why: "redaction" }, files);
         return undefined;
       }
       case "reaction": {

@@ -63,11 +63,11 @@ export function createPruner(d: {
     } finally {
       await d.leases.release(LEASE, holder);
     }
-    d.removed.inc({ what: "outbound_rows", why: "retention" }, result.outbound_rows);
-    d.removed.inc({ what: "inbound_rows", why: "retention" }, result.inbound_rows);
-    d.removed.inc({ what: "media_rows", why: "retention" }, result.media_rows);
+    d.removed.inc({ what: "outbound_rows", why: "retention_period" }, result.outbound_rows);
+    d.removed.inc({ what: "inbound_rows", why: "retention_period" }, result.inbound_rows);
+    d.removed.inc({ what: "media_rows", why: "retention_period" }, result.media_rows);
     d.removed.inc({ what: "requests", why: "idempotency_window" }, result.requests);
-    d.removed.inc({ what: "nonces", why: "expired" }, result.nonces);
+    d.removed.inc({ what: "nonces", why: "nonce_expired" }, result.nonces);
     result.seconds = Number(process.hrtime.bigint() - started) / 1e9;
     d.log.info(result, "bridge store pruned");
     return result;

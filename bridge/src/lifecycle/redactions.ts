@@ -26,7 +26,7 @@ export function redactionPurge(d: { store: BridgeStore; audit: AuditLog; log: Lo
     const outbound = (await d.store.outbound.forgetContent(`mx-${eventId}`)) ? 1 : 0;
     const files = await d.store.media.forgetEvent(eventId);
     const messageIds = how.retention ? await d.store.messages.forgetEvent(eventId) : 0;
-    const why = how.retention ? "retention" : "redacted";
+    const why = how.retention ? "retention_redaction" : "redaction";
     if (outbound) d.removed.inc({ what: "outbound_content", why }, outbound);
     if (files) d.removed.inc({ what: "media_rows", why }, files);
     if (messageIds) d.removed.inc({ what: "message_ids", why }, messageIds);
