@@ -1,11 +1,19 @@
 import { randomBytes } from "node:crypto";
+import { join } from "node:path";
 import type { Knex } from "knex";
 import { afterAll, describe, expect, it } from "vitest";
 import { MsgType, type MatrixClient, type MatrixEvent } from "matrix-js-sdk";
 import { createAuditLog, encryptAttachment } from "@medmesh/common";
-import type { RunningOrganisation } from "@medmesh/deploy";
+import { REPO_ROOT, type RunningOrganisation } from "@medmesh/deploy";
 import { TestVendor } from "../harness/interop-vendor.ts";
-import { adminApi, useTestNetwork, waitForRoomEvent, waitUntil, type TestUser } from "../harness/index.ts";
+import {
+  adminApi,
+  OpenApiContract,
+  useTestNetwork,
+  waitForRoomEvent,
+  waitUntil,
+  type TestUser,
+} from "../harness/index.ts";
 
 // The bridge keeps nothing it does not need (docs/bridge.md, "What the bridge keeps"): read
 // directly in its tables, a bridged conversation's plaintext and file bytes are gone once
@@ -85,14 +93,17 @@ const settled = () =>
     return Number(out?.n) + Number(inb?.n) === 0 || undefined;
   }, "both of the bridge's queues empty");
 
+const adminContract = new OpenApiContract(join(REPO_ROOT, "bridge", "openapi", "bridge-admin.yaml"));
 const prune = async (now?: string) => {
-  const res = await adminApi(org(), "bridge").json<Record<string, number | boolean>>(
-    "POST",
-    "/_medmesh/admin/v1/bridge/prune",
-    now === undefined ? {} : { now },
-  );
-  expect(res.ran).toBe(true);
-  return res;
+  const res = await adminApi(org(), "bridge").fetch("/_medmesh/admin/v1/bridge/prune", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(now === undefined ? {} : { now }),
+  });
+  await adminContract.check("POST /_medmesh/admin/v1/bridge/prune", res.clone());
+  const result = (await res.json()) as Record<string, number | boolean>;
+  expect(result.ran).toBe(true);
+  return result;
 };
 
 const body = (e: MatrixEvent) => e.getContent().body as string | undefined;
