@@ -213,9 +213,13 @@ try {
     const store = await createKnex(loadConfigFile(BridgeConfigSchema, org.paths.bridgeConfig).store);
     const vendorHad = new Map(vendor.received.map((r) => [r.key, r.at]));
     const added = async (label: string) => {
+      // Delivered rows no longer hold their text: the vendor's copy says which keys they were.
+      const keys = vendor.received
+        .filter((r) => typeof r.event.text === "string" && r.event.text.startsWith(`${label}-`))
+        .map((r) => r.key);
       const rows = await store("bridge_outbound")
         .where({ state: "delivered" })
-        .whereRaw("event->>'text' like ?", [`${label}-%`])
+        .whereIn("idempotency_key", keys)
         .select<{ idempotency_key: string; created_at: Date; delivered_at: Date }[]>(
           "idempotency_key",
           "created_at",

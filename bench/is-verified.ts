@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { createLogger, createStore } from "@medmesh/common";
 import { signAttestation } from "../policy-module/src/identity/attestation.ts";
 import { storedClinicians } from "../policy-module/src/identity/clinicians.ts";
+import { IDENTITY_MIGRATIONS } from "../policy-module/src/identity/migrations.ts";
 import { verificationRecords } from "../policy-module/src/identity/records.ts";
 import { createRemoteVerification } from "../policy-module/src/identity/remote.ts";
 import { publicJwkOf } from "../policy-module/src/trust/trust-list.ts";
@@ -20,10 +21,13 @@ import { publicJwkOf } from "../policy-module/src/trust/trust-list.ts";
 const COUNT = Number(process.env.BENCH_CLINICIANS ?? 100_000);
 const CALLS = Number(process.env.BENCH_CALLS ?? 200_000);
 
-const store = await createStore({
-  type: "pglite",
-  data_dir: mkdtempSync(join(tmpdir(), "medmesh-bench-isverified-")),
-});
+const store = await createStore(
+  {
+    type: "pglite",
+    data_dir: mkdtempSync(join(tmpdir(), "medmesh-bench-isverified-")),
+  },
+  { migrations: IDENTITY_MIGRATIONS },
+);
 try {
   const now = new Date();
   const expires = new Date(now.getTime() + 86_400_000);

@@ -12,6 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Registry } from "prom-client";
 import { createLogger, createStore, createAuditLog } from "@medmesh/common";
+import { IDENTITY_MIGRATIONS } from "../policy-module/src/identity/migrations.ts";
 import { verificationRecords } from "../policy-module/src/identity/records.ts";
 import { createReverifier } from "../policy-module/src/identity/reverify.ts";
 import { createRizivRegistry } from "../policy-module/src/identity/registries/riziv.ts";
@@ -42,6 +43,7 @@ const store = await createStore(
   postgres
     ? { type: "postgres", url: postgres, pool_max: 16 }
     : { type: "pglite", data_dir: mkdtempSync(join(tmpdir(), "medmesh-bench-reverify-")) },
+  { migrations: IDENTITY_MIGRATIONS },
 );
 try {
   const records = verificationRecords(store.knex);

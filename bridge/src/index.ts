@@ -1,4 +1,5 @@
 export { start } from "./start.ts";
+export { BRIDGE_MIGRATIONS } from "./store/index.ts";
 export { BridgeConfigSchema, type BridgeConfig } from "./config.ts";
 export { InteropVendorSchema } from "./interop/config.ts";
 export { InteropConfigSchema } from "./interop/config.ts";

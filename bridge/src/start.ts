@@ -1,6 +1,7 @@
 import { startAppserviceService, type RunningService, type StartOptions } from "@medmesh/common";
 import type { BridgeConfig } from "./config.ts";
 import { createBridgeCore, type BridgeCore } from "./core/index.ts";
+import { BRIDGE_MIGRATIONS } from "./store/index.ts";
 
 /**
  * bridge: interop with other medical messengers. The appservice frame (store, health, metrics,
@@ -13,6 +14,7 @@ export async function start(config: BridgeConfig, opts: StartOptions = {}): Prom
   return startAppserviceService(
     {
       name: "bridge",
+      migrations: BRIDGE_MIGRATIONS,
       onEvents: (events, transaction) => core?.onEvents(events, transaction) ?? Promise.resolve(),
       mount: (app, ctx) => {
         if (config.interop)
@@ -21,6 +23,7 @@ export async function start(config: BridgeConfig, opts: StartOptions = {}): Prom
             homeserver: config.homeserver,
             registration: ctx.registration,
             knex: ctx.store.knex,
+            leases: ctx.store.leases,
             log: ctx.log,
             metrics: ctx.metrics,
           });

@@ -53,6 +53,9 @@ export {
 export { createSynapseAdmin, type SynapseAdmin } from "./synapse/admin-session.ts";
 export {
   createStore,
+  COMMON_MIGRATIONS,
+  type CreateStoreOptions,
+  type Migration,
   type DocumentStore,
   type LeaseStore,
   type Store,

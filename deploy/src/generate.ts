@@ -312,6 +312,11 @@ async function generateOrganisation(
           : []),
       ],
       signing_key: { key_id: `medmesh-${org.id}`, private_key_file: view.path(paths.bridgeSigningKey) },
+      // The bridge's copies live no longer than the messages: the same period as retention's.
+      lifecycle: {
+        retention_days: deployment.retention.default_days,
+        allow_clock_override: deployment.profile === "test",
+      },
     }),
   };
   await writeYaml(paths.policyModuleConfig, policyModule, 0o600);

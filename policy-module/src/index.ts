@@ -1,4 +1,5 @@
 export { start } from "./start.ts";
+export { POLICY_MODULE_MIGRATIONS } from "./migrations.ts";
 export { IdentityConfigSchema } from "./identity/verification.ts";
 export { RetentionConfigSchema, type RetentionConfig } from "./retention/index.ts";
 export { PolicyModuleConfigSchema, type PolicyModuleConfig } from "./config.ts";

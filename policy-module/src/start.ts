@@ -23,6 +23,7 @@ import { createAuditService, mountAuditApi, type AuditService } from "./audit/in
 import { createDecider, decisionRouteGroup, mountDecisionApi, type Decider } from "./decisions/index.ts";
 import { createInviteGate } from "./invites/index.ts";
 import { startProxy } from "./proxy/index.ts";
+import { POLICY_MODULE_MIGRATIONS } from "./migrations.ts";
 import { startRetention, type Retention } from "./retention/index.ts";
 import { createTrustManager, loadOrgKey, missingTrustProblem, type TrustManager } from "./trust/index.ts";
 
@@ -57,6 +58,7 @@ export async function start(
   return startAppserviceService(
     {
       name: "policy-module",
+      migrations: POLICY_MODULE_MIGRATIONS,
       // The bot's room events: joins on invite, verification badges, the retention index. The
       // transaction is acknowledged only after these ran (the index must not miss an event).
       onEvents: async (events) => {

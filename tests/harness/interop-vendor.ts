@@ -31,7 +31,8 @@ const AVATAR = cleanPng();
 /**
  * A protocol-level vendor for bridge tests: signs what it sends (RFC 9421, its own Ed25519 key),
  * checks MedMesh's signature on what its webhook receives, deduplicates by Idempotency-Key and
- * keeps the order of arrival. `down` makes the webhook answer 503.
+ * keeps the order of arrival. `down` makes the webhook answer 503; `refuse`, 400 (a refusal MedMesh
+ * does not retry).
  */
 export class TestVendor {
   readonly id: string;
@@ -40,6 +41,7 @@ export class TestVendor {
   /** Idempotency keys seen more than once (retries the webhook absorbed). */
   duplicates = 0;
   down = false;
+  refuse = false;
   bridgeUrl = "";
   private readonly keys = generateKeyPairSync("ed25519");
   private medmeshKey: KeyObject | undefined;
@@ -65,6 +67,12 @@ export class TestVendor {
         const body = Buffer.concat(chunks);
         if (this.down) {
           res.writeHead(503).end();
+          return;
+        }
+        if (this.refuse) {
+          res
+            .writeHead(400, { "content-type": "application/json" })
+            .end(JSON.stringify({ errcode: "M_BAD_JSON", error: "refused by the test vendor" }));
           return;
         }
         const verified = verifyRequest(

@@ -20,8 +20,8 @@ import {
   type SignatureUploadRequest,
   type ToDeviceRequest,
 } from "@matrix-org/matrix-sdk-crypto-wasm";
-import type { Knex } from "knex";
 import type { Logger } from "pino";
+import type { GhostStore, PortalStore } from "../store/index.ts";
 import { restore, snapshot } from "@medmesh/common/crypto-store";
 
 type Outgoing =
@@ -36,7 +36,8 @@ type Outgoing =
 interface CryptoDeps {
   homeserverUrl: string;
   asToken: string;
-  knex: Knex;
+  ghosts: GhostStore;
+  portals: PortalStore;
   log: Logger;
   /** Called when room keys may have arrived (events waiting for them can be tried again). */
   onKeys?: () => void;
@@ -104,12 +105,7 @@ export class BridgeCrypto {
   private async createDevice(userId: string): Promise<Device> {
     await this.start();
     const client = asUser(this.d.homeserverUrl, this.d.asToken, userId);
-    const saved = await this.d
-      .knex("bridge_ghosts")
-      .where({ user_id: userId })
-      .first<
-        { device_id: string | null; crypto_store: Buffer | null; sync_token: string | null } | undefined
-      >("device_id", "crypto_store", "sync_token");
+    const saved = await this.d.ghosts.device(userId);
     if (saved?.device_id && saved.crypto_store) {
       // The device of an earlier run, with its keys: it goes on as if nothing happened.
       await restore(saved.crypto_store);
@@ -129,7 +125,7 @@ export class BridgeCrypto {
       // Sending is not snapshotted (that would cost a snapshot per message): a restored outbound
       // megolm session may be behind its last use, and a reused message index looks like a replay
       // to the receivers. Each room starts a new session instead.
-      const rooms = await this.d.knex("bridge_members").where({ user_id: userId }).pluck<string[]>("room_id");
+      const rooms = await this.d.portals.roomsOf(userId);
       for (const room of rooms) await machine.invalidateGroupSession(new RoomId(room));
       await this.flush(device);
       this.syncLoop(device, saved.sync_token);
@@ -145,10 +141,7 @@ export class BridgeCrypto {
     }
     const deviceId = `MMB${randomBytes(6).toString("hex").toUpperCase()}`;
     await client("PUT", `/_matrix/client/v3/devices/${deviceId}`, { display_name: "MedMesh bridge" });
-    await this.d
-      .knex("bridge_ghosts")
-      .where({ user_id: userId })
-      .update({ device_id: deviceId, crypto_store: null, sync_token: null });
+    await this.d.ghosts.newDevice(userId, deviceId);
     const machine = await OlmMachine.initialize(
       new UserId(userId),
       new DeviceId(deviceId),
@@ -171,13 +164,12 @@ export class BridgeCrypto {
 
   /** Writes the device's crypto state to the store (after every change, before it is acknowledged). */
   private async persist(device: Device, syncToken?: string): Promise<void> {
-    await this.d
-      .knex("bridge_ghosts")
-      .where({ user_id: device.userId, device_id: device.deviceId })
-      .update({
-        crypto_store: await snapshot(storeName(device.userId, device.deviceId)),
-        ...(syncToken === undefined ? {} : { sync_token: syncToken }),
-      });
+    await this.d.ghosts.saveCrypto(
+      device.userId,
+      device.deviceId,
+      await snapshot(storeName(device.userId, device.deviceId)),
+      syncToken,
+    );
   }
 
   /**

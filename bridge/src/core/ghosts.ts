@@ -1,7 +1,7 @@
 import { asUser, ensureAppserviceUser, type AsUser } from "@medmesh/common";
-import type { Knex } from "knex";
 import type { Logger } from "pino";
 import type { User } from "../interop/types.ts";
+import type { GhostStore } from "../store/index.ts";
 
 const AVATAR_MAX_BYTES = 1024 * 1024;
 const AVATAR_TYPES = /^image\/(png|jpeg|webp|gif)$/;
@@ -48,7 +48,7 @@ export function createGhosts(d: {
   homeserverUrl: string;
   asToken: string;
   serverName: string;
-  knex: Knex;
+  store: GhostStore;
   /** Configured vendor IDs: a ghost of another "vendor" does not exist. */
   vendors: readonly string[];
   /** Per vendor, the origins its users' `avatar_url`s may point at (the bridge fetches them). */
@@ -107,19 +107,10 @@ export function createGhosts(d: {
         (avatar === undefined || last.avatar === avatar)
       )
         return id;
-      const row = await d
-        .knex("bridge_ghosts")
-        .where({ user_id: id })
-        .first<
-          { display_name: string | null; registration: unknown; avatar_source: string | null } | undefined
-        >("display_name", "registration", "avatar_source");
+      const row = await d.store.profile(id);
       if (!row) {
         await ensureAppserviceUser(d.homeserverUrl, d.asToken, id.slice(1, id.indexOf(":")));
-        await d
-          .knex("bridge_ghosts")
-          .insert({ user_id: id, vendor, remote_id: remoteId })
-          .onConflict("user_id")
-          .ignore();
+        await d.store.add(id, vendor, remoteId);
       }
       const stored = row?.registration == null ? null : stableJson(row.registration);
       const displayName = name ?? row?.display_name ?? remoteId;
@@ -133,14 +124,11 @@ export function createGhosts(d: {
         });
       }
       if (renamed || due) {
-        await d
-          .knex("bridge_ghosts")
-          .where({ user_id: id })
-          .update({
-            display_name: displayName,
-            ...(reregistered ? { registration } : {}),
-            ...(due ? { verification_due: true } : {}),
-          });
+        await d.store.setProfile(id, {
+          display_name: displayName,
+          ...(reregistered ? { registration } : {}),
+          ...(due ? { verification_due: true } : {}),
+        });
         if (due) d.onRegistration?.(id);
       }
       let avatarSource = row?.avatar_source ?? null;
@@ -149,7 +137,7 @@ export function createGhosts(d: {
         await setAvatar(vendor, id, avatar).then(
           async () => {
             avatarSource = avatar;
-            await d.knex("bridge_ghosts").where({ user_id: id }).update({ avatar_source: avatar });
+            await d.store.setAvatarSource(id, avatar);
           },
           (err: unknown) => {
             d.log?.warn({ user_id: id, err: (err as Error).message }, "could not set the ghost's avatar");
@@ -160,10 +148,7 @@ export function createGhosts(d: {
       return id;
     },
     async remoteOf(id) {
-      const row = await d
-        .knex("bridge_ghosts")
-        .where({ user_id: id })
-        .first<{ vendor: string; remote_id: string } | undefined>("vendor", "remote_id");
+      const row = await d.store.remote(id);
       if (row) return { vendor: row.vendor, remoteId: row.remote_id };
       if (!ghosts.isGhost(id)) return undefined;
       const parsed = parseGhostLocalpart(id.slice(1, id.lastIndexOf(`:${d.serverName}`)));

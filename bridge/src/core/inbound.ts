@@ -1,15 +1,14 @@
 import type { AuditLog } from "@medmesh/common";
-import type { Knex } from "knex";
 import type { Logger } from "pino";
-import type { InteropEvent, User } from "../interop/types.ts";
+import type { User } from "../interop/types.ts";
+import type { Removed } from "../lifecycle/index.ts";
+import type { BridgeStore, Completion, InboundRow } from "../store/index.ts";
 import type { Ghosts } from "./ghosts.ts";
 import { sanitizeHtml } from "./html.ts";
 import type { MatrixSide } from "./matrix.ts";
-import { Permanent, type QueueRow } from "./queue.ts";
+import { Permanent } from "./queue.ts";
 
-export interface InboundRow extends QueueRow {
-  event: InteropEvent;
-}
+export type { InboundRow } from "../store/index.ts";
 
 export const isMatrixUserId = (id: string): boolean => /^@[^:]+:.+$/.test(id);
 
@@ -17,7 +16,7 @@ export const isMatrixUserId = (id: string): boolean => /^@[^:]+:.+$/.test(id);
 export const BRIDGE_STATE = "m.bridge";
 
 export interface InboundDeps {
-  knex: Knex;
+  store: BridgeStore;
   ghosts: Ghosts;
   matrix: MatrixSide;
   log: Logger;
@@ -25,6 +24,7 @@ export interface InboundDeps {
   botUserId: string;
   encryptPortals: boolean;
   audit: AuditLog;
+  removed: Removed;
 }
 
 /**
@@ -32,23 +32,22 @@ export interface InboundDeps {
  * the sender's ghost, with the event's queue position as the Matrix transaction ID.
  */
 export function inboundHandler(d: InboundDeps) {
+  const { portals, messages, media } = d.store;
   const portal = async (vendor: string, conversationId: string) => {
-    const row = await d
-      .knex("interop_conversations")
-      .where({ vendor, conversation_id: conversationId })
-      .first<{ room_id: string | null; kind: string } | undefined>("room_id", "kind");
+    const row = await portals.conversation(vendor, conversationId);
     if (!row?.room_id)
       throw new Permanent(`the conversation ${conversationId} has no room (its creation failed)`);
     return row.room_id;
   };
+  /** The Matrix event of a message, or undefined if there is none (never sent, or expired). */
+  const knownEvent = async (conversationId: string, messageId: string): Promise<string | undefined> =>
+    // A Matrix user's message, by its event ID.
+    (await messages.eventOf(conversationId, messageId)) ??
+    (messageId.startsWith("$") ? messageId : undefined);
   const eventOf = async (conversationId: string, messageId: string): Promise<string> => {
-    const row = await d
-      .knex("bridge_messages")
-      .where({ conversation_id: conversationId, message_id: messageId })
-      .first<{ event_id: string } | undefined>("event_id");
-    if (row) return row.event_id;
-    if (messageId.startsWith("$")) return messageId; // a Matrix user's message, by its event ID
-    throw new Permanent(`unknown message ${messageId} in ${conversationId}`);
+    const eventId = await knownEvent(conversationId, messageId);
+    if (eventId) return eventId;
+    throw new Permanent(`unknown message ${messageId} in ${conversationId} (never sent, or expired)`);
   };
   const profiles = (users: readonly User[] | undefined) => new Map((users ?? []).map((u) => [u.id, u]));
   /** A ghost that is in the room, joining it first when it was invited. */
@@ -59,37 +58,46 @@ export function inboundHandler(d: InboundDeps) {
     profile?: User,
   ): Promise<string> => {
     const ghost = await d.ghosts.ensure(vendor, remoteId, profile);
-    const member: unknown = await d.knex("bridge_members").where({ room_id: roomId, user_id: ghost }).first();
-    if (!member) {
+    if (!(await portals.isMember(roomId, ghost))) {
       await d.matrix.join(ghost, roomId);
-      await d.knex("bridge_members").insert({ room_id: roomId, user_id: ghost }).onConflict().ignore();
+      await portals.addMember(roomId, ghost);
     }
     return ghost;
   };
   const recordMessage =
-    (conversationId: string, messageId: string, roomId: string, eventId: string) =>
-    async (trx: Knex.Transaction) => {
-      await trx("bridge_messages")
-        .insert({
-          conversation_id: conversationId,
-          message_id: messageId,
-          room_id: roomId,
-          event_id: eventId,
-        })
-        .onConflict(["conversation_id", "message_id"])
-        .merge();
-    };
+    (conversationId: string, messageId: string, roomId: string, eventId: string): Completion =>
+    (trx) =>
+      messages.record(trx, {
+        conversation_id: conversationId,
+        message_id: messageId,
+        room_id: roomId,
+        event_id: eventId,
+      });
+  /**
+   * A vendor's file as a Matrix attachment: uploaded once (then its bytes go, and a retry or a
+   * second message with the same file reuses the upload).
+   */
+  const attachment = async (vendor: string, ghost: string, roomId: string, mediaId: string) => {
+    const file = await media.get(mediaId, vendor);
+    if (!file || (!file.data && !file.mxc)) throw new Permanent(`unknown file ${mediaId}: upload it first`);
+    const size = Number(file.size ?? file.data?.length ?? 0);
+    if (file.mxc) return { content: file.file ? { file: file.file } : { url: file.mxc }, file, size };
+    if (!file.data) throw new Permanent(`unknown file ${mediaId}: upload it first`);
+    const uploaded = await d.matrix.upload(ghost, roomId, file.data, file.content_type);
+    const mxc = "file" in uploaded ? String(uploaded.file.url) : uploaded.url;
+    await media.uploaded(mediaId, { mxc, file: "file" in uploaded ? uploaded.file : null });
+    d.removed.inc({ what: "media_bytes", why: "uploaded" });
+    return { content: uploaded, file, size };
+  };
 
-  return async (row: InboundRow): Promise<((trx: Knex.Transaction) => Promise<void>) | undefined> => {
+  return async (row: InboundRow): Promise<Completion | undefined> => {
     const e = row.event;
+    if (!e) return undefined; // nothing left to carry
     const vendor = row.vendor;
     const txnId = `medmesh-in-${String(row.seq)}`;
     switch (e.type) {
       case "conversation.create": {
-        const existing = await d
-          .knex("interop_conversations")
-          .where({ vendor, conversation_id: e.conversation_id })
-          .first<{ room_id: string | null } | undefined>("room_id");
+        const existing = await portals.conversation(vendor, e.conversation_id);
         if (existing?.room_id) return undefined; // created before a crash, recorded already
         const byId = profiles(e.users);
         const creator = await d.ghosts.ensure(vendor, e.creator, byId.get(e.creator));
@@ -105,20 +113,17 @@ export function inboundHandler(d: InboundDeps) {
           invite: [...local, ...ghosts],
         });
         await auditPortal(d.audit, { roomId, vendor, conversationId: e.conversation_id, createdBy: creator });
-        await d.knex("bridge_members").insert({ room_id: roomId, user_id: creator }).onConflict().ignore();
+        await portals.addMember(roomId, creator);
         for (const g of ghosts) {
           await d.matrix.join(g, roomId);
-          await d.knex("bridge_members").insert({ room_id: roomId, user_id: g }).onConflict().ignore();
+          await portals.addMember(roomId, g);
         }
-        return async (trx) => {
-          await trx("interop_conversations")
-            .where({ vendor, conversation_id: e.conversation_id })
-            .update({ room_id: roomId, ...(e.name ? { name: e.name } : {}) });
-        };
+        return (trx) => portals.setRoom(trx, vendor, e.conversation_id, roomId, e.name);
       }
       case "membership": {
         const roomId = await portal(vendor, e.conversation_id);
-        const creator = await firstGhost(d.knex, roomId);
+        const creator = await portals.firstGhost(roomId);
+        if (!creator) throw new Permanent(`no ghost is in ${roomId}`);
         if (isMatrixUserId(e.user_id)) {
           if (e.membership !== "invite")
             throw new Permanent(`a vendor can only invite Matrix users, not make them ${e.membership}`);
@@ -140,9 +145,7 @@ export function inboundHandler(d: InboundDeps) {
             `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/leave`,
             {},
           );
-          return async (trx) => {
-            await trx("bridge_members").where({ room_id: roomId, user_id: ghost }).delete();
-          };
+          return (trx) => portals.removeMember(trx, roomId, ghost);
         }
         if (ghost !== creator)
           await d.matrix
@@ -154,9 +157,7 @@ export function inboundHandler(d: InboundDeps) {
                 throw err;
             });
         await d.matrix.join(ghost, roomId);
-        return async (trx) => {
-          await trx("bridge_members").insert({ room_id: roomId, user_id: ghost }).onConflict().ignore();
-        };
+        return (trx) => portals.addMember(roomId, ghost, trx);
       }
       case "message": {
         const roomId = await portal(vendor, e.conversation_id);
@@ -164,25 +165,24 @@ export function inboundHandler(d: InboundDeps) {
         const content: Record<string, unknown> = { msgtype: "m.text", body: e.text };
         if (e.html)
           Object.assign(content, { format: "org.matrix.custom.html", formatted_body: sanitizeHtml(e.html) });
-        if (e.reply_to)
-          content["m.relates_to"] = {
-            "m.in_reply_to": { event_id: await eventOf(e.conversation_id, e.reply_to) },
-          };
-        if (e.file) {
-          const media = await d
-            .knex("bridge_media")
-            .where({ media_id: e.file.media_id, vendor })
-            .first<{ data: Buffer | null; content_type: string } | undefined>("data", "content_type");
-          if (!media?.data) throw new Permanent(`unknown file ${e.file.media_id}: upload it first`);
-          const uploaded = await d.matrix.upload(ghost, roomId, media.data, media.content_type);
-          Object.assign(content, uploaded, {
-            msgtype: media.content_type.startsWith("image/") ? "m.image" : "m.file",
+        // A reply to a message that has expired (or never reached Matrix) arrives as a message.
+        const replyTo = e.reply_to ? await knownEvent(e.conversation_id, e.reply_to) : undefined;
+        if (replyTo) content["m.relates_to"] = { "m.in_reply_to": { event_id: replyTo } };
+        const file = e.file ? await attachment(vendor, ghost, roomId, e.file.media_id) : undefined;
+        if (e.file && file)
+          Object.assign(content, file.content, {
+            msgtype: file.file.content_type.startsWith("image/") ? "m.image" : "m.file",
             body: e.file.name,
-            info: { mimetype: media.content_type, size: media.data.length },
+            info: { mimetype: file.file.content_type, size: file.size },
           });
-        }
         const eventId = await d.matrix.send(ghost, roomId, "m.room.message", content, txnId);
-        return recordMessage(e.conversation_id, e.message_id, roomId, eventId);
+        const mapped = recordMessage(e.conversation_id, e.message_id, roomId, eventId);
+        if (!file) return mapped;
+        const mediaId = file.file.media_id;
+        return async (trx) => {
+          await mapped(trx);
+          await media.carriedBy(trx, mediaId, eventId);
+        };
       }
       case "edit": {
         const roomId = await portal(vendor, e.conversation_id);
@@ -208,7 +208,11 @@ export function inboundHandler(d: InboundDeps) {
       case "delete": {
         const roomId = await portal(vendor, e.conversation_id);
         const ghost = await ghostIn(vendor, e.sender, roomId);
-        await d.matrix.redact(ghost, roomId, await eventOf(e.conversation_id, e.message_id), txnId);
+        const target = await eventOf(e.conversation_id, e.message_id);
+        await d.matrix.redact(ghost, roomId, target, txnId);
+        // The vendor deleted it: the file it carried goes too (the bridge hears no echo of its own redaction).
+        const files = await media.forgetEvent(target);
+        if (files) d.removed.inc({ what: "media_rows", why: "redaction" }, files);
         return undefined;
       }
       case "reaction": {
@@ -244,15 +248,6 @@ export function inboundHandler(d: InboundDeps) {
       }
     }
   };
-}
-
-async function firstGhost(knex: Knex, roomId: string): Promise<string> {
-  const row = await knex("bridge_members")
-    .where({ room_id: roomId })
-    .orderBy("user_id")
-    .first<{ user_id: string } | undefined>("user_id");
-  if (!row) throw new Permanent(`no ghost is in ${roomId}`);
-  return row.user_id;
 }
 
 /**

@@ -10,6 +10,7 @@ import {
   isEncryptedFile,
   jsonBody,
   type EventHandler,
+  type LeaseStore,
   type Registration,
 } from "@medmesh/common";
 import type { Express } from "express";
@@ -18,11 +19,14 @@ import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import type { InteropConfig } from "../interop/config.ts";
 import { mountInteropApi } from "../interop/server.ts";
+import { createPruner, redactionPurge, removedCounter } from "../lifecycle/index.ts";
+import { createBridgeStore, type InboundRow, type OutboundRow } from "../store/index.ts";
+import { mountAdminApi } from "./admin-api.ts";
 import { BridgeCrypto } from "./crypto.ts";
 import { createGhosts } from "./ghosts.ts";
-import { inboundHandler, type InboundRow } from "./inbound.ts";
+import { inboundHandler } from "./inbound.ts";
 import { MatrixSide } from "./matrix.ts";
-import { outbound, type OutboundRow } from "./outbound.ts";
+import { outbound } from "./outbound.ts";
 import { OrderedQueue } from "./queue.ts";
 import { ghostVerification } from "./verification.ts";
 
@@ -39,7 +43,8 @@ export interface BridgeCore {
  * listener; `app` is the internal one, for the admin API), the two ordered persistent queues
  * (vendor → Matrix, Matrix → vendor), ghosts and portals, and the devices that make encrypted
  * portals work. Appservice transactions are recorded in the outbound queue before Synapse gets
- * its answer; vendor events are stored before the vendor gets its 202.
+ * its answer; vendor events are stored before the vendor gets its 202. What it keeps goes when
+ * delivered, redacted or out of its time (lifecycle/).
  */
 export function createBridgeCore(
   app: Express,
@@ -48,39 +53,38 @@ export function createBridgeCore(
     homeserver: { url: string; server_name: string };
     registration: Registration;
     knex: Knex;
+    leases: LeaseStore;
     log: Logger;
     metrics: Registry;
   },
 ): BridgeCore {
   const botUserId = `@${d.registration.sender_localpart}:${d.homeserver.server_name}`;
+  const store = createBridgeStore(d.knex);
   const audit = createAuditLog(d.knex);
+  const removed = removedCounter(d.metrics);
   const asToken = d.registration.as_token;
   const crypto = new BridgeCrypto({
     homeserverUrl: d.homeserver.url,
     asToken,
-    knex: d.knex,
+    ghosts: store.ghosts,
+    portals: store.portals,
     log: d.log,
     // Events waiting for a room key are tried again as soon as keys arrive.
     onKeys: () => {
-      void d
-        .knex("bridge_outbound")
-        .where({ state: "pending" })
-        .whereNotNull("encrypted")
-        .update({ next_attempt_at: new Date() })
-        .then(
-          () => {
-            delivery.wake();
-          },
-          (err: unknown) => {
-            d.log.warn({ err }, "could not reschedule events waiting for keys");
-          },
-        );
+      void store.outbound.wakeEncrypted().then(
+        () => {
+          delivery.wake();
+        },
+        (err: unknown) => {
+          d.log.warn({ err }, "could not reschedule events waiting for keys");
+        },
+      );
     },
   });
   const verification = ghostVerification({
     homeserverUrl: d.homeserver.url,
     asToken,
-    knex: d.knex,
+    ghosts: store.ghosts,
     log: d.log,
     metrics: d.metrics,
   });
@@ -88,7 +92,7 @@ export function createBridgeCore(
     homeserverUrl: d.homeserver.url,
     asToken,
     serverName: d.homeserver.server_name,
-    knex: d.knex,
+    store: store.ghosts,
     vendors: d.config.vendors.map((v) => v.id),
     avatarOrigins: new Map(
       d.config.vendors.map((v) => [v.id, v.avatar_origins.map((u) => new URL(u).origin)]),
@@ -105,12 +109,16 @@ export function createBridgeCore(
     maxAttempts: c.max_attempts,
     initialBackoffMs: c.initial_backoff_ms,
     maxBackoffMs: c.max_backoff_ms,
-    knex: d.knex,
     log: d.log,
     metrics: d.metrics,
   };
+  const log = d.log.child({ component: "bridge-lifecycle" });
+  const redactions = redactionPurge({ store, audit, log, removed });
+  const pruner = createPruner({ store, leases: d.leases, config: d.config.lifecycle, log, removed });
   const out = outbound({
+    store,
     knex: d.knex,
+    redactions,
     ghosts,
     crypto,
     matrix,
@@ -127,10 +135,11 @@ export function createBridgeCore(
   const inbound = new OrderedQueue<InboundRow>({
     ...queue,
     name: "inbound",
-    table: "interop_inbound",
-    states: { done: "done", failed: "failed" },
+    table: store.inbound,
+    failedState: "failed",
     handle: inboundHandler({
-      knex: d.knex,
+      store,
+      removed,
       ghosts,
       matrix,
       log: d.log,
@@ -146,13 +155,13 @@ export function createBridgeCore(
   const delivery = new OrderedQueue<OutboundRow>({
     ...queue,
     name: "outbound",
-    table: "bridge_outbound",
-    states: { done: "delivered", failed: "dead" },
+    table: store.outbound,
+    failedState: "dead",
     handle: out.deliver,
     onFailed: out.notifyUndelivered,
   });
 
-  mountAdminApi(app, d.knex, { inbound, delivery });
+  mountAdminApi(app, { store, queues: { inbound, delivery }, pruner, lifecycle: d.config.lifecycle });
   // The homeserver asks whether a user in our namespace exists (a Matrix user invited a ghost the
   // bridge has not met): yes, for any well-formed ghost of a configured vendor.
   const hsToken = homeserverTokenCheck(d.registration);
@@ -171,7 +180,7 @@ export function createBridgeCore(
       pub.use(jsonBody("10mb"));
       mountInteropApi(pub, {
         config: d.config,
-        knex: d.knex,
+        store,
         log: d.log,
         metrics: d.metrics,
         onAccepted: () => {
@@ -181,8 +190,7 @@ export function createBridgeCore(
           fetch: async (row) => {
             if (!row.mxc) throw new ApiError("M_NOT_FOUND", "The file has no content");
             const data = await matrix.download(botUserId, row.mxc);
-            const file = typeof row.file === "string" ? (JSON.parse(row.file) as unknown) : row.file;
-            return isEncryptedFile(file) ? decryptAttachment(data, file) : data;
+            return isEncryptedFile(row.file) ? decryptAttachment(data, row.file) : data;
           },
         },
       });
@@ -208,59 +216,12 @@ export function createBridgeCore(
       inbound.start();
       delivery.start();
       verification.start();
+      pruner.start();
       out.ready();
     },
     stop: async () => {
-      await Promise.all([inbound.stop(), delivery.stop(), verification.stop()]);
+      await Promise.all([inbound.stop(), delivery.stop(), verification.stop(), pruner.stop()]);
       crypto.close();
     },
   };
-}
-
-/**
- * Dead letters, on the service's internal port (not the public interop URL): what could not be
- * carried either way, and a retry.
- */
-function mountAdminApi(
-  app: Express,
-  knex: Knex,
-  queues: { inbound: OrderedQueue<InboundRow>; delivery: OrderedQueue<OutboundRow> },
-): void {
-  const tables = {
-    outbound: { table: "bridge_outbound", failed: "dead", error: "last_error", queue: queues.delivery },
-    inbound: { table: "interop_inbound", failed: "failed", error: "error", queue: queues.inbound },
-  } as const;
-  const pick = (direction: string) => {
-    const t = tables[direction as keyof typeof tables] as (typeof tables)[keyof typeof tables] | undefined;
-    if (!t)
-      throw new ApiError(
-        "M_NOT_FOUND",
-        "direction is inbound (vendor → Matrix) or outbound (Matrix → vendor)",
-      );
-    return t;
-  };
-  app.get(
-    "/_medmesh/admin/v1/bridge/:direction/failed",
-    asyncHandler(async (req, res) => {
-      const t = pick(String(req.params.direction));
-      const rows = await knex(t.table)
-        .where({ state: t.failed })
-        .orderBy("seq")
-        .limit(500)
-        .select("seq", "vendor", "conversation_id", "attempts", `${t.error} as error`);
-      res.json({ failed: rows.map((r: { seq: string }) => ({ ...r, seq: Number(r.seq) })) });
-    }),
-  );
-  app.post(
-    "/_medmesh/admin/v1/bridge/:direction/failed/:seq/retry",
-    asyncHandler(async (req, res) => {
-      const t = pick(String(req.params.direction));
-      const n = await knex(t.table)
-        .where({ seq: Number(req.params.seq), state: t.failed })
-        .update({ state: "pending", attempts: 0, next_attempt_at: new Date() });
-      if (n === 0) throw new ApiError("M_NOT_FOUND", "No failed event with this seq");
-      t.queue.wake();
-      res.json({ retried: true });
-    }),
-  );
 }

@@ -6,6 +6,7 @@ import type { InteropConfig } from "../interop/config.ts";
 import type { BridgeCrypto } from "./crypto.ts";
 import type { Ghosts } from "./ghosts.ts";
 import type { MatrixSide } from "./matrix.ts";
+import { BRIDGE_MIGRATIONS, createBridgeStore } from "../store/index.ts";
 import { outbound } from "./outbound.ts";
 
 const ROOM = "!portal:hospital-a.example";
@@ -58,7 +59,7 @@ describe("outbound: catch-up on held-back transactions", () => {
     );
 
   beforeAll(async () => {
-    store = await createStore({ type: "pglite", data_dir: "memory://" });
+    store = await createStore({ type: "pglite", data_dir: "memory://" }, { migrations: BRIDGE_MIGRATIONS });
   });
   afterAll(async () => {
     await store.close();
@@ -78,7 +79,9 @@ describe("outbound: catch-up on held-back transactions", () => {
     calls.length = 0;
     timeline = [];
     out = outbound({
+      store: createBridgeStore(store.knex),
       knex: store.knex,
+      redactions: { purge: () => Promise.resolve(), flush: () => Promise.resolve() },
       ghosts: {
         isGhost: (u: string) => u.startsWith("@bridge_"),
         remoteOf: () => Promise.resolve(undefined),

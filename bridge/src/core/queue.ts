@@ -1,25 +1,19 @@
-import type { Knex } from "knex";
 import type { Logger } from "pino";
 import { Counter, Gauge, type Registry } from "prom-client";
+import type { Completion, QueueRow, QueueTable } from "../store/index.ts";
+
+export type { QueueRow } from "../store/index.ts";
 
 /** A failure that retrying will not mend (refused by the other side, unknown message, …). */
 export class Permanent extends Error {
   override name = "Permanent";
 }
 
-export interface QueueRow {
-  seq: string | number;
-  vendor: string;
-  conversation_id: string;
-  attempts: number;
-}
-
 export interface QueueOptions<Row extends QueueRow> {
   name: "inbound" | "outbound";
-  table: "interop_inbound" | "bridge_outbound";
-  /** The state a carried row ends in, and a given-up one. */
-  states: { done: string; failed: string };
-  knex: Knex;
+  table: QueueTable<Row>;
+  /** The state a given-up row ends in (for the metric). */
+  failedState: string;
   log: Logger;
   metrics: Registry;
   concurrency: number;
@@ -27,7 +21,7 @@ export interface QueueOptions<Row extends QueueRow> {
   initialBackoffMs: number;
   maxBackoffMs: number;
   /** Carries one row; returns what to record with its completion, in the same transaction. */
-  handle(row: Row): Promise<((trx: Knex.Transaction) => Promise<void>) | undefined>;
+  handle(row: Row): Promise<Completion | undefined>;
   /** Told once a row is given up (permanent failure or out of attempts). */
   onFailed?(row: Row, reason: string): Promise<void>;
 }
@@ -55,21 +49,17 @@ export class OrderedQueue<Row extends QueueRow> {
       labelNames: ["outcome"] as const,
       registers: [o.metrics],
     });
-    const knex = o.knex;
+    const table = o.table;
     new Gauge({
       name: `medmesh_bridge_${o.name}_queue`,
-      help: `Bridge ${o.name} events by state (pending, ${o.states.failed})`,
+      help: `Bridge ${o.name} events by state (pending, ${o.failedState})`,
       labelNames: ["state"] as const,
       registers: [o.metrics],
       async collect() {
-        const rows = await knex(o.table)
-          .whereIn("state", ["pending", o.states.failed])
-          .groupBy("state")
-          .select<{ state: string; n: string }[]>("state", knex.raw("count(*) as n"));
+        const counts = await table.counts();
         this.reset();
-        this.set({ state: "pending" }, 0);
-        this.set({ state: o.states.failed }, 0);
-        for (const r of rows) this.set({ state: r.state }, Number(r.n));
+        this.set({ state: "pending" }, counts.pending);
+        this.set({ state: o.failedState }, counts.failed);
       },
     });
   }
@@ -89,29 +79,11 @@ export class OrderedQueue<Row extends QueueRow> {
     await this.loop;
   }
 
-  private async heads(): Promise<Row[]> {
-    const { knex, table } = this.o;
-    return knex(`${table} as r`)
-      .where("r.state", "pending")
-      .where((q) => {
-        void q.whereNull("r.next_attempt_at").orWhere("r.next_attempt_at", "<=", new Date());
-      })
-      .whereNotExists(
-        knex(`${table} as p`)
-          .whereRaw("p.vendor = r.vendor AND p.conversation_id = r.conversation_id AND p.seq < r.seq")
-          .where("p.state", "pending")
-          .select(knex.raw("1")),
-      )
-      .orderBy("r.seq")
-      .limit(this.o.concurrency * 4)
-      .select("r.*") as Promise<Row[]>;
-  }
-
   private async run(): Promise<void> {
     while (this.running) {
       let rows: Row[] = [];
       try {
-        rows = await this.heads();
+        rows = await this.o.table.heads(this.o.concurrency * 4);
       } catch (err) {
         this.o.log.error({ err, queue: this.o.name }, "could not read the queue");
       }
@@ -147,24 +119,16 @@ export class OrderedQueue<Row extends QueueRow> {
   }
 
   private async carry(row: Row): Promise<void> {
-    const { knex, table, states, log } = this.o;
-    const where = { seq: row.seq };
+    const { table, log } = this.o;
     try {
-      const record = await this.o.handle(row);
-      await knex.transaction(async (trx) => {
-        await record?.(trx);
-        await trx(table).where(where).update({ state: states.done, delivered_at: new Date() });
-      });
+      await table.complete(row, await this.o.handle(row));
       this.processed.inc({ outcome: "done" });
     } catch (err) {
       const reason = err instanceof Error ? err.message : String(err);
       const attempts = row.attempts + 1;
       const permanent = err instanceof Permanent || attempts >= this.o.maxAttempts;
-      const errorColumn = table === "interop_inbound" ? "error" : "last_error";
       if (permanent) {
-        await knex(table)
-          .where(where)
-          .update({ state: states.failed, attempts, [errorColumn]: reason });
+        await table.giveUp(row, attempts, reason);
         this.processed.inc({ outcome: "failed" });
         log.warn({ queue: this.o.name, seq: row.seq, conversation: row.conversation_id, reason }, "given up");
         await this.o.onFailed?.(row, reason).catch((e: unknown) => {
@@ -173,9 +137,7 @@ export class OrderedQueue<Row extends QueueRow> {
         return;
       }
       const delay = Math.min(this.o.maxBackoffMs, this.o.initialBackoffMs * 2 ** (attempts - 1));
-      await knex(table)
-        .where(where)
-        .update({ attempts, [errorColumn]: reason, next_attempt_at: new Date(Date.now() + delay) });
+      await table.retryLater(row, attempts, reason, new Date(Date.now() + delay));
       this.processed.inc({ outcome: "retried" });
       log.info({ queue: this.o.name, seq: row.seq, attempts, delay_ms: delay, reason }, "will retry");
     }

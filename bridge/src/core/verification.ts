@@ -1,6 +1,6 @@
 import { asUser, MatrixRequestError } from "@medmesh/common";
-import type { Knex } from "knex";
 import type { Logger } from "pino";
+import type { DueGhost, GhostStore } from "../store/index.ts";
 import { Counter, type Registry } from "prom-client";
 
 const RETRY_MS = 60_000;
@@ -17,7 +17,7 @@ const RETRY_MS = 60_000;
 export function ghostVerification(d: {
   homeserverUrl: string;
   asToken: string;
-  knex: Knex;
+  ghosts: GhostStore;
   log: Logger;
   metrics: Registry;
 }) {
@@ -32,11 +32,7 @@ export function ghostVerification(d: {
   let retry: NodeJS.Timeout | undefined;
   let stopped = false;
 
-  const submit = async (ghost: {
-    user_id: string;
-    display_name: string | null;
-    registration: unknown;
-  }): Promise<boolean> => {
+  const submit = async (ghost: DueGhost): Promise<boolean> => {
     const reg = (
       typeof ghost.registration === "string" ? JSON.parse(ghost.registration) : ghost.registration
     ) as { registry: string; number: string };
@@ -61,12 +57,7 @@ export function ghostVerification(d: {
       answer = `refused: ${err.errcode}: ${err.message}`;
       requests.inc({ outcome: "refused" });
     }
-    await d
-      .knex("bridge_ghosts")
-      // Only if nothing changed meanwhile (a new registration or name stays due).
-      .where({ user_id: ghost.user_id, verification_due: true, display_name: ghost.display_name })
-      .whereRaw("registration = ?::jsonb", [JSON.stringify(reg)])
-      .update({ verification_due: false, verification: answer });
+    await d.ghosts.verified(ghost, reg, answer);
     d.log.info(
       { user_id: ghost.user_id, registry: reg.registry, answer },
       "bridged user's registration checked",
@@ -77,16 +68,7 @@ export function ghostVerification(d: {
   const run = async (): Promise<void> => {
     do {
       again = false;
-      const due = await d
-        .knex("bridge_ghosts")
-        .where({ verification_due: true })
-        .orderBy("user_id")
-        .limit(100)
-        .select<{ user_id: string; display_name: string | null; registration: unknown }[]>(
-          "user_id",
-          "display_name",
-          "registration",
-        );
+      const due = await d.ghosts.dueForVerification(100);
       for (const ghost of due) {
         if (stopped) return;
         if (!(await submit(ghost))) {

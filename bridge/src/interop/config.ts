@@ -75,6 +75,37 @@ export const InteropConfigSchema = z
       .describe(
         "Deliveries to vendors (and into Matrix): retries with exponential backoff, then dead letter.",
       ),
+    lifecycle: z
+      .object({
+        retention_days: z
+          .number()
+          .positive()
+          .default(30)
+          .describe(
+            "The organisation's retention period (generated from the deployment's retention.default_days): events the bridge could not carry keep their content at most this long, and files and delivery records go after it.",
+          ),
+        idempotency_days: z
+          .number()
+          .positive()
+          .default(7)
+          .describe(
+            "How long a vendor's Idempotency-Key is remembered: its retry window (a retry after it is a new request).",
+          ),
+        prune_interval_seconds: z
+          .number()
+          .int()
+          .positive()
+          .default(600)
+          .describe("How often the bridge deletes what it no longer needs (one instance at a time)."),
+        allow_clock_override: z
+          .boolean()
+          .default(false)
+          .describe("Tests only: the prune endpoint accepts a `now`. Never in production."),
+      })
+      .prefault({})
+      .describe(
+        "What the bridge keeps and for how long: content only until delivered (docs/bridge.md, What the bridge keeps).",
+      ),
     encrypt_portals: z
       .boolean()
       .default(true)

@@ -14,6 +14,7 @@ import {
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { OpenApiContract } from "../../../tests/harness/openapi.ts";
+import { BRIDGE_MIGRATIONS, createBridgeStore } from "../store/index.ts";
 import { InteropConfigSchema } from "./config.ts";
 import { EVENTS_PATH, mountInteropApi, REQUIRED_COMPONENTS } from "./server.ts";
 import { contentDigest, signRequest } from "./signatures.ts";
@@ -29,7 +30,10 @@ describe("interop API: signed, idempotent, owned", () => {
   const jwk = (k: KeyObject) => k.export({ format: "jwk" }) as { kty: "OKP"; crv: "Ed25519"; x: string };
 
   beforeAll(async () => {
-    store = await createStore({ type: "pglite", data_dir: mkdtempSync(join(tmpdir(), "medmesh-interop-")) });
+    store = await createStore(
+      { type: "pglite", data_dir: mkdtempSync(join(tmpdir(), "medmesh-interop-")) },
+      { migrations: BRIDGE_MIGRATIONS },
+    );
     const app = createListenerApp(
       {
         log: createLogger("test", "silent"),
@@ -58,7 +62,7 @@ describe("interop API: signed, idempotent, owned", () => {
             max_body_bytes: 4096,
             signing_key: { key_id: "medmesh-test", private_key_file: "unused.pem" },
           }),
-          knex: store.knex,
+          store: createBridgeStore(store.knex),
           log: createLogger("test", "silent"),
           metrics: new Registry(),
         });

@@ -1,9 +1,9 @@
 import { createHash, createPublicKey, type KeyObject } from "node:crypto";
 import { ApiError, asyncHandler } from "@medmesh/common";
 import express, { type Express, type Request } from "express";
-import type { Knex } from "knex";
 import type { Logger } from "pino";
 import { Counter, type Registry } from "prom-client";
+import type { BridgeStore, InteropRequests, MediaRow } from "../store/index.ts";
 import type { InteropConfig } from "./config.ts";
 import { verifyRequest } from "./signatures.ts";
 import { InteropEvent } from "./types.ts";
@@ -35,12 +35,12 @@ export function mountInteropApi(
   app: Express,
   d: {
     config: InteropConfig;
-    knex: Knex;
+    store: BridgeStore;
     log: Logger;
     metrics: Registry;
     onAccepted?: (seq: number) => void;
-    /** Fetches a file a Matrix user sent (from the media repository, decrypted). */
-    media?: { fetch(row: { mxc: string | null; file: unknown }): Promise<Buffer> };
+    /** Fetches a file from the media repository (decrypted): what Matrix users sent, and uploads once in Matrix. */
+    media?: { fetch(row: MediaRow): Promise<Buffer> };
   },
 ): void {
   const vendors = new Map<string, Vendor>(
@@ -55,7 +55,8 @@ export function mountInteropApi(
     labelNames: ["outcome"] as const,
     registers: [d.metrics],
   });
-  const authenticate = vendorAuthenticator(d.config, d.knex, vendors);
+  const { store } = d;
+  const authenticate = vendorAuthenticator(d.config, store.requests, vendors);
 
   app.post(
     EVENTS_PATH,
@@ -89,11 +90,8 @@ export function mountInteropApi(
       const hash = createHash("sha256")
         .update((req as { rawBody?: Buffer }).rawBody ?? "")
         .digest("hex");
-      const answer = await d.knex.transaction(async (trx) => {
-        const earlier = await trx("interop_requests")
-          .where({ vendor: vendor.id, idempotency_key: key })
-          .forUpdate()
-          .first<{ request_hash: string; status: number; response: unknown } | undefined>();
+      const answer = await store.transaction(async (trx) => {
+        const earlier = await store.requests.earlier(trx, vendor.id, key);
         if (earlier) {
           if (earlier.request_hash !== hash)
             throw new ApiError(
@@ -102,43 +100,30 @@ export function mountInteropApi(
             );
           return { status: earlier.status, body: earlier.response, retried: true };
         }
-        const owner = await trx("interop_conversations")
-          .where({ conversation_id: event.conversation_id })
-          .first<{ vendor: string } | undefined>("vendor");
+        const owner = await store.portals.ownerOf(trx, event.conversation_id);
         if (event.type === "conversation.create") {
           if (owner)
             throw new ApiError("M_FORBIDDEN", `The conversation ${event.conversation_id} exists already`);
-          await trx("interop_conversations").insert({
+          await store.portals.create(trx, {
             vendor: vendor.id,
             conversation_id: event.conversation_id,
             kind: event.kind,
-            created_at: new Date(),
           });
         } else if (!owner) {
           throw new ApiError("M_NOT_FOUND", `No conversation ${event.conversation_id}: create it first`);
-        } else if (owner.vendor !== vendor.id) {
+        } else if (owner !== vendor.id) {
           throw new ApiError(
             "M_FORBIDDEN",
             `The conversation ${event.conversation_id} belongs to another vendor`,
           );
         }
-        const [row] = await trx("interop_inbound")
-          .insert({
-            vendor: vendor.id,
-            conversation_id: event.conversation_id,
-            event,
-            received_at: new Date(),
-          })
-          .returning<{ seq: string }[]>("seq");
-        const body = { accepted: true, event_seq: Number(row?.seq) };
-        await trx("interop_requests").insert({
+        const seq = await store.inbound.accept(trx, {
           vendor: vendor.id,
-          idempotency_key: key,
-          request_hash: hash,
-          status: 202,
-          response: body,
-          received_at: new Date(),
+          conversation_id: event.conversation_id,
+          event,
         });
+        const body = { accepted: true, event_seq: seq };
+        await store.requests.remember(trx, { vendor: vendor.id, key, hash, status: 202, response: body });
         return { status: 202, body, retried: false };
       });
       requests.inc({ outcome: answer.retried ? "retried" : "accepted" });
@@ -160,29 +145,17 @@ export function mountInteropApi(
         (req as { rawBody?: Buffer }).rawBody ?? (Buffer.isBuffer(req.body) ? req.body : undefined);
       if (!data || data.length === 0) throw new ApiError("M_BAD_JSON", "The file is empty");
       const contentType = (req.headers["content-type"] ?? "application/octet-stream").split(";")[0]?.trim();
-      const inserted = await d
-        .knex("bridge_media")
-        .insert({
-          media_id: mediaId,
-          vendor: vendor.id,
-          content_type: contentType,
-          data,
-          created_at: new Date(),
-        })
-        .onConflict("media_id")
-        .ignore()
-        .returning("media_id");
-      if (inserted.length === 0) {
-        const existing = await d
-          .knex("bridge_media")
-          .where({ media_id: mediaId })
-          .first<{ vendor: string | null; data: Buffer | null } | undefined>();
-        if (existing?.vendor !== vendor.id || existing.data === null || !existing.data.equals(data))
-          throw new ApiError(
-            "ORG.MEDMESH.IDEMPOTENCY_CONFLICT",
-            `The media_id ${mediaId} is taken by another file`,
-          );
-      }
+      const stored = await store.media.putUpload({
+        media_id: mediaId,
+        vendor: vendor.id,
+        content_type: contentType ?? "application/octet-stream",
+        data,
+      });
+      if (stored === "conflict")
+        throw new ApiError(
+          "ORG.MEDMESH.IDEMPOTENCY_CONFLICT",
+          `The media_id ${mediaId} is taken by another file`,
+        );
       requests.inc({ outcome: "accepted" });
       res.status(201).json({ media_id: mediaId });
     }),
@@ -191,12 +164,7 @@ export function mountInteropApi(
     mediaRoute,
     asyncHandler(async (req, res) => {
       const vendor = await authenticate(req, ["@method", "@target-uri"]);
-      const row = await d
-        .knex("bridge_media")
-        .where({ media_id: String(req.params.mediaId), vendor: vendor.id })
-        .first<
-          { content_type: string; data: Buffer | null; mxc: string | null; file: unknown } | undefined
-        >();
+      const row = await store.media.get(String(req.params.mediaId), vendor.id);
       if (!row) throw new ApiError("M_NOT_FOUND", "No such file for this vendor");
       const data = row.data ?? (d.media ? await d.media.fetch(row) : undefined);
       if (!data) throw new ApiError("M_NOT_FOUND", "The file is no longer available");
@@ -206,8 +174,7 @@ export function mountInteropApi(
 }
 
 /** Checks a vendor request's signature (with `required` covered) and refuses a reused nonce. */
-function vendorAuthenticator(config: InteropConfig, knex: Knex, vendors: Map<string, Vendor>) {
-  let sinceCleanup = 0;
+function vendorAuthenticator(config: InteropConfig, records: InteropRequests, vendors: Map<string, Vendor>) {
   return async (req: Request, required: readonly string[]): Promise<Vendor> => {
     const body =
       (req as { rawBody?: Buffer }).rawBody ?? (Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0));
@@ -228,20 +195,13 @@ function vendorAuthenticator(config: InteropConfig, knex: Knex, vendors: Map<str
     if (!verified.ok || !vendor)
       throw new ApiError("M_UNAUTHORIZED", verified.ok ? "Unknown vendor" : verified.reason);
     if (!verified.nonce) throw new ApiError("M_UNAUTHORIZED", "The signature must carry a nonce");
-    if (++sinceCleanup >= 100) {
-      sinceCleanup = 0;
-      await knex("interop_nonces").where("expires_at", "<", new Date()).delete();
-    }
-    const inserted = await knex("interop_nonces")
-      .insert({
-        vendor: vendor.id,
-        nonce: verified.nonce,
-        expires_at: new Date((verified.created + 2 * config.max_skew_seconds) * 1000),
-      })
-      .onConflict(["vendor", "nonce"])
-      .ignore()
-      .returning("nonce");
-    if (inserted.length === 0)
+    // Expired nonces go with the bridge's prune (lifecycle/pruner.ts).
+    const fresh = await records.useNonce(
+      vendor.id,
+      verified.nonce,
+      new Date((verified.created + 2 * config.max_skew_seconds) * 1000),
+    );
+    if (!fresh)
       throw new ApiError(
         "M_UNAUTHORIZED",
         "This request was already received (its signature nonce is used): sign each request anew",

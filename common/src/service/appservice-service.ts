@@ -23,7 +23,7 @@ import {
 } from "../http/service.ts";
 import { createLogger } from "../logging.ts";
 import { createMetricsRegistry } from "../metrics.ts";
-import { createStore, type Store } from "../store/index.ts";
+import { createStore, type Migration, type Store } from "../store/index.ts";
 
 export interface RunningService {
   readonly name: string;
@@ -56,6 +56,8 @@ export interface ListenerDefinition {
 
 export interface ServiceDefinition {
   name: string;
+  /** The migrations of the capabilities the service runs (the store's own are always applied). */
+  migrations: readonly Migration[];
   onEvents: EventHandler;
   /**
    * Extra routes of the service (its REST API), mounted after the appservice API on the internal
@@ -103,7 +105,7 @@ export async function startAppserviceService(
   const metrics = opts.metrics ?? createMetricsRegistry(def.name);
   const registration = loadRegistration(config.appservice.registration_file);
   const admin = adminCheck(config);
-  const store = await createStore(config.store, log);
+  const store = await createStore(config.store, { log, migrations: def.migrations });
   try {
     const counter = new Counter({
       name: "medmesh_appservice_transactions_total",

@@ -1,10 +1,11 @@
 export { StoreConfigSchema, type StoreConfig } from "./config.ts";
 export { createKnex } from "./knex.ts";
-export { migrate, SchemaTooNewError, type Migration } from "./migrations.ts";
+export { migrate, SchemaTooNewError, LEGACY_CAPABILITIES, type Migration } from "./migrations.ts";
+export { COMMON_MIGRATIONS } from "./common-migrations.ts";
 export {
   createStore,
   KnexStore,
-  MIGRATIONS,
+  type CreateStoreOptions,
   type Store,
   type LeaseStore,
   type TransactionStore,

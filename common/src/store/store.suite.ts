@@ -1,8 +1,19 @@
 import { describe, expect, it } from "vitest";
 import type { StoreConfig } from "./config.ts";
 import { createKnex } from "./knex.ts";
-import { migrate, SchemaTooNewError, type Migration } from "./migrations.ts";
-import { createStore, MIGRATIONS } from "./store.ts";
+import { COMMON_MIGRATIONS } from "./common-migrations.ts";
+import { LEGACY_CAPABILITIES, migrate, SchemaTooNewError, type Migration } from "./migrations.ts";
+import { createStore } from "./store.ts";
+
+const MIGRATIONS = COMMON_MIGRATIONS;
+const HISTORY = "medmesh_schema_migrations";
+/** A capability's step that creates a table of its name (the tests' stand-ins for identity, bridge, …). */
+const step = (version: number, capability: string): Migration => ({
+  version,
+  capability,
+  name: `${capability} ${String(version)}`,
+  up: (trx) => trx.schema.createTable(`${capability}_${String(version)}`, (t) => t.integer("x")),
+});
 
 export interface Backend {
   config: StoreConfig;
@@ -50,13 +61,96 @@ export function storeSuite(name: string, makeBackend: () => Promise<Backend>): v
     it("refuses a database whose schema is newer than the code", () =>
       withBackend(async ({ config }) => {
         const store = await createStore(config);
-        const future = MIGRATIONS.length + 5;
-        await store.knex("medmesh_schema_migrations").insert({ version: future, name: "from the future" });
+        const latest = Math.max(...MIGRATIONS.map((m) => m.version));
+        const future = 1000;
+        await store.knex(HISTORY).insert({ version: future, name: "from the future", capability: "common" });
         await store.close();
         const attempt = createStore(config);
         await expect(attempt).rejects.toBeInstanceOf(SchemaTooNewError);
         await expect(attempt).rejects.toThrow(
-          new RegExp(`version ${String(future)}, newer than this code's ${String(MIGRATIONS.length)}`),
+          new RegExp(`common's version ${String(future)}, newer than this code's ${String(latest)}`),
+        );
+      }));
+
+    it("refuses an unknown step no capability claims (fail closed)", () =>
+      withBackend(async ({ config }) => {
+        const store = await createStore(config);
+        await store.knex(HISTORY).insert({ version: 1000, name: "untagged" });
+        await store.close();
+        await expect(createStore(config)).rejects.toBeInstanceOf(SchemaTooNewError);
+      }));
+
+    it("serves services that compose different capabilities from one database", () =>
+      withBackend(async ({ config }) => {
+        const policy = [step(1001, "alpha"), step(1003, "alpha")];
+        const bridge = [step(1002, "beta")];
+        // The bridge first, then the policy module: each applies its own steps, below the other's too.
+        await (await createStore(config, { migrations: bridge })).close();
+        const both = await createStore(config, { migrations: policy });
+        expect(await both.knex.schema.hasTable("alpha_1001")).toBe(true);
+        expect(await both.knex.schema.hasTable("beta_1002")).toBe(true);
+        // A newer policy module added a step: the bridge does not run that capability, so it starts.
+        await both.knex(HISTORY).insert({ version: 1004, name: "newer alpha", capability: "alpha" });
+        await both.close();
+        await (await createStore(config, { migrations: bridge })).close();
+        await expect(createStore(config, { migrations: policy })).rejects.toThrow(
+          /alpha's version 1004, newer than this code's 1003/,
+        );
+      }));
+
+    it("takes over a database migrated before steps named their capability, applying nothing again", () =>
+      withBackend(async ({ config }) => {
+        // As every service left it: all thirteen steps in a history without capabilities.
+        const knex = await createKnex(config);
+        try {
+          await migrate(knex, MIGRATIONS);
+          await knex.schema.alterTable(HISTORY, (t) => {
+            t.dropColumn("capability");
+          });
+          const others = Object.keys(LEGACY_CAPABILITIES)
+            .map(Number)
+            .filter((v) => !MIGRATIONS.some((m) => m.version === v));
+          await knex(HISTORY).insert(
+            others.map((version) => ({ version, name: `legacy ${String(version)}` })),
+          );
+        } finally {
+          await knex.destroy();
+        }
+        let ran = 0;
+        const counting = MIGRATIONS.map((m) => ({
+          ...m,
+          up: () => {
+            ran++;
+            return Promise.resolve();
+          },
+        }));
+        const reopened = await createStore(config, { migrations: [step(1002, "beta")] });
+        try {
+          await migrate(reopened.knex, counting);
+          expect(ran).toBe(0);
+          const rows = await reopened
+            .knex(HISTORY)
+            .orderBy("version")
+            .select<{ version: number; capability: string }[]>("version", "capability");
+          expect(rows.filter((r) => r.version <= 13)).toEqual(
+            Object.entries(LEGACY_CAPABILITIES).map(([v, capability]) => ({
+              version: Number(v),
+              capability,
+            })),
+          );
+        } finally {
+          await reopened.close();
+        }
+      }));
+
+    it("refuses two capabilities' steps under one number", () =>
+      withBackend(async ({ config }) => {
+        await expect(
+          createStore(config, { migrations: [step(1001, "alpha"), step(1001, "beta")] }),
+        ).rejects.toThrow(/both take version 1001/);
+        await (await createStore(config, { migrations: [step(1001, "alpha")] })).close();
+        await expect(createStore(config, { migrations: [step(1001, "beta")] })).rejects.toThrow(
+          /two capabilities took the same number/,
         );
       }));
 
@@ -67,11 +161,13 @@ export function storeSuite(name: string, makeBackend: () => Promise<Backend>): v
           const steps: Migration[] = [
             {
               version: 1,
+              capability: "test",
               name: "good",
               up: (trx) => trx.schema.createTable("good_table", (t) => t.integer("x")),
             },
             {
               version: 2,
+              capability: "test",
               name: "bad",
               up: async (trx) => {
                 await trx.schema.createTable("half_done", (t) => t.integer("x"));
@@ -100,6 +196,7 @@ export function storeSuite(name: string, makeBackend: () => Promise<Backend>): v
           let runs = 0;
           const steps: Migration[] = [1, 2, 3].map((version) => ({
             version,
+            capability: "test",
             name: `step ${String(version)}`,
             up: async (trx) => {
               runs++;

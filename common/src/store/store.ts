@@ -2,6 +2,7 @@ import type { Knex } from "knex";
 import type { Logger } from "pino";
 import type { StoreConfig } from "./config.ts";
 import { createKnex, releaseDataDir } from "./knex.ts";
+import { COMMON_MIGRATIONS } from "./common-migrations.ts";
 import { migrate, type Migration } from "./migrations.ts";
 
 export interface LeaseStore {
@@ -22,7 +23,7 @@ export interface DocumentStore {
 }
 
 export interface Store {
-  /** For capability stores (identity, audit, …) whose tables are part of the same migration history. */
+  /** For capability repositories (identity, bridge, …) over the tables their migrations made. */
   readonly knex: Knex;
   readonly leases: LeaseStore;
   readonly transactions: TransactionStore;
@@ -30,328 +31,6 @@ export interface Store {
   health(): Promise<void>;
   close(): Promise<void>;
 }
-
-export const MIGRATIONS: readonly Migration[] = [
-  {
-    version: 1,
-    name: "leases",
-    up: (trx) =>
-      trx.schema.createTable("leases", (t) => {
-        t.text("name").primary();
-        t.text("holder").notNullable();
-        t.timestamp("expires_at", { useTz: true }).notNullable();
-      }),
-  },
-  {
-    version: 2,
-    name: "appservice transactions",
-    up: (trx) =>
-      trx.schema.createTable("appservice_transactions", (t) => {
-        t.text("service").notNullable();
-        t.text("txn_id").notNullable();
-        t.timestamp("processed_at", { useTz: true }).notNullable();
-        t.primary(["service", "txn_id"]);
-      }),
-  },
-  {
-    version: 3,
-    name: "documents",
-    up: (trx) =>
-      trx.schema.createTable("documents", (t) => {
-        t.text("name").primary();
-        t.text("value").notNullable();
-        t.timestamp("updated_at", { useTz: true }).notNullable();
-      }),
-  },
-  {
-    version: 4,
-    name: "clinician verifications",
-    up: (trx) =>
-      trx.schema.createTable("clinician_verifications", (t) => {
-        t.text("user_id").primary();
-        t.text("registry").notNullable();
-        // Kept so that re-verification works; never logged, never in attestations or audit.
-        t.text("registration_number").notNullable();
-        t.text("claimed_name").notNullable();
-        t.text("registered_name");
-        t.text("profession");
-        t.jsonb("specialisms").notNullable().defaultTo("[]");
-        t.text("status").notNullable(); // pending | verified | rejected | revoked
-        t.text("reason");
-        t.timestamp("verified_at", { useTz: true });
-        t.timestamp("expires_at", { useTz: true });
-        t.timestamp("last_checked_at", { useTz: true });
-        t.integer("attempts").notNullable().defaultTo(0);
-        t.timestamp("updated_at", { useTz: true }).notNullable();
-        t.index(["status", "last_checked_at"]);
-      }),
-  },
-  {
-    version: 5,
-    name: "audit log",
-    up: (trx) =>
-      trx.schema.createTable("audit_log", (t) => {
-        t.bigIncrements("seq").primary();
-        t.timestamp("at", { useTz: true }).notNullable();
-        t.text("actor").notNullable();
-        t.text("on_behalf_of");
-        t.text("action").notNullable();
-        t.text("object").notNullable();
-        t.text("outcome").notNullable();
-        t.jsonb("details").notNullable().defaultTo("{}");
-        // Hash chain: each entry's hash covers the previous one, so an edited or deleted entry shows.
-        t.text("prev_hash").notNullable();
-        t.text("hash").notNullable();
-      }),
-  },
-  {
-    version: 6,
-    name: "identity documents",
-    up: (trx) =>
-      trx.schema.createTable("identity_documents", (t) => {
-        // One document per user, held only until the admin decides (then deleted).
-        t.text("user_id").primary();
-        t.text("content_type").notNullable();
-        t.binary("data").notNullable();
-        t.timestamp("uploaded_at", { useTz: true }).notNullable();
-      }),
-  },
-  {
-    version: 7,
-    name: "retention index",
-    up: async (trx) => {
-      // Metadata of message-like events, never content: what the retention sweep needs.
-      await trx.schema.createTable("retention_events", (t) => {
-        t.text("event_id").primary();
-        t.text("room_id").notNullable();
-        t.text("sender").notNullable();
-        t.text("type").notNullable();
-        t.bigInteger("origin_ts").notNullable();
-        t.specificType("media", "text[]").notNullable().defaultTo("{}");
-        // Journal: set before the redaction is sent, so a crashed sweep knows what may be in flight.
-        t.timestamp("redacting_at", { useTz: true });
-        t.timestamp("redacted_at", { useTz: true });
-      });
-      // The sweep's question ("what expired and is not yet redacted?") reads only this index.
-      await trx.raw(
-        "CREATE INDEX retention_events_due ON retention_events (origin_ts) WHERE redacted_at IS NULL",
-      );
-      await trx.raw("CREATE INDEX retention_events_room ON retention_events (room_id, origin_ts)");
-      await trx.schema.createTable("retention_keeps", (t) => {
-        t.text("event_id").notNullable();
-        t.text("room_id").notNullable();
-        t.text("kept_by").notNullable();
-        t.timestamp("kept_at", { useTz: true }).notNullable();
-        t.primary(["room_id", "event_id"]);
-      });
-      await trx.schema.createTable("retention_rooms", (t) => {
-        t.text("room_id").primary();
-        // The room's own period where its admins chose a shorter one; null: the organisation's.
-        t.bigInteger("period_ms");
-        // Rooms that existed before MedMesh: indexed once through the admin API.
-        t.timestamp("backfilled_at", { useTz: true });
-      });
-    },
-  },
-  {
-    version: 8,
-    name: "bridge interop requests",
-    up: async (trx) => {
-      // One row per (vendor, idempotency key): the request's hash and the answer it got, so a
-      // retry gets the same answer and a different request under the same key is a conflict.
-      await trx.schema.createTable("interop_requests", (t) => {
-        t.text("vendor").notNullable();
-        t.text("idempotency_key").notNullable();
-        t.text("request_hash").notNullable();
-        t.integer("status").notNullable();
-        t.jsonb("response").notNullable();
-        t.timestamp("received_at", { useTz: true }).notNullable();
-        t.primary(["vendor", "idempotency_key"]);
-      });
-      // Signature nonces seen within the clock-skew window: a replayed request is refused.
-      await trx.schema.createTable("interop_nonces", (t) => {
-        t.text("vendor").notNullable();
-        t.text("nonce").notNullable();
-        t.timestamp("expires_at", { useTz: true }).notNullable();
-        t.primary(["vendor", "nonce"]);
-      });
-      await trx.schema.createTable("interop_conversations", (t) => {
-        t.text("vendor").notNullable();
-        t.text("conversation_id").notNullable();
-        t.text("kind").notNullable();
-        t.timestamp("created_at", { useTz: true }).notNullable();
-        t.primary(["vendor", "conversation_id"]);
-      });
-      // Accepted vendor events, in order, for the bridge core to carry into Matrix.
-      await trx.schema.createTable("interop_inbound", (t) => {
-        t.bigIncrements("seq");
-        t.text("vendor").notNullable();
-        t.text("conversation_id").notNullable();
-        t.jsonb("event").notNullable();
-        t.timestamp("received_at", { useTz: true }).notNullable();
-        t.timestamp("delivered_at", { useTz: true });
-      });
-    },
-  },
-  {
-    version: 9,
-    name: "bridge core: portals, ghosts, message map, delivery queues, room keys",
-    up: async (trx) => {
-      // A conversation's Matrix room (the portal), once it has one.
-      await trx.schema.alterTable("interop_conversations", (t) => {
-        t.text("room_id").unique();
-        t.text("name");
-      });
-      // Vendor → Matrix: each accepted event is carried once, in order; failures are kept with why.
-      await trx.schema.alterTable("interop_inbound", (t) => {
-        t.text("state").notNullable().defaultTo("pending"); // pending | done | failed
-        t.integer("attempts").notNullable().defaultTo(0);
-        t.timestamp("next_attempt_at", { useTz: true });
-        t.text("error");
-        t.index(["state", "seq"]);
-      });
-      await trx.schema.createTable("bridge_ghosts", (t) => {
-        t.text("user_id").primary();
-        t.text("vendor").notNullable();
-        t.text("remote_id").notNullable();
-        t.text("display_name");
-        t.jsonb("registration");
-        t.text("device_id"); // the device of the current crypto session, replaced at each start
-        t.unique(["vendor", "remote_id"]);
-      });
-      // Which ghosts are in which portal rooms (the devices that can decrypt there).
-      await trx.schema.createTable("bridge_members", (t) => {
-        t.text("room_id").notNullable();
-        t.text("user_id").notNullable();
-        t.primary(["room_id", "user_id"]);
-      });
-      // Message IDs on both sides, for replies, edits, deletions, reactions and receipts.
-      await trx.schema.createTable("bridge_messages", (t) => {
-        t.text("conversation_id").notNullable();
-        t.text("message_id").notNullable();
-        t.text("room_id").notNullable();
-        t.text("event_id").notNullable();
-        t.primary(["conversation_id", "message_id"]);
-        t.index(["event_id"]);
-      });
-      // Matrix → vendor: the persistent delivery queue (one row per Matrix event, so a
-      // re-delivered appservice transaction adds nothing).
-      await trx.schema.createTable("bridge_outbound", (t) => {
-        t.bigIncrements("seq");
-        t.text("vendor").notNullable();
-        t.text("conversation_id").notNullable();
-        t.text("idempotency_key").notNullable().unique();
-        t.jsonb("event"); // null while the Matrix event is still encrypted
-        t.jsonb("encrypted"); // the raw m.room.encrypted event until it is decrypted
-        t.text("state").notNullable().defaultTo("pending"); // pending | delivered | dead
-        t.integer("attempts").notNullable().defaultTo(0);
-        t.timestamp("next_attempt_at", { useTz: true }).notNullable();
-        t.text("last_error");
-        t.timestamp("created_at", { useTz: true }).notNullable();
-        t.timestamp("delivered_at", { useTz: true });
-        t.index(["state", "conversation_id", "seq"]);
-      });
-      // Files vendors upload, until they are sent into Matrix (plain or encrypted).
-      await trx.schema.createTable("bridge_media", (t) => {
-        t.text("media_id").primary();
-        t.text("vendor");
-        t.text("content_type").notNullable();
-        t.binary("data");
-        t.text("mxc");
-        t.jsonb("file"); // the encrypted-attachment object when the mxc holds ciphertext
-        t.timestamp("created_at", { useTz: true }).notNullable();
-      });
-      // Megolm sessions the bridge's devices received, so a restart (new devices) can still
-      // decrypt what was sent before it.
-      await trx.schema.createTable("bridge_room_keys", (t) => {
-        t.text("session_id").primary();
-        t.text("room_id").notNullable().index();
-        t.jsonb("exported").notNullable();
-      });
-    },
-  },
-  {
-    version: 10,
-    name: "bridge devices keep their crypto state",
-    up: async (trx) => {
-      // The snapshot of a ghost device's crypto store (Olm account, sessions, megolm keys).
-      await trx.schema.alterTable("bridge_ghosts", (t) => {
-        t.binary("crypto_store");
-        t.text("sync_token"); // where its to-device /sync goes on
-      });
-      await trx.schema.dropTable("bridge_room_keys");
-    },
-  },
-  {
-    version: 11,
-    name: "bridged users' registrations and avatars; last event per conversation",
-    up: async (trx) => {
-      await trx.schema.alterTable("bridge_ghosts", (t) => {
-        t.boolean("verification_due").notNullable().defaultTo(false); // a registration not yet submitted
-        t.text("verification"); // the identity module's last answer (status, or why it refused)
-        t.text("avatar_source"); // the vendor's avatar_url the ghost's avatar was taken from
-      });
-      // The last event recorded per conversation (the bridge's catch-up on late transactions).
-      await trx.schema.alterTable("bridge_outbound", (t) => {
-        t.index(["vendor", "conversation_id", "seq"]);
-      });
-    },
-  },
-  {
-    version: 12,
-    name: "conversations by ID alone",
-    // Every interop request looks its conversation up by ID, whichever vendor owns it (a vendor
-    // writing to another's conversation is refused): without this, a scan of all conversations.
-    up: (trx) =>
-      trx.schema.alterTable("interop_conversations", (t) => {
-        t.index(["conversation_id"]);
-      }),
-  },
-  {
-    version: 13,
-    name: "retention: media that room state refers to; rooms homed elsewhere",
-    up: async (trx) => {
-      // Avatars and other media named in room state (m.room.member avatar_url, m.room.avatar, …):
-      // never retention's to delete, even when an expired message refers to the same file.
-      await trx.schema.createTable("retention_state_media", (t) => {
-        t.text("mxc").primary();
-        t.text("room_id").notNullable();
-        t.text("type").notNullable();
-        t.timestamp("seen_at", { useTz: true }).notNullable();
-      });
-      // Rooms another organisation's MedMesh administers: this one only forgets its own copy,
-      // reading their history through the admin API from where it last stopped.
-      await trx.schema.alterTable("retention_rooms", (t) => {
-        t.timestamp("foreign_since", { useTz: true });
-        t.text("foreign_from");
-      });
-    },
-  },
-  {
-    version: 14,
-    name: "single sign-on identities; verifications proven by the organisation",
-    up: async (trx) => {
-      // What the organisation's identity provider asserted about a subject (its own ID for the
-      // person), and which Matrix account Synapse created or found for it (its external_ids).
-      await trx.schema.createTable("sso_identities", (t) => {
-        t.text("idp_id").notNullable();
-        t.text("subject").notNullable();
-        t.text("user_id");
-        // From the configured claim; never logged, never in attestations or audit.
-        t.text("registration_number");
-        t.text("name");
-        t.timestamp("claims_at", { useTz: true }).notNullable();
-        t.timestamp("linked_at", { useTz: true });
-        t.primary(["idp_id", "subject"]);
-        t.index(["user_id"]);
-      });
-      // The identity provider that proved who the clinician is (null: self-registered).
-      await trx.schema.alterTable("clinician_verifications", (t) => {
-        t.text("identity_provider");
-      });
-    },
-  },
-];
 
 export class KnexStore implements Store {
   readonly knex: Knex;
@@ -420,7 +99,16 @@ export class KnexStore implements Store {
   }
 }
 
-export async function createStore(config: StoreConfig, log?: Logger): Promise<KnexStore> {
+export interface CreateStoreOptions {
+  /**
+   * The capabilities' migrations the service runs (identity, retention, bridge, …); the store's
+   * own tables and the audit log's (COMMON_MIGRATIONS) are always migrated too.
+   */
+  migrations?: readonly Migration[];
+  log?: Logger | undefined;
+}
+
+export async function createStore(config: StoreConfig, opts: CreateStoreOptions = {}): Promise<KnexStore> {
   const knex = await createKnex(config);
   // A closed embedded store hands its folder back at once (another process may open it).
   const release =
@@ -430,7 +118,7 @@ export async function createStore(config: StoreConfig, log?: Logger): Promise<Kn
         }
       : undefined;
   try {
-    await migrate(knex, MIGRATIONS, log);
+    await migrate(knex, [...COMMON_MIGRATIONS, ...(opts.migrations ?? [])], opts.log);
   } catch (err) {
     await knex.destroy();
     release?.();

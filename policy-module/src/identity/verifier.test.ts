@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { createLogger, createStore, type Store, createAuditLog } from "@medmesh/common";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { verificationConversation } from "./bot-commands.ts";
+import { IDENTITY_MIGRATIONS } from "./migrations.ts";
 import { identityDocuments, verificationRecords } from "./records.ts";
 import { createReverifier } from "./reverify.ts";
 import { createRizivRegistry, rizivCheckDigits } from "./registries/riziv.ts";
@@ -29,7 +30,10 @@ describe("verification workflow (store, audit, registry adapter)", () => {
   });
 
   beforeAll(async () => {
-    store = await createStore({ type: "pglite", data_dir: mkdtempSync(join(tmpdir(), "medmesh-identity-")) });
+    store = await createStore(
+      { type: "pglite", data_dir: mkdtempSync(join(tmpdir(), "medmesh-identity-")) },
+      { migrations: IDENTITY_MIGRATIONS },
+    );
     riziv = await startRizivTestServer([practitioner("active") as never], { delayMs: 2000 });
   });
   afterAll(async () => {

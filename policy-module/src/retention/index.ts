@@ -1,3 +1,4 @@
+export { RETENTION_MIGRATIONS } from "./migrations.ts";
 export { RetentionConfigSchema, type RetentionConfig } from "./config.ts";
 export {
   retentionIndex,

@@ -1,0 +1,9 @@
+import type { Migration } from "@medmesh/common";
+import { IDENTITY_MIGRATIONS } from "./identity/migrations.ts";
+import { RETENTION_MIGRATIONS } from "./retention/migrations.ts";
+
+/** The tables of the policy module's capabilities (beside the store's own), in one composed list. */
+export const POLICY_MODULE_MIGRATIONS: readonly Migration[] = [
+  ...IDENTITY_MIGRATIONS,
+  ...RETENTION_MIGRATIONS,
+];
