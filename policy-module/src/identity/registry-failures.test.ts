@@ -10,6 +10,7 @@ import { startBigTestServer, type BigTestMode, type BigTestServer } from "./regi
 import { openRegistryExtract } from "./registries/extract.ts";
 import type { RegistryAdapter } from "./registries/types.ts";
 import { createReverifier } from "./reverify.ts";
+import { IDENTITY_MIGRATIONS } from "./migrations.ts";
 import { createVerifier } from "./verifier.ts";
 
 // A registry that misbehaves never stops the checks of other clinicians, nor the service: the
@@ -30,7 +31,10 @@ describe("registries that fail", () => {
   let dir: string;
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "medmesh-registry-failures-"));
-    store = await createStore({ type: "pglite", data_dir: join(dir, "store") });
+    store = await createStore(
+      { type: "pglite", data_dir: join(dir, "store") },
+      { migrations: IDENTITY_MIGRATIONS },
+    );
     big = await startBigTestServer(CLINICIANS);
   });
   afterAll(async () => {

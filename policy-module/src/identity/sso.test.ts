@@ -7,6 +7,7 @@ import { verificationRecords } from "./records.ts";
 import { startBigTestServer, type BigTestServer } from "./registries/big-test-server.ts";
 import { createBigRegistry } from "./registries/big.ts";
 import { createSingleSignOn, ssoIdentities } from "./sso.ts";
+import { IDENTITY_MIGRATIONS } from "./migrations.ts";
 import { createVerifier } from "./verifier.ts";
 
 const IDP = "oidc-hospital-a";
@@ -22,7 +23,10 @@ describe("single sign-on identities", () => {
   let store: Store;
   let big: BigTestServer;
   beforeAll(async () => {
-    store = await createStore({ type: "pglite", data_dir: mkdtempSync(join(tmpdir(), "medmesh-sso-")) });
+    store = await createStore(
+      { type: "pglite", data_dir: mkdtempSync(join(tmpdir(), "medmesh-sso-")) },
+      { migrations: IDENTITY_MIGRATIONS },
+    );
     big = await startBigTestServer([EVA]);
   });
   afterAll(async () => {
