@@ -2,6 +2,7 @@ import type { Knex } from "knex";
 import type { Logger } from "pino";
 import type { StoreConfig } from "./config.ts";
 import { createKnex, releaseDataDir } from "./knex.ts";
+import { APPSERVICE_FRAME_MIGRATIONS } from "../appservice/schema.ts";
 import { migrate, type Migration } from "./migrations.ts";
 
 export interface LeaseStore {
@@ -327,6 +328,7 @@ export const MIGRATIONS: readonly Migration[] = [
       });
     },
   },
+  ...APPSERVICE_FRAME_MIGRATIONS,
 ];
 
 export class KnexStore implements Store {
