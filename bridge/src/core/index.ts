@@ -28,6 +28,7 @@ import { ghostVerification } from "./verification.ts";
 
 export interface BridgeCore {
   onEvents: EventHandler;
+  readerFor(roomId: string): Promise<string | undefined>;
   /** The vendor-facing interop API, on the bridge's public listener. */
   mountInterop(app: Express): void;
   start(): Promise<void>;
@@ -188,13 +189,18 @@ export function createBridgeCore(
       });
     },
     onEvents: async (events, transaction) => {
-      // A failed transaction makes Synapse recover (and may hold one back): catch up for a while.
-      await out.record(events, transaction).catch((err: unknown) => {
-        out.suspect();
-        throw err;
-      });
+      await out.record(events, transaction);
       delivery.wake();
     },
+    // A ghost in the portal reads it (the frame's catch-up, a dead letter fetched again).
+    readerFor: async (roomId) =>
+      (
+        await d
+          .knex("bridge_members")
+          .where({ room_id: roomId })
+          .orderBy("user_id")
+          .first<{ user_id: string } | undefined>("user_id")
+      )?.user_id,
     start: async () => {
       // The bridge host decrypts portal messages: it is an access point, recorded at each start.
       await audit.record({
@@ -208,7 +214,6 @@ export function createBridgeCore(
       inbound.start();
       delivery.start();
       verification.start();
-      out.ready();
     },
     stop: async () => {
       await Promise.all([inbound.stop(), delivery.stop(), verification.stop()]);

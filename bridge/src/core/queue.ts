@@ -1,11 +1,10 @@
+import { Permanent } from "@medmesh/common";
 import type { Knex } from "knex";
 import type { Logger } from "pino";
 import { Counter, Gauge, type Registry } from "prom-client";
 
-/** A failure that retrying will not mend (refused by the other side, unknown message, …). */
-export class Permanent extends Error {
-  override name = "Permanent";
-}
+// One type for "retrying will not mend it", so the appservice frame dead-letters what the bridge refuses.
+export { Permanent };
 
 export interface QueueRow {
   seq: string | number;
