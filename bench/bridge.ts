@@ -34,7 +34,7 @@ import { startTestNetwork, waitUntil } from "../tests/harness/index.ts";
 const N = Number(process.env.BENCH_MESSAGES ?? 200);
 /** Matrix → vendor messages sent in the minute after a recovery (the bridge's catch-up window). */
 const N_RECOVERY = Math.min(N, 40);
-/** How long after a recovery the bridge checks every transaction for held-back ones (outbound.ts). */
+/** How long after a recovery the frame checks every transaction for held-back ones (common/src/appservice/catch-up.ts). */
 const CATCH_UP_WINDOW_MS = 60_000;
 const vendor = new TestVendor();
 await vendor.start();

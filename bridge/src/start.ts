@@ -16,6 +16,7 @@ export async function start(config: BridgeConfig, opts: StartOptions = {}): Prom
       name: "bridge",
       migrations: BRIDGE_MIGRATIONS,
       onEvents: (events, transaction) => core?.onEvents(events, transaction) ?? Promise.resolve(),
+      readerFor: (roomId) => core?.readerFor(roomId) ?? Promise.resolve(undefined),
       mount: (app, ctx) => {
         if (config.interop)
           core = createBridgeCore(app, {

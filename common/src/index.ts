@@ -30,6 +30,9 @@ export {
   type AppserviceEvent,
   type EventHandler,
 } from "./appservice/transactions.ts";
+export { CAUGHT_UP, createCatchUp, isCaughtUp, type CatchUp } from "./appservice/catch-up.ts";
+export { createDeadLetters, type DeadLetter, type DeadLetters } from "./appservice/dead-letters.ts";
+export { isPermanent, Permanent } from "./appservice/failures.ts";
 export {
   adminCheck,
   startAppserviceService,

@@ -66,6 +66,11 @@ export async function start(
         await retention?.onEvents(events);
         await identity?.onEvents(events);
       },
+      // The room-admin bot is in every room created through the proxy: it reads them for the
+      // frame's catch-up on held-back transactions (retention must not miss an event).
+      ...(config.proxy
+        ? { readerFor: () => Promise.resolve(`@medmesh:${config.homeserver.server_name}`) }
+        : {}),
       // Synapse's MedMesh module asks here with the decision token, not an admin's.
       routeGroups: config.synapse_module
         ? [decisionRouteGroup(readFileSync(config.synapse_module.token_file, "utf8").trim())]

@@ -108,7 +108,7 @@ describe(`bridge crash safety: kill -9 ×${String(KILLS)} during ${String(BURST)
   it("looks for held-back Synapse transactions only after a recovery", async () => {
     const catchUps = async () => {
       const metrics = await adminApi(org(), "bridge").metrics();
-      return [...metrics.matchAll(/^medmesh_bridge_catch_ups_total\{[^}]*\} (\d+)/gm)].reduce(
+      return [...metrics.matchAll(/^medmesh_appservice_catch_ups_total\{[^}]*\} (\d+)/gm)].reduce(
         (n, m) => n + Number(m[1]),
         0,
       );

@@ -126,6 +126,13 @@ describe("MedMesh services beside Synapse", () => {
           "POST /_matrix/app/v1/ping",
           await fetch(`${svc.url}/_matrix/app/v1/ping`, { method: "POST" }),
         );
+        const admin = adminApi(org, svc.name as ServiceName);
+        const deadLetters = "/_medmesh/admin/v1/appservice/dead-letters";
+        await check(`GET ${deadLetters}`, await admin.fetch(deadLetters));
+        await check(`GET ${deadLetters}`, await fetch(`${svc.url}${deadLetters}`));
+        const unknown = await admin.fetch(`${deadLetters}/%24nothing/retry`, { method: "POST" });
+        expect(unknown.status).toBe(404);
+        await check(`POST ${deadLetters}/{eventId}/retry`, unknown);
       }
     }
     expect([...exercised].sort()).toEqual(contract.operations().sort());

@@ -32,6 +32,7 @@ import { ghostVerification } from "./verification.ts";
 
 export interface BridgeCore {
   onEvents: EventHandler;
+  readerFor(roomId: string): Promise<string | undefined>;
   /** The vendor-facing interop API, on the bridge's public listener. */
   mountInterop(app: Express): void;
   start(): Promise<void>;
@@ -117,7 +118,6 @@ export function createBridgeCore(
   const pruner = createPruner({ store, leases: d.leases, config: d.config.lifecycle, log, removed });
   const out = outbound({
     store,
-    knex: d.knex,
     redactions,
     ghosts,
     crypto,
@@ -196,13 +196,11 @@ export function createBridgeCore(
       });
     },
     onEvents: async (events, transaction) => {
-      // A failed transaction makes Synapse recover (and may hold one back): catch up for a while.
-      await out.record(events, transaction).catch((err: unknown) => {
-        out.suspect();
-        throw err;
-      });
+      await out.record(events, transaction);
       delivery.wake();
     },
+    // A ghost in the portal reads it (the frame's catch-up, a dead letter fetched again).
+    readerFor: async (roomId) => (await store.portals.ghostsIn(roomId))[0],
     start: async () => {
       // The bridge host decrypts portal messages: it is an access point, recorded at each start.
       await audit.record({
@@ -217,7 +215,6 @@ export function createBridgeCore(
       delivery.start();
       verification.start();
       pruner.start();
-      out.ready();
     },
     stop: async () => {
       await Promise.all([inbound.stop(), delivery.stop(), verification.stop(), pruner.stop()]);

@@ -1,6 +1,5 @@
 import type { KeyObject } from "node:crypto";
 import type { AuditLog } from "@medmesh/common";
-import type { Knex } from "knex";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import type { InteropConfig } from "../interop/config.ts";
@@ -17,8 +16,6 @@ export type { OutboundRow } from "../store/index.ts";
 
 export interface OutboundDeps {
   store: BridgeStore;
-  /** For the catch-up's own query only (catch-up.ts). */
-  knex: Knex;
   ghosts: Ghosts;
   crypto: BridgeCrypto;
   matrix: MatrixSide;
@@ -38,7 +35,7 @@ export interface OutboundDeps {
  */
 export function outbound(d: OutboundDeps) {
   const translate = matrixToInterop(d);
-  const { record, suspect, ready } = recorder({ ...d, translate });
+  const { record } = recorder({ ...d, translate });
   const { deliver, notifyUndelivered, tellVendor } = deliverer({ ...d, translate });
-  return { record, suspect, ready, deliver, notifyUndelivered, tellVendor };
+  return { record, deliver, notifyUndelivered, tellVendor };
 }

@@ -1,13 +1,12 @@
+import { Permanent } from "@medmesh/common";
 import type { Logger } from "pino";
 import { Counter, Gauge, type Registry } from "prom-client";
 import type { Completion, QueueRow, QueueTable } from "../store/index.ts";
 
 export type { QueueRow } from "../store/index.ts";
 
-/** A failure that retrying will not mend (refused by the other side, unknown message, …). */
-export class Permanent extends Error {
-  override name = "Permanent";
-}
+// One type for "retrying will not mend it", so the appservice frame dead-letters what the bridge refuses.
+export { Permanent };
 
 export interface QueueOptions<Row extends QueueRow> {
   name: "inbound" | "outbound";

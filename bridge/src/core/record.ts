@@ -1,10 +1,8 @@
 import { RETENTION_REDACTION, type AppserviceEvent, type AuditLog } from "@medmesh/common";
-import type { Knex } from "knex";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import type { RedactionPurge } from "../lifecycle/index.ts";
 import type { BridgeStore, Portal } from "../store/index.ts";
-import { lateTransactionCatchUp, type RawEvent } from "./catch-up.ts";
 import type { BridgeCrypto } from "./crypto.ts";
 import { ghostInvites } from "./ghost-invites.ts";
 import type { Ghosts } from "./ghosts.ts";
@@ -17,10 +15,14 @@ import { redactedBy, type ClearEvent, type MatrixToInterop } from "./to-interop.
  * nothing) before the transaction is acknowledged. A redaction also takes the bridge's copies of
  * what it removes (lifecycle/redactions.ts).
  */
+type RawEvent = AppserviceEvent & {
+  content?: Record<string, unknown>;
+  redacts?: string;
+  unsigned?: { age?: number };
+};
+
 export function recorder(d: {
   store: BridgeStore;
-  /** For the catch-up's own query only (catch-up.ts). */
-  knex: Knex;
   ghosts: Ghosts;
   crypto: BridgeCrypto;
   matrix: MatrixSide;
@@ -72,25 +74,12 @@ export function recorder(d: {
     e.sender === d.botUserId ||
     (e.type === "m.room.member" && !!e.state_key && d.ghosts.isGhost(e.state_key));
 
-  const catchUp = lateTransactionCatchUp({
-    knex: d.knex,
-    matrix: d.matrix,
-    log: d.log,
-    metrics: d.metrics,
-    roomGhosts,
-    isEcho,
-    recorded: (key) => store.outbound.has(key),
-    recordEvent,
-  });
-
   const record = async (
     events: readonly AppserviceEvent[],
     transaction: Readonly<Record<string, unknown>>,
   ): Promise<void> => {
     // Rows carry the moment Synapse handed the transaction over (latency is measured from there).
     const at = new Date();
-    if (catchUp.recovering(events)) catchUp.suspect();
-    const caughtUp = new Set<string>();
     for (const raw of events as RawEvent[]) {
       if (!raw.room_id || !raw.event_id || !raw.sender) continue;
       if (raw.type === "m.room.member") d.matrix.membershipChanged(raw.room_id);
@@ -102,7 +91,6 @@ export function recorder(d: {
       const portal = await store.portals.byRoom(raw.room_id);
       if (!portal) continue;
       const event = { ...raw, room_id: raw.room_id, event_id: raw.event_id };
-      await catchUp.beforeEvent(portal, event, at, caughtUp);
       await recordEvent(portal, event, at);
     }
     await d.redactions.flush();
@@ -131,5 +119,5 @@ export function recorder(d: {
     }
   };
 
-  return { record, suspect: catchUp.suspect, ready: catchUp.ready };
+  return { record };
 }

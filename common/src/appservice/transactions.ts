@@ -65,6 +65,8 @@ export function mountAppserviceApi(
     journal: TransactionJournal;
     onEvents: EventHandler;
     counter: Counter<"outcome">;
+    /** The transaction was answered with an error (Synapse will retry it: a sign of a recovery). */
+    onFailed?: () => void;
   },
 ): void {
   const authorise = homeserverTokenCheck(opts.registration);
@@ -81,8 +83,14 @@ export function mountAppserviceApi(
         res.json({});
         return;
       }
-      await opts.onEvents(body.events as AppserviceEvent[], body);
-      await opts.journal.markProcessed(opts.registration.id, txnId);
+      try {
+        await opts.onEvents(body.events as AppserviceEvent[], body);
+        await opts.journal.markProcessed(opts.registration.id, txnId);
+      } catch (err) {
+        opts.counter.inc({ outcome: "failed" });
+        opts.onFailed?.();
+        throw err;
+      }
       opts.counter.inc({ outcome: "processed" });
       res.json({});
     }),

@@ -4,8 +4,12 @@ import { Counter } from "prom-client";
 import type { Registry } from "prom-client";
 import type { Logger } from "pino";
 import type { ServiceConfig } from "../config/service.ts";
+import { createAuditLog } from "../audit/index.ts";
+import { createCatchUp } from "../appservice/catch-up.ts";
+import { createDeadLetters, mountDeadLetterApi } from "../appservice/dead-letters.ts";
 import { loadRegistration, type Registration } from "../appservice/registration.ts";
 import { homeserverTokenCheck, mountAppserviceApi, type EventHandler } from "../appservice/transactions.ts";
+import { asUser } from "../synapse/as-user.ts";
 import {
   adminAuthenticator,
   cachedTokenLookup,
@@ -58,7 +62,18 @@ export interface ServiceDefinition {
   name: string;
   /** The migrations of the capabilities the service runs (the store's own are always applied). */
   migrations: readonly Migration[];
+  /**
+   * The transaction's events (room events Synapse had not sent yet first, marked `CAUGHT_UP`),
+   * handled idempotently by event ID. A `Permanent` failure of one event makes it a dead letter;
+   * any other failure answers the transaction with 500 (Synapse sends it again).
+   */
   onEvents: EventHandler;
+  /**
+   * A user the appservice can act as who can read the room (a ghost in a portal, a bot), for the
+   * catch-up on transactions Synapse holds back and for fetching a dead letter again; undefined:
+   * none there. Without it the frame does not catch up.
+   */
+  readerFor?: (roomId: string) => Promise<string | undefined>;
   /**
    * Extra routes of the service (its REST API), mounted after the appservice API on the internal
    * listener: admin only, unless `routeGroups` gives their path prefix another authentication.
@@ -113,6 +128,33 @@ export async function startAppserviceService(
       labelNames: ["outcome"] as const,
       registers: [metrics],
     });
+    const as = (userId: string) => asUser(config.homeserver.url, registration.as_token, userId);
+    const catchUp = createCatchUp({
+      service: def.name,
+      knex: store.knex,
+      as,
+      readerFor: def.readerFor,
+      log,
+      metrics,
+    });
+    await catchUp.init();
+    const namespaces = registration.namespaces.users.map((n) => new RegExp(`^(?:${n.regex})$`));
+    const deadLetters = createDeadLetters({
+      service: def.name,
+      knex: store.knex,
+      audit: createAuditLog(store.knex),
+      botUserId: `@${registration.sender_localpart}:${config.homeserver.server_name}`,
+      as,
+      readerFor: def.readerFor,
+      isOwnUser: (userId) => namespaces.some((n) => n.test(userId)),
+      log,
+      metrics,
+    });
+    const onEvents: EventHandler = async (events, transaction) => {
+      const all = await catchUp.prepare(events);
+      await deadLetters.handle(all, transaction, def.onEvents);
+      await catchUp.handled(all);
+    };
     const homeserverCheck: HealthCheck = async () => {
       const res = await fetch(new URL("/_matrix/client/versions", config.homeserver.url), {
         signal: AbortSignal.timeout(3000),
@@ -137,7 +179,16 @@ export async function startAppserviceService(
       },
       (a) => {
         a.use(jsonBody("10mb"));
-        mountAppserviceApi(a, { registration, journal: store.transactions, onEvents: def.onEvents, counter });
+        mountAppserviceApi(a, {
+          registration,
+          journal: store.transactions,
+          onEvents,
+          counter,
+          onFailed: () => {
+            catchUp.suspect();
+          },
+        });
+        mountDeadLetterApi(a, deadLetters, def.onEvents);
         def.mount?.(a, { store, log, metrics, registration });
       },
     );
@@ -167,6 +218,7 @@ export async function startAppserviceService(
       await closeAll();
       throw err;
     }
+    catchUp.ready();
     const endpoints = Object.assign({}, listenerUrls, ...roles.map((r) => r.endpoints)) as Record<
       string,
       string

@@ -1,3 +1,4 @@
+import { APPSERVICE_FRAME_MIGRATIONS } from "../appservice/schema.ts";
 import type { Migration } from "./migrations.ts";
 
 /**
@@ -58,4 +59,5 @@ export const COMMON_MIGRATIONS: readonly Migration[] = [
         t.text("hash").notNullable();
       }),
   },
+  ...APPSERVICE_FRAME_MIGRATIONS,
 ];

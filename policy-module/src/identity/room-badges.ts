@@ -1,5 +1,6 @@
 import type { AppserviceEvent, SynapseAdmin } from "@medmesh/common";
 import type { Logger } from "pino";
+import { handledEvents } from "../handled-events.ts";
 
 export const BADGE_EVENT = "org.medmesh.verification";
 /**
@@ -75,11 +76,14 @@ export function createRoomBadges(deps: {
       );
   };
 
+  // A membership handed over again (a resent transaction) badges nobody twice.
+  const handled = handledEvents();
+
   return {
     /** The appservice's event stream: join when invited, badge members as they join. */
     async onEvents(events: readonly AppserviceEvent[]): Promise<void> {
       for (const e of events as (AppserviceEvent & { content?: { membership?: string } })[]) {
-        if (e.type !== "m.room.member" || !e.room_id || !e.state_key) continue;
+        if (e.type !== "m.room.member" || !e.room_id || !e.state_key || handled.has(e.event_id)) continue;
         try {
           if (e.state_key === deps.botUserId && e.content?.membership === "invite") {
             const res = await call("POST", `/_matrix/client/v3/join/${encodeURIComponent(e.room_id)}`, {});
@@ -98,6 +102,7 @@ export function createRoomBadges(deps: {
               }
             }
           }
+          handled.add(e.event_id);
         } catch (err) {
           // A badge is not worth holding up the transaction (and every later event) for.
           deps.log.warn({ err, room_id: e.room_id }, "verification badge failed");

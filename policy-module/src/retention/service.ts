@@ -13,6 +13,7 @@ import { days, RETENTION_EVENT, type RetentionConfig } from "./config.ts";
 import { createBackfill } from "./backfill.ts";
 import { indexEntry, retentionIndex, stateMediaOf } from "./event-index.ts";
 import { createSweeper } from "./sweeper.ts";
+import { handledEvents } from "../handled-events.ts";
 
 export { RETENTION_EVENT };
 
@@ -163,6 +164,9 @@ export function startRetention(
     });
   };
 
+  // A reaction (audited, with messages and state of its own) runs once per event, however often
+  // the event is handed over; the index above is idempotent by itself.
+  const reacted = handledEvents();
   let task: ScheduledTask | undefined;
   return {
     index,
@@ -180,11 +184,13 @@ export function startRetention(
         if (e.state_key !== undefined)
           await index.addStateMedia(stateMediaOf(e.content), roomId, e.type, new Date());
         if (e.state_key !== "" && !(e.type === "m.room.member" && e.state_key === d.botUserId)) continue;
+        if (reacted.has(e.event_id)) continue;
         try {
           if (e.type === "m.room.pinned_events") await onPins(e, roomId);
           else if (e.type === RETENTION_EVENT) await onRoomPolicy(e, roomId);
           else if (e.type === "m.room.member" && e.content?.membership === "join") await onBotJoined(roomId);
           else if (e.type === "m.room.tombstone") await onUpgraded(e, roomId);
+          reacted.add(e.event_id);
         } catch (err) {
           // The index above is what must not be lost; a policy reaction is retried by the next event.
           log.warn({ err, room_id: roomId, type: e.type }, "retention could not react to an event");
