@@ -1,0 +1,209 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { openSync } from "node:fs";
+import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
+import { createStore } from "@medmesh/common";
+import { REPO_ROOT } from "@medmesh/deploy";
+import type { MatrixClient } from "matrix-js-sdk";
+import { afterAll, describe, expect, it } from "vitest";
+import { adminApi, useTestNetwork, waitUntil, type TestUser } from "../harness/index.ts";
+
+// The appservice frame's catch-up, for the policy module: its appservice role is killed with
+// SIGKILL in the middle of a burst and started again (as a supervisor would), and every message
+// must still reach the retention index — including one Synapse holds back until its next failure
+// (synapse/appservice/scheduler.py), which only the catch-up finds in time.
+const BURST = Number(process.env.MEDMESH_RETENTION_CRASH_BURST ?? 400);
+const KILLS = Number(process.env.MEDMESH_RETENTION_CRASH_KILLS ?? 10);
+const SENDERS = Number(process.env.MEDMESH_RETENTION_CRASH_SENDERS ?? 4);
+
+const postgresUrl = process.env.MEDMESH_TEST_POSTGRES_URL;
+const net = useTestNetwork({
+  name: "retention-crash",
+  organisations: 1,
+  ...(postgresUrl ? { postgresUrl } : {}),
+});
+const org = () => net().orgs[0]!;
+const admin = () => adminApi(org(), "policy-module");
+
+let child: ChildProcess | undefined;
+let starts = 0;
+/** Catch-ups counted by the processes killed so far (a killed process takes its metrics along). */
+let catchUpsBefore = 0;
+let foundMissingBefore = 0;
+
+async function startPolicyModule(): Promise<void> {
+  const log = openSync(join(net().dataDir, `policy-module-process-${String(++starts)}.log`), "a");
+  child = spawn(process.execPath, ["policy-module/src/main.ts", "--config", org().paths.policyModuleConfig], {
+    cwd: REPO_ROOT,
+    stdio: ["ignore", log, log],
+  });
+  const started = child;
+  await waitUntil(
+    async () => {
+      if (started.exitCode !== null)
+        throw new Error(`the policy module exited with ${String(started.exitCode)}`);
+      // /health answers before the roles run: the proxy is the last to listen.
+      const up = (url: string) =>
+        fetch(url).then(
+          (r) => r.ok,
+          () => false,
+        );
+      return (await up(`${admin().url}/health`)) && up(`${org().clientUrl}/_matrix/client/versions`);
+    },
+    "the policy module process answers /health, and its proxy listens",
+    90_000,
+  );
+}
+
+/** Catch-ups this process counted (with `outcome`: those with that outcome). */
+async function catchUps(outcome = ""): Promise<number> {
+  const metrics = await admin().metrics();
+  return [...metrics.matchAll(/^medmesh_appservice_catch_ups_total\{([^}]*)\} (\d+)/gm)]
+    .filter((m) => m[1]?.includes(`outcome="${outcome}`))
+    .reduce((n, m) => n + Number(m[2]), 0);
+}
+
+function stop(signal: "SIGKILL" | "SIGTERM"): Promise<void> {
+  const running = child;
+  if (!running || running.exitCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    running.once("exit", () => {
+      resolve();
+    });
+    running.kill(signal);
+  });
+}
+afterAll(() => stop("SIGKILL"));
+
+async function kill(): Promise<void> {
+  catchUpsBefore += await catchUps().catch(() => 0);
+  foundMissingBefore += await catchUps("found_missing").catch(() => 0);
+  await stop("SIGKILL");
+}
+
+/** Kills the policy module `times` times at random moments 0.5–1.5 s apart, restarting it each time. */
+async function killRepeatedly(times: number): Promise<void> {
+  for (let i = 0; i < times; i++) {
+    await new Promise((r) => setTimeout(r, 500 + Math.random() * 1000));
+    await kill();
+    await startPolicyModule();
+  }
+}
+
+/** Transactions Synapse stored for the policy module and has not sent (SQLite only): held back. */
+function heldBack(): number | undefined {
+  if (postgresUrl) return undefined;
+  const db = new DatabaseSync(org().paths.sqliteDb, { readOnly: true });
+  try {
+    const row = db
+      .prepare("SELECT count(*) AS n FROM application_services_txns WHERE as_id = ?")
+      .get(org().services.find((s) => s.name === "policy-module")?.registration.id ?? "") as { n: number };
+    return row.n;
+  } finally {
+    db.close();
+  }
+}
+
+const indexed = async () =>
+  (await admin().json<{ indexed: number }>("GET", "/_medmesh/admin/v1/retention/status")).indexed;
+
+describe(`retention index crash safety: kill -9 ×${String(KILLS)} during a ${String(BURST)}-message burst`, () => {
+  let alice: TestUser;
+  let client: MatrixClient;
+  let roomId: string;
+  const sent: string[] = [];
+  let txn = 0;
+  /** A message straight to Synapse (the policy proxy is down whenever the policy module is). */
+  const say = async (text: string): Promise<string> => {
+    for (;;) {
+      const res = await fetch(
+        `${org().synapseUrl}/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/send/m.room.message/t${String(++txn)}`,
+        {
+          method: "PUT",
+          headers: { authorization: `Bearer ${alice.accessToken}`, "content-type": "application/json" },
+          body: JSON.stringify({ msgtype: "m.text", body: text }),
+        },
+      ).catch(() => undefined);
+      const body = (await res?.json().catch(() => ({}))) as { event_id?: string } | undefined;
+      if (body?.event_id) {
+        sent.push(body.event_id);
+        return body.event_id;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+  let baseline = 0;
+  const allIndexed = (description: string, timeoutMs = 60_000) =>
+    waitUntil(async () => (await indexed()) >= baseline + sent.length, description, timeoutMs);
+
+  it("sets up a room with the room-admin bot, the policy module as its own process", async () => {
+    await org()
+      .services.find((s) => s.name === "policy-module")
+      ?.stop();
+    await startPolicyModule();
+    alice = await net().registerUser(org(), "alice");
+    client = await net().client(alice);
+    ({ room_id: roomId } = await client.createRoom({ name: "Ward 3" }));
+    const bot = `@medmesh:${org().serverName}`;
+    await waitUntil(
+      async () => (await client.getJoinedRoomMembers(roomId)).joined[bot],
+      "the room-admin bot joined",
+    );
+    baseline = await indexed();
+    await say("hello");
+    await allIndexed("hello is indexed");
+  });
+
+  it("looks for held-back Synapse transactions only after a recovery", async () => {
+    await say("r1");
+    await allIndexed("r1 is indexed");
+    expect(await catchUps(), "after a start with nothing stored at Synapse").toBe(0);
+    await kill();
+    await say("r2"); // Synapse stores it, and sends it again once the policy module is back
+    await startPolicyModule();
+    await say("r3");
+    await allIndexed("r2 and r3 are indexed");
+    expect(await catchUps(), "after Synapse recovered the transaction it stored").toBeGreaterThan(0);
+  });
+
+  it("every message reaches the retention index", async () => {
+    // This test's catch-ups only.
+    catchUpsBefore = -(await catchUps());
+    foundMissingBefore = -(await catchUps("found_missing"));
+    let killing = true;
+    // Several senders, so transactions keep coming while Synapse finishes each recovery.
+    const sender = async (name: string) => {
+      for (let i = 0; killing || i < BURST / SENDERS; i++) {
+        await say(`${name}${String(i)}`);
+      }
+    };
+    const sending = Promise.all(Array.from({ length: SENDERS }, (_, i) => sender(`s${String(i)}-`)));
+    await killRepeatedly(KILLS);
+    killing = false;
+    await sending;
+    // A last message after the last recovery: a transaction Synapse still holds back is found
+    // from it (and would otherwise wait for Synapse's next failure).
+    await say("last");
+    await allIndexed(`all ${String(sent.length)} messages are indexed`, 180_000).catch((err: unknown) => {
+      throw new Error(`${(err as Error).message}; transactions held back at Synapse: ${String(heldBack())}`);
+    });
+    // A transaction Synapse still holds back is one the catch-up made up for.
+    const held = heldBack();
+    const total = catchUpsBefore + (await catchUps());
+    const found = foundMissingBefore + (await catchUps("found_missing"));
+    expect(total, "catch-ups counted across the restarts").toBeGreaterThan(0);
+    await stop("SIGTERM");
+    // Every event ID, not just the count: read the index itself.
+    const store = await createStore(org().policyModule.store);
+    try {
+      const ids = await store.knex("retention_events").where({ room_id: roomId }).pluck<string[]>("event_id");
+      const missing = sent.filter((id) => !ids.includes(id));
+      expect(missing, "messages missing from retention_events").toEqual([]);
+      process.stdout.write(
+        `retention index: ${String(sent.length)} messages, ${String(KILLS)} kills, ${String(total)} catch-ups, ${String(found)} of them found events Synapse had not sent yet, ${String(held)} transactions held back at Synapse\n`,
+      );
+    } finally {
+      await store.close();
+    }
+  }, 600_000);
+});
