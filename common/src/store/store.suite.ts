@@ -148,10 +148,16 @@ export function storeSuite(name: string, makeBackend: () => Promise<Backend>): v
         await expect(
           createStore(config, { migrations: [step(1001, "alpha"), step(1001, "beta")] }),
         ).rejects.toThrow(/both take version 1001/);
-        await (await createStore(config, { migrations: [step(1001, "alpha")] })).close();
-        await expect(createStore(config, { migrations: [step(1001, "beta")] })).rejects.toThrow(
-          /two capabilities took the same number/,
-        );
+        // On the history of an open store (reopening an embedded one right after closing it races
+        // with its files being written back).
+        const store = await createStore(config, { migrations: [step(1001, "alpha")] });
+        try {
+          await expect(migrate(store.knex, [step(1001, "beta")])).rejects.toThrow(
+            /two capabilities took the same number/,
+          );
+        } finally {
+          await store.close();
+        }
       }));
 
     it("runs each migration step in its own transaction", () =>
