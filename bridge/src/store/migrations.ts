@@ -149,7 +149,8 @@ export const BRIDGE_MIGRATIONS: readonly Migration[] = [
         t.text("verification"); // the identity module's last answer (status, or why it refused)
         t.text("avatar_source"); // the vendor's avatar_url the ghost's avatar was taken from
       });
-      // The last event recorded per conversation (the bridge's catch-up on late transactions).
+      // The last event recorded per conversation (read by the bridge's catch-up until the appservice
+      // frame took it over with its own room positions; the index stays for per-conversation reads).
       await trx.schema.alterTable("bridge_outbound", (t) => {
         t.index(["vendor", "conversation_id", "seq"]);
       });
