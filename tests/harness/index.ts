@@ -13,4 +13,5 @@ export { namedUsers, sharedRoom, type SharedRoom } from "./scenarios.ts";
 export { OpenApiContract } from "./openapi.ts";
 export { adminApi, type AdminApi, type ServiceName } from "./admin.ts";
 export { Browser } from "./browser.ts";
+export { openSynapseDb, withSynapseDb, type SynapseDb } from "./synapse-db.ts";
 export { startTestIdp, type IdpAccount, type TestIdp } from "./test-idp.ts";
