@@ -7,6 +7,7 @@
 import { open, stat } from "node:fs/promises";
 import { createSynapseAdmin } from "@medmesh/common";
 import type { RunningOrganisation } from "@medmesh/deploy";
+import { Agent, fetch as patientFetch } from "undici";
 import { adminApi } from "../tests/harness/index.ts";
 
 const DAY = 86_400_000;
@@ -91,11 +92,16 @@ export async function benchMediaStep(
   const log = org.paths.logFile;
   const offset = (await stat(log)).size;
   t = performance.now();
-  const sweep = await adminApi(org, "policy-module").json<{ media_deleted: number }>(
-    "POST",
-    "/_medmesh/admin/v1/retention/sweep",
-    { now: new Date(Date.now() + 400 * DAY).toISOString() },
-  );
+  // One long request: past the global fetch's 300 s headers timeout at 100,000 uploads.
+  const api = adminApi(org, "policy-module");
+  const res = await patientFetch(`${api.url}/_medmesh/admin/v1/retention/sweep`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${api.token}`, "content-type": "application/json" },
+    body: JSON.stringify({ now: new Date(Date.now() + 400 * DAY).toISOString() }),
+    dispatcher: new Agent({ headersTimeout: 0, bodyTimeout: 0 }),
+  });
+  if (!res.ok) throw new Error(`sweep: ${String(res.status)} ${await res.text()}`);
+  const sweep = (await res.json()) as { media_deleted: number };
   const sweepSeconds = (performance.now() - t) / 1000;
   return {
     uploads,

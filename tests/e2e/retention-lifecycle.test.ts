@@ -1,12 +1,17 @@
 import { randomBytes } from "node:crypto";
-import { DatabaseSync } from "node:sqlite";
-import knexFactory from "knex";
 import { createSynapseAdmin } from "@medmesh/common";
 import type { RunningOrganisation } from "@medmesh/deploy";
 import { describe, expect, it } from "vitest";
 import { JPEG_WITH_GPS } from "../../policy-module/src/media/test-images.ts";
 import { REMOTE_MEDIA_DELETE } from "../../policy-module/src/retention/sweeper.ts";
-import { adminApi, useTestNetwork, waitForMembership, waitUntil, type TestUser } from "../harness/index.ts";
+import {
+  adminApi,
+  useTestNetwork,
+  waitForMembership,
+  waitUntil,
+  withSynapseDb,
+  type TestUser,
+} from "../harness/index.ts";
 import type { TestNetwork } from "../harness/test-network.ts";
 
 // Retention deletes exactly what expired: avatars and room state are not messages, and history is
@@ -90,69 +95,40 @@ async function sendOld(
   return body.event_id;
 }
 /** The tables of Synapse's database (SQLite or PostgreSQL) that still hold the text, read directly. */
-async function tablesHolding(o: RunningOrganisation, text: string): Promise<string[]> {
-  const database = o.org.database;
-  if (database.type === "postgres") {
-    const pg = knexFactory({
-      client: "pg",
-      connection: {
-        host: database.host,
-        port: database.port,
-        user: database.user,
-        ...(database.password === undefined ? {} : { password: database.password }),
-        database: database.database,
-      },
-      pool: { min: 0, max: 1 },
-    });
-    try {
-      const tables = (
-        await pg.raw<{ rows: { table_name: string }[] }>(
-          "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE'",
-        )
-      ).rows.map((r) => r.table_name);
-      const holding: string[] = [];
-      for (const name of tables) {
-        try {
-          const { rows } = await pg.raw<{ rows: unknown[] }>(
-            `SELECT 1 FROM "${name}" t WHERE t::text LIKE ? LIMIT 1`,
-            [`%${text}%`],
-          );
+function tablesHolding(o: RunningOrganisation, text: string): Promise<string[]> {
+  const postgres = o.org.database.type === "postgres";
+  return withSynapseDb(o, async (db) => {
+    const tables = (
+      await db.all<{ name: string }>(
+        postgres
+          ? "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE'"
+          : "SELECT name FROM sqlite_master WHERE type = 'table'",
+      )
+    ).map((t) => t.name);
+    const holding: string[] = [];
+    for (const name of tables) {
+      const quoted = `"${name.replaceAll('"', '""')}"`;
+      try {
+        if (postgres) {
+          const rows = await db.all(`SELECT 1 FROM ${quoted} t WHERE t::text LIKE ? LIMIT 1`, [`%${text}%`]);
           if (rows.length > 0) holding.push(name);
-        } catch (err) {
-          // Synapse's background updates drop their temporary tables as they finish.
-          if ((err as { code?: string }).code !== "42P01") throw err;
+          continue;
         }
-      }
-      return holding;
-    } finally {
-      await pg.destroy();
-    }
-  }
-  const db = new DatabaseSync(o.paths.sqliteDb, { readOnly: true });
-  try {
-    const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as {
-      name: string;
-    }[];
-    return tables
-      .map((t) => t.name)
-      .filter((name) => {
-        let rows: Record<string, unknown>[];
-        try {
-          rows = db.prepare(`SELECT * FROM "${name.replaceAll('"', '""')}"`).all();
-        } catch (err) {
-          // Synapse's background updates drop their temporary tables as they finish.
-          if (/no such table/.test(String(err))) return false;
-          throw err;
-        }
-        return rows.some((r) =>
+        const rows = await db.all<Record<string, unknown>>(`SELECT * FROM ${quoted}`);
+        const holds = rows.some((r) =>
           Object.values(r).some((v) =>
             (v instanceof Uint8Array ? Buffer.from(v).toString("latin1") : String(v)).includes(text),
           ),
         );
-      });
-  } finally {
-    db.close();
-  }
+        if (holds) holding.push(name);
+      } catch (err) {
+        // Synapse's background updates drop their temporary tables as they finish.
+        if ((err as { code?: string }).code === "42P01" || /no such table/.test(String(err))) continue;
+        throw err;
+      }
+    }
+    return holding;
+  });
 }
 
 /**
