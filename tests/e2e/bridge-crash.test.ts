@@ -1,13 +1,7 @@
 import { MsgType, type MatrixClient } from "matrix-js-sdk";
 import { afterAll, describe, expect, it } from "vitest";
 import { TestVendor } from "../harness/interop-vendor.ts";
-import {
-  adminApi,
-  roomBodies,
-  useTestNetwork,
-  waitForRoomEvent,
-  type TestUser,
-} from "../harness/index.ts";
+import { adminApi, roomBodies, useTestNetwork, waitForRoomEvent, type TestUser } from "../harness/index.ts";
 import { answers, killRepeatedly, serviceProcess } from "../harness/service-process.ts";
 
 // Crash safety of the bridge: it runs as its own process here, so it can be killed with SIGKILL
