@@ -5,7 +5,7 @@ import type { RunningOrganisation } from "@medmesh/deploy";
 import {
   startBigTestServer,
   type BigTestRecord,
-} from "../../policy-module/src/identity/registries/big-test-server.ts";
+} from "../../policy-module/src/identity/registries/big/test-server.ts";
 import { TestVendor } from "../harness/interop-vendor.ts";
 import { adminApi, useTestNetwork, waitForRoomEvent, waitUntil, type TestUser } from "../harness/index.ts";
 

@@ -4,7 +4,7 @@ import { RoomEvent, type MatrixClient } from "matrix-js-sdk";
 import {
   startBigTestServer,
   type BigTestRecord,
-} from "../../policy-module/src/identity/registries/big-test-server.ts";
+} from "../../policy-module/src/identity/registries/big/test-server.ts";
 import { createLogger, registerWithSharedSecret } from "@medmesh/common";
 import { start as startPolicyModule } from "@medmesh/policy-module";
 import { JPEG_WITH_GPS } from "../../policy-module/src/media/test-images.ts";

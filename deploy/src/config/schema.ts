@@ -1,4 +1,9 @@
-import { IdentityConfigSchema, LimitsOverrideSchema, RetentionConfigSchema } from "@medmesh/policy-module";
+import {
+  IdentityConfigSchema,
+  LimitsOverrideSchema,
+  pluginFor,
+  RetentionConfigSchema,
+} from "@medmesh/policy-module";
 import { z } from "zod";
 import { InteropVendorSchema } from "@medmesh/bridge";
 import { ServerNameSchema } from "@medmesh/common";
@@ -412,14 +417,13 @@ function ssoProblems(
   }
   const registration = sso.claims.registration_number;
   if (registration) {
-    // BIG and RIZIV are adapters of their own; any other name is an imported extract's.
-    const name = registration.registry.toUpperCase();
-    const needs = name === "BIG" ? "big" : name === "RIZIV" ? "riziv" : "extract";
-    if (cfg.identity.registries[needs] === undefined) {
+    // The registry plug-ins say which names they answer for; an extract without its registry
+    // named can only tell from its file, so it is given the benefit of the doubt.
+    if (pluginFor(cfg.identity.registries, registration.registry) === undefined) {
       ctx.addIssue({
         code: "custom",
         path: [...path, "claims", "registration_number", "registry"],
-        message: `${registration.registry} needs identity.registries.${needs}, which is not configured`,
+        message: `${registration.registry} is not a registry of identity.registries (none of the configured registry plug-ins answers for it)`,
       });
     }
   }

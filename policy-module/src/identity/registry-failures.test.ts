@@ -5,9 +5,9 @@ import { createAuditLog, createLogger, createStore, type Store } from "@medmesh/
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { verificationRecords } from "./records.ts";
-import { createBigRegistry } from "./registries/big.ts";
-import { startBigTestServer, type BigTestMode, type BigTestServer } from "./registries/big-test-server.ts";
-import { openRegistryExtract } from "./registries/extract.ts";
+import { createBigRegistry } from "./registries/big/client.ts";
+import { startBigTestServer, type BigTestMode, type BigTestServer } from "./registries/big/test-server.ts";
+import { openRegistryExtract } from "./registries/extract/extract.ts";
 import type { RegistryAdapter } from "./registries/types.ts";
 import { createReverifier } from "./reverify.ts";
 import { IDENTITY_MIGRATIONS } from "./migrations.ts";

@@ -7,8 +7,8 @@ import { verificationConversation } from "./bot-commands.ts";
 import { IDENTITY_MIGRATIONS } from "./migrations.ts";
 import { identityDocuments, verificationRecords } from "./records.ts";
 import { createReverifier } from "./reverify.ts";
-import { createRizivRegistry, rizivCheckDigits } from "./registries/riziv.ts";
-import { startRizivTestServer, type RizivTestServer } from "./registries/riziv-test-server.ts";
+import { createRizivRegistry, rizivCheckDigits } from "./registries/riziv/client.ts";
+import { startRizivTestServer, type RizivTestServer } from "./registries/riziv/test-server.ts";
 import { createVerifier } from "./verifier.ts";
 import { Registry } from "prom-client";
 

@@ -1,12 +1,12 @@
-import { escapeXml, parseXml, type XmlElement } from "./xml.ts";
+import { escapeXml, parseXml, type XmlElement } from "../xml.ts";
 import {
   RegistryUnavailableError,
   type NumberCheck,
   type RegistryAdapter,
   type RegistryRecord,
   type RegistrationStatus,
-} from "./types.ts";
-import { DEFAULT_MAX_ANSWER_BYTES, readCappedText } from "./http.ts";
+} from "../types.ts";
+import { DEFAULT_MAX_ANSWER_BYTES, readCappedText } from "../http.ts";
 
 /*
  * The Dutch BIG-register through CIBG's public SOAP 1.1 service (WSDL "OpenbaarV4", port PublicV4Soap),

@@ -5,9 +5,9 @@ import {
   parseRizivNumber,
   rizivCheckDigits,
   type RizivPractitioner,
-} from "./riziv.ts";
-import { startRizivTestServer, type RizivTestServer } from "./riziv-test-server.ts";
-import { RegistryUnavailableError } from "./types.ts";
+} from "./client.ts";
+import { startRizivTestServer, type RizivTestServer } from "./test-server.ts";
+import { RegistryUnavailableError } from "../types.ts";
 
 function reasonOf(input: string): string {
   const r = parseRizivNumber(input);

@@ -5,10 +5,10 @@ import {
   createBigRegistry,
   normaliseBigNumber,
   readBigAnswer,
-} from "./big.ts";
-import { startBigTestServer, type BigTestRecord, type BigTestServer } from "./big-test-server.ts";
-import { RegistryUnavailableError } from "./types.ts";
-import { parseXml, type XmlElement } from "./xml.ts";
+} from "./client.ts";
+import { startBigTestServer, type BigTestRecord, type BigTestServer } from "./test-server.ts";
+import { RegistryUnavailableError } from "../types.ts";
+import { parseXml, type XmlElement } from "../xml.ts";
 
 const DAY = 86_400_000;
 const isoDay = (offsetDays: number): string =>

@@ -7,7 +7,7 @@ import {
   type RegistryAdapter,
   type RegistryRecord,
   type RegistrationStatus,
-} from "./types.ts";
+} from "../types.ts";
 
 /*
  * A registry extract: a file an organisation or regional network imports when no registry can be asked

@@ -8,7 +8,7 @@ import {
   parseRegistryExtract,
   RegistryExtractError,
 } from "./extract.ts";
-import { RegistryUnavailableError } from "./types.ts";
+import { RegistryUnavailableError } from "../types.ts";
 
 const HEADER = "registry,number,initials,prefix,surname,given,profession,specialisms,status";
 

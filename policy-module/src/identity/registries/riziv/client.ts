@@ -1,6 +1,6 @@
 import { z } from "zod";
-import { RegistryUnavailableError, type RegistryAdapter, type RegistryRecord } from "./types.ts";
-import { DEFAULT_MAX_ANSWER_BYTES, readCappedText } from "./http.ts";
+import { RegistryUnavailableError, type RegistryAdapter, type RegistryRecord } from "../types.ts";
+import { DEFAULT_MAX_ANSWER_BYTES, readCappedText } from "../http.ts";
 
 /*
  * Belgian RIZIV/INAMI numbers (NIHDI professional numbers).

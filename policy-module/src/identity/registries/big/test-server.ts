@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { BIG_NAMESPACE, BIG_SOAP_ACTION, SOAP_ENVELOPE_NAMESPACE } from "./big.ts";
-import { escapeXml, parseXml, type XmlElement } from "./xml.ts";
+import { BIG_NAMESPACE, BIG_SOAP_ACTION, SOAP_ENVELOPE_NAMESPACE } from "./client.ts";
+import { escapeXml, parseXml, type XmlElement } from "../xml.ts";
 
 export interface BigTestRecord {
   /** 11 digits; spaces are ignored. */
