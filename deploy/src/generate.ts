@@ -261,6 +261,7 @@ async function generateOrganisation(
         }),
       ) as PolicyModuleConfig["identity"]["registries"],
       require_id_document: org.require_id_document,
+      duplicate_number: org.duplicate_number,
       ...(org.sso
         ? {
             sso: {

@@ -227,8 +227,18 @@ export const OrganisationSchema = z.object({
     ),
   require_id_document: z
     .boolean()
-    .default(false)
-    .describe("Ask for an ID document, reviewed by the organisation's admin, before a first verification."),
+    .default(true)
+    .describe(
+      "Ask self-registered clinicians for an ID document, reviewed by the organisation's admin, before a " +
+        "first verification (accounts of the organisation's single sign-on are never asked).",
+    ),
+  duplicate_number: z
+    .enum(["refuse", "review"])
+    .default("refuse")
+    .describe(
+      "A registration number already bound to another account of this organisation: refuse the claim, or " +
+        "send it to the admin's review with the conflict shown.",
+    ),
   sso: SsoSchema.optional(),
   demo_vendor: z
     .object({
@@ -314,7 +324,12 @@ export const DeploymentSchema = z
         "Set when the organisation runs in containers (docker-compose.yml); omit for processes on one host.",
       ),
     trust: DeploymentTrustSchema.prefault({}),
-    identity: IdentityConfigSchema.omit({ verified_clinicians: true, require_id_document: true, sso: true })
+    identity: IdentityConfigSchema.omit({
+      verified_clinicians: true,
+      require_id_document: true,
+      duplicate_number: true,
+      sso: true,
+    })
       .prefault({})
       .describe("Clinician identity for every organisation: registries, validity, re-verification."),
     retention: RetentionConfigSchema.prefault({}).describe(

@@ -158,6 +158,14 @@ export async function startIdentity(config: IdentityConfig, d: IdentityDeps) {
     log: d.log,
     validityMs: config.validity_hours * 3_600_000,
     requireDocument: config.require_id_document,
+    duplicateNumber: config.duplicate_number,
+    accountGone: async (userId: string) => {
+      // Unknown or unreachable: the number stays bound (the safe side).
+      const user = await d.admin
+        .request<{ deactivated?: boolean }>("GET", `/_synapse/admin/v2/users/${encodeURIComponent(userId)}`)
+        .catch(() => ({ deactivated: false }));
+      return user.deactivated === true;
+    },
     documents,
     ...(config.sso
       ? {
@@ -255,6 +263,8 @@ export async function startIdentity(config: IdentityConfig, d: IdentityDeps) {
             registered_name: r.registered_name,
             claimed_name: r.claimed_name,
             since: r.updated_at.toISOString(),
+            // The account that holds the number this one claims (identity.duplicate_number: review).
+            ...(r.conflict_with === undefined ? {} : { conflict: { user_id: r.conflict_with } }),
           })),
         },
       };

@@ -59,10 +59,19 @@ export const IdentityConfigSchema = z
     registries: RegistriesConfigSchema,
     require_id_document: z
       .boolean()
-      .default(false)
+      .default(true)
       .describe(
-        "Ask for an ID document after a successful registry check; the organisation's admin reviews it " +
-          "(approve/reject) before the first verification. The document is deleted after the decision.",
+        "Ask a self-registered clinician for an ID document after a successful registry check; the " +
+          "organisation's admin reviews it (approve/reject) before the first verification. The document is " +
+          "deleted after the decision. Accounts of the organisation's single sign-on are never asked.",
+      ),
+    duplicate_number: z
+      .enum(["refuse", "review"])
+      .default("refuse")
+      .describe(
+        "A registration number already bound to another account of this organisation: refuse the claim " +
+          "(409 ORG.MEDMESH.NUMBER_IN_USE, nothing stored), or send it to the admin's review with the " +
+          "conflict shown (an ID document is asked for first).",
       ),
     id_document: z
       .object({
