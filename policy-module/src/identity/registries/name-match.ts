@@ -296,7 +296,7 @@ export function matchesRegisteredName(claimed: string, registered: RegisteredNam
   for (const candidate of candidates) {
     const r = matchesOneName(claimed, candidate);
     if (r.ok) return r;
-    if (refusal === undefined || (refusal.ok === false && refusal.reason === SURNAME_REASON)) refusal = r;
+    if (refusal === undefined || (!refusal.ok && refusal.reason === SURNAME_REASON)) refusal = r;
   }
   return refusal ?? { ok: false, reason: SURNAME_REASON };
 }
