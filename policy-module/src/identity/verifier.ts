@@ -115,7 +115,7 @@ export function createVerifier(d: VerifierDeps) {
     } catch (err) {
       if (!(err instanceof RegistryUnavailableError)) throw err;
       d.log.warn(
-        { user_id: record.user_id, registry: record.registry, kind: err.kind },
+        { user_id: record.user_id, registry: record.registry, kind: err.kind, reason: err.message },
         "registry unavailable",
       );
       // Unreachable is never a reason to extend: a verified record keeps its expiry, and runs out.

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { bigPlugin } from "./big/index.ts";
 import { extractPlugin } from "./extract/index.ts";
+import { mcsdPlugin } from "./mcsd/index.ts";
 import { limitRate } from "./rate-limit.ts";
 import { rizivPlugin } from "./riziv/index.ts";
 import type { RegistryAdapter, RegistryPlugin, RegistryPluginDeps } from "./types.ts";
@@ -9,7 +10,7 @@ import type { RegistryAdapter, RegistryPlugin, RegistryPluginDeps } from "./type
  * The registries MedMesh can verify against: one folder each. A new country is a folder with an
  * index.ts exporting a RegistryPlugin, and one line here (docs/identity.md).
  */
-export const REGISTRY_PLUGINS = [bigPlugin, rizivPlugin, extractPlugin] as const;
+export const REGISTRY_PLUGINS = [bigPlugin, rizivPlugin, extractPlugin, mcsdPlugin] as const;
 
 type Plugins = (typeof REGISTRY_PLUGINS)[number];
 type Shape = { [P in Plugins as P["id"]]: z.ZodOptional<P["configSchema"]> };
