@@ -67,7 +67,7 @@ export const IDENTITY_MIGRATIONS: readonly Migration[] = [
     },
   },
   {
-    version: 30,
+    version: 19,
     capability: "identity",
     name: "one registration number per account: keyed number hash, unique",
     up: async (trx) => {

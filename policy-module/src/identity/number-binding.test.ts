@@ -160,10 +160,10 @@ for (const backend of storeBackends()) {
       expect(await records.get("@ivo:nl.example")).toMatchObject({ status: "verified" });
     });
 
-    it("migration 30 binds existing numbers to their first verified account and marks later duplicates", async () => {
+    it("migration 19 binds existing numbers to their first verified account and marks later duplicates", async () => {
       const made = await backend.make();
       const store = await createStore(made.config, {
-        migrations: IDENTITY_MIGRATIONS.filter((m) => m.version < 30),
+        migrations: IDENTITY_MIGRATIONS.filter((m) => m.version !== 19),
       });
       try {
         const row = (user: string, verifiedAt: string) => ({

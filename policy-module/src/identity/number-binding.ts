@@ -8,7 +8,7 @@ import type { VerificationStatus } from "./records.ts";
  * and revoked records release it. The binding is the store's: a unique index on a keyed hash of
  * registry and number, so two requests at once (API and bot, two replicas) cannot both hold it.
  * The hash is keyed so that the index, a dump of it or a log line cannot be reversed by trying
- * all 10^11 numbers; the key lives in the store (identity_number_key, made by migration 30).
+ * all 10^11 numbers; the key lives in the store (identity_number_key, made by migration 19).
  */
 export const BINDING_STATUSES: ReadonlySet<VerificationStatus> = new Set([
   "pending",
