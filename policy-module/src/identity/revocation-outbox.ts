@@ -104,15 +104,21 @@ export function createRevocationOutbox(deps: {
   };
 
   /** Delivers everything due now, then sleeps until the next row is due (or a wake-up). */
+  /** The wake-ups a finished pass had seen: one that came later starts another pass. */
+  let covered = 0;
   const pass = async (): Promise<void> => {
     for (;;) {
       const seen = wakeups;
       const rows = await deps.tables.claimDue(new Date(), BATCH, CLAIM_MS);
       // One slow peer does not hold the others back: a batch goes out at once.
       await Promise.all(rows.map(deliver));
-      if (rows.length < BATCH && wakeups === seen) break;
+      if (rows.length === BATCH || wakeups !== seen) continue;
+      const next = await deps.tables.nextDue();
+      if (wakeups !== seen) continue;
+      covered = seen;
+      schedule(next);
+      return;
     }
-    schedule(await deps.tables.nextDue());
   };
 
   const run = (): void => {
@@ -121,11 +127,14 @@ export function createRevocationOutbox(deps: {
     if (running) return;
     running = pass()
       .catch((err: unknown) => {
+        covered = wakeups;
         deps.log.error({ err }, "revocation outbox pass failed; trying again shortly");
         schedule(new Date(Date.now() + 5000));
       })
       .finally(() => {
         running = undefined;
+        // Woken while this pass was ending (a notice queued as it checked): go again.
+        if (wakeups !== covered) run();
       });
   };
 
