@@ -91,6 +91,7 @@ async function postNotice(
 
 /** Seconds from A's re-verification run to the badge in B's room saying unverified (target ≤ 120). */
 const PROPAGATION_TARGET_S = 120;
+const ATTESTATION_TTL_S = 20;
 
 if (!postgresUrl && process.env.CI) {
   describe("revocation that travels", () => {
@@ -119,9 +120,9 @@ if (!postgresUrl && process.env.CI) {
     },
     identity: {
       registries: { big: { url: big.url, timeout_ms: 1500 } },
-      // Long enough that only the notice can explain a badge changing within seconds.
+      // Attestations live 20 s (B asks again half-way); the refresh interval is long.
       remote_refresh_seconds: 60,
-      attestation_ttl_seconds: 300,
+      attestation_ttl_seconds: ATTESTATION_TTL_S,
       remote_check_seconds: 1,
       revocation: { initial_backoff_seconds: 0.5, max_backoff_seconds: 2 },
       reverify: { schedule: "0 3 * * *", concurrency: 4, rate_per_second: 100 },
@@ -192,6 +193,8 @@ if (!postgresUrl && process.env.CI) {
 
   describe("revocation that travels", () => {
     let second: RunningService | undefined;
+    /** Dora (A, still verified) in Bea's room on B, from the forged-notice test. */
+    let doraRoom: { dora: TestUser; bea: TestUser; roomId: string } | undefined;
     let secondClientUrl = "";
     afterAll(async () => {
       await second?.stop();
@@ -207,6 +210,11 @@ if (!postgresUrl && process.env.CI) {
       await verify(ann, ANN);
       await verify(carl, CARL);
       const roomId = await roomOnB(bram, ann);
+      // Short-lived: the attestation B shows runs out within the TTL, not with the 30-day verification.
+      const shown = await badgeOf(bram, roomId, ann.userId);
+      expect(Date.parse(String(shown?.expires_at)) - Date.now()).toBeLessThanOrEqual(
+        ATTESTATION_TTL_S * 1000,
+      );
 
       // A second policy-module process of A on the same (PostgreSQL) store: its own ports, no bot
       // (one instance runs the verification bot's device).
@@ -259,6 +267,7 @@ if (!postgresUrl && process.env.CI) {
       const bea = await net().registerUser(b, "bea");
       await verify(dora, DORA);
       const roomId = await roomOnB(bea, dora);
+      doraRoom = { dora, bea, roomId };
       const before = await counter(b, "received", "applied");
       const key = loadOrgKey(a.policyModule.organisation!.signing_key_file);
       const ca = a.policyModule.organisation!.ca_files.map((f) => readFileSync(f));
@@ -376,6 +385,33 @@ if (!postgresUrl && process.env.CI) {
         .where({ user_id: eva.userId, peer: b.serverName })
         .first<{ delivered_at: Date | null } | undefined>("delivered_at");
       expect(delivered?.delivered_at).toBeTruthy();
+    });
+
+    it("refreshes the attestations B shows before they run out, and shows unverified once one ran out with A unreachable", async () => {
+      const a = org(0);
+      const { dora, bea, roomId } = doraRoom!;
+      const first = Date.parse(String((await badgeOf(bea, roomId, dora.userId))?.expires_at));
+      // B asks A again half-way to expiry, in the background: a later attestation, still verified.
+      await waitUntil(
+        async () => {
+          const badge = await badgeOf(bea, roomId, dora.userId);
+          return badge?.verified === true && Date.parse(String(badge.expires_at)) > first;
+        },
+        "B shows a refreshed attestation of Dora",
+        ATTESTATION_TTL_S * 1000,
+      );
+      const last = Date.parse(String((await badgeOf(bea, roomId, dora.userId))?.expires_at));
+      // A goes down: B keeps the valid badge until it runs out, then says unverified.
+      const index = a.services.findIndex((s) => s.name === "policy-module");
+      await a.services[index]!.stop();
+      try {
+        await waitForBadge(bea, roomId, dora.userId, false, ATTESTATION_TTL_S * 1000 + 15_000);
+        expect(Date.now()).toBeGreaterThanOrEqual(last);
+      } finally {
+        a.services[index] = await startPolicyModule(a.policyModule, {
+          log: createLogger("policy-module", "warn"),
+        });
+      }
     });
   });
 }
