@@ -1,5 +1,5 @@
 import { generateKeyPairSync } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { request } from "node:https";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -22,10 +22,12 @@ import {
   waitUntil,
   type TestUser,
 } from "../harness/index.ts";
+import { answers, serviceProcess } from "../harness/service-process.ts";
+import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 
 // Revocation that travels (docs/identity.md, "Revocation"): a clinician of A struck off, in a room
 // homed on B. Both organisations' stores are on PostgreSQL, so a second policy-module process of
-// A can share A's store.
+// A (its own OS process, started from A's generated config with other ports) can share A's store.
 const postgresUrl = process.env.MEDMESH_TEST_POSTGRES_URL;
 
 const record = (number: string, initials: string, surname: string): BigTestRecord => ({
@@ -192,12 +194,12 @@ if (!postgresUrl && process.env.CI) {
   };
 
   describe("revocation that travels", () => {
-    let second: RunningService | undefined;
+    let second: ReturnType<typeof serviceProcess> | undefined;
     /** Dora (A, still verified) in Bea's room on B, from the forged-notice test. */
     let doraRoom: { dora: TestUser; bea: TestUser; roomId: string } | undefined;
     let secondClientUrl = "";
     afterAll(async () => {
-      await second?.stop();
+      await second?.stop("SIGTERM");
     });
 
     it("turns a struck-off clinician's badge in a room homed on B unverified within the propagation target, and A's second process refuses her directory search at once", async () => {
@@ -219,15 +221,25 @@ if (!postgresUrl && process.env.CI) {
       // A second policy-module process of A on the same (PostgreSQL) store: its own ports, no bot
       // (one instance runs the verification bot's device).
       const [internal, client, federation] = await freePorts(3);
-      const config = structuredClone(a.policyModule);
-      config.listen = { ...config.listen, port: internal! };
-      config.proxy = {
-        ...config.proxy!,
-        client: { ...config.proxy!.client, port: client! },
-        federation: { ...config.proxy!.federation, port: federation! },
+      const config = parseYaml(readFileSync(a.paths.policyModuleConfig, "utf8")) as {
+        listen: { port: number };
+        proxy: { client: { port: number }; federation: { port: number } };
+        identity: { bot?: boolean };
       };
-      config.identity = { ...config.identity, bot: false };
-      second = await startPolicyModule(config, { log: createLogger("policy-module-2", "warn") });
+      config.listen.port = internal!;
+      config.proxy.client.port = client!;
+      config.proxy.federation.port = federation!;
+      config.identity.bot = false;
+      const secondConfig = join(net().dataDir, "policy-module-2.yaml");
+      writeFileSync(secondConfig, stringifyYaml(config), { mode: 0o600 });
+      second = serviceProcess({
+        service: "policy-module",
+        config: () => secondConfig,
+        dataDir: () => net().dataDir,
+        ready: () => answers(`http://127.0.0.1:${String(client)}/_matrix/client/versions`),
+        readyTimeoutMs: 90_000,
+      });
+      await second.start();
       secondClientUrl = `http://127.0.0.1:${String(client)}`;
       expect((await search(ann, "karsten", secondClientUrl)).map((r) => r.user_id)).toEqual([carl.userId]);
 
