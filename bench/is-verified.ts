@@ -77,6 +77,7 @@ try {
     },
     refreshMs: 300_000,
     timeoutMs: 1000,
+    revokedAt: () => Promise.resolve(undefined),
     log: createLogger("bench", "silent"),
   });
   const plain = new Map(Array.from({ length: COUNT }, (_, i) => [`@c${String(i)}:a.example`, true]));

@@ -63,6 +63,7 @@ export {
   type LeaseStore,
   type Store,
   type TransactionStore,
+  type NotificationStore,
 } from "./store/index.ts";
 export { asUser, type AsUser, type AsUserOptions } from "./synapse/as-user.ts";
 export {

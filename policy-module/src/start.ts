@@ -270,7 +270,11 @@ async function startProxyRole(
       ? (JSON.parse(readFileSync(org.signing_key_file, "utf8")) as Record<string, unknown>)
       : undefined,
     peers,
-    trust: trustView,
+    trust: {
+      isTrusted: (s) => trustView.isTrusted(s),
+      attestationKeys: (s) => trustView.attestationKeys(s),
+      servers: () => trustView.status().servers,
+    },
     peerTimeoutMs: config.directory.peer_timeout_ms,
   });
   late.identity = identity;
@@ -347,7 +351,7 @@ async function startProxyRole(
       trust?.stop();
       await identity.reverifier.stop();
       await retention.stop();
-      identity.stop();
+      await identity.stop();
       await running.stop();
     },
   };

@@ -1,6 +1,7 @@
 export { StoreConfigSchema, type StoreConfig } from "./config.ts";
 export { createKnex } from "./knex.ts";
 export { migrate, SchemaTooNewError, LEGACY_CAPABILITIES, type Migration } from "./migrations.ts";
+export { type NotificationStore } from "./notifications.ts";
 export { COMMON_MIGRATIONS } from "./common-migrations.ts";
 export {
   createStore,

@@ -31,8 +31,17 @@ export async function createKnex(config: StoreConfig): Promise<Knex> {
   );
   // knex-pglite takes a ready instance this way (its typings don't say so) and closes it on destroy().
   const connection = { pglite } as unknown as Knex.StaticConnectionConfig;
-  return knexFactory({ client: ClientPgLite, dialect: "postgres", connection });
+  const knex = knexFactory({ client: ClientPgLite, dialect: "postgres", connection });
+  embedded.set(knex, pglite);
+  return knex;
 }
+
+/** The embedded database behind a knex made by createKnex (its LISTEN/NOTIFY is the instance's own). */
+const embedded = new WeakMap<
+  Knex,
+  { listen(channel: string, cb: (payload: string) => void): Promise<unknown> }
+>();
+export const embeddedDatabaseOf = (knex: Knex) => embedded.get(knex);
 
 interface CompiledPglite {
   pgliteWasmModule: WebAssembly.Module;

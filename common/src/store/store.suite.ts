@@ -268,6 +268,39 @@ export function storeSuite(name: string, makeBackend: () => Promise<Backend>): v
         }
       }));
 
+    it("announces a notification to every instance on the database, the sender included", () =>
+      withBackend(async ({ config, multiInstance }) => {
+        const first = await createStore(config);
+        // PGlite is one process's database: there the sender is the only listener.
+        const second = multiInstance ? await createStore(config) : first;
+        try {
+          const heard = { first: [] as string[], second: [] as string[] };
+          await first.notifications.listen("medmesh_test", (p) => heard.first.push(p));
+          if (second !== first)
+            await second.notifications.listen("medmesh_test", (p) => heard.second.push(p));
+          await first.notifications.notify("medmesh_test", "@ann:a.example");
+          await first.knex.transaction(async (trx) => {
+            await trx.raw("SELECT pg_notify(?, ?)", ["medmesh_test", "after commit"]);
+            await new Promise((r) => setTimeout(r, 100));
+            // Not before the transaction commits.
+            expect(heard.first).toEqual(["@ann:a.example"]);
+          });
+          const until = Date.now() + 5000;
+          const want = ["@ann:a.example", "after commit"];
+          while (
+            (heard.first.length < 2 || (second !== first && heard.second.length < 2)) &&
+            Date.now() < until
+          )
+            await new Promise((r) => setTimeout(r, 20));
+          expect(heard.first).toEqual(want);
+          if (second !== first) expect(heard.second).toEqual(want);
+          await expect(first.notifications.notify("bad; DROP", "x")).rejects.toThrow(/channel name/);
+        } finally {
+          if (second !== first) await second.close();
+          await first.close();
+        }
+      }));
+
     it("keeps named documents, replacing on put, across reopen", () =>
       withBackend(async ({ config }) => {
         const first = await createStore(config);

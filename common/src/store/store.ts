@@ -1,7 +1,8 @@
 import type { Knex } from "knex";
 import type { Logger } from "pino";
 import type { StoreConfig } from "./config.ts";
-import { createKnex, releaseDataDir } from "./knex.ts";
+import { createKnex, embeddedDatabaseOf, releaseDataDir } from "./knex.ts";
+import { createNotifications, type NotificationStore } from "./notifications.ts";
 import { COMMON_MIGRATIONS } from "./common-migrations.ts";
 import { migrate, type Migration } from "./migrations.ts";
 
@@ -28,15 +29,19 @@ export interface Store {
   readonly leases: LeaseStore;
   readonly transactions: TransactionStore;
   readonly documents: DocumentStore;
+  /** LISTEN/NOTIFY between the instances on this database (and within this one). */
+  readonly notifications: NotificationStore;
   health(): Promise<void>;
   close(): Promise<void>;
 }
 
 export class KnexStore implements Store {
   readonly knex: Knex;
+  readonly notifications: NotificationStore;
   private readonly onClose: (() => void) | undefined;
-  constructor(knex: Knex, onClose?: () => void) {
+  constructor(knex: Knex, notifications: NotificationStore, onClose?: () => void) {
     this.knex = knex;
+    this.notifications = notifications;
     this.onClose = onClose;
   }
 
@@ -94,6 +99,7 @@ export class KnexStore implements Store {
   }
 
   async close(): Promise<void> {
+    await this.notifications.close();
     await this.knex.destroy();
     this.onClose?.();
   }
@@ -124,5 +130,5 @@ export async function createStore(config: StoreConfig, opts: CreateStoreOptions 
     release?.();
     throw err;
   }
-  return new KnexStore(knex, release);
+  return new KnexStore(knex, createNotifications(config, knex, embeddedDatabaseOf(knex), opts.log), release);
 }

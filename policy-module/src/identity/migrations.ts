@@ -106,4 +106,44 @@ export const IDENTITY_MIGRATIONS: readonly Migration[] = [
       });
     },
   },
+  {
+    version: 20,
+    capability: "identity",
+    name: "revocation notices: outbox, received notices, remote badges shown",
+    up: async (trx) => {
+      // Notices to peers, one row per notice and peer, until delivered (or given up).
+      await trx.schema.createTable("revocation_outbox", (t) => {
+        t.text("jti").notNullable();
+        t.text("peer").notNullable();
+        t.text("user_id").notNullable();
+        t.text("notice").notNullable(); // the signed JWS; no registration number in it
+        t.integer("attempts").notNullable().defaultTo(0);
+        t.timestamp("next_attempt_at", { useTz: true }).notNullable();
+        t.timestamp("created_at", { useTz: true }).notNullable();
+        t.timestamp("delivered_at", { useTz: true });
+        t.timestamp("given_up_at", { useTz: true });
+        t.text("last_error");
+        t.primary(["jti", "peer"]);
+        t.index(["delivered_at", "given_up_at", "next_attempt_at"]);
+      });
+      // Notices other organisations sent: applied once (jti), and void older attestations.
+      await trx.schema.createTable("received_revocations", (t) => {
+        t.text("jti").primary();
+        t.text("issuer").notNullable();
+        t.text("user_id").notNullable();
+        t.timestamp("revoked_at", { useTz: true }).notNullable();
+        t.timestamp("received_at", { useTz: true }).notNullable();
+        t.index(["user_id"]);
+      });
+      // Other organisations' users this organisation's bot shows a badge for, and when their
+      // attestation must be fetched again (before it expires).
+      await trx.schema.createTable("remote_badges", (t) => {
+        t.text("user_id").primary();
+        t.boolean("verified").notNullable();
+        t.timestamp("expires_at", { useTz: true });
+        t.timestamp("next_check_at", { useTz: true }).notNullable();
+        t.index(["next_check_at"]);
+      });
+    },
+  },
 ];

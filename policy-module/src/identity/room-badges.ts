@@ -110,23 +110,36 @@ export function createRoomBadges(deps: {
       }
     },
     /**
-     * A local clinician's status changed: update their profile field (extended profiles, set with
-     * the admin's right to edit any local profile) and the badge in every room they are in.
+     * A clinician's status changed: update the badge in every room they are in that this
+     * organisation's bot administers — a local clinician's also in their profile field (extended
+     * profiles, set with the admin's right to edit any local profile); another organisation's user
+     * (a revocation notice, an attestation refreshed or run out) in the rooms this organisation
+     * hosts. Synapse's admin API lists a remote user's rooms too (those this server is in).
+     * Returns the rooms badged.
      */
-    async changed(userId: string): Promise<void> {
+    async changed(userId: string): Promise<number> {
       const content = await deps.badgeFor(userId);
-      await deps.admin
-        .request("PUT", `/_matrix/client/v3/profile/${encodeURIComponent(userId)}/${BADGE_EVENT}`, {
-          [BADGE_EVENT]: content ?? { verified: false },
-        })
-        .catch((err: unknown) => {
-          deps.log.warn({ err, user_id: userId }, "could not set the verification profile field");
-        });
-      const { joined_rooms: rooms } = await deps.admin.request<{ joined_rooms: string[] }>(
-        "GET",
-        `/_synapse/admin/v1/users/${encodeURIComponent(userId)}/joined_rooms`,
-      );
+      const local = userId.endsWith(`:${deps.serverName}`);
+      if (local)
+        await deps.admin
+          .request("PUT", `/_matrix/client/v3/profile/${encodeURIComponent(userId)}/${BADGE_EVENT}`, {
+            [BADGE_EVENT]: content ?? { verified: false },
+          })
+          .catch((err: unknown) => {
+            deps.log.warn({ err, user_id: userId }, "could not set the verification profile field");
+          });
+      const roomsOf = async (user: string): Promise<string[]> =>
+        (
+          await deps.admin.request<{ joined_rooms: string[] }>(
+            "GET",
+            `/_synapse/admin/v1/users/${encodeURIComponent(user)}/joined_rooms`,
+          )
+        ).joined_rooms;
+      const [theirs, ours] = await Promise.all([roomsOf(userId), roomsOf(deps.botUserId)]);
+      const administered = new Set(ours);
+      const rooms = theirs.filter((r) => administered.has(r));
       for (const roomId of rooms) await badge(roomId, userId).catch(() => undefined);
+      return rooms.length;
     },
   };
 }

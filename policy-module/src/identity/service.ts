@@ -15,6 +15,8 @@ import { createRoomBadges, type BadgeContent } from "./room-badges.ts";
 import { createRegistries } from "./registries/index.ts";
 import { ATTESTATION_PATH, createRemoteVerification } from "./remote.ts";
 import { createReverifier } from "./reverify.ts";
+import { startRevocation, type Revocation } from "./revocation.ts";
+import { revocationTables } from "./revocation-store.ts";
 import { configuredClinicians, type IdentityConfig, type LocalClinicians } from "./verification.ts";
 import { createVerifier } from "./verifier.ts";
 import { createSingleSignOn, ssoIdentities, type SingleSignOn } from "./sso.ts";
@@ -30,6 +32,8 @@ export interface IdentityDeps {
   trust: {
     isTrusted(server: string): boolean;
     attestationKeys(server: string): import("node:crypto").JsonWebKey[];
+    /** The organisations on the trust list now (revocation notices go to each). */
+    servers(): string[];
   };
   peerTimeoutMs: number;
   homeserverUrl: string;
@@ -49,7 +53,11 @@ export async function startIdentity(config: IdentityConfig, d: IdentityDeps) {
   const registries = createRegistries(config.registries, { log: d.log });
 
   const records = verificationRecords(d.store.knex);
-  const stored = await storedClinicians(records);
+  // Shared by the instances on the store: a change at one is announced to all (LISTEN/NOTIFY).
+  const stored = await storedClinicians(records, d.store.notifications);
+  const revocations = revocationTables(d.store.knex);
+  // Set once revocation has started (below); the badges and the verifier call it only later.
+  const late: { revocation?: Revocation } = {};
   const configured = configuredClinicians(config);
   const clinicians = combine(configured, stored);
   const started = new Date();
@@ -94,7 +102,10 @@ export async function startIdentity(config: IdentityConfig, d: IdentityDeps) {
           profession: r.profession ?? "unknown",
           registry: r.registry,
           verified_at: r.verified_at.toISOString(),
-          exp: Math.floor(r.expires_at.getTime() / 1000),
+          // Short-lived: peers refresh it before it runs out, and a revocation outlives none for long.
+          exp: Math.floor(
+            Math.min(r.expires_at.getTime(), Date.now() + config.attestation_ttl_seconds * 1000) / 1000,
+          ),
           iat: Math.floor(Date.now() / 1000),
           ...provenBy(r),
         })
@@ -128,17 +139,23 @@ export async function startIdentity(config: IdentityConfig, d: IdentityDeps) {
             }
           : { verified: false };
       }
+      // Another organisation's user: their organisation's attestation, or unverified (a
+      // revocation, an attestation run out, nothing usable); remembered for the background refresh.
       const a = await remoteAttestation(userId);
-      return (
-        a && {
-          verified: true,
-          attestation: a.jws,
-          profession: a.profession,
-          registry: a.registry,
-          expires_at: new Date(a.exp * 1000).toISOString(),
-          ...(a.identity_proven_by ? { identity_proven_by: a.identity_proven_by } : {}),
-        }
-      );
+      const content: BadgeContent = a
+        ? {
+            verified: true,
+            attestation: a.jws,
+            profession: a.profession,
+            registry: a.registry,
+            expires_at: new Date(a.exp * 1000).toISOString(),
+            ...(a.identity_proven_by ? { identity_proven_by: a.identity_proven_by } : {}),
+          }
+        : { verified: false };
+      await late.revocation?.shown(userId, content).catch((err: unknown) => {
+        d.log.warn({ err, user_id: userId }, "could not record a remote badge");
+      });
+      return content;
     },
   });
   const documents = identityDocuments(d.store.knex);
@@ -177,7 +194,13 @@ export async function startIdentity(config: IdentityConfig, d: IdentityDeps) {
         }
       : {}),
     onChange: (r, actor) => {
+      const wasVerified = stored.record(r.user_id) !== undefined;
       stored.update(r);
+      late.revocation
+        ?.localChanged(r.user_id, wasVerified && stored.record(r.user_id) === undefined)
+        .catch((err: unknown) => {
+          d.log.error({ err, user_id: r.user_id }, "could not queue the revocation notices");
+        });
       d.log.info({ user_id: r.user_id, status: r.status }, "verification status changed");
       badges.changed(r.user_id).catch((err: unknown) => {
         d.log.warn({ err, user_id: r.user_id }, "could not update verification badges");
@@ -205,9 +228,26 @@ export async function startIdentity(config: IdentityConfig, d: IdentityDeps) {
     trust: d.trust,
     refreshMs: config.remote_refresh_seconds * 1000,
     timeoutMs: d.peerTimeoutMs,
+    revokedAt: (userId) => revocations.revokedAt(userId),
     log: d.log,
   });
   remoteAttestation = (userId) => remote.attestation(userId);
+  const rev = await startRevocation({
+    config,
+    serverName: d.serverName,
+    store: d.store,
+    tables: revocations,
+    orgKey: d.orgKey,
+    peers: d.peers,
+    peerServers: () => d.trust.servers(),
+    attestationKeys: (s) => d.trust.attestationKeys(s),
+    audit,
+    badges,
+    remote,
+    log: d.log,
+    metrics: d.metrics,
+  });
+  late.revocation = rev;
 
   /** Client API, answered by the proxy for the authenticated user. */
   const clientRoutes: Route[] = [
@@ -308,6 +348,7 @@ export async function startIdentity(config: IdentityConfig, d: IdentityDeps) {
       pattern: /^\/_medmesh\/identity\/v1\/jwks$/,
       handle: () => ({ status: 200, body: { keys: d.orgPublicJwk ? [publicJwkOf(d.orgPublicJwk)] : [] } }),
     },
+    rev.peerRoute,
   ];
 
   let bot: Bot | undefined;
@@ -360,6 +401,7 @@ export async function startIdentity(config: IdentityConfig, d: IdentityDeps) {
     clientRoutes,
     peerRoutes,
     registries,
+    revocation: rev,
     /** Single sign-on with the organisation's identity provider, when configured. */
     sso,
     /** The transaction's events: badges, and the verification bot's direct chats. */
@@ -367,7 +409,10 @@ export async function startIdentity(config: IdentityConfig, d: IdentityDeps) {
       await badges.onEvents(events);
       await bot?.onEvents(events);
     },
-    stop: () => bot?.stop(),
+    stop: async () => {
+      await rev.stop();
+      bot?.stop();
+    },
   };
 }
 export type Identity = Awaited<ReturnType<typeof startIdentity>>;

@@ -113,7 +113,50 @@ export const IdentityConfigSchema = z
       .number()
       .positive()
       .default(300)
-      .describe("How long another organisation's attestation is trusted before it is fetched again."),
+      .describe(
+        "How long another organisation's attestation is trusted before it is fetched again; the badges " +
+          "this organisation shows for other organisations' users are re-checked at least this often.",
+      ),
+    attestation_ttl_seconds: z
+      .number()
+      .int()
+      .positive()
+      .default(3600)
+      .describe(
+        "Lifetime of the attestations this organisation signs (never past the verification's own expiry). " +
+          "Peers refresh the ones they show before they run out; an expired one shows unverified.",
+      ),
+    remote_check_seconds: z
+      .number()
+      .positive()
+      .default(5)
+      .describe("How often one instance looks for other organisations' badges due for a refresh."),
+    revocation: z
+      .object({
+        initial_backoff_seconds: z
+          .number()
+          .positive()
+          .default(1)
+          .describe("First retry of a notice a peer did not take; doubled per attempt."),
+        max_backoff_seconds: z
+          .number()
+          .positive()
+          .default(300)
+          .describe("Longest wait between two attempts to deliver a notice to one peer."),
+        give_up_hours: z
+          .number()
+          .positive()
+          .default(72)
+          .describe(
+            "A notice a peer has not taken by then is given up (logged, audited); its attestations have run out.",
+          ),
+        timeout_ms: z.number().int().positive().default(5000).describe("How long one delivery may take."),
+      })
+      .prefault({})
+      .describe(
+        "Revocation notices: when a clinician loses verified status, a signed notice is pushed to every " +
+          "trusted peer (durable outbox, retried with backoff).",
+      ),
     verified_clinicians: z
       .array(VerifiedClinicianSchema)
       .default([])

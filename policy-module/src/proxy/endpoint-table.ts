@@ -330,6 +330,7 @@ const medmeshEndpoints = [
   medmesh("federation", "GET", "/_medmesh/identity/v1/(attestations/{userId}|jwks)"),
   medmesh("client", "GET", "/_medmesh/groups/v1/directory"),
   medmesh("federation", "GET", "/_medmesh/groups/v1/directory"),
+  medmesh("federation", "POST", "/_medmesh/identity/v1/revocations"),
 ];
 
 export const ENDPOINTS: readonly EndpointEntry[] = [
