@@ -310,7 +310,14 @@ async function startProxyRole(
     asToken: ctx.registration.as_token,
     botUserId,
     admin,
-    professionOf: async (userId) => (await directory.clinician(userId))?.profession,
+    // Own clinicians from their records; others from their organisation's attestation, which a
+    // revocation notice voids at once (the directory's search cache would keep them for minutes).
+    professionOf: async (userId) =>
+      userId.endsWith(`:${serverName}`)
+        ? (await identity.clinicians.isVerified(userId))
+          ? identity.clinicians.get(userId)?.profession
+          : undefined
+        : (await identity.remote.attestation(userId))?.profession,
     peers,
     peerServers: () => trustView.status().servers,
     peerTimeoutMs: config.directory.peer_timeout_ms,
