@@ -137,7 +137,7 @@ describe(`retention index crash safety: kill -9 ×${String(KILLS)} during a ${St
     await say("r2"); // Synapse stores it, and sends it again once the policy module is back
     await startPolicyModule();
     await say("r3");
-    await allIndexed("r2 and r3 are indexed");
+    await allIndexed("r2 and r3 are indexed", 120_000); // after the recoverer's backoff
     expect(await catchUps(), "after Synapse recovered the transaction it stored").toBeGreaterThan(0);
   });
 
