@@ -18,6 +18,8 @@ import type { Verification } from "./identity/verification.ts";
 import type { InviteGate } from "./proxy/policy.ts";
 import { createDirectory, createPeerClient, FHIR_PATH } from "./directory/index.ts";
 import { startIdentity, type Identity } from "./identity/service.ts";
+import { identityDocuments } from "./identity/records.ts";
+import { createConsole } from "./console/index.ts";
 import { createPeerApi } from "./peer-api.ts";
 import { createAuditService, mountAuditApi, type AuditService } from "./audit/index.ts";
 import { createDecider, decisionRouteGroup, mountDecisionApi, type Decider } from "./decisions/index.ts";
@@ -174,6 +176,7 @@ export async function start(
                   config,
                   ctx,
                   trust,
+                  () => audit,
                   (d) => (decider = d),
                   (i, r) => {
                     identity = i;
@@ -195,6 +198,7 @@ async function startProxyRole(
   config: PolicyModuleConfig,
   ctx: { log: Logger; metrics: Registry; store: Store; registration: Registration },
   trust: TrustManager | undefined,
+  audit: () => AuditService | undefined,
   onDecider: (decider: Decider) => void,
   onStarted: (identity: Identity, retention: Retention) => void,
 ): Promise<StartedRole> {
@@ -294,6 +298,22 @@ async function startProxyRole(
     metrics: ctx.metrics,
   });
   late.verification = directory;
+  const adminConsole = await createConsole({
+    serverName,
+    store: ctx.store,
+    admin,
+    verifier: () => identity.verifier,
+    documents: identityDocuments(ctx.store.knex),
+    audit,
+    trust: () => trust?.status(),
+    retentionPolicy: {
+      enabled: config.retention.enabled,
+      default_days: config.retention.default_days,
+      min_days: config.retention.min_days,
+    },
+    retentionIndex: () => retention.index.status(),
+    serviceAccounts: [botUserId, `@medmesh-verify:${serverName}`, `@medmesh-admin:${serverName}`],
+  });
   const invites = (late.invites = createInviteGate({
     admin,
     policy: config.invites,
@@ -315,7 +335,7 @@ async function startProxyRole(
         ...identity.peerRoutes,
       ],
     }),
-    medmeshClientRoutes: identity.clientRoutes,
+    medmeshClientRoutes: [...identity.clientRoutes, ...adminConsole.routes],
     botUserId,
   });
   identity.reverifier.start();
