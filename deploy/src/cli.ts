@@ -107,7 +107,9 @@ async function startCommand(file: string): Promise<number> {
     lines.push(`${o.org.name}  (${o.serverName})`);
     lines.push(`  client URL:    ${o.clientUrl}`);
     for (const s of o.services) lines.push(`  ${s.name}: ${s.url}/health`);
-    for (const u of o.org.demo_users) lines.push(`  demo login:    ${u.localpart} / ${u.password}`);
+    lines.push(`  admin console: ${o.clientUrl}/_medmesh/console/`);
+    for (const u of o.org.demo_users)
+      lines.push(`  demo login:    ${u.localpart} / ${u.password}${u.admin ? "  (org admin: console)" : ""}`);
     if (o.demoVendor && o.org.demo_vendor) {
       const v = o.org.demo_vendor;
       lines.push(
