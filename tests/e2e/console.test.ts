@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EventTimeline, HttpApiEvent, type MatrixClient, type MatrixError } from "matrix-js-sdk";
 import type { RunningOrganisation } from "@medmesh/deploy";
+import { runAdminCli } from "@medmesh/policy-module";
 import { startBigTestServer } from "../../policy-module/src/identity/registries/big-test-server.ts";
 import { JPEG_WITH_GPS } from "../../policy-module/src/media/test-images.ts";
 import {
@@ -348,5 +349,42 @@ describe("the organisation's admin console", () => {
     expect((await consoleApi(a, "DELETE", "/session", { cookie: s.cookie, csrf: s.csrf })).status).toBe(200);
     const after = await consoleApi(a, "GET", "/audit", { cookie: s.cookie });
     expect(after).toMatchObject({ status: 401, body: { errcode: "M_UNKNOWN_TOKEN" } });
+  });
+
+  it("medmesh admin scripts the same API: reviews, users, audit export, verify chain, wipe", async () => {
+    const a = org(0);
+    const cli = async (...args: string[]) => {
+      let out = "";
+      let err = "";
+      const code = await runAdminCli(["--url", a.clientUrl, "--user", admin.localpart, ...args], {
+        stdout: (s) => (out += s),
+        stderr: (s) => (err += s),
+        password: () => admin.password,
+      });
+      return { code, out, err };
+    };
+    expect(JSON.parse((await cli("whoami")).out)).toMatchObject({ user_id: admin.userId, role: "org_admin" });
+    expect(JSON.parse((await cli("reviews")).out)).toEqual({ reviews: [] });
+    const users = JSON.parse((await cli("users", "--q", "carol")).out) as { users: { user_id: string }[] };
+    expect(users.users.map((u) => u.user_id)).toEqual([`@carol:${a.serverName}`]);
+    const exported = JSON.parse((await cli("audit", "--action", "console.remote_wipe")).out) as {
+      records: { object: string }[];
+      proof: { hashes_ok: number; contiguous: boolean };
+    };
+    expect(exported.records.map((r) => r.object)).toEqual([bram.userId]);
+    expect(exported.proof).toMatchObject({ hashes_ok: 1, contiguous: false });
+    const verified = await cli("verify-chain");
+    expect(verified.code).toBe(0);
+    expect(verified.out).toContain('"ok": true');
+    const frank = await net().registerUser(a, "frank");
+    const unconfirmed = await cli("wipe", frank.userId);
+    expect(unconfirmed.code).toBe(2);
+    expect(unconfirmed.err).toContain("--yes");
+    expect((await mx(frank, "GET", "/_matrix/client/v3/account/whoami")).status).toBe(200);
+    expect((await cli("wipe", frank.userId, "--yes")).code).toBe(0);
+    expect((await mx(frank, "GET", "/_matrix/client/v3/account/whoami")).status).toBe(401);
+    const foreign = await cli("wipe", `@erin:${org(1).serverName}`, "--yes");
+    expect(foreign.code).toBe(1);
+    expect(foreign.err).toContain("belongs to another organisation");
   });
 });

@@ -16,6 +16,7 @@ import { createSessions } from "./sessions.ts";
 
 export { CONSOLE_MIGRATIONS } from "./migrations.ts";
 export { CONSOLE_PATH } from "./http.ts";
+export { runAdminCli } from "./cli.ts";
 
 export interface ConsoleDeps {
   serverName: string;
