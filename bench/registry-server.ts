@@ -3,8 +3,8 @@
  * MedMesh's alone: a RIZIV test server holding `count` practitioners, answering after `delay` ms.
  * Prints its URL on the first line of stdout.
  */
-import { startRizivTestServer } from "../policy-module/src/identity/registries/riziv-test-server.ts";
-import { rizivCheckDigits } from "../policy-module/src/identity/registries/riziv.ts";
+import { startRizivTestServer } from "../policy-module/src/identity/registries/riziv/test-server.ts";
+import { rizivCheckDigits } from "../policy-module/src/identity/registries/riziv/client.ts";
 
 export const numberOf = (i: number): string => {
   const base = String(100_000 + i);

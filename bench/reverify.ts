@@ -15,7 +15,7 @@ import { createLogger, createStore, createAuditLog } from "@medmesh/common";
 import { IDENTITY_MIGRATIONS } from "../policy-module/src/identity/migrations.ts";
 import { verificationRecords } from "../policy-module/src/identity/records.ts";
 import { createReverifier } from "../policy-module/src/identity/reverify.ts";
-import { createRizivRegistry } from "../policy-module/src/identity/registries/riziv.ts";
+import { createRizivRegistry } from "../policy-module/src/identity/registries/riziv/client.ts";
 import { numberOf } from "./registry-server.ts";
 import { createVerifier } from "../policy-module/src/identity/verifier.ts";
 

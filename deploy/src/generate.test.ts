@@ -15,10 +15,15 @@ type Yaml = Record<string, unknown> & {
   database: { name: string; args: Record<string, unknown> };
 };
 
-function deployment(profile: "test" | "production", extra: Record<string, unknown> = {}) {
+function deployment(
+  profile: "test" | "production",
+  extra: Record<string, unknown> = {},
+  top: Record<string, unknown> = {},
+) {
   return parseConfig(
     DeploymentSchema,
     {
+      ...top,
       data_dir: mkdtempSync(join(tmpdir(), "medmesh-gen-")),
       profile,
       organisations: [
@@ -173,6 +178,33 @@ describe("organisation config generator", () => {
     expect(readFileSync(again.paths.signingKey, "utf8")).toBe(signingKey);
     expect(readFileSync(again.paths.registrationSecret, "utf8")).toBe(secret);
     expect(loadRegistration(again.paths.policyModuleRegistration).hs_token).toBe(reg.hs_token);
+  });
+
+  it("passes each registry plug-in's config on, its file fields resolved, and the identity settings per organisation", async () => {
+    const config = deployment(
+      "production",
+      { require_id_document: false, duplicate_number: "review" },
+      {
+        identity: {
+          registries: {
+            extract: { file: "registry.csv", registry: "BIG" },
+            mcsd: { registry: "UZI", system: "urn:oid:2.16.528.1.1007.3.1", file: "feeds/uzi.json" },
+          },
+        },
+      },
+    );
+    const { organisations } = await generateNetwork(config, "/srv/medmesh");
+    const identityOf = (i: number) =>
+      parseConfig(
+        PolicyModuleConfigSchema,
+        parseYaml(readFileSync(organisations[i]!.paths.policyModuleConfig, "utf8")),
+        "pm",
+      ).identity;
+    const a = identityOf(0);
+    expect(a.registries.extract).toEqual({ file: "/srv/medmesh/registry.csv", registry: "BIG" });
+    expect(a.registries.mcsd).toMatchObject({ registry: "UZI", file: "/srv/medmesh/feeds/uzi.json" });
+    expect(a).toMatchObject({ require_id_document: true, duplicate_number: "refuse" });
+    expect(identityOf(1)).toMatchObject({ require_id_document: false, duplicate_number: "review" });
   });
 
   it("writes an admin token per service (0600, kept across runs) and gives the bridge a public listener", async () => {

@@ -3,7 +3,12 @@ import { chmod, mkdir, writeFile } from "node:fs/promises";
 import { join, relative, resolve, sep } from "node:path";
 import { parse as parseYaml, stringify } from "yaml";
 import { createPublicKey, generateKeyPairSync } from "node:crypto";
-import { generateKey, synapseWhitelistYaml, type PolicyModuleConfig } from "@medmesh/policy-module";
+import {
+  configuredPlugins,
+  generateKey,
+  synapseWhitelistYaml,
+  type PolicyModuleConfig,
+} from "@medmesh/policy-module";
 import { InteropConfigSchema, type BridgeConfig } from "@medmesh/bridge";
 import type { DeploymentConfig, OrganisationConfig } from "./config/schema.ts";
 import { serverNameOf } from "./config/schema.ts";
@@ -244,13 +249,19 @@ async function generateOrganisation(
     },
     identity: {
       ...deployment.identity,
-      registries: {
-        ...deployment.identity.registries,
-        ...(deployment.identity.registries.extract
-          ? { extract: { file: view.path(resolve(baseDir, deployment.identity.registries.extract.file)) } }
-          : {}),
-      },
+      // Each plug-in names its file fields; they are resolved against the deployment config.
+      registries: Object.fromEntries(
+        configuredPlugins(deployment.identity.registries).map(({ plugin, config }) => {
+          const section = { ...(config as Record<string, unknown>) };
+          for (const field of plugin.fileFields) {
+            const value = section[field];
+            if (typeof value === "string") section[field] = view.path(resolve(baseDir, value));
+          }
+          return [plugin.id, section];
+        }),
+      ) as PolicyModuleConfig["identity"]["registries"],
       require_id_document: org.require_id_document,
+      duplicate_number: org.duplicate_number,
       ...(org.sso
         ? {
             sso: {

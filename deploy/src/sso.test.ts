@@ -137,7 +137,7 @@ describe("single sign-on in the generated configs", () => {
     ).not.toThrow();
     expect(() =>
       deployment({ ...base, claims: { registration_number: { claim: "riziv", registry: "RIZIV" } } }),
-    ).toThrow(/sso\.claims\.registration_number\.registry: RIZIV needs identity\.registries\.riziv/);
+    ).toThrow(/sso\.claims\.registration_number\.registry: RIZIV is not a registry of identity\.registries/);
     expect(() => deployment({ ...base, scopes: ["profile"] })).toThrow(/sso\.scopes: must include openid/);
     expect(() => deployment({ ...base, claims: { name: 'x"}}' } })).toThrow(
       /sso\.claims\.name: must be a claim name/,

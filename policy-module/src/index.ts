@@ -1,6 +1,7 @@
 export { start } from "./start.ts";
 export { POLICY_MODULE_MIGRATIONS } from "./migrations.ts";
 export { IdentityConfigSchema } from "./identity/verification.ts";
+export { configuredPlugins, pluginFor, REGISTRY_PLUGINS } from "./identity/registries/index.ts";
 export { RetentionConfigSchema, type RetentionConfig } from "./retention/index.ts";
 export { PolicyModuleConfigSchema, type PolicyModuleConfig } from "./config.ts";
 export { LimitsOverrideSchema } from "./proxy/index.ts";

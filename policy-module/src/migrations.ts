@@ -1,4 +1,5 @@
 import type { Migration } from "@medmesh/common";
+import { GROUPS_MIGRATIONS } from "./groups/index.ts";
 import { CONSOLE_MIGRATIONS } from "./console/index.ts";
 import { IDENTITY_MIGRATIONS } from "./identity/migrations.ts";
 import { RETENTION_MIGRATIONS } from "./retention/migrations.ts";
@@ -7,5 +8,6 @@ import { RETENTION_MIGRATIONS } from "./retention/migrations.ts";
 export const POLICY_MODULE_MIGRATIONS: readonly Migration[] = [
   ...IDENTITY_MIGRATIONS,
   ...RETENTION_MIGRATIONS,
+  ...GROUPS_MIGRATIONS,
   ...CONSOLE_MIGRATIONS,
 ];

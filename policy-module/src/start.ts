@@ -17,6 +17,7 @@ import type { PolicyModuleConfig } from "./config.ts";
 import type { Verification } from "./identity/verification.ts";
 import type { InviteGate } from "./proxy/policy.ts";
 import { createDirectory, createPeerClient, FHIR_PATH } from "./directory/index.ts";
+import { startGroups, type Groups } from "./groups/index.ts";
 import { startIdentity, type Identity } from "./identity/service.ts";
 import { identityDocuments } from "./identity/records.ts";
 import { createConsole } from "./console/index.ts";
@@ -51,6 +52,7 @@ export async function start(
   let trust: TrustManager | undefined;
   let identity: Identity | undefined;
   let retention: Retention | undefined;
+  let groups: Groups | undefined;
   let decider: Decider | undefined;
   let audit: AuditService | undefined;
   // Synapse resends what queued while the service was down as soon as its ping succeeds, before the
@@ -67,6 +69,7 @@ export async function start(
         await roleStarted.promise;
         await retention?.onEvents(events);
         await identity?.onEvents(events);
+        await groups?.onEvents(events);
       },
       // The room-admin bot is in every room created through the proxy: it reads them for the
       // frame's catch-up on held-back transactions (retention must not miss an event).
@@ -178,9 +181,10 @@ export async function start(
                   trust,
                   () => audit,
                   (d) => (decider = d),
-                  (i, r) => {
+                  (i, r, g) => {
                     identity = i;
                     retention = r;
+                    groups = g;
                     roleStarted.resolve(undefined);
                   },
                 );
@@ -200,7 +204,7 @@ async function startProxyRole(
   trust: TrustManager | undefined,
   audit: () => AuditService | undefined,
   onDecider: (decider: Decider) => void,
-  onStarted: (identity: Identity, retention: Retention) => void,
+  onStarted: (identity: Identity, retention: Retention, groups: Groups) => void,
 ): Promise<StartedRole> {
   const proxy = config.proxy;
   const adminConfig = config.synapse_admin;
@@ -227,7 +231,8 @@ async function startProxyRole(
   const botUserId = `@medmesh:${serverName}`;
   // Synapse asks from the moment the bots start (they join rooms they were invited to while this
   // service was down); invite and directory decisions wait for identity, the others need nothing.
-  const late: { invites?: InviteGate; verification?: Verification; identity?: Identity } = {};
+  const late: { invites?: InviteGate; verification?: Verification; identity?: Identity; groups?: Groups } =
+    {};
   const notYet = (): never => {
     throw new ApiError("M_UNAVAILABLE", "the policy module is still starting");
   };
@@ -241,6 +246,7 @@ async function startProxyRole(
       },
       verification: { isVerified: (userId) => (late.verification ?? notYet()).isVerified(userId) },
       rooms: proxy.rooms,
+      groups: { membership: (q) => (late.groups ?? notYet()).rules.membership(q) },
       // Asked while Synapse completes an SSO login; identity starts before the proxy listens.
       ...(config.identity.sso
         ? {
@@ -283,7 +289,6 @@ async function startProxyRole(
     log: ctx.log,
     metrics: ctx.metrics,
   });
-  onStarted(identity, retention);
   const directory = createDirectory({
     serverName,
     config: config.directory,
@@ -298,6 +303,20 @@ async function startProxyRole(
     metrics: ctx.metrics,
   });
   late.verification = directory;
+  const groups = (late.groups = startGroups({
+    serverName,
+    knex: ctx.store.knex,
+    homeserverUrl: config.homeserver.url,
+    asToken: ctx.registration.as_token,
+    botUserId,
+    admin,
+    professionOf: async (userId) => (await directory.clinician(userId))?.profession,
+    peers,
+    peerServers: () => trustView.status().servers,
+    peerTimeoutMs: config.directory.peer_timeout_ms,
+    log: ctx.log,
+  }));
+  onStarted(identity, retention, groups);
   const adminConsole = await createConsole({
     serverName,
     store: ctx.store,
@@ -333,9 +352,11 @@ async function startProxyRole(
       routes: [
         { pattern: new RegExp(`^${FHIR_PATH}$`), handle: (c) => directory.serveFhir(c) },
         ...identity.peerRoutes,
+        ...groups.peerRoutes,
       ],
     }),
-    medmeshClientRoutes: [...identity.clientRoutes, ...adminConsole.routes],
+    medmeshClientRoutes: [...identity.clientRoutes, ...groups.clientRoutes, ...adminConsole.routes],
+    membership: (q) => groups.rules.membership(q),
     botUserId,
   });
   identity.reverifier.start();

@@ -1,18 +1,8 @@
-import { spawn, type ChildProcess } from "node:child_process";
-import { openSync } from "node:fs";
-import { join } from "node:path";
-import { REPO_ROOT } from "@medmesh/deploy";
 import { MsgType, type MatrixClient } from "matrix-js-sdk";
 import { afterAll, describe, expect, it } from "vitest";
 import { TestVendor } from "../harness/interop-vendor.ts";
-import {
-  adminApi,
-  roomBodies,
-  useTestNetwork,
-  waitForRoomEvent,
-  waitUntil,
-  type TestUser,
-} from "../harness/index.ts";
+import { adminApi, roomBodies, useTestNetwork, waitForRoomEvent, type TestUser } from "../harness/index.ts";
+import { answers, killRepeatedly, serviceProcess } from "../harness/service-process.ts";
 
 // Crash safety of the bridge: it runs as its own process here, so it can be killed with SIGKILL
 // in the middle of a burst and started again, as a supervisor (systemd, compose) would.
@@ -34,47 +24,15 @@ const net = useTestNetwork({
 });
 const org = () => net().orgs[0]!;
 
-let child: ChildProcess | undefined;
-let starts = 0;
-async function startBridge(): Promise<void> {
-  const log = openSync(join(net().dataDir, `bridge-process-${String(++starts)}.log`), "a");
-  child = spawn(process.execPath, ["bridge/src/main.ts", "--config", org().paths.bridgeConfig], {
-    cwd: REPO_ROOT,
-    stdio: ["ignore", log, log],
-  });
-  const started = child;
-  await waitUntil(
-    async () => {
-      if (started.exitCode !== null) throw new Error(`the bridge exited with ${String(started.exitCode)}`);
-      return fetch(`${org().bridgeUrl}/health`).then(
-        (r) => r.ok,
-        () => false,
-      );
-    },
-    "the bridge process answers /health",
-    60_000,
-  );
-}
-function kill(): Promise<void> {
-  const running = child;
-  if (!running || running.exitCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    running.once("exit", () => {
-      resolve();
-    });
-    running.kill("SIGKILL");
-  });
-}
+const bridge = serviceProcess({
+  service: "bridge",
+  config: () => org().paths.bridgeConfig,
+  dataDir: () => net().dataDir,
+  ready: () => answers(`${org().bridgeUrl}/health`),
+});
+const startBridge = bridge.start;
+const kill = bridge.kill;
 afterAll(kill);
-
-/** Kills the bridge `times` times at random moments 0.5–1.5 s apart, restarting it each time. */
-async function killRepeatedly(times: number): Promise<void> {
-  for (let i = 0; i < times; i++) {
-    await new Promise((r) => setTimeout(r, 500 + Math.random() * 1000));
-    await kill();
-    await startBridge();
-  }
-}
 
 describe(`bridge crash safety: kill -9 ×${String(KILLS)} during ${String(BURST)}-message bursts`, () => {
   let alice: TestUser;
@@ -129,7 +87,7 @@ describe(`bridge crash safety: kill -9 ×${String(KILLS)} during ${String(BURST)
   it("vendor → Matrix: every message arrives once, in order", async () => {
     const texts = Array.from({ length: BURST }, (_, i) => `v${String(i + 1).padStart(4, "0")}`);
     const sending = vendor.sendTexts("burst", "anna", texts, 20);
-    await killRepeatedly(KILLS);
+    await killRepeatedly(KILLS, { kill, start: startBridge });
     const retries = await sending;
     await waitForRoomEvent(client, roomId, (e) => e.getContent().body === texts.at(-1), {
       description: `the last of ${String(BURST)} vendor messages`,
@@ -148,7 +106,7 @@ describe(`bridge crash safety: kill -9 ×${String(KILLS)} during ${String(BURST)
     const sending = (async () => {
       for (const text of texts) await client.sendMessage(roomId, { msgtype: MsgType.Text, body: text });
     })();
-    await killRepeatedly(KILLS);
+    await killRepeatedly(KILLS, { kill, start: startBridge });
     await sending;
     await vendor.delivered(
       (e) => e.text === texts.at(-1),

@@ -5,7 +5,7 @@ import type { RunningOrganisation } from "@medmesh/deploy";
 import {
   startBigTestServer,
   type BigTestRecord,
-} from "../../policy-module/src/identity/registries/big-test-server.ts";
+} from "../../policy-module/src/identity/registries/big/test-server.ts";
 import { TestVendor } from "../harness/interop-vendor.ts";
 import { adminApi, useTestNetwork, waitForRoomEvent, waitUntil, type TestUser } from "../harness/index.ts";
 
@@ -41,7 +41,8 @@ const net = useTestNetwork({
     registries: { big: { url: big.url, timeout_ms: 1500 } },
     reverify: { schedule: "0 3 * * *", concurrency: 4, rate_per_second: 100 },
   },
-  organisationSettings: { 0: { bridge_vendors: [vendor.setting] } },
+  // The registry-only path for vendor users (a bridged user cannot send an ID document).
+  organisationSettings: { 0: { bridge_vendors: [vendor.setting], require_id_document: false } },
 });
 const org = (): RunningOrganisation => net().orgs[0]!;
 const service = (name: string) => org().services.find((s) => s.name === name)!;

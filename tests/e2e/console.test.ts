@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { EventTimeline, HttpApiEvent, type MatrixClient, type MatrixError } from "matrix-js-sdk";
 import type { RunningOrganisation } from "@medmesh/deploy";
 import { runAdminCli } from "@medmesh/policy-module";
-import { startBigTestServer } from "../../policy-module/src/identity/registries/big-test-server.ts";
+import { startBigTestServer } from "../../policy-module/src/identity/registries/big/test-server.ts";
 import { JPEG_WITH_GPS } from "../../policy-module/src/media/test-images.ts";
 import {
   startChromium,

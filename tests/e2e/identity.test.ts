@@ -4,7 +4,7 @@ import { RoomEvent, type MatrixClient } from "matrix-js-sdk";
 import {
   startBigTestServer,
   type BigTestRecord,
-} from "../../policy-module/src/identity/registries/big-test-server.ts";
+} from "../../policy-module/src/identity/registries/big/test-server.ts";
 import { createLogger, registerWithSharedSecret } from "@medmesh/common";
 import { start as startPolicyModule } from "@medmesh/policy-module";
 import { JPEG_WITH_GPS } from "../../policy-module/src/media/test-images.ts";
@@ -50,8 +50,14 @@ const net = useTestNetwork({
     reverify: { schedule: "0 3 * * *", concurrency: 4, rate_per_second: 100 },
     id_document: { max_bytes: 64 * 1024 },
   },
-  // GP circle B wants an ID document reviewed before a first verification.
-  organisationSettings: { 1: { require_id_document: true } },
+  // Hospital A checks the registry only (no longer the default); GP circle B keeps the default:
+  // an ID document reviewed before a first verification.
+  // A number bound to one of its accounts: A refuses another account's claim (the default), B
+  // sends it to its admin's review.
+  organisationSettings: {
+    0: { require_id_document: false },
+    1: { require_id_document: true, duplicate_number: "review" },
+  },
 });
 
 const org = (i: number): RunningOrganisation => net().orgs[i]!;
@@ -192,6 +198,18 @@ describe("verified clinician identity", () => {
     // B's service fetches and checks A's attestation with the key from the trust list.
     expect(await seenBy(org(1), ann.userId)).toBe(true);
     expect(await seenBy(org(1), bram.userId)).toBe(false);
+
+    // Ann's number is hers: another account of Hospital A claiming it is refused, nothing stored.
+    const mal = await net().registerUser(org(0), "mal");
+    expect(await verify(mal, ANN.number, "A. de Vries")).toEqual({
+      status: 409,
+      body: {
+        errcode: "ORG.MEDMESH.NUMBER_IN_USE",
+        error: expect.stringMatching(/already bound to another account of this organisation/) as unknown,
+      },
+    });
+    expect((await verifyStatus(mal)).status).toBe(404);
+    expect(await seenBy(org(0), mal.userId)).toBe(false);
   });
 
   it("revokes a struck-off clinician in the next re-verification run; the other organisation follows after its refresh", async () => {
@@ -391,6 +409,33 @@ describe("verified clinician identity", () => {
       }),
     );
     expect(gone.status).toBe(404);
+
+    // B sends a second account's claim of Bram's number to review, the conflict shown; the admin
+    // rejects it and Bram keeps his verification.
+    const brenda = await net().registerUser(b, "brenda");
+    expect((await verify(brenda, BRAM.number, "B. Jansen")).body).toMatchObject({
+      status: "awaiting_document",
+      reason: expect.stringMatching(/already bound to another account/) as unknown,
+    });
+    const put = await fetch(`${b.clientUrl}/_medmesh/identity/v1/document`, {
+      method: "PUT",
+      headers: { authorization: `Bearer ${brenda.accessToken}`, "content-type": "image/jpeg" },
+      body: JPEG_WITH_GPS,
+    });
+    expect(put.status).toBe(200);
+    expect((await api(adminUser, "GET", reviews)).body).toEqual({
+      reviews: [expect.objectContaining({ user_id: brenda.userId, conflict: { user_id: bram.userId } })],
+    });
+    expect(
+      (
+        await api(adminUser, "POST", `${reviews}/${encodeURIComponent(brenda.userId)}`, {
+          decision: "reject",
+          reason: "Not the person registered under this number",
+        })
+      ).body,
+    ).toMatchObject({ status: "rejected" });
+    expect(await seenBy(b, bram.userId)).toBe(true);
+    expect(await seenBy(b, brenda.userId)).toBe(false);
   });
 
   it("answers, exactly once, what was sent to the bot while the policy module was down, with the same device", async () => {

@@ -1,11 +1,8 @@
-import { spawn, type ChildProcess } from "node:child_process";
-import { openSync } from "node:fs";
-import { join } from "node:path";
 import { createStore } from "@medmesh/common";
-import { REPO_ROOT } from "@medmesh/deploy";
 import type { MatrixClient } from "matrix-js-sdk";
 import { afterAll, describe, expect, it } from "vitest";
 import { adminApi, useTestNetwork, waitUntil, withSynapseDb, type TestUser } from "../harness/index.ts";
+import { answers, killRepeatedly, serviceProcess } from "../harness/service-process.ts";
 
 // The appservice frame's catch-up, for the policy module: its appservice role is killed with
 // SIGKILL in the middle of a burst and started again (as a supervisor would), and every message
@@ -25,35 +22,20 @@ const net = useTestNetwork({
 const org = () => net().orgs[0]!;
 const admin = () => adminApi(org(), "policy-module");
 
-let child: ChildProcess | undefined;
-let starts = 0;
 /** Catch-ups counted by the processes killed so far (a killed process takes its metrics along). */
 let catchUpsBefore = 0;
 let foundMissingBefore = 0;
-
-async function startPolicyModule(): Promise<void> {
-  const log = openSync(join(net().dataDir, `policy-module-process-${String(++starts)}.log`), "a");
-  child = spawn(process.execPath, ["policy-module/src/main.ts", "--config", org().paths.policyModuleConfig], {
-    cwd: REPO_ROOT,
-    stdio: ["ignore", log, log],
-  });
-  const started = child;
-  await waitUntil(
-    async () => {
-      if (started.exitCode !== null)
-        throw new Error(`the policy module exited with ${String(started.exitCode)}`);
-      // /health answers before the roles run: the proxy is the last to listen.
-      const up = (url: string) =>
-        fetch(url).then(
-          (r) => r.ok,
-          () => false,
-        );
-      return (await up(`${admin().url}/health`)) && up(`${org().clientUrl}/_matrix/client/versions`);
-    },
-    "the policy module process answers /health, and its proxy listens",
-    90_000,
-  );
-}
+const policyModule = serviceProcess({
+  service: "policy-module",
+  config: () => org().paths.policyModuleConfig,
+  dataDir: () => net().dataDir,
+  // /health answers before the roles run: the proxy is the last to listen.
+  ready: async () =>
+    (await answers(`${admin().url}/health`)) && answers(`${org().clientUrl}/_matrix/client/versions`),
+  readyTimeoutMs: 90_000,
+});
+const startPolicyModule = policyModule.start;
+const stop = policyModule.stop;
 
 /** Catch-ups this process counted (with `outcome`: those with that outcome). */
 async function catchUps(outcome = ""): Promise<number> {
@@ -63,31 +45,12 @@ async function catchUps(outcome = ""): Promise<number> {
     .reduce((n, m) => n + Number(m[2]), 0);
 }
 
-function stop(signal: "SIGKILL" | "SIGTERM"): Promise<void> {
-  const running = child;
-  if (!running || running.exitCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    running.once("exit", () => {
-      resolve();
-    });
-    running.kill(signal);
-  });
-}
 afterAll(() => stop("SIGKILL"));
 
 async function kill(): Promise<void> {
   catchUpsBefore += await catchUps().catch(() => 0);
   foundMissingBefore += await catchUps("found_missing").catch(() => 0);
   await stop("SIGKILL");
-}
-
-/** Kills the policy module `times` times at random moments 0.5–1.5 s apart, restarting it each time. */
-async function killRepeatedly(times: number): Promise<void> {
-  for (let i = 0; i < times; i++) {
-    await new Promise((r) => setTimeout(r, 500 + Math.random() * 1000));
-    await kill();
-    await startPolicyModule();
-  }
 }
 
 const asId = () => org().services.find((s) => s.name === "policy-module")?.registration.id ?? "";
@@ -219,7 +182,7 @@ describe(`retention index crash safety: kill -9 ×${String(KILLS)} during a ${St
       }
     };
     const sending = Promise.all(Array.from({ length: SENDERS }, (_, i) => sender(`s${String(i)}-`)));
-    await killRepeatedly(KILLS);
+    await killRepeatedly(KILLS, { kill, start: startPolicyModule });
     killing = false;
     await sending;
     // A last message after the last recovery: a transaction Synapse still holds back is found

@@ -7,7 +7,7 @@ import { REPO_ROOT, type RunningOrganisation } from "@medmesh/deploy";
 import {
   startBigTestServer,
   type BigTestRecord,
-} from "../../policy-module/src/identity/registries/big-test-server.ts";
+} from "../../policy-module/src/identity/registries/big/test-server.ts";
 import { verifyAttestation } from "../../policy-module/src/identity/attestation.ts";
 import { publicJwkOf } from "../../policy-module/src/trust/trust-list.ts";
 import {

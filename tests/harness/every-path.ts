@@ -87,8 +87,9 @@ export function everyPathKit(net: () => TestNetwork) {
       i: number,
       roomId: string,
       type: string,
+      stateKey = "",
     ): Promise<Record<string, unknown> | undefined> => {
-      return (await roomState(i, roomId)).find((e) => e.type === type && e.state_key === "")?.content;
+      return (await roomState(i, roomId)).find((e) => e.type === type && e.state_key === stateKey)?.content;
     },
     expectRefused: (a: Answer, reason: RegExp): void => {
       expect(a.status, JSON.stringify(a.body)).toBe(403);

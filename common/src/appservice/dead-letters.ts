@@ -208,6 +208,16 @@ export function createDeadLetters(d: {
       const found = await rows().where({ event_id: eventId }).first<Row | undefined>(COLUMNS);
       const row = found && toDeadLetter(found);
       if (!row) throw new ApiError("M_NOT_FOUND", "No dead letter with this event ID");
+      const retried = async (outcome: "handled" | "failed", error?: string) => {
+        counter.inc({ outcome: outcome === "handled" ? "retry_handled" : "retry_failed" });
+        await d.audit.record({
+          actor: d.botUserId,
+          action: "appservice.dead_letter_retry",
+          object: eventId,
+          outcome,
+          details: { service: d.service, room_id: row.room_id, type: row.type, ...(error ? { error } : {}) },
+        });
+      };
       try {
         const event = await fetchEvent(row);
         await handler([event], { events: [event] });
@@ -217,25 +227,11 @@ export function createDeadLetters(d: {
         await rows()
           .where({ event_id: eventId })
           .update({ error, last_failed_at: new Date(), attempts: d.knex.raw("attempts + 1") });
-        counter.inc({ outcome: "retry_failed" });
-        await d.audit.record({
-          actor: d.botUserId,
-          action: "appservice.dead_letter_retry",
-          object: eventId,
-          outcome: "failed",
-          details: { service: d.service, room_id: row.room_id, type: row.type, error },
-        });
+        await retried("failed", error);
         return { outcome: "failed", error };
       }
       await rows().where({ event_id: eventId }).delete();
-      counter.inc({ outcome: "retry_handled" });
-      await d.audit.record({
-        actor: d.botUserId,
-        action: "appservice.dead_letter_retry",
-        object: eventId,
-        outcome: "handled",
-        details: { service: d.service, room_id: row.room_id, type: row.type },
-      });
+      await retried("handled");
       return { outcome: "handled" };
     },
   };

@@ -16,6 +16,8 @@ export const ErrCode = {
   M_TOO_LARGE: 413,
   /** The same idempotency key with a different request (MedMesh's own code: Matrix has none). */
   "ORG.MEDMESH.IDEMPOTENCY_CONFLICT": 409,
+  /** A registration number already bound to another account of the organisation (MedMesh's own code). */
+  "ORG.MEDMESH.NUMBER_IN_USE": 409,
   M_LIMIT_EXCEEDED: 429,
   M_UNKNOWN: 500,
   M_UNAVAILABLE: 503,

@@ -1,4 +1,9 @@
-import { IdentityConfigSchema, LimitsOverrideSchema, RetentionConfigSchema } from "@medmesh/policy-module";
+import {
+  IdentityConfigSchema,
+  LimitsOverrideSchema,
+  pluginFor,
+  RetentionConfigSchema,
+} from "@medmesh/policy-module";
 import { z } from "zod";
 import { InteropVendorSchema } from "@medmesh/bridge";
 import { ServerNameSchema } from "@medmesh/common";
@@ -222,8 +227,18 @@ export const OrganisationSchema = z.object({
     ),
   require_id_document: z
     .boolean()
-    .default(false)
-    .describe("Ask for an ID document, reviewed by the organisation's admin, before a first verification."),
+    .default(true)
+    .describe(
+      "Ask self-registered clinicians for an ID document, reviewed by the organisation's admin, before a " +
+        "first verification (accounts of the organisation's single sign-on are never asked).",
+    ),
+  duplicate_number: z
+    .enum(["refuse", "review"])
+    .default("refuse")
+    .describe(
+      "A registration number already bound to another account of this organisation: refuse the claim, or " +
+        "send it to the admin's review with the conflict shown.",
+    ),
   sso: SsoSchema.optional(),
   demo_vendor: z
     .object({
@@ -309,7 +324,12 @@ export const DeploymentSchema = z
         "Set when the organisation runs in containers (docker-compose.yml); omit for processes on one host.",
       ),
     trust: DeploymentTrustSchema.prefault({}),
-    identity: IdentityConfigSchema.omit({ verified_clinicians: true, require_id_document: true, sso: true })
+    identity: IdentityConfigSchema.omit({
+      verified_clinicians: true,
+      require_id_document: true,
+      duplicate_number: true,
+      sso: true,
+    })
       .prefault({})
       .describe("Clinician identity for every organisation: registries, validity, re-verification."),
     retention: RetentionConfigSchema.prefault({}).describe(
@@ -412,14 +432,13 @@ function ssoProblems(
   }
   const registration = sso.claims.registration_number;
   if (registration) {
-    // BIG and RIZIV are adapters of their own; any other name is an imported extract's.
-    const name = registration.registry.toUpperCase();
-    const needs = name === "BIG" ? "big" : name === "RIZIV" ? "riziv" : "extract";
-    if (cfg.identity.registries[needs] === undefined) {
+    // The registry plug-ins say which names they answer for; an extract without its registry
+    // named can only tell from its file, so it is given the benefit of the doubt.
+    if (pluginFor(cfg.identity.registries, registration.registry) === undefined) {
       ctx.addIssue({
         code: "custom",
         path: [...path, "claims", "registration_number", "registry"],
-        message: `${registration.registry} needs identity.registries.${needs}, which is not configured`,
+        message: `${registration.registry} is not a registry of identity.registries (none of the configured registry plug-ins answers for it)`,
       });
     }
   }

@@ -16,6 +16,14 @@ const decider = createDecider({
   },
   verification: { isVerified: (u) => Promise.resolve(u === "@doc:a.example") },
   rooms: { allow_public_rooms: false },
+  groups: {
+    membership: (q) =>
+      Promise.resolve(
+        q.room_id === "!pharmacists:a.example" && q.user_id !== "@pharmacist:b.example"
+          ? { allowed: false, reason: "for pharmacists only" }
+          : { allowed: true },
+      ),
+  },
 });
 
 describe("decider", () => {
@@ -64,11 +72,40 @@ describe("decider", () => {
     expect(await create({ invite: ["@ok:a.example"], preset: "private_chat" })).toEqual({ allowed: true });
   });
 
-  it("joins: a room ID naming an untrusted server is refused; version 12 IDs name none", () => {
-    const join = (room_id: string) => decider.join({ user_id: "@x:a.example", room_id, is_invited: false });
-    expect(join("!abc:c.example").allowed).toBe(false);
-    expect(join("!abc:b.example").allowed).toBe(true);
-    expect(join("!abc:a.example").allowed).toBe(true);
-    expect(join("!opaqueRoomIdOfVersion12").allowed).toBe(true);
+  it("joins: a room ID naming an untrusted server is refused; version 12 IDs name none; groups decide theirs", async () => {
+    const join = async (room_id: string, user_id = "@x:a.example") =>
+      (await decider.join({ user_id, room_id, is_invited: false, membership: "join" })).allowed;
+    expect(await join("!abc:c.example")).toBe(false);
+    expect(await join("!abc:b.example")).toBe(true);
+    expect(await join("!abc:a.example")).toBe(true);
+    expect(await join("!opaqueRoomIdOfVersion12")).toBe(true);
+    expect(await join("!pharmacists:a.example")).toBe(false);
+    expect(await join("!pharmacists:a.example", "@pharmacist:b.example")).toBe(true);
+    // The same rule for an invite into the group, a knock, and another server's join.
+    const invite = (invitee: string) =>
+      decider.invite({ inviter: "@x:a.example", invitee, room_id: "!pharmacists:a.example", via: "local" });
+    expect(await invite("@gp:b.example")).toEqual({ allowed: false, reason: "for pharmacists only" });
+    expect((await invite("@pharmacist:b.example")).allowed).toBe(true);
+    const knock = await decider.join({
+      user_id: "@gp:b.example",
+      room_id: "!pharmacists:a.example",
+      is_invited: false,
+      membership: "knock",
+    });
+    expect(knock.allowed).toBe(false);
+    const listing = (content: Record<string, unknown>) =>
+      decider.stateEvent({
+        type: "org.medmesh.group",
+        state_key: "",
+        sender: "@x:a.example",
+        room_id: "!r:a.example",
+        content,
+      });
+    expect(listing({ listed: true, professions: ["pharmacist"] })).toEqual({ allowed: true });
+    expect(listing({ listed: "yes" })).toMatchObject({
+      allowed: false,
+      reason: expect.stringMatching(/listed/) as unknown,
+    });
+    expect(listing({ listed: true, scope: "world" }).allowed).toBe(false);
   });
 });

@@ -1,6 +1,7 @@
 import type { Verification } from "../identity/verification.ts";
 import { serverOf, type Decision, type InviteGate, type TrustView } from "../proxy/policy.ts";
-import { checkRoomState, presetJoinRule, type RoomRulesPolicy } from "../rooms/rules.ts";
+import { checkListing, GROUP_EVENT, type MembershipQuestion } from "../groups/index.ts";
+import { checkRoomState, presetJoinRule, type RoomRulesPolicy, type StateContent } from "../rooms/rules.ts";
 import type {
   CreateRoomQuestion,
   InviteQuestion,
@@ -18,6 +19,8 @@ export interface DeciderDeps {
   invites: InviteGate;
   verification: Verification;
   rooms: RoomRulesPolicy;
+  /** Who may knock on and join the group directory's rooms (groups/). */
+  groups: { membership(q: MembershipQuestion): Promise<Decision> };
   /** Single sign-on with the organisation's identity provider (identity/sso.ts), when configured. */
   sso?: {
     claims(q: SsoClaimsQuestion): Promise<Decision>;
@@ -30,7 +33,7 @@ export interface Decider {
   invite(q: InviteQuestion): Promise<Decision>;
   threepidInvite(q: ThreepidInviteQuestion): Decision;
   createRoom(q: CreateRoomQuestion): Promise<Decision>;
-  join(q: JoinQuestion): Decision;
+  join(q: JoinQuestion): Promise<Decision>;
   publish(q: PublishQuestion): Promise<Decision>;
   stateEvent(q: StateQuestion): Decision;
   ssoClaims(q: SsoClaimsQuestion): Promise<Decision>;
@@ -65,10 +68,21 @@ export function createDecider(d: DeciderDeps): Decider {
         };
       }
     }
+    if (q.room_id) {
+      const group = await d.groups.membership({
+        user_id: q.invitee,
+        room_id: q.room_id,
+        membership: "invite",
+      });
+      if (!group.allowed) return group;
+    }
     // A remote invitee's own organisation decides on its inbound invite.
     if (serverOf(q.invitee) !== d.serverName) return ALLOWED;
     return d.invites.check(q.inviter, q.invitee);
   };
+
+  const stateEvent = (e: StateContent): Decision =>
+    e.type === GROUP_EVENT ? checkListing(e.content) : checkRoomState(e, d.rooms);
 
   const publish = async (userId: string): Promise<Decision> =>
     (await d.verification.isVerified(userId))
@@ -92,7 +106,7 @@ export function createDecider(d: DeciderDeps): Decider {
         state.push({ type: "m.room.join_rules", content: { join_rule: joinRule } });
       }
       for (const event of state) {
-        const decision = checkRoomState(event, d.rooms);
+        const decision = stateEvent(event);
         if (!decision.allowed) return decision;
       }
       if (config.visibility === "public") {
@@ -107,16 +121,20 @@ export function createDecider(d: DeciderDeps): Decider {
       }
       return ALLOWED;
     },
-    join({ room_id }) {
+    async join({ user_id, room_id, membership }) {
       // Room IDs before room version 12 name their creating server; later ones do not, and Synapse's
       // federation whitelist (the trust list) then refuses the remote join itself.
       const server = untrusted(room_id);
-      return server === undefined
-        ? ALLOWED
-        : { allowed: false, reason: `Cannot join ${room_id}: ${server} is not on this network's trust list` };
+      if (server !== undefined) {
+        return {
+          allowed: false,
+          reason: `Cannot join ${room_id}: ${server} is not on this network's trust list`,
+        };
+      }
+      return d.groups.membership({ user_id, room_id, membership });
     },
     publish: ({ user_id }) => publish(user_id),
-    stateEvent: (q) => checkRoomState(q, d.rooms),
+    stateEvent,
     ssoClaims: (q) => (d.sso ? d.sso.claims(q) : Promise.resolve(NO_SSO)),
     ssoLogin: (q) => (d.sso ? d.sso.login(q) : Promise.resolve(NO_SSO)),
   };

@@ -18,7 +18,16 @@ export const QUESTIONS = {
   /** user_may_send_3pid_invite: an invitation by e-mail or phone number (the address is not sent). */
   invite_3pid: z.object({ inviter: MatrixId("@"), room_id: MatrixId("!") }),
   create_room: z.object({ user_id: MatrixId("@"), config: z.record(z.string(), z.unknown()) }),
-  join: z.object({ user_id: MatrixId("@"), room_id: MatrixId("!"), is_invited: z.boolean() }),
+  /**
+   * user_may_join_room (a local user's join), and from check_event_for_spam a knock (any server's)
+   * or another server's join.
+   */
+  join: z.object({
+    user_id: MatrixId("@"),
+    room_id: MatrixId("!"),
+    is_invited: z.boolean(),
+    membership: z.enum(["join", "knock"]).default("join"),
+  }),
   publish: z.object({ user_id: MatrixId("@"), room_id: MatrixId("!") }),
   state_event: z.object({
     type: z.string(),

@@ -32,6 +32,8 @@ export const FHIR_PATH = "/_medmesh/fhir/r4/Practitioner";
 export interface Directory extends DirectoryGate, Verification {
   /** Answers a trusted peer's FHIR search (its signature is checked by the peer API). */
   serveFhir(ctx: ProxyContext): OwnResponse;
+  /** A verified clinician with their profession (local, or as their organisation says); undefined: not verified. */
+  clinician(userId: string): Promise<VerifiedClinician | undefined>;
 }
 
 /**
@@ -104,6 +106,7 @@ export function createDirectory(deps: {
   const toResult = (c: VerifiedClinician) => ({ user_id: c.user_id, display_name: c.display_name });
 
   return {
+    clinician: lookup,
     isVerified: (userId) =>
       serverOf(userId) === deps.serverName
         ? deps.clinicians.isVerified(userId)

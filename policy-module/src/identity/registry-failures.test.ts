@@ -5,9 +5,9 @@ import { createAuditLog, createLogger, createStore, type Store } from "@medmesh/
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { verificationRecords } from "./records.ts";
-import { createBigRegistry } from "./registries/big.ts";
-import { startBigTestServer, type BigTestMode, type BigTestServer } from "./registries/big-test-server.ts";
-import { openRegistryExtract } from "./registries/extract.ts";
+import { createBigRegistry } from "./registries/big/client.ts";
+import { startBigTestServer, type BigTestMode, type BigTestServer } from "./registries/big/test-server.ts";
+import { openRegistryExtract } from "./registries/extract/extract.ts";
 import type { RegistryAdapter } from "./registries/types.ts";
 import { createReverifier } from "./reverify.ts";
 import { IDENTITY_MIGRATIONS } from "./migrations.ts";
@@ -22,7 +22,10 @@ const clinician = (n: number) => ({
   mailingName: `A. Arts${String(n)}`,
   professionCode: "01",
 });
-const CLINICIANS = [1, 2, 3].map(clinician);
+// One registration number binds one account: each case gets clinicians of its own.
+const CASE = (k: number) => [1, 2, 3].map((i) => clinician(k * 3 + i));
+const CLINICIANS = CASE(0);
+const ALL = [0, 1, 2, 3].flatMap(CASE);
 const silent = createLogger("test", "silent");
 
 describe("registries that fail", () => {
@@ -35,7 +38,7 @@ describe("registries that fail", () => {
       { type: "pglite", data_dir: join(dir, "store") },
       { migrations: IDENTITY_MIGRATIONS },
     );
-    big = await startBigTestServer(CLINICIANS);
+    big = await startBigTestServer(ALL);
   });
   afterAll(async () => {
     await big.stop();
@@ -66,13 +69,14 @@ describe("registries that fail", () => {
   const bigRegistry = () =>
     new Map([["BIG", createBigRegistry({ url: big.url, timeoutMs: 1000, maxAnswerBytes: 64 * 1024 })]]);
 
-  it.each<[BigTestMode, RegExp]>([
-    ["huge", /could not be reached \(malformed\)/],
-    ["malformed", /could not be reached \(malformed\)/],
-    ["slow", /could not be reached \(timeout\)/],
+  it.each<[BigTestMode, RegExp, number]>([
+    ["huge", /could not be reached \(malformed\)/, 0],
+    ["malformed", /could not be reached \(malformed\)/, 1],
+    ["slow", /could not be reached \(timeout\)/, 2],
   ])(
     "a registry answering %s: every check stays pending, and a run checks every clinician",
-    async (mode, why) => {
+    async (mode, why, k) => {
+      const CLINICIANS = CASE(k);
       const { verifier, reverifier, records } = setup(bigRegistry());
       big.setMode(mode);
       const heapBefore = process.memoryUsage().rss;
@@ -109,8 +113,8 @@ describe("registries that fail", () => {
     const first = setup(bigRegistry());
     await first.verifier.start("@kept:nl.example", {
       registry: "BIG",
-      number: CLINICIANS[0]!.number,
-      claimed_name: CLINICIANS[0]!.mailingName,
+      number: CASE(3)[0]!.number,
+      claimed_name: CASE(3)[0]!.mailingName,
     });
     // The same store, now with no registry at all: the BIG record cannot be checked.
     const without = setup(new Map());

@@ -12,10 +12,7 @@ import { describeChange, verificationConversation } from "./bot-commands.ts";
 import { storedClinicians } from "./clinicians.ts";
 import { identityDocuments, verificationRecords, type VerificationRecord } from "./records.ts";
 import { createRoomBadges, type BadgeContent } from "./room-badges.ts";
-import { createBigRegistry } from "./registries/big.ts";
-import { openRegistryExtract } from "./registries/extract.ts";
-import { createRizivRegistry } from "./registries/riziv.ts";
-import type { RegistryAdapter } from "./registries/types.ts";
+import { createRegistries } from "./registries/index.ts";
 import { ATTESTATION_PATH, createRemoteVerification } from "./remote.ts";
 import { createReverifier } from "./reverify.ts";
 import { configuredClinicians, type IdentityConfig, type LocalClinicians } from "./verification.ts";
@@ -49,28 +46,7 @@ export interface IdentityDeps {
  * clinicians (for the proxy), attestations for other organisations, and re-verification.
  */
 export async function startIdentity(config: IdentityConfig, d: IdentityDeps) {
-  const registries = new Map<string, RegistryAdapter>();
-  const add = (a: RegistryAdapter): void => {
-    registries.set(a.registry.toUpperCase(), a);
-  };
-  if (config.registries.big)
-    add(
-      createBigRegistry({
-        url: config.registries.big.url,
-        timeoutMs: config.registries.big.timeout_ms,
-        maxAnswerBytes: config.registries.big.max_answer_bytes,
-      }),
-    );
-  if (config.registries.riziv)
-    add(
-      createRizivRegistry({
-        url: config.registries.riziv.url,
-        timeoutMs: config.registries.riziv.timeout_ms,
-        maxAnswerBytes: config.registries.riziv.max_answer_bytes,
-      }),
-    );
-  const extract = config.registries.extract && openRegistryExtract(config.registries.extract, d.log);
-  if (extract) add(extract);
+  const registries = createRegistries(config.registries, { log: d.log });
 
   const records = verificationRecords(d.store.knex);
   const stored = await storedClinicians(records);
@@ -182,6 +158,14 @@ export async function startIdentity(config: IdentityConfig, d: IdentityDeps) {
     log: d.log,
     validityMs: config.validity_hours * 3_600_000,
     requireDocument: config.require_id_document,
+    duplicateNumber: config.duplicate_number,
+    accountGone: async (userId: string) => {
+      // Unknown or unreachable: the number stays bound (the safe side).
+      const user = await d.admin
+        .request<{ deactivated?: boolean }>("GET", `/_synapse/admin/v2/users/${encodeURIComponent(userId)}`)
+        .catch(() => ({ deactivated: false }));
+      return user.deactivated === true;
+    },
     documents,
     ...(config.sso
       ? {
@@ -279,6 +263,8 @@ export async function startIdentity(config: IdentityConfig, d: IdentityDeps) {
             registered_name: r.registered_name,
             claimed_name: r.claimed_name,
             since: r.updated_at.toISOString(),
+            // The account that holds the number this one claims (identity.duplicate_number: review).
+            ...(r.conflict_with === undefined ? {} : { conflict: { user_id: r.conflict_with } }),
           })),
         },
       };

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { RegistriesConfigSchema } from "./registries/index.ts";
 
 /** Whether a user is a verified clinician. The proxy's directory and invite rules see only this. */
 export interface Verification {
@@ -15,17 +16,6 @@ export const VerifiedClinicianSchema = z.object({
   user_id: z.string().regex(/^@[^:]+:.+$/, "must be a Matrix user ID"),
   display_name: z.string().min(1),
   profession: z.string().min(1).describe("e.g. 'physician', 'nurse', 'pharmacist'"),
-});
-
-const RegistryEndpoint = z.object({
-  url: z.url({ protocol: /^https?$/ }).describe("The registry's web service."),
-  timeout_ms: z.number().int().positive().default(5000).describe("How long one look-up may take."),
-  max_answer_bytes: z
-    .number()
-    .int()
-    .positive()
-    .default(1024 * 1024)
-    .describe("Largest answer read from the registry; a larger one leaves the check pending."),
 });
 
 /** Written by the generator from the organisation's `sso` section (deployment config). */
@@ -66,39 +56,22 @@ export type SsoIdentityConfig = z.output<typeof SsoIdentityConfigSchema>;
 
 export const IdentityConfigSchema = z
   .object({
-    registries: z
-      .object({
-        big: RegistryEndpoint.optional()
-          .describe("Dutch BIG-register (CIBG SOAP service ListHcpApprox4, WSDL OpenbaarV4).")
-          .meta({
-            examples: [{ url: "https://api.bigregister.nl/zksrv/soap/4", timeout_ms: 5000 }],
-          }),
-        riziv: RegistryEndpoint.optional().describe(
-          "Belgian RIZIV/INAMI registry endpoint (MedMesh's JSON adapter contract).",
-        ),
-        extract: z
-          .object({
-            file: z.string().describe("CSV or JSON registry extract; re-read when it changes."),
-            registry: z
-              .string()
-              .min(1)
-              .optional()
-              .describe(
-                "The registry the extract holds (e.g. BIG). Set it so that a broken file at start-up leaves " +
-                  "checks against that registry pending instead of unknown; it must match the file.",
-              ),
-          })
-          .optional()
-          .describe("An imported registry extract (closed networks, other countries)."),
-      })
-      .prefault({})
-      .describe("The registries this organisation verifies clinicians against."),
+    registries: RegistriesConfigSchema,
     require_id_document: z
       .boolean()
-      .default(false)
+      .default(true)
       .describe(
-        "Ask for an ID document after a successful registry check; the organisation's admin reviews it " +
-          "(approve/reject) before the first verification. The document is deleted after the decision.",
+        "Ask a self-registered clinician for an ID document after a successful registry check; the " +
+          "organisation's admin reviews it (approve/reject) before the first verification. The document is " +
+          "deleted after the decision. Accounts of the organisation's single sign-on are never asked.",
+      ),
+    duplicate_number: z
+      .enum(["refuse", "review"])
+      .default("refuse")
+      .describe(
+        "A registration number already bound to another account of this organisation: refuse the claim " +
+          "(409 ORG.MEDMESH.NUMBER_IN_USE, nothing stored), or send it to the admin's review with the " +
+          "conflict shown (an ID document is asked for first).",
       ),
     id_document: z
       .object({

@@ -7,20 +7,27 @@ import { verificationConversation } from "./bot-commands.ts";
 import { IDENTITY_MIGRATIONS } from "./migrations.ts";
 import { identityDocuments, verificationRecords } from "./records.ts";
 import { createReverifier } from "./reverify.ts";
-import { createRizivRegistry, rizivCheckDigits } from "./registries/riziv.ts";
-import { startRizivTestServer, type RizivTestServer } from "./registries/riziv-test-server.ts";
+import { createRizivRegistry, rizivCheckDigits } from "./registries/riziv/client.ts";
+import { startRizivTestServer, type RizivTestServer } from "./registries/riziv/test-server.ts";
 import { createVerifier } from "./verifier.ts";
 import { Registry } from "prom-client";
 
 // A physician's RIZIV number with correct check digits (base 112345, qualification 000).
 const number = (base: string, q = "000"): string => `${base}${rizivCheckDigits(base).mod97}${q}`;
 const MARIE = number("112345");
+// One number binds one account: the cases that are about other things use numbers of their own.
+const [SSO, TYPED, SELF, BOT] = ["112346", "112347", "112348", "112349"].map((b) => number(b)) as [
+  string,
+  string,
+  string,
+  string,
+];
 
 describe("verification workflow (store, audit, registry adapter)", () => {
   let store: Store;
   let riziv: RizivTestServer;
-  const practitioner = (status: string) => ({
-    number: MARIE,
+  const practitioner = (status: string, n = MARIE) => ({
+    number: n,
     firstName: "Marie",
     lastName: "Dubois",
     profession: "physician",
@@ -34,7 +41,10 @@ describe("verification workflow (store, audit, registry adapter)", () => {
       { type: "pglite", data_dir: mkdtempSync(join(tmpdir(), "medmesh-identity-")) },
       { migrations: IDENTITY_MIGRATIONS },
     );
-    riziv = await startRizivTestServer([practitioner("active") as never], { delayMs: 2000 });
+    riziv = await startRizivTestServer(
+      [MARIE, SSO, TYPED, SELF, BOT].map((n) => practitioner("active", n) as never),
+      { delayMs: 2000 },
+    );
   });
   afterAll(async () => {
     await riziv.stop();
@@ -127,7 +137,7 @@ describe("verification workflow (store, audit, registry adapter)", () => {
     // The organisation wants ID documents from self-registered clinicians; its SSO proves identity.
     const { verifier, records, audit, changes } = setup(true, { "@sso-typed:be.example": "oidc-b" });
     const user = "@sso:be.example";
-    const claimed = { registry: "RIZIV", number: MARIE, claimed_name: "Marie Dubois" };
+    const claimed = { registry: "RIZIV", number: SSO, claimed_name: "Marie Dubois" };
     expect(await verifier.fromOrganisation(user, claimed, "oidc-b")).toMatchObject({ status: "verified" });
     expect(await verifier.status(user)).toMatchObject({
       status: "verified",
@@ -142,10 +152,16 @@ describe("verification workflow (store, audit, registry adapter)", () => {
 
     // A number typed by an SSO account (no claim configured): proven as well, no document asked.
     expect(
-      await verifier.start("@sso-typed:be.example", { ...claimed, claimed_name: "M. Dubois" }),
+      await verifier.start("@sso-typed:be.example", { ...claimed, number: TYPED, claimed_name: "M. Dubois" }),
     ).toMatchObject({ status: "verified" });
     // A self-registered one waits for the document.
-    expect(await verifier.start("@self:be.example", claimed)).toMatchObject({ status: "awaiting_document" });
+    expect(await verifier.start("@self:be.example", { ...claimed, number: SELF })).toMatchObject({
+      status: "awaiting_document",
+    });
+    // The SSO account's number is bound to it: another account's claim is refused.
+    await expect(verifier.start("@other:be.example", claimed)).rejects.toMatchObject({
+      errcode: "ORG.MEDMESH.NUMBER_IN_USE",
+    });
     expect((await verifier.status("@self:be.example"))?.identity_proven_by).toBeUndefined();
 
     // A claim that is not a valid number is a rejection with a reason, stored, not an error.
@@ -196,7 +212,10 @@ describe("verification workflow (store, audit, registry adapter)", () => {
     expect(await file("@marie2:be.example", "image/jpeg", Buffer.from("x"))).toMatch(/Nothing was stored/);
 
     // Name from the display name; the organisation asks for an ID document.
-    expect(await text("@marie2:be.example", `verify riziv ${MARIE.slice(0, 5)} ${MARIE.slice(5)}`)).toMatch(
+    expect(await text("@marie2:be.example", `verify riziv ${SSO}`)).toMatch(
+      /could not start the check: This registration number is already bound to another account/,
+    );
+    expect(await text("@marie2:be.example", `verify riziv ${BOT.slice(0, 5)} ${BOT.slice(5)}`)).toMatch(
       /checked your RIZIV registration[\s\S]*send me a photo or scan.*image\/jpeg/,
     );
     expect(await file("@marie2:be.example", "application/zip", Buffer.from("x"))).toMatch(

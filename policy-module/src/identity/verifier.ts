@@ -1,14 +1,17 @@
 import { ApiError, type AuditLog } from "@medmesh/common";
 import type { Logger } from "pino";
 import type { VerifiedClinician } from "./verification.ts";
-import type {
-  IdentityDocuments,
-  VerificationRecord,
-  VerificationRecords,
-  VerificationStatus,
+import {
+  NumberInUseError,
+  NUMBER_IN_USE_MESSAGE,
+  type IdentityDocuments,
+  type VerificationRecord,
+  type VerificationRecords,
+  type VerificationStatus,
 } from "./records.ts";
-import { matchesRegisteredName } from "./registries/name-match.ts";
-import { RegistryUnavailableError, type RegistryAdapter, type RegistryRecord } from "./registries/types.ts";
+import { applyAnswer } from "./answer.ts";
+import { createNumberClaims } from "./number-claims.ts";
+import { RegistryUnavailableError, type RegistryAdapter } from "./registries/types.ts";
 
 export interface VerificationRequest {
   registry: string;
@@ -38,6 +41,13 @@ export interface VerifierDeps {
   identityProvider?: (userId: string) => Promise<string | undefined>;
   /** The organisation's name, as "identity proven by …" names it. */
   organisationName?: string;
+  /**
+   * A number another account of the organisation holds: refused (default) or sent to the admin's
+   * review with the conflict shown (identity.duplicate_number).
+   */
+  duplicateNumber?: "refuse" | "review";
+  /** Is this account deactivated (Synapse)? Its number is then released to whoever claims it. */
+  accountGone?: (userId: string) => Promise<boolean>;
 }
 
 const ACTOR = (server: string): string => `@medmesh:${server}`;
@@ -85,47 +95,6 @@ export function createVerifier(d: VerifierDeps) {
     });
   };
 
-  /** Applies the registry's answer (or its absence) to a record. */
-  const apply = (
-    r: VerificationRecord,
-    answer: RegistryRecord | undefined,
-    now: Date,
-  ): VerificationRecord => {
-    const failed = (reason: string): VerificationRecord => ({
-      ...r,
-      status: r.status === "verified" ? "revoked" : "rejected",
-      reason,
-      expires_at: null,
-    });
-    if (!answer) return failed("The registry does not know this registration number");
-    if (answer.status !== "active") {
-      return failed(
-        `The registry lists this registration as ${answer.status === "struck_off" ? "struck off" : "suspended"}`,
-      );
-    }
-    const name = matchesRegisteredName(r.claimed_name, answer.name);
-    if (!name.ok) return failed(name.reason);
-    // A first verification waits for the admin's look at an ID document where the organisation
-    // asks for one, unless the organisation's own identity provider proved who the person is.
-    const needsDocument = d.requireDocument && r.status === "pending" && r.identity_provider === null;
-    return {
-      ...r,
-      status: needsDocument ? "awaiting_document" : "verified",
-      reason: null,
-      registered_name: answer.name.full,
-      profession: answer.profession,
-      specialisms: answer.specialisms,
-      verified_at: r.status === "verified" && r.verified_at ? r.verified_at : now,
-      expires_at: needsDocument ? null : new Date(now.getTime() + d.validityMs),
-      ...(needsDocument
-        ? {
-            reason:
-              "The registry confirmed your registration; upload an ID document for the organisation's admin to review",
-          }
-        : {}),
-    };
-  };
-
   /** One registry check of a stored record; `actor` is who asked (the user, or the scheduled job). */
   const check = async (
     record: VerificationRecord,
@@ -142,11 +111,11 @@ export function createVerifier(d: VerifierDeps) {
           `this organisation no longer checks ${record.registry}`,
         );
       const answer = await registry.lookup(record.registration_number);
-      next = { ...apply(record, answer, now), attempts: 0 };
+      next = { ...applyAnswer(record, answer, now, answerRules), attempts: 0 };
     } catch (err) {
       if (!(err instanceof RegistryUnavailableError)) throw err;
       d.log.warn(
-        { user_id: record.user_id, registry: record.registry, kind: err.kind },
+        { user_id: record.user_id, registry: record.registry, kind: err.kind, reason: err.message },
         "registry unavailable",
       );
       // Unreachable is never a reason to extend: a verified record keeps its expiry, and runs out.
@@ -215,13 +184,36 @@ export function createVerifier(d: VerifierDeps) {
     identity_provider: identityProvider,
   });
 
+  const answerRules = { requireDocument: d.requireDocument === true, validityMs: d.validityMs };
+  const claims = createNumberClaims({
+    records: d.records,
+    audit: d.audit,
+    auditRecord: audit,
+    ...(d.onChange ? { onChange: d.onChange } : {}),
+    duplicateNumber: d.duplicateNumber ?? "refuse",
+    ...(d.accountGone ? { accountGone: d.accountGone } : {}),
+    validityMs: d.validityMs,
+    actor: ACTOR(d.serverName),
+  });
+
   const begin = async (
     record: VerificationRecord,
     actor: string,
     known?: VerificationRecord,
   ): Promise<VerificationOutcome> => {
     const previous = known ?? (await d.records.get(record.user_id));
-    const checked = await check(record, actor, record.updated_at);
+    const holder = await claims.holderOf(record);
+    const claimed = holder === undefined ? record : await claims.conflicted(record, holder, actor);
+    let checked: VerificationRecord;
+    try {
+      checked = await check(claimed, actor, record.updated_at);
+    } catch (err) {
+      // Another request bound the number between our look-up and our write (the store's index).
+      if (!(err instanceof NumberInUseError)) throw err;
+      const winner = await claims.holderOf(claimed);
+      if (winner === undefined) throw err;
+      checked = await check(await claims.conflicted(claimed, winner, actor), actor, record.updated_at);
+    }
     if (previous?.status === "verified" && checked.status !== "verified") d.onChange?.(checked, actor);
     return outcomeOf(checked);
   };
@@ -308,7 +300,23 @@ export function createVerifier(d: VerifierDeps) {
         d.onChange?.(rejected, ACTOR(d.serverName));
         return outcomeOf(rejected);
       }
-      return begin(record, ACTOR(d.serverName), previous);
+      try {
+        return await begin(record, ACTOR(d.serverName), previous);
+      } catch (err) {
+        if (!(err instanceof NumberInUseError)) throw err;
+        // The identity provider's claim cannot be refused to anyone: the account is told why.
+        const now = new Date();
+        const rejected: VerificationRecord = {
+          ...record,
+          status: "rejected",
+          reason: NUMBER_IN_USE_MESSAGE,
+          last_checked_at: now,
+          updated_at: now,
+        };
+        await d.records.put(rejected);
+        d.onChange?.(rejected, ACTOR(d.serverName));
+        return outcomeOf(rejected);
+      }
     },
     check,
     /** The user's ID document arrived: it goes to the admin's review queue. */
@@ -332,6 +340,12 @@ export function createVerifier(d: VerifierDeps) {
       reason: string,
       reviewer: string,
     ): Promise<VerificationOutcome> {
+      const current = await d.records.get(userId);
+      if (approve && current?.status === "in_review" && current.conflict_with !== undefined) {
+        const next = await claims.approve(current, reviewer);
+        await d.documents?.delete(userId);
+        return outcomeOf(next);
+      }
       const next = await transition(userId, "in_review", reviewer, "identity.review", (r, now) =>
         approve
           ? {

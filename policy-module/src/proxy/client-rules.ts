@@ -2,7 +2,14 @@ import { stripImageFile, walkerFor } from "../media/index.ts";
 import { PERMISSION_CONFIG_TYPE, parsePermissionConfig } from "../invites/index.ts";
 import { forbidden, Refusal, type ProxyContext } from "./context.ts";
 import type { ProxyConfig } from "./config.ts";
-import { isUserId, serverOf, type DirectoryGate, type InviteGate, type TrustView } from "./policy.ts";
+import {
+  isUserId,
+  serverOf,
+  type Decision,
+  type DirectoryGate,
+  type InviteGate,
+  type TrustView,
+} from "./policy.ts";
 import { CLIENT, MEDIA, route, type Route } from "./router.ts";
 
 export interface ClientRuleDeps {
@@ -14,6 +21,11 @@ export interface ClientRuleDeps {
   onStripped: (removed: string[]) => void;
   /** The organisation's MedMesh bot, made admin of every room created through the proxy. */
   botUserId?: string;
+  /**
+   * Whether a user may knock on a room (the group directory's rules). Synapse has no decision
+   * point for a knock its own user makes, so the clear refusal is here; see docs/groups.md.
+   */
+  knock?: (q: { user_id: string; room_id: string; membership: "knock" }) => Promise<Decision>;
 }
 
 const MEGOLM = "m.megolm.v1.aes-sha2";
@@ -67,9 +79,18 @@ export function clientRules(d: ClientRuleDeps): Route[] {
       checkInvite((await ctx.json(limit)).user_id);
       return undefined;
     }),
-    route("POST", `${CLIENT}/(?:join|knock)/{}`, (ctx, [target = ""]) => {
+    route("POST", `${CLIENT}/join/{}`, (ctx, [target = ""]) => {
       checkJoin(ctx, target);
       return Promise.resolve(undefined);
+    }),
+    route("POST", `${CLIENT}/knock/{}`, async (ctx, [target = ""]) => {
+      checkJoin(ctx, target);
+      // An alias is resolved by Synapse; the room's organisation decides on the knock then.
+      if (!d.knock || !target.startsWith("!")) return undefined;
+      const requester = await ctx.requireRequester();
+      const decision = await d.knock({ user_id: requester.userId, room_id: target, membership: "knock" });
+      if (!decision.allowed) throw forbidden(decision.reason);
+      return undefined;
     }),
     route("POST", `${CLIENT}/rooms/{}/join`, (ctx, [target = ""]) => {
       checkJoin(ctx, target);

@@ -320,7 +320,7 @@ const medmesh = (listener: Listener, methods: Methods, path: string) => ({
   listener,
 });
 
-// MedMesh's own routes: identity/service.ts and console/ (client), start.ts and identity/service.ts (peers).
+// MedMesh's own routes: identity/service.ts, groups/routes.ts and console/ (client), start.ts, identity and groups (peers).
 const medmeshEndpoints = [
   medmesh("client", ["GET", "POST"], "/_medmesh/identity/v1/verification"),
   medmesh("client", "PUT", "/_medmesh/identity/v1/document"),
@@ -331,6 +331,8 @@ const medmeshEndpoints = [
   medmesh("client", ["POST", "PUT", "DELETE"], "/_medmesh/console/api/v1/{rest...}"),
   medmesh("federation", "GET", "/_medmesh/fhir/r4/Practitioner"),
   medmesh("federation", "GET", "/_medmesh/identity/v1/(attestations/{userId}|jwks)"),
+  medmesh("client", "GET", "/_medmesh/groups/v1/directory"),
+  medmesh("federation", "GET", "/_medmesh/groups/v1/directory"),
 ];
 
 export const ENDPOINTS: readonly EndpointEntry[] = [

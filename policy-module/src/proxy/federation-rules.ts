@@ -1,5 +1,5 @@
 import { forbidden, Refusal, type OwnResponse, type ProxyContext } from "./context.ts";
-import { serverOf, type TrustView } from "./policy.ts";
+import { serverOf, type Decision, type TrustView } from "./policy.ts";
 import { route, type Route } from "./router.ts";
 
 export interface FederationRuleDeps {
@@ -8,6 +8,12 @@ export interface FederationRuleDeps {
   bodyLimit: number;
   /** MedMesh's own federation-side API (the directory's FHIR search), answered by the proxy. */
   medmesh: (ctx: ProxyContext, origin: string) => OwnResponse | Promise<OwnResponse>;
+  /**
+   * Whether another server's user may knock on or join a room here (the group directory's rules).
+   * Asked at make_knock/make_join, so that the user's own server gets the reason; Synapse's module
+   * decides again on the membership event itself.
+   */
+  membership?: (q: { user_id: string; room_id: string; membership: "knock" | "join" }) => Promise<Decision>;
 }
 
 export interface XMatrixAuth {
@@ -56,6 +62,17 @@ export function federationGate(d: FederationRuleDeps): {
       if (typeof event.sender !== "string" || serverOf(event.sender) !== origin) {
         throw forbidden("The inviter does not belong to the sending server");
       }
+      return undefined;
+    }),
+    route("GET", String.raw`^/_matrix/federation/v1/make_(knock|join)/{}/{}`, async (_ctx, params) => {
+      const [kind, roomId = "", userId = ""] = params.map((p) => decodeURIComponent(p));
+      if (!d.membership) return undefined;
+      const decision = await d.membership({
+        user_id: userId,
+        room_id: roomId,
+        membership: kind === "knock" ? "knock" : "join",
+      });
+      if (!decision.allowed) throw forbidden(decision.reason);
       return undefined;
     }),
   ];

@@ -34,6 +34,7 @@ export interface ProxyDeps {
   directory: DirectoryGate;
   /** MedMesh's federation-side API (directory FHIR search, attestations) for a trusted origin. */
   medmesh: FederationRuleDeps["medmesh"];
+  membership?: FederationRuleDeps["membership"];
   /** MedMesh's own client API (`/_medmesh/…`), answered by the proxy for authenticated users. */
   medmeshClientRoutes?: readonly Route[];
   botUserId?: string;
@@ -113,6 +114,7 @@ export async function startProxy(
       invites: deps.invites,
       directory: deps.directory,
       ...(deps.botUserId ? { botUserId: deps.botUserId } : {}),
+      ...(deps.membership ? { knock: deps.membership } : {}),
       onStripped: (removed) => {
         for (const kind of removed) stripped.inc({ kind });
       },
@@ -124,6 +126,7 @@ export async function startProxy(
     trust: deps.trust,
     bodyLimit: config.limits.federation_body_bytes,
     medmesh: deps.medmesh,
+    ...(deps.membership ? { membership: deps.membership } : {}),
   });
 
   const handle =

@@ -25,8 +25,11 @@ from . import remote_media
 
 logger = logging.getLogger(__name__)
 
-# State events whose content a room rule constrains (E2EE algorithm, join rule, history visibility).
-GUARDED_STATE = frozenset({"m.room.encryption", "m.room.join_rules", "m.room.history_visibility"})
+# State events whose content a room rule constrains (E2EE algorithm, join rule, history visibility,
+# the room's listing in the group directory).
+GUARDED_STATE = frozenset(
+    {"m.room.encryption", "m.room.join_rules", "m.room.history_visibility", "org.medmesh.group"}
+)
 
 SpamResult = Union[Literal["NOT_SPAM"], tuple[Codes, dict[str, Any]]]
 
@@ -124,13 +127,22 @@ class MedMeshPolicy:
                 "room_id": event.room_id,
                 "content": dict(event.content),
             }
+        if event.type != "m.room.member":
+            return None
+        membership = event.content.get("membership")
+        # A knock, local or from another server (send_knock or /send), and another server's join
+        # (send_join or /send): who may ask to join and join a group. Local joins were decided
+        # in user_may_join_room.
+        if membership == "knock" or (membership == "join" and not self._api.is_mine(event.sender)):
+            return "join", {
+                "user_id": event.state_key,
+                "room_id": event.room_id,
+                "is_invited": False,
+                "membership": membership,
+            }
         # Local invites were decided in user_may_invite; invites other servers send over /invite
         # in federated_user_may_invite. What is left: an invite a server puts inside /send.
-        if (
-            event.type == "m.room.member"
-            and event.content.get("membership") == "invite"
-            and not self._api.is_mine(event.sender)
-        ):
+        if membership == "invite" and not self._api.is_mine(event.sender):
             return "invite", {
                 "inviter": event.sender,
                 "invitee": event.state_key,

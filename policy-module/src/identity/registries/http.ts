@@ -1,3 +1,4 @@
+import { z } from "zod";
 import { RegistryUnavailableError } from "./types.ts";
 
 /** What a registry's answer to one look-up may weigh at most, unless configured (a few KiB is normal). */
@@ -36,3 +37,22 @@ const tooLarge = (registry: string, maxBytes: number) =>
     "malformed",
     `${registry} answered with more than ${String(maxBytes)} bytes (max_answer_bytes); the check stays pending`,
   );
+
+/** The config of a registry asked over the network, one look-up per check (BIG, RIZIV). */
+export function registryEndpointSchema(defaultRatePerSecond: number) {
+  return z.object({
+    url: z.url({ protocol: /^https?$/ }).describe("The registry's web service."),
+    timeout_ms: z.number().int().positive().default(5000).describe("How long one look-up may take."),
+    max_answer_bytes: z
+      .number()
+      .int()
+      .positive()
+      .default(DEFAULT_MAX_ANSWER_BYTES)
+      .describe("Largest answer read from the registry; a larger one leaves the check pending."),
+    rate_per_second: z
+      .number()
+      .positive()
+      .default(defaultRatePerSecond)
+      .describe("Look-ups per second at most, from this process, whoever asks (docs/identity.md)."),
+  });
+}

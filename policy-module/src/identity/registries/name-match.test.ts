@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { matchesRegisteredName } from "./name-match.ts";
+import { matchesRegisteredName, partnerNameForms } from "./name-match.ts";
 import type { RegisteredName } from "./types.ts";
 
 const deVries: RegisteredName = {
@@ -131,5 +131,60 @@ describe("matchesRegisteredName: refused", () => {
         expect(r.reason).toMatch(/^[A-Z]/);
       }
     }
+  });
+});
+
+describe("partner names the register carries", () => {
+  // Born Maria de Vries, married to a Jansen (BIG: BirthSurname Vries, Prefix de, PartnerName Jansen).
+  const maria: RegisteredName = {
+    full: "M. Jansen-de Vries",
+    initials: "M.",
+    prefix: "de",
+    surname: "Vries",
+    alternates: partnerNameForms({ prefix: "de", surname: "Vries" }, { surname: "Jansen" }),
+  };
+  // Born Eva Bakker, partner van den Berg.
+  const eva: RegisteredName = {
+    full: "E. van den Berg",
+    initials: "E.",
+    surname: "Bakker",
+    alternates: partnerNameForms({ surname: "Bakker" }, { prefix: "van den", surname: "Berg" }),
+  };
+
+  it.each([
+    ["M. de Vries", maria], // birth name
+    ["M. Jansen", maria], // partner name only
+    ["M. Jansen-de Vries", maria], // partner then own
+    ["M. de Vries-Jansen", maria], // own then partner
+    ["Maria Jansen - de Vries", maria],
+    ["Jansen-de Vries, M.", maria],
+    ["E. van den Berg", eva],
+    ["E. Bakker-van den Berg", eva],
+    ["E. van den Berg-Bakker", eva],
+    ["Berg, E. van den", eva],
+  ] as const)("accepts %s", (claimed, registered) => {
+    expect(matchesRegisteredName(claimed, registered)).toEqual({ ok: true });
+  });
+
+  it.each([
+    ["M. Pietersen", maria, /surname/],
+    ["M. Jansen-Pietersen", maria, /surname/],
+    ["M. Vries-Jansen", maria, /surname/], // own name without its prefix
+    ["P. Jansen", maria, /initials/],
+    ["E. Berg", eva, /prefix/],
+    ["E. de Berg", eva, /surname|prefix/],
+  ] as const)("refuses %s", (claimed, registered, reason) => {
+    const r = matchesRegisteredName(claimed, registered);
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.reason).toMatch(reason);
+  });
+
+  it("makes the forms Dutch name use allows, and none without a partner name", () => {
+    expect(partnerNameForms({ prefix: "de", surname: "Vries" }, { prefix: "van", surname: "Dam" })).toEqual([
+      { prefix: "van", surname: "Dam" },
+      { prefix: "van", surname: "Dam-de Vries" },
+      { prefix: "de", surname: "Vries-van Dam" },
+    ]);
+    expect(partnerNameForms({ surname: "Vries" }, { surname: " " })).toEqual([]);
   });
 });

@@ -6,7 +6,8 @@ import type { RegisteredName } from "./types.ts";
  * Tolerated: case, extra whitespace, diacritics ("Muller" for "Müller", also "Mueller"), initials for given
  * names ("J.A. de Vries" for Jan Albert), only some initials ("J. de Vries" for J.A.; "A. de Vries" when
  * A. is the call name), the surname prefix before or after ("Vries, J. de"), titles ("dr.", "prof."), and
- * one part of a hyphenated double surname ("Bakker" or "de Vries" for "Bakker-de Vries").
+ * one part of a hyphenated double surname ("Bakker" or "de Vries" for "Bakker-de Vries"), and the
+ * partner's name in the forms Dutch name use allows where the register carries it (alternates).
  * Refused: another surname, another or missing surname prefix ("Vries" is a different family from
  * "de Vries"), and initials the registered name does not have.
  *
@@ -253,7 +254,54 @@ function matchOnce(
   return { ok: true };
 }
 
+/**
+ * The surnames a person registered with a partner's name may go by, as Dutch name use allows
+ * (Basisregistratie Personen "naamgebruik"): the partner's name alone, partner's then own
+ * ("Jansen-de Vries"), own then partner's ("de Vries-Jansen"). Belgian practice writes the same
+ * double forms. Each comes with the prefix that leads it.
+ */
+export function partnerNameForms(
+  birth: { prefix?: string | undefined; surname: string },
+  partner: { prefix?: string | undefined; surname: string },
+): { prefix?: string; surname: string }[] {
+  const join = (p: string | undefined, s: string): string => [p?.trim(), s.trim()].filter((x) => x).join(" ");
+  const partnerSurname = partner.surname.trim();
+  if (partnerSurname === "") return [];
+  const lead = (prefix: string | undefined, surname: string) =>
+    prefix?.trim() ? { prefix: prefix.trim(), surname } : { surname };
+  return [
+    lead(partner.prefix, partnerSurname),
+    lead(partner.prefix, `${partnerSurname}-${join(birth.prefix, birth.surname)}`),
+    lead(birth.prefix, `${birth.surname.trim()}-${join(partner.prefix, partnerSurname)}`),
+  ];
+}
+
+/**
+ * The claimed name against every surname the register carries for the person: the birth name,
+ * and each of `alternates` (partner name forms, a feed's official or maiden name). A refusal
+ * gives the reason of a surname that matched (its prefix or initials did not), else the
+ * surname's.
+ */
 export function matchesRegisteredName(claimed: string, registered: RegisteredName): NameMatch {
+  const { prefix: _birthPrefix, alternates = [], ...rest } = registered;
+  const candidates: RegisteredName[] = [
+    registered,
+    ...alternates.map((alt) => ({
+      ...rest,
+      surname: alt.surname,
+      ...(alt.prefix ? { prefix: alt.prefix } : {}),
+    })),
+  ];
+  let refusal: NameMatch | undefined;
+  for (const candidate of candidates) {
+    const r = matchesOneName(claimed, candidate);
+    if (r.ok) return r;
+    if (refusal === undefined || (!refusal.ok && refusal.reason === SURNAME_REASON)) refusal = r;
+  }
+  return refusal ?? { ok: false, reason: SURNAME_REASON };
+}
+
+function matchesOneName(claimed: string, registered: RegisteredName): NameMatch {
   if (claimed.trim() === "") return { ok: false, reason: "No name was given" };
   if (registered.surname.trim() === "")
     return { ok: false, reason: "The registry holds no surname for this number" };

@@ -1,6 +1,6 @@
 import { createServer, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import type { RizivPractitioner } from "./riziv.ts";
+import type { RizivPractitioner } from "./client.ts";
 
 export type RizivTestServerMode = "normal" | "malformed" | "slow" | "http500";
 

@@ -5,10 +5,11 @@ import {
   createBigRegistry,
   normaliseBigNumber,
   readBigAnswer,
-} from "./big.ts";
-import { startBigTestServer, type BigTestRecord, type BigTestServer } from "./big-test-server.ts";
-import { RegistryUnavailableError } from "./types.ts";
-import { parseXml, type XmlElement } from "./xml.ts";
+} from "./client.ts";
+import { startBigTestServer, type BigTestRecord, type BigTestServer } from "./test-server.ts";
+import { matchesRegisteredName } from "../name-match.ts";
+import { RegistryUnavailableError } from "../types.ts";
+import { parseXml, type XmlElement } from "../xml.ts";
 
 const DAY = 86_400_000;
 const isoDay = (offsetDays: number): string =>
@@ -59,7 +60,20 @@ const ODD_GROUP: BigTestRecord = {
   professionCode: "77",
 };
 
-const ALL_NUMBERS = [ANN, OLD, SUS, ZED, PAST_SUS, INDEFINITE, LATER_END, ODD_GROUP].map((r) => r.number);
+/** Registered under her birth name de Vries, using her partner's name Jansen (PartnerName). */
+const MARIA: BigTestRecord = {
+  number: "89012345609",
+  initials: "M.",
+  prefix: "de",
+  surname: "Vries",
+  partnerSurname: "Jansen",
+  mailingName: "M. Jansen-de Vries",
+  professionCode: "01",
+};
+
+const ALL_NUMBERS = [ANN, OLD, SUS, ZED, PAST_SUS, INDEFINITE, LATER_END, ODD_GROUP, MARIA].map(
+  (r) => r.number,
+);
 /** No error message may carry a BIG number, in either written form. */
 function expectNoNumber(message: string): void {
   for (const n of ALL_NUMBERS) {
@@ -106,7 +120,17 @@ describe("BIG number format", () => {
 describe("BIG-register adapter against the test server", () => {
   let server: BigTestServer;
   beforeAll(async () => {
-    server = await startBigTestServer([ANN, OLD, SUS, ZED, PAST_SUS, INDEFINITE, LATER_END, ODD_GROUP]);
+    server = await startBigTestServer([
+      ANN,
+      OLD,
+      SUS,
+      ZED,
+      PAST_SUS,
+      INDEFINITE,
+      LATER_END,
+      ODD_GROUP,
+      MARIA,
+    ]);
   });
   afterAll(() => server.stop());
   const big = (timeoutMs = 2000) => createBigRegistry({ url: server.url, timeoutMs });
@@ -121,6 +145,27 @@ describe("BIG-register adapter against the test server", () => {
       specialisms: ["cardiology", "BIG specialism 999"],
       status: "active",
     });
+  });
+
+  it("reads the partner name (PartnerName, PartnerNamePrefix), and the name match accepts its forms", async () => {
+    const record = await big().lookup(MARIA.number);
+    expect(record?.name).toEqual({
+      full: "M. Jansen-de Vries",
+      surname: "Vries",
+      prefix: "de",
+      initials: "M.",
+      alternates: [
+        { surname: "Jansen" },
+        { surname: "Jansen-de Vries" },
+        { prefix: "de", surname: "Vries-Jansen" },
+      ],
+    });
+    const name = record?.name ?? { full: "", surname: "" };
+    for (const claimed of ["M. Jansen-de Vries", "M. de Vries-Jansen", "M. Jansen", "M. de Vries"])
+      expect(matchesRegisteredName(claimed, name), claimed).toEqual({ ok: true });
+    expect(matchesRegisteredName("M. Bakker", name).ok).toBe(false);
+    // Without a partner name in the answer, only the birth name and its parts.
+    expect((await big().lookup(ANN.number))?.name).not.toHaveProperty("alternates");
   });
 
   it("sends a well-formed SOAP 1.1 request that carries the number", async () => {

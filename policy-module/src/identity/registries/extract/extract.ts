@@ -7,14 +7,15 @@ import {
   type RegistryAdapter,
   type RegistryRecord,
   type RegistrationStatus,
-} from "./types.ts";
+} from "../types.ts";
+import { partnerNameForms } from "../name-match.ts";
 
 /*
  * A registry extract: a file an organisation or regional network imports when no registry can be asked
  * online (closed networks, registries of other countries) — and the embedded default of the local demo
  * network. CSV with the header
  *   registry,number,initials,prefix,surname,given,profession,specialisms,status
- * (specialisms separated by ";"), or JSON { registry?: string, records: [{ same fields }] }.
+ * (specialisms separated by ";"; optional columns partner_prefix,partner_surname), or JSON { registry?: string, records: [{ same fields }] }.
  * The file is re-read when its modification time or size changes, so an administrator can replace it
  * without restarting anything.
  */
@@ -34,7 +35,9 @@ const COLUMNS = [
   "specialisms",
   "status",
 ] as const;
-type Column = (typeof COLUMNS)[number];
+/** Columns a file may add: the partner's surname the person uses (matched in the forms Dutch name use allows). */
+const OPTIONAL_COLUMNS = ["partner_prefix", "partner_surname"] as const;
+type Column = (typeof COLUMNS)[number] | (typeof OPTIONAL_COLUMNS)[number];
 
 /** Separators people type in numbers; what remains must be letters and digits. */
 const SEPARATORS = /[\s.\-/]/g;
@@ -70,6 +73,8 @@ const rowSchema = z.object({
     .transform((s) => s.trim())
     .pipe(z.string().min(1, "the surname is empty")),
   given: optionalText,
+  partner_prefix: optionalText,
+  partner_surname: optionalText,
   profession: z
     .string()
     .transform((s) => s.trim())
@@ -163,7 +168,10 @@ function parseCsv(
 
 function csvRows(text: string, file: string): Row[] {
   const { header, rows } = parseCsv(text, file);
-  const unknown = header.filter((h) => !(COLUMNS as readonly string[]).includes(h));
+  const unknown = header.filter(
+    (h) =>
+      !(COLUMNS as readonly string[]).includes(h) && !(OPTIONAL_COLUMNS as readonly string[]).includes(h),
+  );
   const missing = COLUMNS.filter((c) => !header.includes(c));
   if (unknown.length > 0 || missing.length > 0) {
     throw new RegistryExtractError(
@@ -264,6 +272,14 @@ export function parseRegistryExtract(text: string, file: string): Loaded {
         ...(r.initials !== undefined ? { initials: r.initials } : {}),
         ...(r.prefix !== undefined ? { prefix: r.prefix } : {}),
         ...(r.given !== undefined ? { given: r.given } : {}),
+        ...(r.partner_surname !== undefined
+          ? {
+              alternates: partnerNameForms(
+                { prefix: r.prefix, surname: r.surname },
+                { prefix: r.partner_prefix, surname: r.partner_surname },
+              ),
+            }
+          : {}),
       },
       profession: r.profession,
       specialisms: r.specialisms,

@@ -1,6 +1,7 @@
 import { z } from "zod";
-import { RegistryUnavailableError, type RegistryAdapter, type RegistryRecord } from "./types.ts";
-import { DEFAULT_MAX_ANSWER_BYTES, readCappedText } from "./http.ts";
+import { RegistryUnavailableError, type RegistryAdapter, type RegistryRecord } from "../types.ts";
+import { DEFAULT_MAX_ANSWER_BYTES, readCappedText } from "../http.ts";
+import { partnerNameForms } from "../name-match.ts";
 
 /*
  * Belgian RIZIV/INAMI numbers (NIHDI professional numbers).
@@ -157,7 +158,7 @@ export function parseRizivNumber(input: string): RizivParseResult {
  * search, or its own records):
  *   GET {url}/practitioners/{11 digits}
  *   200 { number, firstName, lastName, profession, qualification, specialisms: string[],
- *         status: "active" | "suspended" | "struck_off" | "deceased" }
+ *         status: "active" | "suspended" | "struck_off" | "deceased", partnerLastName? }
  *   404 when the number is unknown.
  */
 export const rizivPractitionerSchema = z.object({
@@ -168,6 +169,8 @@ export const rizivPractitionerSchema = z.object({
   qualification: z.string(),
   specialisms: z.array(z.string()),
   status: z.enum(["active", "suspended", "struck_off", "deceased"]),
+  /** The partner's surname where the practitioner uses it (optional; matched as partner name forms). */
+  partnerLastName: z.string().optional(),
 });
 
 export type RizivPractitioner = z.infer<typeof rizivPractitionerSchema>;
@@ -193,6 +196,7 @@ function initialsOf(given: string): string {
 function toRecord(p: RizivPractitioner, normalised: string): RegistryRecord {
   const given = p.firstName.trim();
   const surname = p.lastName.trim();
+  const alternates = p.partnerLastName ? partnerNameForms({ surname }, { surname: p.partnerLastName }) : [];
   return {
     registry: "RIZIV",
     number: normalised,
@@ -201,6 +205,7 @@ function toRecord(p: RizivPractitioner, normalised: string): RegistryRecord {
       full: given ? `${given} ${surname}` : surname,
       surname,
       ...(given ? { given, initials: initialsOf(given) } : {}),
+      ...(alternates.length > 0 ? { alternates } : {}),
     },
     profession: p.profession,
     specialisms: p.specialisms,

@@ -1,12 +1,13 @@
-import { escapeXml, parseXml, type XmlElement } from "./xml.ts";
+import { escapeXml, parseXml, type XmlElement } from "../xml.ts";
 import {
   RegistryUnavailableError,
   type NumberCheck,
   type RegistryAdapter,
   type RegistryRecord,
   type RegistrationStatus,
-} from "./types.ts";
-import { DEFAULT_MAX_ANSWER_BYTES, readCappedText } from "./http.ts";
+} from "../types.ts";
+import { DEFAULT_MAX_ANSWER_BYTES, readCappedText } from "../http.ts";
+import { partnerNameForms } from "../name-match.ts";
 
 /*
  * The Dutch BIG-register through CIBG's public SOAP 1.1 service (WSDL "OpenbaarV4", port PublicV4Soap),
@@ -231,6 +232,13 @@ function recordOf(hcp: XmlElement, registration: XmlElement, number: string, now
 
   const prefix = textIn(hcp, "Prefix");
   const initials = textIn(hcp, "Initial");
+  // The register carries the partner's name where the person uses it (WSDL: PartnerName,
+  // PartnerNamePrefix, both optional); BirthSurname and Prefix are the birth name.
+  const partner = textIn(hcp, "PartnerName");
+  const partnerPrefix = textIn(hcp, "PartnerNamePrefix");
+  const alternates = partner
+    ? partnerNameForms({ prefix, surname }, { prefix: partnerPrefix, surname: partner })
+    : [];
   return {
     registry: "BIG",
     number,
@@ -239,6 +247,7 @@ function recordOf(hcp: XmlElement, registration: XmlElement, number: string, now
       surname,
       ...(prefix ? { prefix } : {}),
       ...(initials ? { initials } : {}),
+      ...(alternates.length > 0 ? { alternates } : {}),
     },
     // Unknown groups keep their code, so nothing is guessed and the code can still be looked up.
     profession: BIG_PROFESSIONS[group] ?? `BIG professional group ${group}`,

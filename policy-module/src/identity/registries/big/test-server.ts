@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { BIG_NAMESPACE, BIG_SOAP_ACTION, SOAP_ENVELOPE_NAMESPACE } from "./big.ts";
-import { escapeXml, parseXml, type XmlElement } from "./xml.ts";
+import { BIG_NAMESPACE, BIG_SOAP_ACTION, SOAP_ENVELOPE_NAMESPACE } from "./client.ts";
+import { escapeXml, parseXml, type XmlElement } from "../xml.ts";
 
 export interface BigTestRecord {
   /** 11 digits; spaces are ignored. */
@@ -10,6 +10,9 @@ export interface BigTestRecord {
   prefix?: string;
   surname: string;
   mailingName: string;
+  /** PartnerName / PartnerNamePrefix: the partner's surname the person uses. */
+  partnerSurname?: string;
+  partnerPrefix?: string;
   /** ProfessionalGroupCode, e.g. "01" physician, "30" nurse. */
   professionCode: string;
   /** TypeOfSpecialismId codes, e.g. "10" (cardiology). */
@@ -86,6 +89,8 @@ function hcpXml(r: BigTestRecord, number: string): string {
   return (
     `<ListHcpApprox4>${el("BirthSurname", r.surname)}${el("MailingName", r.mailingName)}` +
     (r.prefix ? el("Prefix", r.prefix) : "") +
+    (r.partnerSurname ? el("PartnerName", r.partnerSurname) : "") +
+    (r.partnerPrefix ? el("PartnerNamePrefix", r.partnerPrefix) : "") +
     `${el("Initial", r.initials)}${el("Gender", "O")}` +
     `<ArticleRegistration><ArticleRegistrationExtApp>${el("ArticleRegistrationNumber", n)}` +
     el("ArticleRegistrationStartDate", "2010-01-01T00:00:00") +

@@ -5,9 +5,10 @@ import {
   parseRizivNumber,
   rizivCheckDigits,
   type RizivPractitioner,
-} from "./riziv.ts";
-import { startRizivTestServer, type RizivTestServer } from "./riziv-test-server.ts";
-import { RegistryUnavailableError } from "./types.ts";
+} from "./client.ts";
+import { startRizivTestServer, type RizivTestServer } from "./test-server.ts";
+import { matchesRegisteredName } from "../name-match.ts";
+import { RegistryUnavailableError } from "../types.ts";
 
 function reasonOf(input: string): string {
   const r = parseRizivNumber(input);
@@ -119,7 +120,18 @@ describe("createRizivRegistry", () => {
   const suspended = make("123457", "004", "mod89");
   const deceased = make("423458", "401");
   const unknown = make("199999", "000");
+  const married = make("123459", "000");
   const records: RizivPractitioner[] = [
+    {
+      number: married,
+      firstName: "Anne",
+      lastName: "Dubois",
+      partnerLastName: "Martin",
+      profession: "physician",
+      qualification: "000",
+      specialisms: [],
+      status: "active",
+    },
     {
       number: formatRizivNumber(active),
       firstName: "Jan Albert",
@@ -181,6 +193,20 @@ describe("createRizivRegistry", () => {
       specialisms: ["general practice"],
       status: "active",
     });
+  });
+
+  it("reads the contract's optional partnerLastName as partner name forms", async () => {
+    server.setMode("normal");
+    const name = (await registry().lookup(married))?.name;
+    expect(name?.alternates).toEqual([
+      { surname: "Martin" },
+      { surname: "Martin-Dubois" },
+      { surname: "Dubois-Martin" },
+    ]);
+    expect(matchesRegisteredName("A. Dubois-Martin", name ?? { full: "", surname: "" })).toEqual({
+      ok: true,
+    });
+    expect(matchesRegisteredName("A. Lambert", name ?? { full: "", surname: "" }).ok).toBe(false);
   });
 
   it("returns undefined for an unknown number (404) and for an impossible one", async () => {

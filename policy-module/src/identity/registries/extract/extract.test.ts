@@ -8,7 +8,8 @@ import {
   parseRegistryExtract,
   RegistryExtractError,
 } from "./extract.ts";
-import { RegistryUnavailableError } from "./types.ts";
+import { matchesRegisteredName } from "../name-match.ts";
+import { RegistryUnavailableError } from "../types.ts";
 
 const HEADER = "registry,number,initials,prefix,surname,given,profession,specialisms,status";
 
@@ -61,6 +62,21 @@ describe("CSV extracts", () => {
     expect(obrien?.name).toEqual({ full: 'P. O"Brien', initials: "P.", surname: 'O"Brien' });
     expect(obrien?.status).toBe("struck_off");
     expect(await reg.lookup("99")).toBeUndefined();
+  });
+
+  it("reads the optional partner name columns; the name match accepts the partner name forms", () => {
+    const { records } = parseRegistryExtract(
+      `${HEADER},partner_prefix,partner_surname\nBIG,1,M.,de,Vries,,physician,,active,,Jansen\nBIG,2,P.,,Oud,,nurse,,active,,\n`,
+      "x.csv",
+    );
+    const maria = records.get("1")?.name;
+    expect(maria?.alternates).toContainEqual({ surname: "Jansen-de Vries" });
+    expect(matchesRegisteredName("M. Jansen-de Vries", maria ?? { full: "", surname: "" })).toEqual({
+      ok: true,
+    });
+    expect(matchesRegisteredName("M. Pietersen", maria ?? { full: "", surname: "" }).ok).toBe(false);
+    expect(records.get("2")?.name).not.toHaveProperty("alternates");
+    expect(() => parseRegistryExtract(`${HEADER},partner\n`, "x.csv")).toThrow(/unknown: partner/);
   });
 
   it('names the registry "extract" when the file does not', async () => {

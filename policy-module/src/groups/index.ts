@@ -1,0 +1,118 @@
+import { asUser, MatrixRequestError, type AppserviceEvent, type SynapseAdmin } from "@medmesh/common";
+import type { Knex } from "knex";
+import type { Logger } from "pino";
+import type { PeerClient } from "../directory/index.ts";
+import { groupsStore, type GroupEntry } from "./groups-store.ts";
+import { createGroupIndexer } from "./indexer.ts";
+import { GROUP_EVENT, GroupListingSchema } from "./listing.ts";
+import { createGroupRoutes } from "./routes.ts";
+import { createGroupRules } from "./rules.ts";
+
+export { GROUPS_MIGRATIONS } from "./migrations.ts";
+export { checkListing, GROUP_EVENT } from "./listing.ts";
+export type { GroupRules, MembershipQuestion } from "./rules.ts";
+
+/** How long the listing of a room homed elsewhere, read from this server's Synapse, is used. */
+const OTHER_ROOMS_MS = 30_000;
+
+/** Discoverable groups: the directory of listed rooms, and who may knock on and join them. */
+export function startGroups(d: {
+  serverName: string;
+  knex: Knex;
+  homeserverUrl: string;
+  asToken: string;
+  botUserId: string;
+  admin: SynapseAdmin;
+  professionOf: (userId: string) => Promise<string | undefined>;
+  peers: PeerClient;
+  peerServers: () => string[];
+  peerTimeoutMs: number;
+  log: Logger;
+}) {
+  const groups = groupsStore(d.knex);
+  const bot = asUser(d.homeserverUrl, d.asToken, d.botUserId);
+  const indexer = createGroupIndexer({ groups, bot, botUserId: d.botUserId, log: d.log });
+
+  // Rooms homed on other organisations that this server takes part in: their listing as this
+  // server's copy of the room holds it, so its own users and the PDUs it receives obey it too.
+  type Listing = { known: boolean; entry?: GroupEntry | undefined };
+  const others = new Map<string, Listing & { until: number }>();
+  const fromSynapse = async (roomId: string): Promise<Listing> => {
+    const hit = others.get(roomId);
+    if (hit && hit.until > Date.now()) return hit;
+    let entry: GroupEntry | undefined;
+    let known = false;
+    try {
+      const { state } = await d.admin.request<{
+        state: { type: string; state_key: string; content: Record<string, unknown> }[];
+      }>("GET", `/_synapse/admin/v1/rooms/${encodeURIComponent(roomId)}/state`);
+      known = true;
+      const content = (type: string) => state.find((e) => e.type === type && e.state_key === "")?.content;
+      const listing = GroupListingSchema.safeParse(content(GROUP_EVENT) ?? {});
+      const joinRule = content("m.room.join_rules")?.join_rule;
+      const name = content("m.room.name")?.name;
+      if (listing.success) {
+        entry = {
+          room_id: roomId,
+          ...listing.data,
+          join_rule: typeof joinRule === "string" ? joinRule : undefined,
+          name: typeof name === "string" ? name : undefined,
+          members: 0,
+        };
+      }
+    } catch (err) {
+      // A room this server does not take part in: the room's own organisation decides.
+      if (!(err instanceof MatrixRequestError && err.status === 404)) throw err;
+    }
+    const listing = { known, entry, until: Date.now() + OTHER_ROOMS_MS };
+    // Only listings are remembered: a room this server is only joining shows no state yet.
+    if (entry) others.set(roomId, listing);
+    if (others.size > 10_000) others.delete(others.keys().next().value ?? "");
+    return listing;
+  };
+  const rules = createGroupRules({
+    serverName: d.serverName,
+    listingOf: async (roomId) => {
+      const entry = await groups.get(roomId);
+      return entry ? { known: true, entry } : fromSynapse(roomId);
+    },
+    professionOf: d.professionOf,
+    botUserId: d.botUserId,
+  });
+
+  /**
+   * A knock Synapse took without asking (its own user's, straight to Synapse: Synapse has no
+   * decision point for it) is retracted by the room-admin bot with the reason, in the rooms it indexes.
+   */
+  const retract = async (e: AppserviceEvent): Promise<void> => {
+    if (e.type !== "m.room.member" || !e.room_id || !e.state_key) return;
+    if ((e as { content?: { membership?: unknown } }).content?.membership !== "knock") return;
+    if (!(await groups.get(e.room_id))) return;
+    const decision = await rules.membership({
+      user_id: e.state_key,
+      room_id: e.room_id,
+      membership: "knock",
+    });
+    if (decision.allowed) return;
+    try {
+      await bot("POST", `/_matrix/client/v3/rooms/${encodeURIComponent(e.room_id)}/kick`, {
+        user_id: e.state_key,
+        reason: decision.reason,
+      });
+      d.log.info({ room_id: e.room_id, user_id: e.state_key }, "retracted a knock the group's rules refuse");
+    } catch (err) {
+      // Already gone (withdrawn, or retracted by a replayed event): nothing to do.
+      if (!(err instanceof MatrixRequestError && err.status === 403)) throw err;
+    }
+  };
+
+  return {
+    rules,
+    onEvents: async (events: readonly AppserviceEvent[]): Promise<void> => {
+      await indexer.onEvents(events);
+      for (const e of events) await retract(e);
+    },
+    ...createGroupRoutes({ ...d, groups }),
+  };
+}
+export type Groups = ReturnType<typeof startGroups>;
