@@ -332,6 +332,8 @@ async function startProxyRole(
     },
     retentionIndex: () => retention.index.status(),
     serviceAccounts: [botUserId, `@medmesh-verify:${serverName}`, `@medmesh-admin:${serverName}`],
+    probePeer: (server) =>
+      peers.getJson(server, "/_medmesh/identity/v1/jwks", config.directory.peer_timeout_ms),
   });
   const invites = (late.invites = createInviteGate({
     admin,

@@ -37,8 +37,16 @@ export function StatusPage() {
               )
         }
         <h3>${t("status.organisations")}</h3>
-        <ul>
-          ${s.trust.organisations.map((o) => html`<li>${o}</li>`)}
+        <ul id="peers">
+          ${s.trust.organisations.map((o) => {
+            const r = s.trust.reachability.find((x) => x.server === o);
+            const state = !r
+              ? ""
+              : r.ok
+                ? html`: <span class="ok">${t("status.reachable", { ms: r.ms })}</span>`
+                : html`: <span class="error">${t("status.unreachable", { error: r.error })}</span>`;
+            return html`<li>${o}${state}</li>`;
+          })}
         </ul>
         <h3>${t("status.sources")}</h3>
         <ul>

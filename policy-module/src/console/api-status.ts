@@ -13,6 +13,8 @@ export interface StatusDeps extends ApiDeps {
   retentionPolicy: { enabled: boolean; default_days: number; min_days: number };
   retentionIndex: () => Promise<{ indexed: number; waiting: number; kept: number } | undefined>;
   reviewsWaiting: () => Promise<number | undefined>;
+  /** A signed request to a trusted peer (its attestation keys): whether it answers, and how fast. */
+  probePeer: (server: string) => Promise<unknown>;
 }
 
 const timed = async <T>(
@@ -39,6 +41,13 @@ export function statusRoutes(d: StatusDeps): Route[] {
       ]);
       const sweeps = await d.query.page({ action: "retention." }, 20);
       const trust = d.trust();
+      const peers = (trust?.servers ?? []).filter((s) => s !== d.serverName);
+      const reachability = await Promise.all(
+        peers.map(async (server) => {
+          const r = await timed(() => d.probePeer(server));
+          return { server, ok: r.ok, ms: r.ms, ...(r.error ? { error: r.error } : {}) };
+        }),
+      );
       return json({
         server_name: d.serverName,
         trust: trust
@@ -47,8 +56,9 @@ export function statusRoutes(d: StatusDeps): Route[] {
               networks: trust.networks,
               organisations: trust.servers,
               sources: trust.sources,
+              reachability,
             }
-          : { open_federation: true, networks: [], organisations: [], sources: [] },
+          : { open_federation: true, networks: [], organisations: [], sources: [], reachability: [] },
         retention: {
           policy: d.retentionPolicy,
           index: index.value ?? null,

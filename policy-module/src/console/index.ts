@@ -29,6 +29,7 @@ export interface ConsoleDeps {
   retentionPolicy: { enabled: boolean; default_days: number; min_days: number };
   retentionIndex: () => Promise<{ indexed: number; waiting: number; kept: number } | undefined>;
   serviceAccounts: readonly string[];
+  probePeer: (server: string) => Promise<unknown>;
   /** A session unused this long ends (default 30 minutes); every session ends after `sessionMaxMs` (12 h). */
   sessionIdleMs?: number;
   sessionMaxMs?: number;
@@ -64,6 +65,7 @@ export async function createConsole(d: ConsoleDeps): Promise<{ routes: Route[] }
         trust: d.trust,
         retentionPolicy: d.retentionPolicy,
         retentionIndex: d.retentionIndex,
+        probePeer: d.probePeer,
         reviewsWaiting: async () => (await d.verifier()?.reviewQueue())?.length,
       }),
       ...assetRoutes(assets),
