@@ -286,6 +286,11 @@ describe("the organisation's admin console", () => {
   it("refuses forged and signed-out sessions, CSRF attempts, other organisations' users, and users without a role", async () => {
     const a = org(0);
     const b = org(1);
+    const bare = await fetch(`${a.clientUrl}${CONSOLE}`, { redirect: "manual" });
+    expect([bare.status, bare.headers.get("location")]).toEqual([302, `${CONSOLE}/`]);
+    const unknown = await fetch(`${a.clientUrl}${CONSOLE}/api/v1/nothing-here`, { method: "POST" });
+    expect(unknown.status).toBe(404);
+    expect(await unknown.json()).toMatchObject({ errcode: "M_UNRECOGNIZED" });
     const forged = await consoleApi(a, "GET", "/session", { cookie: "medmesh_console=forged-value" });
     expect(forged).toMatchObject({ status: 401, body: { errcode: "M_UNKNOWN_TOKEN" } });
     expect(String(forged.body.error)).toMatch(/not valid/);

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
-import { route, type OwnResponse, type Route } from "../proxy/index.ts";
+import { Refusal, route, type OwnResponse, type Route } from "../proxy/index.ts";
 import { CONSOLE_PATH } from "./http.ts";
 
 /** The console's pages: console-ui/ (Preact + htm + i18next), bundled by esbuild when the service starts. */
@@ -73,9 +73,16 @@ export function assetRoutes(assets: ConsoleAssets): Route[] {
     route("GET", `^${CONSOLE_PATH}/assets/favicon\\.svg`, () =>
       Promise.resolve(file(assets.icon, "image/svg+xml")),
     ),
+    route("GET", `^${CONSOLE_PATH}`, () =>
+      Promise.resolve({ status: 302, body: {}, headers: { location: `${CONSOLE_PATH}/` } }),
+    ),
     // Every page of the single-page app is the same document; the app reads the path.
     route("GET", `^${CONSOLE_PATH}(?:/|/(?:queue|members|audit|status|roles|sign-in)(?:/[^/]*)?)`, () =>
       Promise.resolve(file(assets.html, "text/html; charset=utf-8")),
+    ),
+    // Anything else under the console is the console's to refuse, never Synapse's to answer.
+    route(["GET", "POST", "PUT", "DELETE"], `^${CONSOLE_PATH}/.*`, () =>
+      Promise.reject(new Refusal(404, "M_UNRECOGNIZED", "There is no such page or API call in the console")),
     ),
   ];
 }

@@ -327,7 +327,7 @@ const medmeshEndpoints = [
   medmesh("client", "GET", "/_medmesh/admin/v1/identity/reviews[/{userId}/document]"),
   medmesh("client", "POST", "/_medmesh/admin/v1/identity/reviews/{userId}"),
   // The admin console (console/): its pages, and its API (session cookie + CSRF token, not a Matrix token).
-  medmesh("client", "GET", "/_medmesh/console/{rest...}"),
+  medmesh("client", "GET", "/_medmesh/console[/{rest...}]"),
   medmesh("client", ["POST", "PUT", "DELETE"], "/_medmesh/console/api/v1/{rest...}"),
   medmesh("federation", "GET", "/_medmesh/fhir/r4/Practitioner"),
   medmesh("federation", "GET", "/_medmesh/identity/v1/(attestations/{userId}|jwks)"),
