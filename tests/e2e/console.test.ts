@@ -301,6 +301,9 @@ describe("the organisation's admin console", () => {
 
     const s = await apiSignIn(a, admin.localpart, admin.password);
     expect(s.setCookie[0]).toMatch(/HttpOnly; SameSite=Strict/);
+    // The pages' read calls, checked against console.yaml.
+    for (const path of ["/status", "/reviews", "/users?q=carol", "/audit?action=console.&limit=5", "/roles"])
+      expect((await consoleApi(a, "GET", path, { cookie: s.cookie })).status).toBe(200);
     const dave = await net().registerUser(a, "dave");
     const daveTarget = `/users/${encodeURIComponent(dave.userId)}/wipe`;
     // CSRF: no token, a wrong one, another site's Origin — refused, and Dave keeps his devices.

@@ -59,6 +59,10 @@ export function StatusPage() {
           ${t("status.policy", { days: s.retention.policy.default_days, min: s.retention.policy.min_days })}
         </p>
         ${s.retention.index && html`<p>${t("status.indexed", s.retention.index)}</p>`}
+        <h3>${t("status.ownPeriod")}</h3>
+        <ul>
+          ${s.retention.rooms_with_own_period.map((r) => html`<li><code>${r.room_id}</code>: ${t("status.days", { days: r.days })}</li>`)}
+        </ul>
         <h3>${t("status.recent")}</h3>
         <ul>
           ${s.retention.recent.map((r) => html`<li>${fmtTime(r.at)} ${r.action} ${r.outcome}</li>`)}

@@ -40,6 +40,12 @@ export function statusRoutes(d: StatusDeps): Route[] {
         timed(d.reviewsWaiting),
       ]);
       const sweeps = await d.query.page({ action: "retention." }, 20);
+      const ownPeriod = await d
+        .knex<{ room_id: string; period_ms: string | number }>("retention_rooms")
+        .whereNotNull("period_ms")
+        .orderBy("room_id")
+        .limit(50)
+        .select("room_id", "period_ms");
       const trust = d.trust();
       const peers = (trust?.servers ?? []).filter((s) => s !== d.serverName);
       const reachability = await Promise.all(
@@ -62,6 +68,10 @@ export function statusRoutes(d: StatusDeps): Route[] {
         retention: {
           policy: d.retentionPolicy,
           index: index.value ?? null,
+          rooms_with_own_period: ownPeriod.map((r) => ({
+            room_id: r.room_id,
+            days: Math.round((Number(r.period_ms) / 86_400_000) * 10) / 10,
+          })),
           recent: sweeps.records.map((r) => ({
             at: r.at,
             action: r.action,
