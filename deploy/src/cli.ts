@@ -2,7 +2,7 @@ import { writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { ConfigError, loadConfigFile } from "@medmesh/common";
-import { runAuditCli, runProxyCli, runTrustCli } from "@medmesh/policy-module";
+import { runAdminCli, runAuditCli, runProxyCli, runTrustCli } from "@medmesh/policy-module";
 import { DeploymentSchema } from "./config/schema.ts";
 import { generateNetwork } from "./generate.ts";
 import { installSynapse, REPO_ROOT, startNetwork } from "./network.ts";
@@ -19,6 +19,7 @@ commands:
   trust <command> …                create, sign, verify and rotate signed trust lists (medmesh trust help)
   audit verify …                   check the audit log's hash chain against its signed anchor (medmesh audit help)
   proxy endpoints [--json]         the policy proxy's endpoint table (what it forwards or refuses)
+  admin <command> …                the admin console's API: reviews, users, wipe, audit export (medmesh admin help)
 `;
 
 const DEFAULT_NETWORK = join(REPO_ROOT, "config", "local-network.yaml");
@@ -33,6 +34,11 @@ async function main(argv: string[]): Promise<number> {
   }
   if (command === "audit")
     return runAuditCli(rest, {
+      stdout: (s) => process.stdout.write(s),
+      stderr: (s) => process.stderr.write(s),
+    });
+  if (command === "admin")
+    return runAdminCli(rest, {
       stdout: (s) => process.stdout.write(s),
       stderr: (s) => process.stderr.write(s),
     });
@@ -107,7 +113,9 @@ async function startCommand(file: string): Promise<number> {
     lines.push(`${o.org.name}  (${o.serverName})`);
     lines.push(`  client URL:    ${o.clientUrl}`);
     for (const s of o.services) lines.push(`  ${s.name}: ${s.url}/health`);
-    for (const u of o.org.demo_users) lines.push(`  demo login:    ${u.localpart} / ${u.password}`);
+    lines.push(`  admin console: ${o.clientUrl}/_medmesh/console/`);
+    for (const u of o.org.demo_users)
+      lines.push(`  demo login:    ${u.localpart} / ${u.password}${u.admin ? "  (org admin: console)" : ""}`);
     if (o.demoVendor && o.org.demo_vendor) {
       const v = o.org.demo_vendor;
       lines.push(

@@ -245,6 +245,8 @@ export function describeNetwork(
       name: o.org.name,
       server_name: o.serverName,
       client_url: o.clientUrl,
+      // The organisation's admin console (docs/console.md); its admins sign in with their Matrix account.
+      console_url: `${o.clientUrl}/_medmesh/console/`,
       federation_url: o.federationUrl,
       registration_shared_secret_file: o.paths.registrationSecret,
       services: Object.fromEntries(
@@ -270,6 +272,7 @@ export function describeNetwork(
         user_id: o.demoUsers[i]?.userId,
         localpart: u.localpart,
         password: u.password,
+        admin: u.admin,
       })),
     })),
   };

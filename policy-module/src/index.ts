@@ -19,3 +19,4 @@ export {
 export { loadOrgKey, signRequest } from "./trust/index.ts";
 export { runAuditCli, AuditConfigSchema, type AuditConfig } from "./audit/index.ts";
 export { runProxyCli, UNKNOWN_ENDPOINT_LOG } from "./proxy/index.ts";
+export { runAdminCli } from "./console/index.ts";

@@ -1,5 +1,6 @@
 import type { Migration } from "@medmesh/common";
 import { GROUPS_MIGRATIONS } from "./groups/index.ts";
+import { CONSOLE_MIGRATIONS } from "./console/index.ts";
 import { IDENTITY_MIGRATIONS } from "./identity/migrations.ts";
 import { RETENTION_MIGRATIONS } from "./retention/migrations.ts";
 
@@ -8,4 +9,5 @@ export const POLICY_MODULE_MIGRATIONS: readonly Migration[] = [
   ...IDENTITY_MIGRATIONS,
   ...RETENTION_MIGRATIONS,
   ...GROUPS_MIGRATIONS,
+  ...CONSOLE_MIGRATIONS,
 ];

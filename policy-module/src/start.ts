@@ -19,6 +19,8 @@ import type { InviteGate } from "./proxy/policy.ts";
 import { createDirectory, createPeerClient, FHIR_PATH } from "./directory/index.ts";
 import { startGroups, type Groups } from "./groups/index.ts";
 import { startIdentity, type Identity } from "./identity/service.ts";
+import { identityDocuments } from "./identity/records.ts";
+import { createConsole } from "./console/index.ts";
 import { createPeerApi } from "./peer-api.ts";
 import { createAuditService, mountAuditApi, type AuditService } from "./audit/index.ts";
 import { createDecider, decisionRouteGroup, mountDecisionApi, type Decider } from "./decisions/index.ts";
@@ -177,6 +179,7 @@ export async function start(
                   config,
                   ctx,
                   trust,
+                  () => audit,
                   (d) => (decider = d),
                   (i, r, g) => {
                     identity = i;
@@ -199,6 +202,7 @@ async function startProxyRole(
   config: PolicyModuleConfig,
   ctx: { log: Logger; metrics: Registry; store: Store; registration: Registration },
   trust: TrustManager | undefined,
+  audit: () => AuditService | undefined,
   onDecider: (decider: Decider) => void,
   onStarted: (identity: Identity, retention: Retention, groups: Groups) => void,
 ): Promise<StartedRole> {
@@ -324,6 +328,24 @@ async function startProxyRole(
     log: ctx.log,
   }));
   onStarted(identity, retention, groups);
+  const adminConsole = await createConsole({
+    serverName,
+    store: ctx.store,
+    admin,
+    verifier: () => identity.verifier,
+    documents: identityDocuments(ctx.store.knex),
+    audit,
+    trust: () => trust?.status(),
+    retentionPolicy: {
+      enabled: config.retention.enabled,
+      default_days: config.retention.default_days,
+      min_days: config.retention.min_days,
+    },
+    retentionIndex: () => retention.index.status(),
+    serviceAccounts: [botUserId, `@medmesh-verify:${serverName}`, `@medmesh-admin:${serverName}`],
+    probePeer: (server) =>
+      peers.getJson(server, "/_medmesh/identity/v1/jwks", config.directory.peer_timeout_ms),
+  });
   const invites = (late.invites = createInviteGate({
     admin,
     policy: config.invites,
@@ -346,7 +368,7 @@ async function startProxyRole(
         ...groups.peerRoutes,
       ],
     }),
-    medmeshClientRoutes: [...identity.clientRoutes, ...groups.clientRoutes],
+    medmeshClientRoutes: [...identity.clientRoutes, ...groups.clientRoutes, ...adminConsole.routes],
     membership: (q) => groups.rules.membership(q),
     botUserId,
   });

@@ -13,13 +13,14 @@ interface Description {
   organisations: {
     server_name: string;
     client_url: string;
+    console_url: string;
     registration_shared_secret_file: string;
     synapse: { pid: number };
     services: Record<
       string,
       { health: string; metrics: string; admin_token_file: string; interop_url?: string }
     >;
-    demo_users: { user_id: string; localpart: string; password: string }[];
+    demo_users: { user_id: string; localpart: string; password: string; admin: boolean }[];
   }[];
 }
 
@@ -101,7 +102,10 @@ describe("npm start", () => {
             id: "hospital-a",
             name: "Hospital A",
             ports: portsA,
-            demo_users: [{ localpart: "alice", password: "medmesh-demo-alice" }],
+            demo_users: [
+              { localpart: "alice", password: "medmesh-demo-alice" },
+              { localpart: "admin-a", password: "medmesh-demo-admin-a", admin: true },
+            ],
             demo_vendor: { id: "refmsg", port: vendorPort, users: [{ id: "anna", display_name: "Anna" }] },
           },
           {
@@ -119,6 +123,10 @@ describe("npm start", () => {
     expect(first.output()).toMatch(/MedMesh is ready/);
     expect(first.output()).toContain(`client URL:    http://127.0.0.1:${String(portsA.client)}`);
     expect(first.output()).toContain("demo login:    bob / medmesh-demo-bob");
+    expect(first.output()).toContain(
+      `admin console: http://127.0.0.1:${String(portsA.client)}/_medmesh/console/`,
+    );
+    expect(first.output()).toContain("demo login:    admin-a / medmesh-demo-admin-a  (org admin: console)");
     expect(first.output()).toContain(`@bridge_refmsg_anna:localhost:${String(portsA.federation)}`);
     const vendorUsers = (await (await fetch(`http://127.0.0.1:${String(vendorPort)}/api/users`)).json()) as {
       users: { id: string }[];
@@ -148,7 +156,23 @@ describe("npm start", () => {
       const user = org.demo_users[0]!;
       expect((await login(org.client_url, user.localpart, user.password)).status).toBe(200);
       expect(existsSync(org.registration_shared_secret_file)).toBe(true);
+      const page = await fetch(org.console_url);
+      expect(page.status).toBe(200);
+      expect(page.headers.get("content-type")).toMatch(/^text\/html/);
     }
+    // The demo org admin signs in to the console (the page's own two steps).
+    const hospital = description.organisations[0]!;
+    const admin = hospital.demo_users.find((u) => u.admin)!;
+    const { access_token } = (await (
+      await login(hospital.client_url, admin.localpart, admin.password)
+    ).json()) as {
+      access_token: string;
+    };
+    const session = await fetch(`${hospital.client_url}/_medmesh/console/api/v1/session`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${access_token}` },
+    });
+    expect(((await session.json()) as { role: string }).role).toBe("org_admin");
     const pids = [description.runner_pid, ...description.organisations.map((o) => o.synapse.pid)];
     expect(pids.every(alive)).toBe(true);
     const signingKey = readFileSync(join(dataDir, "hospital-a", "secrets", "signing.key"), "utf8");

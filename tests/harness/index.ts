@@ -15,3 +15,4 @@ export { adminApi, type AdminApi, type ServiceName } from "./admin.ts";
 export { Browser } from "./browser.ts";
 export { openSynapseDb, withSynapseDb, type SynapseDb } from "./synapse-db.ts";
 export { startTestIdp, type IdpAccount, type TestIdp } from "./test-idp.ts";
+export { startChromium, CHROMIUM, type HeadlessChromium } from "./chromium.ts";

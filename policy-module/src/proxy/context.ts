@@ -36,6 +36,8 @@ export interface OwnResponse {
   /** JSON, unless `contentType` is given: then a Buffer sent as it is. */
   body: unknown;
   contentType?: string;
+  /** Further response headers (the console's cookie, caching and content-security headers). */
+  headers?: Record<string, string | string[]>;
 }
 
 /** A rewritten body that is not held in memory (a spooled upload): `length` bytes from `open()`. */

@@ -320,12 +320,15 @@ const medmesh = (listener: Listener, methods: Methods, path: string) => ({
   listener,
 });
 
-// MedMesh's own routes: identity/service.ts and groups/routes.ts (client and peers), start.ts (peers).
+// MedMesh's own routes: identity/service.ts, groups/routes.ts and console/ (client), start.ts, identity and groups (peers).
 const medmeshEndpoints = [
   medmesh("client", ["GET", "POST"], "/_medmesh/identity/v1/verification"),
   medmesh("client", "PUT", "/_medmesh/identity/v1/document"),
   medmesh("client", "GET", "/_medmesh/admin/v1/identity/reviews[/{userId}/document]"),
   medmesh("client", "POST", "/_medmesh/admin/v1/identity/reviews/{userId}"),
+  // The admin console (console/): its pages, and its API (session cookie + CSRF token, not a Matrix token).
+  medmesh("client", "GET", "/_medmesh/console[/{rest...}]"),
+  medmesh("client", ["POST", "PUT", "DELETE"], "/_medmesh/console/api/v1/{rest...}"),
   medmesh("federation", "GET", "/_medmesh/fhir/r4/Practitioner"),
   medmesh("federation", "GET", "/_medmesh/identity/v1/(attestations/{userId}|jwks)"),
   medmesh("client", "GET", "/_medmesh/groups/v1/directory"),

@@ -184,6 +184,7 @@ export async function startProxy(
         .then(async (own) => {
           if (own) {
             if (!req.complete) res.setHeader("connection", "close"); // the unread rest is not read
+            for (const [name, value] of Object.entries(own.headers ?? {})) res.setHeader(name, value);
             if (own.contentType && Buffer.isBuffer(own.body)) {
               res.writeHead(own.status, {
                 "content-type": own.contentType,

@@ -1,0 +1,86 @@
+// The console's API client: the session cookie travels by itself (same origin, httpOnly); the
+// CSRF token is kept in memory only and sent on every state-changing request.
+export const BASE = "/_medmesh/console/api/v1";
+let csrf = "";
+let onExpired = () => {};
+
+export const setCsrf = (token) => (csrf = token);
+export const onSessionExpired = (f) => (onExpired = f);
+
+export class ApiError extends Error {
+  constructor(status, errcode, message) {
+    super(message);
+    this.status = status;
+    this.errcode = errcode;
+  }
+}
+
+async function fail(res) {
+  let body = {};
+  try {
+    body = await res.json();
+  } catch {
+    body = {};
+  }
+  const err = new ApiError(res.status, body.errcode ?? "M_UNKNOWN", body.error ?? res.statusText);
+  if (res.status === 401) onExpired(err);
+  throw err;
+}
+
+export async function api(method, path, body) {
+  const res = await fetch(`${BASE}${path}`, {
+    method,
+    credentials: "same-origin",
+    headers: {
+      ...(body === undefined ? {} : { "content-type": "application/json" }),
+      ...(method === "GET" ? {} : { "x-medmesh-csrf": csrf }),
+    },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  if (!res.ok) await fail(res);
+  return res.json();
+}
+
+/** A binary answer (the ID document) as an object URL, revoked by the caller when it leaves the page. */
+export async function blobUrl(path) {
+  const res = await fetch(`${BASE}${path}`, { credentials: "same-origin", cache: "no-store" });
+  if (!res.ok) await fail(res);
+  return URL.createObjectURL(await res.blob());
+}
+
+/**
+ * Sign-in: Matrix password login through the organisation's proxy, the token traded for a console
+ * session, then the Matrix token logged out again (the console keeps only its own session).
+ */
+export async function signIn(user, password) {
+  const login = await fetch("/_matrix/client/v3/login", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({
+      type: "m.login.password",
+      identifier: { type: "m.id.user", user },
+      password,
+      initial_device_display_name: "MedMesh console sign-in",
+    }),
+  });
+  const answer = await login.json();
+  if (!login.ok) throw new ApiError(login.status, answer.errcode, answer.error);
+  const auth = { authorization: `Bearer ${answer.access_token}` };
+  try {
+    const res = await fetch(`${BASE}/session`, { method: "POST", headers: auth, credentials: "same-origin" });
+    const session = await res.json();
+    if (!res.ok) throw new ApiError(res.status, session.errcode, session.error);
+    setCsrf(session.csrf_token);
+    return session;
+  } finally {
+    await fetch("/_matrix/client/v3/logout", { method: "POST", headers: auth }).catch(() => undefined);
+  }
+}
+
+export async function currentSession() {
+  const res = await fetch(`${BASE}/session`, { credentials: "same-origin" });
+  if (!res.ok) return undefined;
+  const session = await res.json();
+  setCsrf(session.csrf_token);
+  return session;
+}

@@ -1,0 +1,43 @@
+// Translations with i18next: the language follows the browser (navigator.languages) until the
+// user picks one, which is remembered in localStorage (a preference, no personal data).
+import i18next from "i18next";
+import en from "./locales/en.json";
+import fr from "./locales/fr.json";
+import nl from "./locales/nl.json";
+
+export const LANGUAGES = [
+  { code: "nl", name: "Nederlands" },
+  { code: "fr", name: "Français" },
+  { code: "en", name: "English" },
+];
+const KEY = "medmesh.console.language";
+
+function detect() {
+  const saved = localStorage.getItem(KEY);
+  if (saved && LANGUAGES.some((l) => l.code === saved)) return saved;
+  for (const tag of navigator.languages ?? [navigator.language]) {
+    const base = String(tag).toLowerCase().split("-")[0];
+    if (LANGUAGES.some((l) => l.code === base)) return base;
+  }
+  return "en";
+}
+
+export async function initI18n() {
+  await i18next.init({
+    lng: detect(),
+    fallbackLng: "en",
+    resources: { en: { translation: en }, fr: { translation: fr }, nl: { translation: nl } },
+    interpolation: { escapeValue: false }, // Preact escapes what it renders
+  });
+  document.documentElement.lang = i18next.language;
+  document.title = i18next.t("app.title");
+}
+
+export async function setLanguage(code) {
+  localStorage.setItem(KEY, code);
+  await i18next.changeLanguage(code);
+  document.documentElement.lang = code;
+  document.title = i18next.t("app.title");
+}
+
+export const t = (key, values) => i18next.t(key, values);

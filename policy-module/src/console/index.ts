@@ -1,0 +1,74 @@
+import { createAuditLog, type Store, type SynapseAdmin } from "@medmesh/common";
+import type { Route } from "../proxy/index.ts";
+import type { AuditService } from "../audit/index.ts";
+import type { IdentityDocuments } from "../identity/records.ts";
+import type { Verifier } from "../identity/verifier.ts";
+import type { TrustStatus } from "../trust/index.ts";
+import { auditRoutes } from "./api-audit.ts";
+import { memberRoutes } from "./api-members.ts";
+import { reviewRoutes } from "./api-reviews.ts";
+import { sessionRoutes } from "./api-session.ts";
+import { statusRoutes } from "./api-status.ts";
+import { assetRoutes, buildAssets } from "./assets.ts";
+import { auditQuery } from "./audit-query.ts";
+import { createRoles } from "./roles.ts";
+import { createSessions } from "./sessions.ts";
+
+export { CONSOLE_MIGRATIONS } from "./migrations.ts";
+export { CONSOLE_PATH } from "./http.ts";
+export { runAdminCli } from "./cli.ts";
+
+export interface ConsoleDeps {
+  serverName: string;
+  store: Store;
+  admin: SynapseAdmin;
+  verifier: () => Verifier | undefined;
+  documents: IdentityDocuments;
+  audit: () => AuditService | undefined;
+  trust: () => TrustStatus | undefined;
+  retentionPolicy: { enabled: boolean; default_days: number; min_days: number };
+  retentionIndex: () => Promise<{ indexed: number; waiting: number; kept: number } | undefined>;
+  serviceAccounts: readonly string[];
+  probePeer: (server: string) => Promise<unknown>;
+  /** A session unused this long ends (default 30 minutes); every session ends after `sessionMaxMs` (12 h). */
+  sessionIdleMs?: number;
+  sessionMaxMs?: number;
+}
+
+/**
+ * The organisation's admin console (docs/console.md): its pages and its API, answered by the
+ * policy module on the organisation's client URL under /_medmesh/console/.
+ */
+export async function createConsole(d: ConsoleDeps): Promise<{ routes: Route[] }> {
+  const knex = d.store.knex;
+  const maxMs = d.sessionMaxMs ?? 12 * 3_600_000;
+  const sessions = createSessions(knex, { idleMs: d.sessionIdleMs ?? 30 * 60_000, maxMs });
+  const api = {
+    sessions,
+    roles: createRoles(knex, d.admin, d.serviceAccounts),
+    audit: createAuditLog(knex),
+    serverName: d.serverName,
+  };
+  const query = auditQuery(knex);
+  const assets = await buildAssets();
+  return {
+    routes: [
+      ...sessionRoutes(api, Math.floor(maxMs / 1000)),
+      ...reviewRoutes({ ...api, verifier: d.verifier, documents: d.documents }),
+      ...memberRoutes({ ...api, admin: d.admin, knex, query, serviceAccounts: d.serviceAccounts }),
+      ...auditRoutes({ ...api, query, service: d.audit }),
+      ...statusRoutes({
+        ...api,
+        admin: d.admin,
+        knex,
+        query,
+        trust: d.trust,
+        retentionPolicy: d.retentionPolicy,
+        retentionIndex: d.retentionIndex,
+        probePeer: d.probePeer,
+        reviewsWaiting: async () => (await d.verifier()?.reviewQueue())?.length,
+      }),
+      ...assetRoutes(assets),
+    ],
+  };
+}
