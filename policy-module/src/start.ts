@@ -231,8 +231,13 @@ async function startProxyRole(
   const botUserId = `@medmesh:${serverName}`;
   // Synapse asks from the moment the bots start (they join rooms they were invited to while this
   // service was down); invite and directory decisions wait for identity, the others need nothing.
-  const late: { invites?: InviteGate; verification?: Verification; identity?: Identity; groups?: Groups } =
-    {};
+  const late: {
+    invites?: InviteGate;
+    verification?: Verification;
+    identity?: Identity;
+    groups?: Groups;
+    reviewers?: () => Promise<string[]>;
+  } = {};
   const notYet = (): never => {
     throw new ApiError("M_UNAVAILABLE", "the policy module is still starting");
   };
@@ -280,6 +285,8 @@ async function startProxyRole(
       servers: () => trustView.status().servers,
     },
     peerTimeoutMs: config.directory.peer_timeout_ms,
+    // The console starts after identity; until then Synapse's server admins are told.
+    reviewers: () => late.reviewers?.() ?? Promise.resolve(undefined),
   });
   late.identity = identity;
   const retention = startRetention(config.retention, {
@@ -346,6 +353,7 @@ async function startProxyRole(
     probePeer: (server) =>
       peers.getJson(server, "/_medmesh/identity/v1/jwks", config.directory.peer_timeout_ms),
   });
+  late.reviewers = adminConsole.reviewers;
   const invites = (late.invites = createInviteGate({
     admin,
     policy: config.invites,

@@ -113,6 +113,17 @@ function encryptAttachment(plain: Buffer) {
 
 const botOf = (o: RunningOrganisation): string => `@medmesh-verify:${o.serverName}`;
 
+/** The first room the client is invited to (the bot opening a direct chat with someone it must tell). */
+function invitedRoom(client: MatrixClient): Promise<string> {
+  return new Promise<string>((resolve) => {
+    client.on(RoomEvent.MyMembership, (room, membership) => {
+      if (membership === "invite") resolve(room.roomId);
+    });
+    const invited = client.getRooms().find((r) => r.getMyMembership() === "invite");
+    if (invited) resolve(invited.roomId);
+  });
+}
+
 /** The bot's next notice in a room matching `text` (decrypted by the reader's own client). */
 function botSays(client: MatrixClient, roomId: string, text: RegExp, timeoutMs?: number) {
   return waitForRoomEvent(
@@ -232,13 +243,7 @@ describe("verified clinician identity", () => {
     await waitForBadge(bram, roomId, ann.userId, false);
     // Ann hears it from the bot where she asked; the organisation's admin in a new direct chat.
     await botSays(annClient, annDm, /withdrawn: .*struck off/);
-    const adminDm = await new Promise<string>((resolve) => {
-      adminClient.on(RoomEvent.MyMembership, (room, membership) => {
-        if (membership === "invite") resolve(room.roomId);
-      });
-      const invited = adminClient.getRooms().find((r) => r.getMyMembership() === "invite");
-      if (invited) resolve(invited.roomId);
-    });
+    const adminDm = await invitedRoom(adminClient);
     await adminClient.joinRoom(adminDm);
     await botSays(adminClient, adminDm, new RegExp(`${ann.userId} is no longer a verified clinician`));
     await waitUntil(async () => !(await seenBy(org(1), ann.userId)), "B no longer sees Ann as verified");
@@ -333,6 +338,7 @@ describe("verified clinician identity", () => {
       admin: true,
     });
     const adminUser = { ...admin, localpart: "b-admin", password: "", org: b };
+    const adminClient = await net().client(adminUser);
     expect((await verify(bram, BRAM.number, "B. Jansen")).body).toMatchObject({
       status: "awaiting_document",
     });
@@ -373,6 +379,14 @@ describe("verified clinician identity", () => {
     } as never);
     await botSays(bramClient, dm.room_id, /with your organisation's admin for review/);
     expect((await verifyStatus(bram)).body).toMatchObject({ status: "in_review" });
+    // The organisation's reviewers (here its server admin) hear from the bot that a document waits.
+    const adminDm = await invitedRoom(adminClient);
+    await adminClient.joinRoom(adminDm);
+    await botSays(
+      adminClient,
+      adminDm,
+      new RegExp(`${bram.userId} sent an ID document .* waits for your review`),
+    );
 
     const reviews = "/_medmesh/admin/v1/identity/reviews";
     expect((await api(bram, "GET", reviews)).status).toBe(403); // not an admin

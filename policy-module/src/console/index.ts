@@ -11,7 +11,7 @@ import { sessionRoutes } from "./api-session.ts";
 import { statusRoutes } from "./api-status.ts";
 import { assetRoutes, buildAssets } from "./assets.ts";
 import { auditQuery } from "./audit-query.ts";
-import { createRoles } from "./roles.ts";
+import { allows, createRoles } from "./roles.ts";
 import { createSessions } from "./sessions.ts";
 
 export { CONSOLE_MIGRATIONS } from "./migrations.ts";
@@ -39,7 +39,9 @@ export interface ConsoleDeps {
  * The organisation's admin console (docs/console.md): its pages and its API, answered by the
  * policy module on the organisation's client URL under /_medmesh/console/.
  */
-export async function createConsole(d: ConsoleDeps): Promise<{ routes: Route[] }> {
+export async function createConsole(
+  d: ConsoleDeps,
+): Promise<{ routes: Route[]; reviewers: () => Promise<string[]> }> {
   const knex = d.store.knex;
   const maxMs = d.sessionMaxMs ?? 12 * 3_600_000;
   const sessions = createSessions(knex, { idleMs: d.sessionIdleMs ?? 30 * 60_000, maxMs });
@@ -52,6 +54,9 @@ export async function createConsole(d: ConsoleDeps): Promise<{ routes: Route[] }
   const query = auditQuery(knex);
   const assets = await buildAssets();
   return {
+    /** Who may decide on ID-document reviews (console roles and the Synapse server admins). */
+    reviewers: async () =>
+      (await api.roles.list()).filter((g) => allows(g.role, "reviews.decide")).map((g) => g.user_id),
     routes: [
       ...sessionRoutes(api, Math.floor(maxMs / 1000)),
       ...reviewRoutes({ ...api, verifier: d.verifier, documents: d.documents }),

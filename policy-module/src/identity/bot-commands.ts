@@ -63,6 +63,17 @@ export function describeChange(r: VerificationRecord): { user: string; admins?: 
   }
 }
 
+/** What the bot tells the organisation's reviewers when an ID document waits for them. */
+export function reviewWaiting(r: VerificationRecord): string {
+  const conflict = r.conflict_with
+    ? ` Their registration number is already bound to ${r.conflict_with}: check which account is the person's.`
+    : "";
+  return (
+    `${r.user_id} sent an ID document for their ${r.registry} verification; it waits for your review ` +
+    `in the admin console (Verification queue).${conflict}`
+  );
+}
+
 /**
  * The bot's side of a direct chat about verification: `verify <registry> <number> [name]`,
  * `status`, `help`, and an ID document sent as an image or file when one is awaited.

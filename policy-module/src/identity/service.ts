@@ -8,7 +8,7 @@ import { publicJwkOf } from "../trust/trust-list.ts";
 import type { OrgKey } from "../trust/request-signing.ts";
 import { startBot, type Bot } from "../bot/index.ts";
 import { signAttestation } from "./attestation.ts";
-import { describeChange, verificationConversation } from "./bot-commands.ts";
+import { describeChange, reviewWaiting, verificationConversation } from "./bot-commands.ts";
 import { storedClinicians } from "./clinicians.ts";
 import { identityDocuments, verificationRecords, type VerificationRecord } from "./records.ts";
 import { createRoomBadges, type BadgeContent } from "./room-badges.ts";
@@ -43,6 +43,8 @@ export interface IdentityDeps {
   /** The verification bot of direct chats (an end-to-end encrypting client). */
   verifyBotUserId: string;
   admin: SynapseAdmin;
+  /** Who reviews ID documents (the console's reviewers and org admins); undefined: Synapse's server admins. */
+  reviewers?: () => Promise<string[] | undefined>;
 }
 
 /**
@@ -205,6 +207,10 @@ export async function startIdentity(config: IdentityConfig, d: IdentityDeps) {
       badges.changed(r.user_id).catch((err: unknown) => {
         d.log.warn({ err, user_id: r.user_id }, "could not update verification badges");
       });
+      if (r.status === "in_review")
+        tellReviewers(r).catch((err: unknown) => {
+          d.log.warn({ err, user_id: r.user_id }, "could not tell the reviewers about a waiting document");
+        });
       // What the user asked for themselves they were answered already; the rest they are told.
       if (actor !== r.user_id)
         notify(r).catch((err: unknown) => {
@@ -357,6 +363,14 @@ export async function startIdentity(config: IdentityConfig, d: IdentityDeps) {
     if (!bot || !text) return;
     await bot.tell(r.user_id, text.user);
     if (text.admins) for (const admin of await organisationAdmins()) await bot.tell(admin, text.admins);
+  };
+  /** A document waits: everyone who may decide is told (no registration number, no document). */
+  const tellReviewers = async (r: VerificationRecord): Promise<void> => {
+    if (!bot) return;
+    const text = reviewWaiting(r);
+    for (const reviewer of (await d.reviewers?.()) ?? (await organisationAdmins())) {
+      if (reviewer !== r.user_id) await bot.tell(reviewer, text);
+    }
   };
   const organisationAdmins = async (): Promise<string[]> => {
     const { users } = await d.admin.request<{ users: { name: string }[] }>(
