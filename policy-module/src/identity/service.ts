@@ -2,7 +2,7 @@ import { type AppserviceEvent, type Store, type SynapseAdmin, createAuditLog } f
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import type { PeerClient } from "../directory/index.ts";
-import { forbidden, Refusal, route, type Route } from "../proxy/index.ts";
+import { forbidden, Refusal } from "../proxy/index.ts";
 import type { PeerRoute } from "../peer-api.ts";
 import { publicJwkOf } from "../trust/trust-list.ts";
 import type { OrgKey } from "../trust/request-signing.ts";
@@ -20,6 +20,7 @@ import { revocationTables } from "./revocation-store.ts";
 import { configuredClinicians, type IdentityConfig, type LocalClinicians } from "./verification.ts";
 import { createVerifier } from "./verifier.ts";
 import { createSingleSignOn, ssoIdentities, type SingleSignOn } from "./sso.ts";
+import { identityClientRoutes } from "./client-routes.ts";
 
 export interface IdentityDeps {
   serverName: string;
@@ -256,88 +257,12 @@ export async function startIdentity(config: IdentityConfig, d: IdentityDeps) {
   late.revocation = rev;
 
   /** Client API, answered by the proxy for the authenticated user. */
-  const clientRoutes: Route[] = [
-    route("POST", "^/_medmesh/identity/v1/verification", async (ctx) => {
-      const requester = await ctx.requireRequester();
-      const body = await ctx.json(64 * 1024);
-      const field = (name: string): string => {
-        const v = body[name];
-        if (typeof v !== "string") throw new Refusal(400, "M_MISSING_PARAM", `${name} is required`);
-        return v;
-      };
-      const outcome = await verifier.start(requester.userId, {
-        registry: field("registry"),
-        number: field("number"),
-        claimed_name: field("claimed_name"),
-      });
-      return { status: 200, body: outcome };
-    }),
-    route("GET", "^/_medmesh/identity/v1/verification", async (ctx) => {
-      const requester = await ctx.requireRequester();
-      const status = await verifier.status(requester.userId);
-      if (!status) throw new Refusal(404, "M_NOT_FOUND", "You have not asked to be verified yet");
-      return { status: 200, body: status };
-    }),
-  ];
-
-  const REVIEWS = "^/_medmesh/admin/v1/identity/reviews";
-  clientRoutes.push(
-    route("PUT", "^/_medmesh/identity/v1/document", async (ctx) => {
-      const requester = await ctx.requireRequester();
-      const type = (ctx.req.headers["content-type"] ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
-      if (!config.id_document.content_types.includes(type)) {
-        throw new Refusal(
-          400,
-          "M_INVALID_PARAM",
-          `Upload the document as ${config.id_document.content_types.join(", ")}`,
-        );
-      }
-      const data = await ctx.body(config.id_document.max_bytes);
-      if (data.length === 0) throw new Refusal(400, "M_INVALID_PARAM", "The document is empty");
-      return { status: 200, body: await verifier.documentUploaded(requester.userId, type, data) };
-    }),
-    route("GET", REVIEWS, async (ctx) => {
-      await requireAdmin((await ctx.requireRequester()).userId);
-      const queue = await verifier.reviewQueue();
-      return {
-        status: 200,
-        body: {
-          reviews: queue.map((r) => ({
-            user_id: r.user_id,
-            registry: r.registry,
-            profession: r.profession,
-            registered_name: r.registered_name,
-            claimed_name: r.claimed_name,
-            since: r.updated_at.toISOString(),
-            // The account that holds the number this one claims (identity.duplicate_number: review).
-            ...(r.conflict_with === undefined ? {} : { conflict: { user_id: r.conflict_with } }),
-          })),
-        },
-      };
-    }),
-    route("GET", `${REVIEWS}/{}/document`, async (ctx, [userId = ""]) => {
-      await requireAdmin((await ctx.requireRequester()).userId);
-      const doc = await documents.get(userId);
-      if (!doc) throw new Refusal(404, "M_NOT_FOUND", `No ID document of ${userId} is waiting for review`);
-      return { status: 200, body: doc.data, contentType: doc.content_type };
-    }),
-    route("POST", `${REVIEWS}/{}`, async (ctx, [userId = ""]) => {
-      const reviewer = (await ctx.requireRequester()).userId;
-      await requireAdmin(reviewer);
-      const body = await ctx.json(16 * 1024);
-      if (body.decision !== "approve" && body.decision !== "reject") {
-        throw new Refusal(400, "M_INVALID_PARAM", 'decision must be "approve" or "reject"');
-      }
-      const reason = typeof body.reason === "string" ? body.reason : "";
-      if (body.decision === "reject" && !reason.trim()) {
-        throw new Refusal(400, "M_MISSING_PARAM", "Give the reason for a rejection; the user is told");
-      }
-      return {
-        status: 200,
-        body: await verifier.review(userId, body.decision === "approve", reason, reviewer),
-      };
-    }),
-  );
+  const clientRoutes = identityClientRoutes({
+    verifier,
+    documents,
+    idDocument: config.id_document,
+    requireAdmin,
+  });
 
   /** For trusted peers (signed requests, through the peer API). */
   const peerRoutes: PeerRoute[] = [
