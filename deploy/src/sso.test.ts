@@ -84,7 +84,13 @@ describe("single sign-on in the generated configs", () => {
       },
     ]);
     expect(hs.password_config).toEqual({ enabled: false });
-    expect(hs.sso).toEqual({ client_whitelist: ["https://chat.hospital-a.example/"] });
+    // The organisation's own clients, and its admin console's sign-in page.
+    expect(hs.sso).toEqual({
+      client_whitelist: [
+        "https://chat.hospital-a.example/",
+        `${String(hs.public_baseurl)}_medmesh/console/sign-in`,
+      ],
+    });
     // The secret is copied for Synapse, 0600; never written into homeserver.yaml itself.
     expect(readFileSync(org.paths.oidcClientSecret, "utf8")).toBe("s3cret-from-the-idp\n");
     expect(statSync(org.paths.oidcClientSecret).mode & 0o077).toBe(0);

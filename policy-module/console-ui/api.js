@@ -52,16 +52,12 @@ export async function blobUrl(path) {
  * Sign-in: Matrix password login through the organisation's proxy, the token traded for a console
  * session, then the Matrix token logged out again (the console keeps only its own session).
  */
-export async function signIn(user, password) {
+/** Signs in with a Matrix login, trades its token for a console session, and logs the token out. */
+async function exchange(loginBody) {
   const login = await fetch("/_matrix/client/v3/login", {
     method: "POST",
     headers: { "content-type": "application/json" },
-    body: JSON.stringify({
-      type: "m.login.password",
-      identifier: { type: "m.id.user", user },
-      password,
-      initial_device_display_name: "MedMesh console sign-in",
-    }),
+    body: JSON.stringify({ ...loginBody, initial_device_display_name: "MedMesh console sign-in" }),
   });
   const answer = await login.json();
   if (!login.ok) throw new ApiError(login.status, answer.errcode, answer.error);
@@ -76,6 +72,29 @@ export async function signIn(user, password) {
     await fetch("/_matrix/client/v3/logout", { method: "POST", headers: auth }).catch(() => undefined);
   }
 }
+
+export const signIn = (user, password) =>
+  exchange({ type: "m.login.password", identifier: { type: "m.id.user", user }, password });
+
+/** The login token Synapse hands back after the organisation's single sign-on. */
+export const signInWithToken = (token) => exchange({ type: "m.login.token", token });
+
+/** How this server lets people sign in: password, and the single sign-on providers. */
+export async function loginFlows() {
+  const res = await fetch("/_matrix/client/v3/login");
+  const { flows = [] } = res.ok ? await res.json() : {};
+  const sso = flows.find((f) => f.type === "m.login.sso");
+  return {
+    password: flows.some((f) => f.type === "m.login.password"),
+    providers: sso?.identity_providers ?? [],
+  };
+}
+
+/** Where the browser goes for the provider's sign-in; it comes back to the console with a login token. */
+export const ssoUrl = (idpId) =>
+  `/_matrix/client/v3/login/sso/redirect/${encodeURIComponent(idpId)}?redirectUrl=${encodeURIComponent(
+    `${location.origin}/_medmesh/console/sign-in`,
+  )}`;
 
 export async function currentSession() {
   const res = await fetch(`${BASE}/session`, { credentials: "same-origin" });

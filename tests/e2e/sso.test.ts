@@ -2,7 +2,7 @@ import type { JsonWebKey } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { registerWithSharedSecret } from "@medmesh/common";
+import { createSynapseAdmin, registerWithSharedSecret } from "@medmesh/common";
 import { REPO_ROOT, type RunningOrganisation } from "@medmesh/deploy";
 import {
   startBigTestServer,
@@ -13,6 +13,7 @@ import { publicJwkOf } from "../../policy-module/src/trust/trust-list.ts";
 import {
   Browser,
   OpenApiContract,
+  startChromium,
   startTestIdp,
   useTestNetwork,
   waitUntil,
@@ -246,5 +247,45 @@ describe("single sign-on with the organisation's identity provider", () => {
       errcode: expect.stringMatching(/^M_/) as unknown,
       error: expect.stringMatching(/Password login has been disabled/) as unknown,
     });
+  });
+
+  it("signs an org admin in to the admin console through the identity provider, in Chromium", async () => {
+    // Clara's account exists (her first SSO sign-in); the operator makes her a server admin, so
+    // she is one of the organisation's first console admins.
+    const clara = await signInWithSso(CLARA);
+    // Password login is off: MedMesh's admin account signs in as the policy module's appservice.
+    const admin = createSynapseAdmin({
+      url: org().synapseUrl,
+      registrationSharedSecret: org().registrationSecret,
+      appserviceToken: org().services.find((s) => s.name === "policy-module")?.registration.as_token ?? "",
+    });
+    await admin.request("PUT", `/_synapse/admin/v2/users/${encodeURIComponent(clara.user_id)}`, {
+      admin: true,
+    });
+    const chromium = await startChromium("sso-console");
+    try {
+      const page = await chromium.page("en-GB");
+      await page.goto(`${org().clientUrl}/_medmesh/console/`);
+      // Password login is off here: the page offers the organisation's provider only.
+      await page.waitForSelector(`#sso-oidc-${org().org.id}`);
+      expect(await page.$("#sign-in")).toBeNull();
+      expect(await chromium.axe(page)).toEqual([]);
+      await chromium.screenshot(page, "sso-sign-in");
+      await Promise.all([page.waitForNavigation(), page.click(`#sso-oidc-${org().org.id}`)]);
+      expect(page.url().startsWith(`${idp?.issuer ?? "?"}/interaction/`)).toBe(true);
+      await page.type("input[name=username]", CLARA.username);
+      await page.type("input[name=password]", CLARA.password);
+      await page.click("button[type=submit]");
+      // Back through Synapse's callback to the console, which trades the login token for a session.
+      await page.waitForSelector("header nav", { timeout: 60_000 });
+      expect(new URL(page.url()).searchParams.get("loginToken"), "the token left the address bar").toBeNull();
+      const session = await page.evaluate(async () => {
+        const res = await fetch("/_medmesh/console/api/v1/session", { credentials: "same-origin" });
+        return (await res.json()) as { user_id?: string; role?: string };
+      });
+      expect(session).toMatchObject({ user_id: clara.user_id, role: "org_admin" });
+    } finally {
+      await chromium.close();
+    }
   });
 });

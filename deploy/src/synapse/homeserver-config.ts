@@ -167,6 +167,7 @@ export function homeserverConfig(i: HomeserverInputs): Record<string, unknown> {
     // Single sign-on with the organisation's identity provider, where it has one.
     ...oidcSections({
       org,
+      publicBaseUrl: org.public_baseurl ?? `${i.clientUrl}/`,
       clientSecretFile: paths.oidcClientSecret,
       decisionUrl: i.decisionUrl,
       decisionTokenFile: paths.decisionToken,

@@ -12,6 +12,9 @@ export function forwardedClaims(sso: NonNullable<OrganisationConfig["sso"]>): st
   return [...new Set([sso.claims.name, ...(registration ? [registration.claim] : [])])];
 }
 
+/** Where Synapse sends the browser back to after an SSO sign-in to the admin console. */
+export const CONSOLE_SIGN_IN = "_medmesh/console/sign-in";
+
 /**
  * The homeserver.yaml sections for the organisation's single sign-on: `oidc_providers` (authorization
  * code with PKCE always; the MedMesh mapping provider, which forwards the configured claims to the
@@ -23,6 +26,8 @@ export function oidcSections(i: {
   clientSecretFile: string;
   decisionUrl: string;
   decisionTokenFile: string;
+  /** The organisation's public client URL (public_baseurl): its admin console signs in through SSO too. */
+  publicBaseUrl: string;
 }): Record<string, unknown> {
   const sso = i.org.sso;
   if (!sso) return {};
@@ -62,6 +67,7 @@ export function oidcSections(i: {
       },
     ],
     ...(sso.password_login ? {} : { password_config: { enabled: false } }),
-    ...(sso.client_redirect_urls.length ? { sso: { client_whitelist: sso.client_redirect_urls } } : {}),
+    // The admin console's sign-in page takes the login token without Synapse's "continue to" page.
+    sso: { client_whitelist: [...sso.client_redirect_urls, new URL(CONSOLE_SIGN_IN, i.publicBaseUrl).href] },
   };
 }
