@@ -31,7 +31,7 @@ describe("PGlite folder ownership", () => {
       const store = await createStore({ type: "pglite", data_dir: dir });
       await store.close();
     } finally {
-      await rm(dir, { recursive: true, force: true });
+      await rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
     }
   });
 });

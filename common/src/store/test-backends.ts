@@ -23,7 +23,9 @@ export function storeBackends(): TestBackend[] {
         const dir = await mkdtemp(join(tmpdir(), "medmesh-pglite-"));
         return {
           config: { type: "pglite", data_dir: dir },
-          cleanup: () => rm(dir, { recursive: true, force: true }),
+          // PGlite writes its files back after close resolves: removing the folder can meet one
+          // that appears meanwhile (ENOTEMPTY, seen in CI), so the removal is retried.
+          cleanup: () => rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 }),
         };
       },
     },

@@ -82,7 +82,7 @@ describe("remote badges refreshed in the background", () => {
       await refresher.stop();
     } finally {
       await store.close();
-      await rm(dir, { recursive: true, force: true });
+      await rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
     }
   });
 });

@@ -69,8 +69,8 @@ describe("revocation outbox", () => {
   it("keeps a notice for a peer that is down across a restart, delivers it when the peer is back, and the peer applies it once", async () => {
     const dirA = await mkdtemp(join(tmpdir(), "medmesh-outbox-a-"));
     const dirB = await mkdtemp(join(tmpdir(), "medmesh-outbox-b-"));
-    cleanups.push(() => rm(dirA, { recursive: true, force: true }));
-    cleanups.push(() => rm(dirB, { recursive: true, force: true }));
+    cleanups.push(() => rm(dirA, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 }));
+    cleanups.push(() => rm(dirB, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 }));
     // A free port nobody listens on yet: B is down.
     const probe = createServer();
     await new Promise<void>((r) => probe.listen(0, "127.0.0.1", r));
