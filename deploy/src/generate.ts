@@ -3,12 +3,7 @@ import { chmod, mkdir, writeFile } from "node:fs/promises";
 import { join, relative, resolve, sep } from "node:path";
 import { parse as parseYaml, stringify } from "yaml";
 import { createPublicKey, generateKeyPairSync } from "node:crypto";
-import {
-  configuredPlugins,
-  generateKey,
-  synapseWhitelistYaml,
-  type PolicyModuleConfig,
-} from "@medmesh/policy-module";
+import { generateKey, synapseWhitelistYaml, type PolicyModuleConfig } from "@medmesh/policy-module";
 import { InteropConfigSchema, type BridgeConfig } from "@medmesh/bridge";
 import type { DeploymentConfig, OrganisationConfig } from "./config/schema.ts";
 import { serverNameOf } from "./config/schema.ts";
@@ -22,7 +17,7 @@ import {
 import { ensureLocalCa, ensureServerCertificate } from "./tls/local-ca.ts";
 import { signLocalTrustList, trustFiles, type TrustFiles } from "./local-trust.ts";
 import { organisationPaths } from "./paths.ts";
-import { idpIdOf } from "./synapse/oidc-config.ts";
+import { policyIdentity } from "./policy-identity.ts";
 
 export { organisationPaths };
 
@@ -247,39 +242,7 @@ async function generateOrganisation(
       refresh_seconds: trustConfig.refresh_seconds,
       synapse_whitelist_file: view.path(paths.federationWhitelist),
     },
-    identity: {
-      ...deployment.identity,
-      // Each plug-in names its file fields; they are resolved against the deployment config.
-      registries: Object.fromEntries(
-        configuredPlugins(deployment.identity.registries).map(({ plugin, config }) => {
-          const section = { ...(config as Record<string, unknown>) };
-          for (const field of plugin.fileFields) {
-            const value = section[field];
-            if (typeof value === "string") section[field] = view.path(resolve(baseDir, value));
-          }
-          return [plugin.id, section];
-        }),
-      ) as PolicyModuleConfig["identity"]["registries"],
-      require_id_document: org.require_id_document,
-      duplicate_number: org.duplicate_number,
-      ...(org.sso
-        ? {
-            sso: {
-              idp_id: idpIdOf(org),
-              organisation_name: org.name,
-              name_claim: org.sso.claims.name,
-              ...(org.sso.claims.registration_number
-                ? { registration: org.sso.claims.registration_number }
-                : {}),
-            },
-          }
-        : {}),
-      verified_clinicians: org.verified_clinicians.map((c) => ({
-        user_id: `@${c.localpart}:${serverName}`,
-        display_name: c.display_name,
-        profession: c.profession,
-      })),
-    },
+    identity: policyIdentity(deployment, org, (f) => view.path(resolve(baseDir, f))),
     retention: { ...deployment.retention, allow_clock_override: deployment.profile === "test" },
     invites: { unverified_may_invite_verified: false },
     directory: { peer_timeout_ms: 1500, remote_cache_seconds: 300 },
