@@ -11,6 +11,7 @@ export {
   type RunningServer,
 } from "./http/service.ts";
 export {
+  adminActorOf,
   adminAuthenticator,
   bearerToken,
   cachedTokenLookup,

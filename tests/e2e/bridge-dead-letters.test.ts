@@ -147,6 +147,21 @@ describe("bridge: an invite to a ghost whose join fails for good is a dead lette
     );
     expect(await call<{ outcome: string }>("POST", retry)).toEqual({ outcome: "handled" });
     expect(await deadLetters()).toEqual([]);
+    // Each retry is audited with whoever asked (here the operator's admin token) as the actor.
+    const retries = await org()
+      .services.find((s) => s.name === "bridge")!
+      .store.knex("audit_log")
+      .where({ action: "appservice.dead_letter_retry", object: letter?.event_id ?? "" })
+      .orderBy("seq")
+      .select<{ actor: string; on_behalf_of: string | null; outcome: string }[]>(
+        "actor",
+        "on_behalf_of",
+        "outcome",
+      );
+    expect(retries).toEqual([
+      { actor: "admin-token", on_behalf_of: `@medmesh-bridge:${org().serverName}`, outcome: "failed" },
+      { actor: "admin-token", on_behalf_of: `@medmesh-bridge:${org().serverName}`, outcome: "handled" },
+    ]);
     const missing = await bridge().fetch(retry, { method: "POST" });
     await contract.check(contract.match("POST", retry) ?? "", missing.clone());
     expect(missing.status).toBe(404);

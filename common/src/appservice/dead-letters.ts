@@ -3,6 +3,7 @@ import type { Knex } from "knex";
 import type { Logger } from "pino";
 import { Counter, Gauge, type Registry } from "prom-client";
 import type { AuditLog } from "../audit/index.ts";
+import { adminActorOf } from "../http/auth.ts";
 import { ApiError, asyncHandler } from "../http/errors.ts";
 import { MatrixRequestError } from "../synapse/accounts.ts";
 import type { AsUser } from "../synapse/as-user.ts";
@@ -62,7 +63,12 @@ export interface DeadLetters {
   ): Promise<number>;
   list(limit?: number): Promise<DeadLetter[]>;
   /** Fetches the event from the homeserver again and hands it to the handler. */
-  retry(eventId: string, handler: EventHandler): Promise<{ outcome: "handled" | "failed"; error?: string }>;
+  /** Hands the event to the service again; `actor` (the admin who asked) is the audit record's actor. */
+  retry(
+    eventId: string,
+    handler: EventHandler,
+    actor?: string,
+  ): Promise<{ outcome: "handled" | "failed"; error?: string }>;
 }
 
 /**
@@ -204,14 +210,15 @@ export function createDeadLetters(d: {
     async list(limit = 500) {
       return (await rows().orderBy("first_failed_at").limit(limit).select<Row[]>(COLUMNS)).map(toDeadLetter);
     },
-    async retry(eventId, handler) {
+    async retry(eventId, handler, actor) {
       const found = await rows().where({ event_id: eventId }).first<Row | undefined>(COLUMNS);
       const row = found && toDeadLetter(found);
       if (!row) throw new ApiError("M_NOT_FOUND", "No dead letter with this event ID");
       const retried = async (outcome: "handled" | "failed", error?: string) => {
         counter.inc({ outcome: outcome === "handled" ? "retry_handled" : "retry_failed" });
         await d.audit.record({
-          actor: d.botUserId,
+          actor: actor ?? d.botUserId,
+          ...(actor ? { on_behalf_of: d.botUserId } : {}),
           action: "appservice.dead_letter_retry",
           object: eventId,
           outcome,
@@ -248,7 +255,7 @@ export function mountDeadLetterApi(app: Express, deadLetters: DeadLetters, handl
   app.post(
     "/_medmesh/admin/v1/appservice/dead-letters/:eventId/retry",
     asyncHandler(async (req, res) => {
-      res.json(await deadLetters.retry(String(req.params.eventId), handler));
+      res.json(await deadLetters.retry(String(req.params.eventId), handler, adminActorOf(req)));
     }),
   );
 }

@@ -68,6 +68,14 @@ export interface AdminAuthOptions {
 
 const digest = (s: string): Buffer => createHash("sha256").update(s).digest();
 
+/** Who passed the admin check, for the audit log: the admin's user ID, or "admin-token". */
+const ADMIN_ACTOR = Symbol("medmesh admin actor");
+export const adminActorOf = (req: Request): string | undefined =>
+  (req as Request & { [ADMIN_ACTOR]?: string })[ADMIN_ACTOR];
+const setAdminActor = (req: Request, actor: string): void => {
+  (req as Request & { [ADMIN_ACTOR]?: string })[ADMIN_ACTOR] = actor;
+};
+
 /**
  * The admin check: the admin token (compared in constant time: both sides hashed, so neither the
  * content nor the length leaks through timing), or the Matrix access token of a Synapse server
@@ -83,7 +91,10 @@ export function adminAuthenticator(opts: AdminAuthOptions): Authenticate {
     const token = bearerToken(req);
     if (token === undefined)
       throw new ApiError("M_MISSING_TOKEN", `Admin endpoint: send ${accepted} as a Bearer token`);
-    if (expected && timingSafeEqual(digest(token), expected)) return;
+    if (expected && timingSafeEqual(digest(token), expected)) {
+      setAdminActor(req, "admin-token");
+      return;
+    }
     if (!opts.matrix) throw new ApiError("M_UNKNOWN_TOKEN", "Unknown admin token");
     let info: MatrixTokenInfo;
     try {
@@ -94,6 +105,7 @@ export function adminAuthenticator(opts: AdminAuthOptions): Authenticate {
     if (!info.valid) throw new ApiError("M_UNKNOWN_TOKEN", "Unknown admin or access token");
     if (!info.serverAdmin || !info.userId.endsWith(`:${opts.serverName}`))
       throw new ApiError("M_FORBIDDEN", `${info.userId} is not an admin of this organisation`);
+    setAdminActor(req, info.userId);
   };
 }
 
