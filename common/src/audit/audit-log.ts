@@ -93,6 +93,21 @@ const AUDIT_LOCK = 7_350_002;
 const hashOf = (prev: string, e: Omit<AuditRecord, "seq" | "hash">): string =>
   createHash("sha256").update(prev).update(canonicalJson(e)).digest("hex");
 
+/**
+ * A record's link in the chain: SHA-256 over the previous hash and the canonical JSON of the
+ * record's content (everything but seq and the hashes). The one definition, for every reader.
+ */
+export const auditRecordHash = (prev: string, r: Omit<AuditRecord, "seq" | "hash">): string =>
+  hashOf(prev, {
+    at: r.at,
+    actor: r.actor,
+    on_behalf_of: r.on_behalf_of,
+    action: r.action,
+    object: r.object,
+    outcome: r.outcome,
+    details: r.details,
+  });
+
 /** The tamper-evident audit log: an append-only table whose rows form a SHA-256 hash chain. */
 export function createAuditLog(knex: Knex): AuditLog {
   const toRecord = (r: Record<string, unknown>): AuditRecord => ({

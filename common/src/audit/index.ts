@@ -1,4 +1,5 @@
 export {
+  auditRecordHash,
   createAuditLog,
   GENESIS,
   type AnchorPoint,

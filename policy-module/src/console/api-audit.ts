@@ -1,5 +1,4 @@
-import { createHash } from "node:crypto";
-import { canonicalJson } from "@medmesh/common";
+import { auditRecordHash } from "@medmesh/common";
 import { Refusal, type ProxyContext, type Route } from "../proxy/index.ts";
 import type { AuditService } from "../audit/index.ts";
 import type { AuditFilter, AuditQuery, AuditRow } from "./audit-query.ts";
@@ -36,21 +35,7 @@ export function filterOf(ctx: ProxyContext): AuditFilter {
   return f;
 }
 
-const recomputed = (r: AuditRow): string =>
-  createHash("sha256")
-    .update(r.prev_hash)
-    .update(
-      canonicalJson({
-        at: r.at,
-        actor: r.actor,
-        on_behalf_of: r.on_behalf_of,
-        action: r.action,
-        object: r.object,
-        outcome: r.outcome,
-        details: r.details,
-      }),
-    )
-    .digest("hex");
+const recomputed = (r: AuditRow): string => auditRecordHash(r.prev_hash, r);
 
 /**
  * The proof for an exported range: every record carries its prev_hash and hash, so each can be
