@@ -246,6 +246,9 @@ async function generateOrganisation(
     retention: { ...deployment.retention, allow_clock_override: deployment.profile === "test" },
     invites: { unverified_may_invite_verified: false },
     directory: { peer_timeout_ms: 1500, remote_cache_seconds: 300 },
+    console: {
+      bridge: { url: view.url("bridge", org.ports.bridge), token_file: view.path(paths.bridgeAdminToken) },
+    },
     proxy: {
       client: { host: org.bind_address, port: org.ports.client },
       federation: {

@@ -2,12 +2,14 @@
 // CSRF token is kept in memory only and sent on every state-changing request.
 export const BASE = "/_medmesh/console/api/v1";
 let csrf = "";
+/** @type {(err: ApiError) => void} */
 let onExpired = () => {};
 
-export const setCsrf = (token) => (csrf = token);
-export const onSessionExpired = (f) => (onExpired = f);
+export const setCsrf = (/** @type {string} */ token) => (csrf = token);
+export const onSessionExpired = (/** @type {(err: ApiError) => void} */ f) => (onExpired = f);
 
 export class ApiError extends Error {
+  /** @param {number} status @param {string} errcode @param {string} message */
   constructor(status, errcode, message) {
     super(message);
     this.status = status;
@@ -15,7 +17,9 @@ export class ApiError extends Error {
   }
 }
 
+/** @param {Response} res @returns {Promise<never>} */
 async function fail(res) {
+  /** @type {{ errcode?: string, error?: string }} */
   let body = {};
   try {
     body = await res.json();
@@ -27,6 +31,12 @@ async function fail(res) {
   throw err;
 }
 
+/**
+ * @param {"GET" | "POST" | "PUT" | "DELETE"} method
+ * @param {string} path
+ * @param {unknown} [body]
+ * @returns {Promise<any>} the answer, as console.yaml documents it (types.d.ts)
+ */
 export async function api(method, path, body) {
   const res = await fetch(`${BASE}${path}`, {
     method,
@@ -42,6 +52,7 @@ export async function api(method, path, body) {
 }
 
 /** A binary answer (the ID document) as an object URL, revoked by the caller when it leaves the page. */
+/** @param {string} path */
 export async function blobUrl(path) {
   const res = await fetch(`${BASE}${path}`, { credentials: "same-origin", cache: "no-store" });
   if (!res.ok) await fail(res);
@@ -53,6 +64,7 @@ export async function blobUrl(path) {
  * session, then the Matrix token logged out again (the console keeps only its own session).
  */
 /** Signs in with a Matrix login, trades its token for a console session, and logs the token out. */
+/** @param {Record<string, unknown>} loginBody @returns {Promise<import("./types").Session>} */
 async function exchange(loginBody) {
   const login = await fetch("/_matrix/client/v3/login", {
     method: "POST",
@@ -73,11 +85,11 @@ async function exchange(loginBody) {
   }
 }
 
-export const signIn = (user, password) =>
+export const signIn = (/** @type {string} */ user, /** @type {string} */ password) =>
   exchange({ type: "m.login.password", identifier: { type: "m.id.user", user }, password });
 
 /** The login token Synapse hands back after the organisation's single sign-on. */
-export const signInWithToken = (token) => exchange({ type: "m.login.token", token });
+export const signInWithToken = (/** @type {string} */ token) => exchange({ type: "m.login.token", token });
 
 /** How this server lets people sign in: password, and the single sign-on providers. */
 export async function loginFlows() {
@@ -91,11 +103,12 @@ export async function loginFlows() {
 }
 
 /** Where the browser goes for the provider's sign-in; it comes back to the console with a login token. */
-export const ssoUrl = (idpId) =>
+export const ssoUrl = (/** @type {string} */ idpId) =>
   `/_matrix/client/v3/login/sso/redirect/${encodeURIComponent(idpId)}?redirectUrl=${encodeURIComponent(
     `${location.origin}/_medmesh/console/sign-in`,
   )}`;
 
+/** @returns {Promise<import("./types").Session | undefined>} */
 export async function currentSession() {
   const res = await fetch(`${BASE}/session`, { credentials: "same-origin" });
   if (!res.ok) return undefined;
@@ -103,3 +116,6 @@ export async function currentSession() {
   setCsrf(session.csrf_token);
   return session;
 }
+
+/** What a failure says, whatever was thrown. */
+export const messageOf = (/** @type {unknown} */ err) => (err instanceof Error ? err.message : String(err));

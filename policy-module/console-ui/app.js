@@ -11,6 +11,7 @@ import { SignInPage } from "./pages/sign-in.js";
 import { StatusPage } from "./pages/status.js";
 
 const ROOT = "/_medmesh/console";
+/** @type {{ path: string, label: string, needs: string, page: (props: { session: import("./types").Session }) => unknown }[]} */
 const PAGES = [
   { path: "queue", label: "nav.queue", needs: "reviews.read", page: QueuePage },
   { path: "members", label: "nav.members", needs: "members.read", page: MembersPage },
@@ -38,7 +39,7 @@ function LanguagePicker({ onChange }) {
 }
 
 function App() {
-  const [session, setSession] = useState(undefined);
+  const [session, setSession] = useState(/** @type {import("./types").Session | undefined} */ (undefined));
   const [checked, setChecked] = useState(false);
   const [path, setPath] = useState(pathNow());
   const [, setRev] = useState(0);
@@ -59,7 +60,7 @@ function App() {
     return () => removeEventListener("popstate", pop);
   }, []);
 
-  const go = (p) => {
+  const go = (/** @type {string} */ p) => {
     history.pushState({}, "", `${ROOT}/${p}`);
     setPath(p);
   };
@@ -120,4 +121,6 @@ function App() {
 }
 
 await initI18n();
-render(html`<${App} />`, document.getElementById("app"));
+const root = document.getElementById("app");
+if (!root) throw new Error("the console page has no #app element");
+render(html`<${App} />`, root);

@@ -2,4 +2,5 @@ import { h } from "preact";
 import htm from "htm";
 
 export const html = htm.bind(h);
-export const fmtTime = (iso) => (iso ? new Date(iso).toLocaleString(document.documentElement.lang) : "—");
+export const fmtTime = (/** @type {string | null | undefined} */ iso) =>
+  iso ? new Date(iso).toLocaleString(document.documentElement.lang) : "—";

@@ -33,6 +33,7 @@ export async function initI18n() {
   document.title = i18next.t("app.title");
 }
 
+/** @param {string} code */
 export async function setLanguage(code) {
   localStorage.setItem(KEY, code);
   await i18next.changeLanguage(code);
@@ -40,4 +41,5 @@ export async function setLanguage(code) {
   document.title = i18next.t("app.title");
 }
 
-export const t = (key, values) => i18next.t(key, values);
+/** @param {string} key @param {Record<string, unknown>} [values] @returns {string} */
+export const t = (key, values) => String(i18next.t(key, values));

@@ -1,6 +1,7 @@
 import { ServiceConfigSchema } from "@medmesh/common";
 import { z } from "zod";
 import { AuditConfigSchema } from "./audit/config.ts";
+import { ConsoleConfigSchema } from "./console/config.ts";
 import { DirectoryConfigSchema } from "./directory/index.ts";
 import { IdentityConfigSchema } from "./identity/verification.ts";
 import { RetentionConfigSchema } from "./retention/config.ts";
@@ -66,6 +67,7 @@ export const PolicyModuleConfigSchema = ServiceConfigSchema.extend({
   invites: OrgInvitePolicySchema.prefault({}),
   directory: DirectoryConfigSchema.prefault({}),
   audit: AuditConfigSchema.prefault({}),
+  console: ConsoleConfigSchema.prefault({}),
 }).superRefine((c, ctx) => {
   if (c.audit.anchor_file && !c.organisation) {
     ctx.addIssue({

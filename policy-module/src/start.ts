@@ -352,6 +352,7 @@ async function startProxyRole(
     serviceAccounts: [botUserId, `@medmesh-verify:${serverName}`, `@medmesh-admin:${serverName}`],
     probePeer: (server) =>
       peers.getJson(server, "/_medmesh/identity/v1/jwks", config.directory.peer_timeout_ms),
+    bridge: config.console.bridge,
   });
   late.reviewers = adminConsole.reviewers;
   const invites = (late.invites = createInviteGate({

@@ -4,10 +4,12 @@ import type { InteropConfig } from "../interop/config.ts";
 import type { Pruner } from "../lifecycle/index.ts";
 import type { BridgeStore, InboundRow, OutboundRow, QueueRow, QueueTable } from "../store/index.ts";
 import type { OrderedQueue } from "./queue.ts";
+import type { BridgeStatus } from "./status.ts";
 
 /**
  * The bridge's admin API, on the service's internal port (not the public interop URL): dead
- * letters (what could not be carried either way, without content) and a retry, and the prune.
+ * letters (what could not be carried either way, without content) and a retry, the prune, and the
+ * vendors' queues for the console's status page.
  */
 export function mountAdminApi(
   app: Express,
@@ -15,6 +17,7 @@ export function mountAdminApi(
     store: BridgeStore;
     queues: { inbound: OrderedQueue<InboundRow>; delivery: OrderedQueue<OutboundRow> };
     pruner: Pruner;
+    status: BridgeStatus;
     lifecycle: InteropConfig["lifecycle"];
   },
 ): void {
@@ -31,6 +34,12 @@ export function mountAdminApi(
       );
     return t;
   };
+  app.get(
+    "/_medmesh/admin/v1/bridge/status",
+    asyncHandler(async (_req, res) => {
+      res.json(await d.status.read());
+    }),
+  );
   app.get(
     "/_medmesh/admin/v1/bridge/:direction/failed",
     asyncHandler(async (req, res) => {

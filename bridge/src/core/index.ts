@@ -22,6 +22,7 @@ import { mountInteropApi } from "../interop/server.ts";
 import { createPruner, redactionPurge, removedCounter } from "../lifecycle/index.ts";
 import { createBridgeStore, type InboundRow, type OutboundRow } from "../store/index.ts";
 import { mountAdminApi } from "./admin-api.ts";
+import { bridgeStatus } from "./status.ts";
 import { BridgeCrypto } from "./crypto.ts";
 import { createGhosts } from "./ghosts.ts";
 import { inboundHandler } from "./inbound.ts";
@@ -161,7 +162,14 @@ export function createBridgeCore(
     onFailed: out.notifyUndelivered,
   });
 
-  mountAdminApi(app, { store, queues: { inbound, delivery }, pruner, lifecycle: d.config.lifecycle });
+  const status = bridgeStatus({ store, vendors: d.config.vendors.map((v) => v.id), log });
+  mountAdminApi(app, {
+    store,
+    queues: { inbound, delivery },
+    pruner,
+    status,
+    lifecycle: d.config.lifecycle,
+  });
   // The homeserver asks whether a user in our namespace exists (a Matrix user invited a ghost the
   // bridge has not met): yes, for any well-formed ghost of a configured vendor.
   const hsToken = homeserverTokenCheck(d.registration);
@@ -215,9 +223,10 @@ export function createBridgeCore(
       delivery.start();
       verification.start();
       pruner.start();
+      status.start();
     },
     stop: async () => {
-      await Promise.all([inbound.stop(), delivery.stop(), verification.stop(), pruner.stop()]);
+      await Promise.all([inbound.stop(), delivery.stop(), verification.stop(), pruner.stop(), status.stop()]);
       crypto.close();
     },
   };

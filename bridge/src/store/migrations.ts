@@ -210,4 +210,19 @@ export const BRIDGE_MIGRATIONS: readonly Migration[] = [
       );
     },
   },
+  {
+    version: 34,
+    capability: "bridge",
+    name: "bridge: queue depth samples for the console's chart",
+    // One row per minute and direction; any replica may write it (the key keeps one), and the
+    // bridge deletes rows older than a day. Counts only: no vendor, conversation or content.
+    up: (trx) =>
+      trx.schema.createTable("bridge_queue_samples", (t) => {
+        t.timestamp("at", { useTz: true }).notNullable();
+        t.text("direction").notNullable();
+        t.integer("pending").notNullable();
+        t.integer("failed").notNullable();
+        t.primary(["at", "direction"]);
+      }),
+  },
 ];

@@ -8,6 +8,13 @@ export interface QueueRow {
   attempts: number;
 }
 
+export interface VendorCounts {
+  vendor: string;
+  pending: number;
+  failed: number;
+  oldest_pending_at: string | null;
+}
+
 /** What a carried row records with its completion, in the same transaction. */
 export type Completion = (trx: Knex.Transaction) => Promise<void>;
 
@@ -21,6 +28,8 @@ export interface QueueTable<Row extends QueueRow> {
   giveUp(row: Row, attempts: number, reason: string): Promise<void>;
   retryLater(row: Row, attempts: number, reason: string, at: Date): Promise<void>;
   counts(): Promise<{ pending: number; failed: number }>;
+  /** Pending and given-up rows per vendor, and how long the oldest pending one has waited. */
+  countsByVendor(): Promise<VendorCounts[]>;
   /** Given-up rows, oldest first, without their content. */
   failed(
     limit: number,
@@ -89,6 +98,24 @@ export function queueTable<Row extends QueueRow>(
         .select<{ state: string; n: string }[]>("state", knex.raw("count(*) as n"));
       const n = (state: string) => Number(rows.find((r) => r.state === state)?.n ?? 0);
       return { pending: n("pending"), failed: n(t.states.failed) };
+    },
+    countsByVendor: async () => {
+      const rows = await knex(t.table)
+        .whereIn("state", ["pending", t.states.failed])
+        .groupBy("vendor")
+        .orderBy("vendor")
+        .select<{ vendor: string; pending: string; failed: string; oldest: Date | string | null }[]>(
+          "vendor",
+          knex.raw("count(*) FILTER (WHERE state = 'pending') AS pending"),
+          knex.raw("count(*) FILTER (WHERE state <> 'pending') AS failed"),
+          knex.raw(`min(${t.createdColumn}) FILTER (WHERE state = 'pending') AS oldest`),
+        );
+      return rows.map((r) => ({
+        vendor: r.vendor,
+        pending: Number(r.pending),
+        failed: Number(r.failed),
+        oldest_pending_at: r.oldest === null ? null : new Date(r.oldest).toISOString(),
+      }));
     },
     failed: async (limit) => {
       const rows = await knex(t.table)

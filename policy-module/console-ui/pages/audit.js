@@ -1,5 +1,5 @@
 import { useEffect, useState } from "preact/hooks";
-import { api, BASE } from "../api.js";
+import { api, BASE, messageOf } from "../api.js";
 import { fmtTime, html } from "../html.js";
 import { t } from "../i18n.js";
 
@@ -25,9 +25,11 @@ function Report({ report }) {
 
 export function AuditPage() {
   const [filter, setFilter] = useState({ actor: "", action: "", object: "", from: "", to: "" });
-  const [records, setRecords] = useState(undefined);
-  const [next, setNext] = useState(null);
-  const [report, setReport] = useState(undefined);
+  const [records, setRecords] = useState(
+    /** @type {import("../types").AuditRecord[] | undefined} */ (undefined),
+  );
+  const [next, setNext] = useState(/** @type {number | null} */ (null));
+  const [report, setReport] = useState(/** @type {import("../types").ChainReport | undefined} */ (undefined));
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState("");
   const query = (extra = {}) => {
@@ -45,7 +47,7 @@ export function AuditPage() {
       setRecords((old) => (before ? [...(old ?? []), ...page.records] : page.records));
       setNext(page.next_before);
     } catch (err) {
-      setError(err.message);
+      setError(messageOf(err));
     }
   };
   useEffect(() => void load(), []);
@@ -55,7 +57,7 @@ export function AuditPage() {
     try {
       setReport(await api("POST", "/audit/verify"));
     } catch (err) {
-      setError(err.message);
+      setError(messageOf(err));
     } finally {
       setBusy(false);
     }

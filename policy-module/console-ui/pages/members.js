@@ -1,19 +1,19 @@
 import { useEffect, useState } from "preact/hooks";
-import { api } from "../api.js";
+import { api, messageOf } from "../api.js";
 import { fmtTime, html } from "../html.js";
 import { t } from "../i18n.js";
 
 const enc = encodeURIComponent;
 
 function Member({ userId, canAct, onBack }) {
-  const [user, setUser] = useState(undefined);
+  const [user, setUser] = useState(/** @type {import("../types").MemberDetail | undefined} */ (undefined));
   const [message, setMessage] = useState("");
   const [error, setError] = useState("");
   const [password, setPassword] = useState("");
   const load = () =>
     api("GET", `/users/${enc(userId)}`)
       .then(setUser)
-      .catch((err) => setError(err.message));
+      .catch((err) => setError(messageOf(err)));
   useEffect(() => void load(), [userId]);
   /** Each action asks first; the API also wants the target named in the body. */
   const act = async (question, path, body, what) => {
@@ -25,7 +25,7 @@ function Member({ userId, canAct, onBack }) {
       setMessage(t("members.done", { what }));
       await load();
     } catch (err) {
-      setError(err.message);
+      setError(messageOf(err));
     }
   };
   if (!user) return html`<p>${error || t("app.loading")}</p>`;
@@ -145,15 +145,17 @@ function Member({ userId, canAct, onBack }) {
 
 export function MembersPage({ session }) {
   const [q, setQ] = useState("");
-  const [page, setPage] = useState(undefined);
-  const [open, setOpen] = useState(undefined);
+  const [page, setPage] = useState(
+    /** @type {{ users: import("../types").Member[] } | undefined} */ (undefined),
+  );
+  const [open, setOpen] = useState(/** @type {string | undefined} */ (undefined));
   const [error, setError] = useState("");
   const search = (e) => {
     e?.preventDefault();
     setError("");
     api("GET", `/users?q=${enc(q)}&limit=50`)
       .then(setPage)
-      .catch((err) => setError(err.message));
+      .catch((err) => setError(messageOf(err)));
   };
   useEffect(() => void search(), []);
   if (open)

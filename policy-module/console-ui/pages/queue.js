@@ -1,5 +1,5 @@
 import { useEffect, useState } from "preact/hooks";
-import { api, blobUrl } from "../api.js";
+import { api, blobUrl, messageOf } from "../api.js";
 import { fmtTime, html } from "../html.js";
 import { t } from "../i18n.js";
 
@@ -23,7 +23,7 @@ function Review({ review, canDecide, onDone }) {
       await api("POST", `/reviews/${enc(review.user_id)}`, { decision, reason });
       onDone(t(decision === "approve" ? "queue.approved" : "queue.rejected", { user: review.user_id }));
     } catch (err) {
-      setError(err.message);
+      setError(messageOf(err));
     }
   };
   return html`<section class="review" aria-labelledby="review-heading">
@@ -73,14 +73,14 @@ function Review({ review, canDecide, onDone }) {
 }
 
 export function QueuePage({ session }) {
-  const [reviews, setReviews] = useState(undefined);
-  const [open, setOpen] = useState(undefined);
+  const [reviews, setReviews] = useState(/** @type {import("../types").Review[] | undefined} */ (undefined));
+  const [open, setOpen] = useState(/** @type {import("../types").Review | undefined} */ (undefined));
   const [message, setMessage] = useState("");
   const [error, setError] = useState("");
   const load = () =>
     api("GET", "/reviews")
       .then((r) => setReviews(r.reviews))
-      .catch((err) => setError(err.message));
+      .catch((err) => setError(messageOf(err)));
   useEffect(() => void load(), []);
   return html`<h1>${t("queue.heading")}</h1>
     ${message && html`<p class="ok" role="status" id="queue-message">${message}</p>`}

@@ -1,12 +1,12 @@
 import { useEffect, useState } from "preact/hooks";
-import { api } from "../api.js";
+import { api, messageOf } from "../api.js";
 import { html } from "../html.js";
 import { t } from "../i18n.js";
 
 const ROLES = ["org_admin", "reviewer", "auditor"];
 
 export function RolesPage({ session }) {
-  const [grants, setGrants] = useState(undefined);
+  const [grants, setGrants] = useState(/** @type {import("../types").Grant[] | undefined} */ (undefined));
   const [user, setUser] = useState("");
   const [role, setRole] = useState("reviewer");
   const [message, setMessage] = useState("");
@@ -14,7 +14,7 @@ export function RolesPage({ session }) {
   const load = () =>
     api("GET", "/roles")
       .then((r) => setGrants(r.grants))
-      .catch((err) => setError(err.message));
+      .catch((err) => setError(messageOf(err)));
   useEffect(() => void load(), []);
   const run = async (f, done) => {
     setError("");
@@ -24,7 +24,7 @@ export function RolesPage({ session }) {
       setMessage(done);
       await load();
     } catch (err) {
-      setError(err.message);
+      setError(messageOf(err));
     }
   };
   const full = (u) => (u.startsWith("@") ? u : `@${u}:${session.server_name}`);

@@ -1,19 +1,24 @@
 import { useEffect, useState } from "preact/hooks";
-import { loginFlows, signIn, signInWithToken, ssoUrl } from "../api.js";
+import { loginFlows, signIn, signInWithToken, ssoUrl, messageOf } from "../api.js";
 import { html } from "../html.js";
 import { t } from "../i18n.js";
 
 export function SignInPage({ onSignedIn }) {
   const [error, setError] = useState("");
   const [busy, setBusy] = useState(false);
-  const [flows, setFlows] = useState({ password: true, providers: [] });
+  const [flows, setFlows] = useState(
+    /** @type {{ password: boolean, providers: { id: string, name: string }[] }} */ ({
+      password: true,
+      providers: [],
+    }),
+  );
   const attempt = async (signingIn) => {
     setBusy(true);
     setError("");
     try {
       onSignedIn(await signingIn());
     } catch (err) {
-      setError(t("signIn.failed", { reason: err.message }));
+      setError(t("signIn.failed", { reason: messageOf(err) }));
     } finally {
       setBusy(false);
     }

@@ -1,20 +1,42 @@
 import { useEffect, useState } from "preact/hooks";
-import { api } from "../api.js";
+import { api, messageOf } from "../api.js";
+import { Chart } from "../chart.js";
 import { fmtTime, html } from "../html.js";
 import { t } from "../i18n.js";
+import { BridgeStatus } from "./status-bridge.js";
 
 const health = (h) =>
   h.ok
     ? html`<span class="ok">${t("status.up", { ms: h.ms })}</span>`
     : html`<span class="error">${t("status.down", { error: h.error })}</span>`;
 
-export function StatusPage() {
-  const [s, setS] = useState(undefined);
+/** The sweeps' durations over the last ones, and what the latest deleted. */
+function Sweeps({ sweeps }) {
+  const last = sweeps.at(-1);
+  return html`<h3>${t("status.sweeps")}</h3>
+    <${Chart}
+      label=${t("status.sweepChart")}
+      summary=${
+        last
+          ? t("status.sweepSummary", {
+              n: sweeps.length,
+              seconds: last.seconds.toFixed(2),
+              max: Math.max(...sweeps.map((s) => s.seconds)).toFixed(2),
+            })
+          : t("status.noSweeps")
+      }
+      series=${[{ name: "seconds", points: sweeps.map((s) => ({ at: s.at, value: s.seconds })), className: "line-a" }]}
+    />
+    ${last && html`<p id="last-sweep">${t("status.lastSweep", { ...last, at: fmtTime(last.at) })}</p>`}`;
+}
+
+export function StatusPage({ session }) {
+  const [s, setS] = useState(/** @type {import("../types").Status | undefined} */ (undefined));
   const [error, setError] = useState("");
   useEffect(() => {
     api("GET", "/status")
       .then(setS)
-      .catch((err) => setError(err.message));
+      .catch((err) => setError(messageOf(err)));
   }, []);
   if (error)
     return html`<h1>${t("status.heading")}</h1>
@@ -59,6 +81,7 @@ export function StatusPage() {
           ${t("status.policy", { days: s.retention.policy.default_days, min: s.retention.policy.min_days })}
         </p>
         ${s.retention.index && html`<p>${t("status.indexed", s.retention.index)}</p>`}
+        <${Sweeps} sweeps=${s.retention.sweeps} />
         <h3>${t("status.ownPeriod")}</h3>
         <ul>
           ${s.retention.rooms_with_own_period.map((r) => html`<li><code>${r.room_id}</code>: ${t("status.days", { days: r.days })}</li>`)}
@@ -72,6 +95,7 @@ export function StatusPage() {
         <h2 id="st-verification">${t("status.verification")}</h2>
         <p>${t("status.reviewsWaiting", { n: s.verification.reviews_waiting ?? "—" })}</p>
       </section>
+      <${BridgeStatus} mayRetry=${session.permissions.includes("bridge.retry")} />
       <section class="card" aria-labelledby="st-health" id="status-health">
         <h2 id="st-health">${t("status.health")}</h2>
         <p>${t("status.store")}: ${health(s.health.store)}</p>

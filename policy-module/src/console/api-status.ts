@@ -1,6 +1,7 @@
 import type { SynapseAdmin } from "@medmesh/common";
 import type { Knex } from "knex";
 import type { Route } from "../proxy/index.ts";
+import type { SweepHistory } from "../retention/index.ts";
 import type { TrustStatus } from "../trust/index.ts";
 import type { AuditQuery } from "./audit-query.ts";
 import { consoleRoute, json, type ApiDeps } from "./http.ts";
@@ -13,6 +14,7 @@ export interface StatusDeps extends ApiDeps {
   retentionPolicy: { enabled: boolean; default_days: number; min_days: number };
   retentionIndex: () => Promise<{ indexed: number; waiting: number; kept: number } | undefined>;
   reviewsWaiting: () => Promise<number | undefined>;
+  sweeps: SweepHistory;
   /** A signed request to a trusted peer (its attestation keys): whether it answers, and how fast. */
   probePeer: (server: string) => Promise<unknown>;
 }
@@ -40,6 +42,7 @@ export function statusRoutes(d: StatusDeps): Route[] {
         timed(d.reviewsWaiting),
       ]);
       const sweeps = await d.query.page({ action: "retention." }, 20);
+      const history = await d.sweeps.recent(30);
       const ownPeriod = await d
         .knex<{ room_id: string; period_ms: string | number }>("retention_rooms")
         .whereNotNull("period_ms")
@@ -72,6 +75,7 @@ export function statusRoutes(d: StatusDeps): Route[] {
             room_id: r.room_id,
             days: Math.round((Number(r.period_ms) / 86_400_000) * 10) / 10,
           })),
+          sweeps: history,
           recent: sweeps.records.map((r) => ({
             at: r.at,
             action: r.action,

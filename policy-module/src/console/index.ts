@@ -4,17 +4,21 @@ import type { AuditService } from "../audit/index.ts";
 import type { IdentityDocuments } from "../identity/records.ts";
 import type { Verifier } from "../identity/verifier.ts";
 import type { TrustStatus } from "../trust/index.ts";
+import { sweepHistory } from "../retention/index.ts";
 import { auditRoutes } from "./api-audit.ts";
+import { bridgeRoutes } from "./api-bridge.ts";
 import { memberRoutes } from "./api-members.ts";
 import { reviewRoutes } from "./api-reviews.ts";
 import { sessionRoutes } from "./api-session.ts";
 import { statusRoutes } from "./api-status.ts";
 import { assetRoutes, buildAssets } from "./assets.ts";
 import { auditQuery } from "./audit-query.ts";
+import type { ConsoleConfig } from "./config.ts";
 import { allows, createRoles } from "./roles.ts";
 import { createSessions } from "./sessions.ts";
 
 export { CONSOLE_MIGRATIONS } from "./migrations.ts";
+export { ConsoleConfigSchema, type ConsoleConfig } from "./config.ts";
 export { CONSOLE_PATH } from "./http.ts";
 export { runAdminCli } from "./cli.ts";
 
@@ -30,6 +34,8 @@ export interface ConsoleDeps {
   retentionIndex: () => Promise<{ indexed: number; waiting: number; kept: number } | undefined>;
   serviceAccounts: readonly string[];
   probePeer: (server: string) => Promise<unknown>;
+  /** The bridge's admin API, for its part of the status page. */
+  bridge: ConsoleConfig["bridge"];
   /** A session unused this long ends (default 30 minutes); every session ends after `sessionMaxMs` (12 h). */
   sessionIdleMs?: number;
   sessionMaxMs?: number;
@@ -72,7 +78,9 @@ export async function createConsole(
         retentionIndex: d.retentionIndex,
         probePeer: d.probePeer,
         reviewsWaiting: async () => (await d.verifier()?.reviewQueue())?.length,
+        sweeps: sweepHistory(knex),
       }),
+      ...bridgeRoutes({ ...api, bridge: d.bridge }),
       ...assetRoutes(assets),
     ],
   };

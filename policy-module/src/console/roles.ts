@@ -12,6 +12,7 @@ export const PERMISSIONS = {
   "members.act": ["org_admin"],
   "audit.read": ["org_admin", "auditor"],
   "status.read": ["org_admin", "reviewer", "auditor"],
+  "bridge.retry": ["org_admin"],
   "roles.manage": ["org_admin"],
 } as const satisfies Record<string, readonly Role[]>;
 export type Permission = keyof typeof PERMISSIONS;

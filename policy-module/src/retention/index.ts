@@ -9,3 +9,4 @@ export {
 } from "./event-index.ts";
 export { createSweeper, redactionTxnId, type SweepResult, type Sweeper } from "./sweeper.ts";
 export { startRetention, RETENTION_EVENT, type Retention } from "./service.ts";
+export { sweepHistory, type SweepHistory, type SweepRecord } from "./sweep-history.ts";

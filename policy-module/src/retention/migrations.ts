@@ -61,4 +61,25 @@ export const RETENTION_MIGRATIONS: readonly Migration[] = [
       });
     },
   },
+  {
+    version: 35,
+    capability: "retention",
+    name: "retention: the sweeps that ran, for the console",
+    // Counts and durations only, kept a year (a sweep a day); the console charts the durations.
+    up: (trx) =>
+      trx.schema.createTable("retention_sweeps", (t) => {
+        t.bigIncrements("id");
+        t.timestamp("started_at", { useTz: true }).notNullable().index();
+        t.double("seconds").notNullable();
+        for (const c of [
+          "redacted",
+          "forgotten",
+          "failed",
+          "purged_rooms",
+          "media_deleted",
+          "remote_media_deleted",
+        ])
+          t.integer(c).notNullable();
+      }),
+  },
 ];

@@ -13,6 +13,7 @@ import { days, RETENTION_EVENT, type RetentionConfig } from "./config.ts";
 import { createBackfill } from "./backfill.ts";
 import { indexEntry, retentionIndex, stateMediaOf } from "./event-index.ts";
 import { createSweeper } from "./sweeper.ts";
+import { sweepHistory } from "./sweep-history.ts";
 import { handledEvents } from "../handled-events.ts";
 
 export { RETENTION_EVENT };
@@ -59,7 +60,8 @@ export function startRetention(
     await backfill.all();
     await backfill.refreshForeign();
   };
-  const sweeper = createSweeper({ ...d, config, index, bot, audit, log, beforeSweep });
+  const history = sweepHistory(d.knex);
+  const sweeper = createSweeper({ ...d, config, index, bot, audit, log, beforeSweep, history });
   const enc = encodeURIComponent;
   const setRoomPolicy = (roomId: string, ms: number) =>
     bot("PUT", `/_matrix/client/v3/rooms/${enc(roomId)}/state/${RETENTION_EVENT}/`, { max_lifetime: ms });

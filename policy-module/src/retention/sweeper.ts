@@ -11,6 +11,7 @@ import type { Logger } from "pino";
 import { Counter, Gauge, type Registry } from "prom-client";
 import { days, type RetentionConfig } from "./config.ts";
 import { MESSAGE_TYPES, type RetentionIndex } from "./event-index.ts";
+import type { SweepHistory } from "./sweep-history.ts";
 
 export interface SweepResult {
   ran: boolean;
@@ -60,6 +61,8 @@ export function createSweeper(d: {
   beforeSweep?: () => Promise<void>;
   /** Tests: called after each redaction is sent, before it is marked done (a crash lands here). */
   afterRedaction?: (eventId: string) => Promise<void> | undefined;
+  /** Where each sweep that ran is recorded (the console's status page). */
+  history?: SweepHistory;
 }) {
   const holder = `retention-${String(process.pid)}-${randomBytes(4).toString("hex")}`;
   const counted = new Counter({
@@ -221,6 +224,7 @@ export function createSweeper(d: {
 
   const runOnce = async (now: Date): Promise<SweepResult> => {
     const started = process.hrtime.bigint();
+    const startedAt = new Date();
     const result: SweepResult = {
       ran: false,
       redacted: 0,
@@ -326,6 +330,12 @@ export function createSweeper(d: {
     }
     result.seconds = Number(process.hrtime.bigint() - started) / 1e9;
     lastSweep.set(result.seconds);
+    await d.history
+      ?.record(startedAt, result)
+      .then(() => d.history?.pruneBefore(new Date(startedAt.getTime() - 366 * 86_400_000)))
+      .catch((err: unknown) => {
+        d.log.warn({ err }, "could not record the sweep in its history");
+      });
     d.log.info(result, "retention sweep finished");
     return result;
   };
