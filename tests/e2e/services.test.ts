@@ -189,6 +189,7 @@ describe("MedMesh services beside Synapse", () => {
       ["bridge", "/metrics", contract],
       ["bridge", "/_medmesh/admin/v1/bridge/inbound/failed", bridgeContract],
       ["bridge", "/_medmesh/admin/v1/bridge/outbound/failed", bridgeContract],
+      ["bridge", "/_medmesh/admin/v1/bridge/status", bridgeContract],
     ];
     /** GETs `path` with `token`, checks the answer against the document, returns status and errcode. */
     const call = async (name: ServiceName, path: string, doc: OpenApiContract, token?: string) => {
