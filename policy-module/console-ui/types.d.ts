@@ -120,5 +120,5 @@ export interface Status {
     recent: { at: string; action: string; object: string; outcome: string }[];
   };
   verification: { reviews_waiting: number | null };
-  health: { store: Timed; synapse: Timed & { version: string | null } };
+  health: { store: Timed; synapse: Timed & { version: string | null }; bridge: Timed | null };
 }

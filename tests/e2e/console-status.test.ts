@@ -102,6 +102,7 @@ describe("the console's status page: bridge, charts, expiry", () => {
     await page.waitForSelector("#dead-letters");
     expect(await text(page, "#bridge-vendors")).toContain(vendor.id);
     expect(await text(page, "#bridge-vendors")).toContain("failed 1");
+    expect(await text(page, "#health-bridge")).toMatch(/^Bridge: up \(\d+ ms\)$/);
     const chartName = await page.$eval("#status-bridge svg[role=img]", (e) =>
       (e as unknown as { getAttribute(n: string): string | null }).getAttribute("aria-label"),
     );

@@ -100,6 +100,7 @@ export function StatusPage({ session }) {
         <h2 id="st-health">${t("status.health")}</h2>
         <p>${t("status.store")}: ${health(s.health.store)}</p>
         <p>${t("status.synapse")} ${s.health.synapse.version ?? ""}: ${health(s.health.synapse)}</p>
+        ${s.health.bridge && html`<p id="health-bridge">${t("bridge.heading")}: ${health(s.health.bridge)}</p>`}
       </section>
     </div>`;
 }

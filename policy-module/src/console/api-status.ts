@@ -15,6 +15,8 @@ export interface StatusDeps extends ApiDeps {
   retentionIndex: () => Promise<{ indexed: number; waiting: number; kept: number } | undefined>;
   reviewsWaiting: () => Promise<number | undefined>;
   sweeps: SweepHistory;
+  /** The bridge's internal listener, whose /health the page shows. */
+  bridgeUrl: string | undefined;
   /** A signed request to a trusted peer (its attestation keys): whether it answers, and how fast. */
   probePeer: (server: string) => Promise<unknown>;
 }
@@ -41,6 +43,12 @@ export function statusRoutes(d: StatusDeps): Route[] {
         timed(d.retentionIndex),
         timed(d.reviewsWaiting),
       ]);
+      const bridge = d.bridgeUrl
+        ? await timed(async () => {
+            const res = await fetch(new URL("/health", d.bridgeUrl), { signal: AbortSignal.timeout(5000) });
+            if (!res.ok) throw new Error(`/health answered ${String(res.status)}`);
+          })
+        : undefined;
       const sweeps = await d.query.page({ action: "retention." }, 20);
       const history = await d.sweeps.recent(30);
       const ownPeriod = await d
@@ -92,6 +100,9 @@ export function statusRoutes(d: StatusDeps): Route[] {
             version: synapse.value?.server_version ?? null,
             ...(synapse.error ? { error: synapse.error } : {}),
           },
+          bridge: bridge
+            ? { ok: bridge.ok, ms: bridge.ms, ...(bridge.error ? { error: bridge.error } : {}) }
+            : null,
         },
       });
     }),

@@ -79,6 +79,7 @@ export async function createConsole(
         probePeer: d.probePeer,
         reviewsWaiting: async () => (await d.verifier()?.reviewQueue())?.length,
         sweeps: sweepHistory(knex),
+        bridgeUrl: d.bridge?.url,
       }),
       ...bridgeRoutes({ ...api, bridge: d.bridge }),
       ...assetRoutes(assets),
