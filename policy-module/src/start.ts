@@ -23,6 +23,7 @@ import { identityDocuments } from "./identity/records.ts";
 import { createConsole } from "./console/index.ts";
 import { createPeerApi } from "./peer-api.ts";
 import { createAuditService, mountAuditApi, type AuditService } from "./audit/index.ts";
+import { insuredPerson } from "./rooms/profile.ts";
 import { createDecider, decisionRouteGroup, mountDecisionApi, type Decider } from "./decisions/index.ts";
 import { createInviteGate } from "./invites/index.ts";
 import { startProxy } from "./proxy/index.ts";
@@ -241,9 +242,15 @@ async function startProxyRole(
   const notYet = (): never => {
     throw new ApiError("M_UNAVAILABLE", "the policy module is still starting");
   };
+  const insured = (id: string): boolean =>
+    insuredPerson(id, { serverName, profile: config.profile }, (s) =>
+      trust?.insuredPersons(s) ? "tim-epa" : undefined,
+    );
   onDecider(
     createDecider({
       serverName,
+      profile: config.profile,
+      insured,
       trust: trustView,
       invites: {
         check: (inviter, invitee) => (late.invites ?? notYet()).check(inviter, invitee),
@@ -359,6 +366,7 @@ async function startProxyRole(
     policy: config.invites,
     verification: directory,
     log: ctx.log,
+    isInsuredPerson: insured,
   }));
   const running = await startProxy(proxy, new URL(config.homeserver.url), {
     log: ctx.log,
@@ -367,6 +375,7 @@ async function startProxyRole(
     trust: trustView,
     invites,
     directory,
+    profile: config.profile,
     medmesh: createPeerApi({
       serverName,
       attestationKeys: (s) => trustView.attestationKeys(s),
