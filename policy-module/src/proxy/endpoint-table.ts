@@ -239,6 +239,12 @@ const clientResources = [
     tim: true,
   },
   {
+    ...deny(["PUT", "POST", "DELETE"], "/.well-known/matrix/support", "The support file is read-only", 405),
+    family: "client" as const,
+    served: "proxy" as const,
+    tim: true,
+  },
+  {
     ...deny(ALL, "/_synapse/admin/{rest...}", "The admin API is not available here"),
     family: "synapse" as const,
   },

@@ -367,6 +367,6 @@ describe("endpoints with a TI-Messenger profile", () => {
     }
     expect(verdict(false, "GET", "/.well-known/matrix/support")).toBe("unknown");
     expect(verdict(true, "GET", "/.well-known/matrix/support")).toBe("allow tim-support");
-    expect(verdict(true, "DELETE", "/.well-known/matrix/support")).toBe("405");
+    expect(verdict(true, "DELETE", "/.well-known/matrix/support")).toBe("deny 405");
   });
 });
