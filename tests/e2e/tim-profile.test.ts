@@ -110,6 +110,22 @@ describe("TI-M profile: rooms (tim-pro)", () => {
     });
   }
 
+  it("a later name or topic change is copied to TI-M's name and topic (any path)", async () => {
+    const anna = await user(0, "anna");
+    const roomId = await newRoom(anna, { name: "before" });
+    const state = (type: string) => `/_matrix/client/v3/rooms/${enc(roomId)}/state/${type}/`;
+    ok(await api(anna, "synapse", "PUT", state("m.room.name"), { name: "after" }));
+    ok(await api(anna, "proxy", "PUT", state("m.room.topic"), { topic: "new topic" }));
+    await waitUntil(
+      async () => (await stateOf(0, roomId, "de.gematik.tim.room.name"))?.name === "after",
+      "the TI-M name follows m.room.name",
+    );
+    await waitUntil(
+      async () => (await stateOf(0, roomId, "de.gematik.tim.room.topic"))?.topic === "new topic",
+      "the TI-M topic follows m.room.topic",
+    );
+  });
+
   it("a room upgrade keeps TI-M's type and encryption", async () => {
     const anna = await user(0, "anna");
     const roomId = await newRoom(anna);
@@ -225,6 +241,39 @@ describe("TI-M profile: insured persons (tim-epa)", () => {
     const listing = `/_matrix/client/v3/directory/list/room/${enc(roomId)}`;
     expectRefused(await api(p1, "proxy", "PUT", listing, { visibility: "public" }), /Insured persons/);
     expect((await api(p1, "proxy", "GET", listing)).body).toEqual({ visibility: "private" });
+  });
+
+  it("insured persons and professionals do not find each other in user searches", async () => {
+    // Search terms without separators: Synapse's directory tokenizes on them.
+    const doc = await user(0, `doc${randomBytes(4).toString("hex")}`);
+    const patient = await user(1, `patient${randomBytes(4).toString("hex")}`);
+    const roomId = await newRoom(doc, { invite: [patient.userId] });
+    await waitUntil(async () => (await invitedRooms(patient)).includes(roomId), "the patient is invited");
+    ok(
+      await api(
+        patient,
+        "proxy",
+        "POST",
+        `/_matrix/client/v3/join/${enc(roomId)}?server_name=${enc(org(0).serverName)}`,
+        {},
+      ),
+    );
+    const search = async (u: TestUser, via: Via, term: string) =>
+      (
+        ok(await api(u, via, "POST", "/_matrix/client/v3/user_directory/search", { search_term: term })).body
+          .results as { user_id: string }[]
+      ).map((r) => r.user_id);
+    // Synapse itself lists each for the other (they share a room); through the proxy neither appears.
+    await waitUntil(
+      async () => (await search(doc, "synapse", patient.localpart)).includes(patient.userId),
+      "Synapse's user directory lists the patient for the doctor",
+    );
+    expect(await search(doc, "proxy", patient.localpart)).toEqual([]);
+    await waitUntil(
+      async () => (await search(patient, "synapse", doc.localpart)).includes(doc.userId),
+      "Synapse's user directory lists the doctor for the patient",
+    );
+    expect(await search(patient, "proxy", doc.localpart)).toEqual([]);
   });
 
   it("a professional's permission config blocks or allows insured persons as a group", async () => {

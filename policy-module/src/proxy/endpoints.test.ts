@@ -219,7 +219,14 @@ describe("endpoint lookup", () => {
     // A client rule route hit by an entry the table calls rule-free would be a silent mismatch.
     const rules = [
       // With an ePA profile, where every TI-M client rule is on.
-      ...timClientRules({ profile: "tim-epa", supportPage: "https://matrix.a.example/help" }),
+      ...timClientRules({
+        profile: "tim-epa",
+        supportPage: "https://matrix.a.example/help",
+        insured: () => false,
+        directory: { search: () => Promise.resolve(undefined), profile: () => Promise.resolve(undefined) },
+        upstream: new URL("http://127.0.0.1:1"),
+        jsonLimit: 1024,
+      }),
       ...clientRules({
         config: ProxyConfigSchema.parse({
           client: { port: 0 },

@@ -42,6 +42,8 @@ export interface ProxyDeps {
   botUserId?: string;
   /** The organisation's rule profile (docs/tim-profile.md). */
   profile?: Profile;
+  /** TI-M's insured persons (rooms/profile.ts); nobody when not given. */
+  insured?: (userId: string) => boolean;
 }
 
 /**
@@ -112,7 +114,14 @@ export async function startProxy(
   const profile = deps.profile ?? "medmesh";
   const routes = [
     ...(deps.medmeshClientRoutes ?? []),
-    ...timClientRules({ profile, supportPage: config.support_page }),
+    ...timClientRules({
+      profile,
+      supportPage: config.support_page,
+      insured: deps.insured ?? (() => false),
+      directory: deps.directory,
+      upstream: clientUpstream,
+      jsonLimit: config.limits.json_body_bytes,
+    }),
     ...clientRules({
       config,
       profile,
