@@ -43,26 +43,41 @@ export function createTimMirror(deps: {
     return url;
   };
   const headers = { authorization: `Bearer ${deps.asToken}`, "content-type": "application/json" };
+  const stateOf = async (roomId: string, type: string): Promise<Record<string, unknown> | undefined> => {
+    const res = await fetch(stateUrl(roomId, type), { headers, signal: AbortSignal.timeout(15_000) });
+    return res.ok ? ((await res.json()) as Record<string, unknown>) : undefined;
+  };
+  const copy = async (roomId: string, wanted: { type: string; content: Record<string, unknown> }) => {
+    const current = await stateOf(roomId, wanted.type);
+    // Equal already (set at creation with the same name): no second event.
+    if (current !== undefined && JSON.stringify(current) === JSON.stringify(wanted.content)) return;
+    const res = await fetch(stateUrl(roomId, wanted.type), {
+      method: "PUT",
+      headers,
+      body: JSON.stringify(wanted.content),
+      signal: AbortSignal.timeout(15_000),
+    });
+    if (!res.ok) deps.log.warn({ room_id: roomId, status: res.status }, "TI-M name/topic copy failed");
+  };
   return {
     async onEvents(events: readonly AppserviceEvent[]): Promise<void> {
-      for (const e of events) {
-        const copy = timMirrorOf(e);
-        if (!copy || !e.room_id || e.sender === deps.botUserId || handled.has(e.event_id)) continue;
+      for (const e of events as (AppserviceEvent & { content?: Record<string, unknown> })[]) {
+        if (!e.room_id || handled.has(e.event_id)) continue;
         try {
-          const current = await fetch(stateUrl(e.room_id, copy.type), { headers });
-          // Equal already (set at creation with the same name): no second event.
-          if (current.ok && JSON.stringify(await current.json()) === JSON.stringify(copy.content)) {
-            handled.add(e.event_id);
-            continue;
+          const wanted = timMirrorOf(e);
+          if (wanted && e.sender !== deps.botUserId) await copy(e.room_id, wanted);
+          // The bot joins after the room exists: a change made before it joined is copied now.
+          if (
+            e.type === "m.room.member" &&
+            e.state_key === deps.botUserId &&
+            e.content?.membership === "join"
+          ) {
+            for (const type of ["m.room.name", "m.room.topic"]) {
+              const content = await stateOf(e.room_id, type);
+              const missed = content && timMirrorOf({ type, state_key: "", content });
+              if (missed) await copy(e.room_id, missed);
+            }
           }
-          const res = await fetch(stateUrl(e.room_id, copy.type), {
-            method: "PUT",
-            headers,
-            body: JSON.stringify(copy.content),
-            signal: AbortSignal.timeout(15_000),
-          });
-          if (!res.ok)
-            deps.log.warn({ room_id: e.room_id, status: res.status }, "TI-M name/topic copy failed");
           handled.add(e.event_id);
         } catch (err) {
           deps.log.warn({ err, room_id: e.room_id }, "TI-M name/topic copy failed");
