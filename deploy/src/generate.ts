@@ -222,6 +222,7 @@ async function generateOrganisation(
       view.url("synapse", org.ports.synapse_client),
       paths.policyModuleAdminToken,
     ),
+    profile: org.profile,
     synapse_admin: {
       registration_shared_secret: readFileSync(paths.registrationSecret, "utf8").trim(),
       login: adminByAppservice ? ("appservice" as const) : ("password" as const),
@@ -260,6 +261,12 @@ async function generateOrganisation(
       limits,
       rooms: { allow_unencrypted_announcements: false, allow_public_rooms: false },
       single_sign_on: org.sso !== undefined,
+      // TI-M's /.well-known/matrix/support: the organisation's admin console.
+      ...(org.profile === "medmesh"
+        ? {}
+        : {
+            support_page: `${org.public_baseurl ?? `http://${hostForUrl(org.bind_address)}:${String(org.ports.client)}/`}_medmesh/console`,
+          }),
     },
   };
   const bridge = {

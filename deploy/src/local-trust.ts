@@ -54,6 +54,7 @@ export async function signLocalTrustList(
       server_name: g.serverName,
       name: g.org.name,
       identifier: g.org.id,
+      ...(g.org.profile === "tim-epa" ? { insured_persons: true } : {}),
       attestation_keys: [
         publicJwkOf(JSON.parse(readFileSync(g.paths.organisationKey, "utf8")) as JsonWebKey),
       ],

@@ -25,15 +25,17 @@ function secretFile(value = "s3cret-from-the-idp"): string {
 }
 
 function deployment(sso: Record<string, unknown> | undefined, extra: Record<string, unknown> = {}) {
+  // The deployment's profile (test/production), not the organisation's rule profile.
+  const { profile, ...orgExtra } = extra;
   return parseConfig(
     DeploymentSchema,
     {
       data_dir: mkdtempSync(join(tmpdir(), "medmesh-gen-sso-")),
       identity: { registries: { big: { url: "https://big.example/soap" } } },
       organisations: [
-        { id: "hospital-a", name: "Hospital A", ports: PORTS, ...(sso ? { sso } : {}), ...extra },
+        { id: "hospital-a", name: "Hospital A", ports: PORTS, ...(sso ? { sso } : {}), ...orgExtra },
       ],
-      ...(extra.profile ? { profile: extra.profile } : {}),
+      ...(profile ? { profile } : {}),
     },
     "test",
   );

@@ -7,9 +7,11 @@ import { IdentityConfigSchema } from "./identity/verification.ts";
 import { RetentionConfigSchema } from "./retention/config.ts";
 import { OrgInvitePolicySchema } from "./invites/index.ts";
 import { ProxyConfigSchema } from "./proxy/index.ts";
+import { ProfileSchema } from "./rooms/profile.ts";
 import { missingTrustProblem, TrustConfigSchema } from "./trust/index.ts";
 
 export const PolicyModuleConfigSchema = ServiceConfigSchema.extend({
+  profile: ProfileSchema,
   proxy: ProxyConfigSchema.optional(),
   synapse_admin: z
     .object({

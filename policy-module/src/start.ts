@@ -23,6 +23,8 @@ import { identityDocuments } from "./identity/records.ts";
 import { createConsole } from "./console/index.ts";
 import { createPeerApi } from "./peer-api.ts";
 import { createAuditService, mountAuditApi, type AuditService } from "./audit/index.ts";
+import { insuredPerson, isTim } from "./rooms/profile.ts";
+import { createTimMirror, type TimMirror } from "./rooms/tim-mirror.ts";
 import { createDecider, decisionRouteGroup, mountDecisionApi, type Decider } from "./decisions/index.ts";
 import { createInviteGate } from "./invites/index.ts";
 import { startProxy } from "./proxy/index.ts";
@@ -53,6 +55,7 @@ export async function start(
   let identity: Identity | undefined;
   let retention: Retention | undefined;
   let groups: Groups | undefined;
+  let timMirror: TimMirror | undefined;
   let decider: Decider | undefined;
   let audit: AuditService | undefined;
   // Synapse resends what queued while the service was down as soon as its ping succeeds, before the
@@ -70,6 +73,7 @@ export async function start(
         await retention?.onEvents(events);
         await identity?.onEvents(events);
         await groups?.onEvents(events);
+        await timMirror?.onEvents(events);
       },
       // The room-admin bot is in every room created through the proxy: it reads them for the
       // frame's catch-up on held-back transactions (retention must not miss an event).
@@ -181,10 +185,11 @@ export async function start(
                   trust,
                   () => audit,
                   (d) => (decider = d),
-                  (i, r, g) => {
+                  (i, r, g, m) => {
                     identity = i;
                     retention = r;
                     groups = g;
+                    timMirror = m;
                     roleStarted.resolve(undefined);
                   },
                 );
@@ -204,7 +209,7 @@ async function startProxyRole(
   trust: TrustManager | undefined,
   audit: () => AuditService | undefined,
   onDecider: (decider: Decider) => void,
-  onStarted: (identity: Identity, retention: Retention, groups: Groups) => void,
+  onStarted: (identity: Identity, retention: Retention, groups: Groups, tim?: TimMirror) => void,
 ): Promise<StartedRole> {
   const proxy = config.proxy;
   const adminConfig = config.synapse_admin;
@@ -241,9 +246,15 @@ async function startProxyRole(
   const notYet = (): never => {
     throw new ApiError("M_UNAVAILABLE", "the policy module is still starting");
   };
+  const insured = (id: string): boolean =>
+    insuredPerson(id, { serverName, profile: config.profile }, (s) =>
+      trust?.insuredPersons(s) ? "tim-epa" : undefined,
+    );
   onDecider(
     createDecider({
       serverName,
+      profile: config.profile,
+      insured,
       trust: trustView,
       invites: {
         check: (inviter, invitee) => (late.invites ?? notYet()).check(inviter, invitee),
@@ -334,7 +345,9 @@ async function startProxyRole(
     peerTimeoutMs: config.directory.peer_timeout_ms,
     log: ctx.log,
   }));
-  onStarted(identity, retention, groups);
+  const asToken = ctx.registration.as_token;
+  const mirror = { homeserverUrl: config.homeserver.url, asToken, botUserId, log: ctx.log };
+  onStarted(identity, retention, groups, isTim(config.profile) ? createTimMirror(mirror) : undefined);
   const adminConsole = await createConsole({
     serverName,
     store: ctx.store,
@@ -360,6 +373,7 @@ async function startProxyRole(
     policy: config.invites,
     verification: directory,
     log: ctx.log,
+    isInsuredPerson: insured,
   }));
   const running = await startProxy(proxy, new URL(config.homeserver.url), {
     log: ctx.log,
@@ -368,6 +382,8 @@ async function startProxyRole(
     trust: trustView,
     invites,
     directory,
+    profile: config.profile,
+    insured,
     medmesh: createPeerApi({
       serverName,
       attestationKeys: (s) => trustView.attestationKeys(s),

@@ -65,6 +65,13 @@ export const OrganisationSchema = z.object({
     .min(1)
     .describe("Display name of the organisation.")
     .meta({ examples: ["Hospital A"] }),
+  profile: z
+    .enum(["medmesh", "tim-pro", "tim-epa"])
+    .default("medmesh")
+    .describe(
+      "Rule profile: MedMesh's own defaults, or gematik TI-Messenger's for an organisation of " +
+        "professionals (tim-pro) or of insured persons (tim-epa); see docs/tim-profile.md.",
+    ),
   server_name: ServerNameSchema.optional()
     .describe("Matrix server name. Defaults to localhost:<federation port> for a local network.")
     .meta({ examples: ["matrix.hospital-a.example"] }),

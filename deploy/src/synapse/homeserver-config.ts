@@ -141,7 +141,13 @@ export function homeserverConfig(i: HomeserverInputs): Record<string, unknown> {
     modules: [
       {
         module: "medmesh_synapse.MedMeshPolicy",
-        config: { decision_url: i.decisionUrl, token_file: paths.decisionToken, timeout_ms: 2000 },
+        config: {
+          decision_url: i.decisionUrl,
+          token_file: paths.decisionToken,
+          timeout_ms: 2000,
+          // TI-M's room type and defaults at creation (docs/tim-profile.md).
+          room_defaults: org.profile !== "medmesh",
+        },
       },
     ],
     // Who may list a room in the directory is MedMesh's decision (user_may_publish_room: verified
@@ -154,12 +160,14 @@ export function homeserverConfig(i: HomeserverInputs): Record<string, unknown> {
     // Push gateways are third parties: never hand them message content.
     push: { include_content: false },
     url_preview_enabled: false,
-    enable_authenticated_media: true,
+    // TI-M (Matrix v1.11) still serves the legacy /_matrix/media/v3/download without a token.
+    enable_authenticated_media: org.profile === "medmesh",
     presence: { enabled: false },
     // Second line behind the proxy's policies: every locally created room is encrypted, and
     // profiles and the user directory show only people one shares a room with (the proxy answers
     // verified clinicians from the verified directory itself).
-    encryption_enabled_by_default_for_room_type: "all",
+    // TI-M: public rooms are unencrypted, private ones encrypted (docs/tim-profile.md).
+    encryption_enabled_by_default_for_room_type: org.profile === "medmesh" ? "all" : "invite",
     require_auth_for_profile_requests: true,
     limit_profile_requests_to_users_who_share_rooms: true,
     user_directory: { enabled: true, search_all_users: false },

@@ -1,7 +1,11 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createWriteStream } from "node:fs";
 import { readFile } from "node:fs/promises";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
+
+// This checkout's Synapse module, ahead of the copy installed in the venv (which several
+// checkouts may share): Synapse runs the module source that matches the policy module beside it.
+const MODULE_SOURCE = resolve(import.meta.dirname, "../../../policy-module/synapse-module");
 
 export interface SynapseProcess {
   readonly pid: number;
@@ -40,7 +44,7 @@ export async function startSynapse(opts: StartSynapseOptions): Promise<SynapsePr
     {
       cwd: opts.workDir,
       stdio: ["ignore", out, out],
-      env: { ...process.env, PYTHONUNBUFFERED: "1" },
+      env: { ...process.env, PYTHONUNBUFFERED: "1", PYTHONPATH: MODULE_SOURCE },
     },
   );
   const exited = new Promise<number | null>((resolve) =>

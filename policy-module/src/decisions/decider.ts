@@ -2,6 +2,8 @@ import type { Verification } from "../identity/verification.ts";
 import { serverOf, type Decision, type InviteGate, type TrustView } from "../proxy/policy.ts";
 import { checkListing, GROUP_EVENT, type MembershipQuestion } from "../groups/index.ts";
 import { checkRoomState, presetJoinRule, type RoomRulesPolicy, type StateContent } from "../rooms/rules.ts";
+import { insuredPerson, isTim, type Profile } from "../rooms/profile.ts";
+import { checkTimCreateRoom, checkTimJoinRule, timRoomDefaults } from "../rooms/tim.ts";
 import type {
   CreateRoomQuestion,
   InviteQuestion,
@@ -19,6 +21,10 @@ export interface DeciderDeps {
   invites: InviteGate;
   verification: Verification;
   rooms: RoomRulesPolicy;
+  /** The organisation's rule profile (docs/tim-profile.md); MedMesh's own when not given. */
+  profile?: Profile;
+  /** Whether a user is an insured person (TI-M ePA); by default only this organisation's are known. */
+  insured?: (userId: string) => boolean;
   /** Who may knock on and join the group directory's rooms (groups/). */
   groups: { membership(q: MembershipQuestion): Promise<Decision> };
   /** Single sign-on with the organisation's identity provider (identity/sso.ts), when configured. */
@@ -33,9 +39,11 @@ export interface Decider {
   invite(q: InviteQuestion): Promise<Decision>;
   threepidInvite(q: ThreepidInviteQuestion): Decision;
   createRoom(q: CreateRoomQuestion): Promise<Decision>;
+  /** The createRoom request as the profile completes it (on_create_room); undefined: unchanged. */
+  roomDefaults(q: CreateRoomQuestion): Record<string, unknown> | undefined;
   join(q: JoinQuestion): Promise<Decision>;
   publish(q: PublishQuestion): Promise<Decision>;
-  stateEvent(q: StateQuestion): Decision;
+  stateEvent(q: StateContent & Partial<StateQuestion>): Decision;
   ssoClaims(q: SsoClaimsQuestion): Promise<Decision>;
   ssoLogin(q: SsoLoginQuestion): Promise<Decision>;
 }
@@ -53,6 +61,10 @@ const NO_SSO: Decision = {
 };
 
 export function createDecider(d: DeciderDeps): Decider {
+  const profile = d.profile ?? "medmesh";
+  const tim = isTim(profile);
+  const insured =
+    d.insured ?? ((userId: string): boolean => insuredPerson(userId, { serverName: d.serverName, profile }));
   const untrusted = (id: string): string | undefined => {
     const server = serverOf(id);
     return server !== undefined && server !== d.serverName && !d.trust.isTrusted(server) ? server : undefined;
@@ -68,6 +80,13 @@ export function createDecider(d: DeciderDeps): Decider {
         };
       }
     }
+    // TI-M: insured persons do not invite each other, whatever the invitee's permission config says.
+    if (insured(q.inviter) && insured(q.invitee)) {
+      return {
+        allowed: false,
+        reason: `Cannot invite ${q.invitee}: insured persons cannot invite each other`,
+      };
+    }
     if (q.room_id) {
       const group = await d.groups.membership({
         user_id: q.invitee,
@@ -81,16 +100,26 @@ export function createDecider(d: DeciderDeps): Decider {
     return d.invites.check(q.inviter, q.invitee);
   };
 
-  const stateEvent = (e: StateContent): Decision =>
-    e.type === GROUP_EVENT ? checkListing(e.content) : checkRoomState(e, d.rooms);
+  const stateEvent: Decider["stateEvent"] = (e) => {
+    if (e.type === GROUP_EVENT) return checkListing(e.content);
+    if (tim && e.type === "m.room.join_rules") {
+      return checkTimJoinRule(e.content.join_rule, profile, {
+        federates: e.room_federates,
+        encrypted: e.room_encrypted,
+      });
+    }
+    return checkRoomState(e, d.rooms);
+  };
 
   const publish = async (userId: string): Promise<Decision> =>
-    (await d.verification.isVerified(userId))
-      ? ALLOWED
-      : {
-          allowed: false,
-          reason: "Only verified clinicians may list rooms in this organisation's room directory",
-        };
+    profile === "tim-epa"
+      ? { allowed: false, reason: "Insured persons cannot list rooms in the room directory" }
+      : (await d.verification.isVerified(userId))
+        ? ALLOWED
+        : {
+            allowed: false,
+            reason: "Only verified clinicians may list rooms in this organisation's room directory",
+          };
 
   return {
     invite,
@@ -106,7 +135,13 @@ export function createDecider(d: DeciderDeps): Decider {
         state.push({ type: "m.room.join_rules", content: { join_rule: joinRule } });
       }
       for (const event of state) {
+        // TI-M decides the starting join rule with the room's encryption and federation below.
+        if (tim && event.type === "m.room.join_rules") continue;
         const decision = stateEvent(event);
+        if (!decision.allowed) return decision;
+      }
+      if (tim) {
+        const decision = checkTimCreateRoom(config, profile);
         if (!decision.allowed) return decision;
       }
       if (config.visibility === "public") {
@@ -133,6 +168,7 @@ export function createDecider(d: DeciderDeps): Decider {
       }
       return d.groups.membership({ user_id, room_id, membership });
     },
+    roomDefaults: ({ config }) => (tim ? timRoomDefaults(config) : undefined),
     publish: ({ user_id }) => publish(user_id),
     stateEvent,
     ssoClaims: (q) => (d.sso ? d.sso.claims(q) : Promise.resolve(NO_SSO)),

@@ -35,7 +35,13 @@ export const QUESTIONS = {
     sender: MatrixId("@"),
     room_id: MatrixId("!"),
     content: z.record(z.string(), z.unknown()),
+    /** For m.room.join_rules: whether the room federates (its create event's m.federate) … */
+    room_federates: z.boolean().optional(),
+    /** … and whether it is end-to-end encrypted (has m.room.encryption state). */
+    room_encrypted: z.boolean().optional(),
   }),
+  /** on_create_room: the createRoom request, for the profile to complete (TI-M's defaults). */
+  room_defaults: z.object({ user_id: MatrixId("@"), config: z.record(z.string(), z.unknown()) }),
   /** The OIDC mapping provider, on every SSO login: the configured claims of the subject. */
   sso_claims: z.object({
     idp_id: z.string().min(1).max(255),

@@ -56,6 +56,13 @@ export function mountDecisionApi(
       if (!Object.hasOwn(QUESTIONS, check)) throw new ApiError("M_UNRECOGNIZED", `Unknown check ${check}`);
       const decider = deps.decider();
       if (!decider) throw new ApiError("M_UNAVAILABLE", "The policy module's rules are not running yet");
+      if (check === "room_defaults") {
+        // Not a refusal point: the request as the profile completes it (user_may_create_room decides).
+        const config = decider.roomDefaults(parse(check, QUESTIONS.room_defaults, req.body));
+        decisions.inc({ check, outcome: "allowed" });
+        res.json(config ? { allow: true, config } : { allow: true });
+        return;
+      }
       const end = seconds.startTimer({ check });
       const decision = await decide(decider, check as Check, req.body);
       end();
@@ -87,6 +94,8 @@ function decide(decider: Decider, check: Check, body: unknown): Promise<Decision
       return decider.stateEvent(parse(check, q.state_event, body));
     case "sso_claims":
       return decider.ssoClaims(parse(check, q.sso_claims, body));
+    case "room_defaults":
+      return { allowed: true }; // answered in the route (it returns a config)
     case "sso_login":
       return decider.ssoLogin(parse(check, q.sso_login, body));
   }

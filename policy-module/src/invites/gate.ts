@@ -24,6 +24,8 @@ export function createInviteGate(deps: {
   policy: OrgInvitePolicy;
   verification: Verification;
   log: Logger;
+  /** TI-M's isInsuredPerson group (rooms/profile.ts): whether an inviter is one. */
+  isInsuredPerson?: (userId: string) => boolean;
 }): InviteGate {
   const cache = new Map<string, { config: PermissionConfig | undefined; expires: number }>();
 
@@ -65,7 +67,11 @@ export function createInviteGate(deps: {
         };
       }
       if (config === "missing-user") return { allowed: true }; // Synapse answers for unknown users
-      const own = evaluateInvite(config, { inviter, invitee });
+      const own = evaluateInvite(config, {
+        inviter,
+        invitee,
+        inviterIsInsuredPerson: deps.isInsuredPerson?.(inviter) ?? false,
+      });
       if (!own.allowed) return own;
       const [inviterVerified, inviteeVerified] = await Promise.all([
         deps.verification.isVerified(inviter),

@@ -111,7 +111,7 @@ export interface InviteContext {
   inviter: string;
   invitee: string;
   /**
-   * MedMesh has no insured persons (patients) yet, so only the caller can know; absent means no.
+   * Users of an organisation with the tim-epa profile (rooms/profile.ts); absent means no.
    */
   inviterIsInsuredPerson?: boolean;
 }

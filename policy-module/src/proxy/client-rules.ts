@@ -2,6 +2,7 @@ import { stripImageFile, walkerFor } from "../media/index.ts";
 import { PERMISSION_CONFIG_TYPE, parsePermissionConfig } from "../invites/index.ts";
 import { forbidden, Refusal, type ProxyContext } from "./context.ts";
 import type { ProxyConfig } from "./config.ts";
+import { isTim, type Profile } from "../rooms/profile.ts";
 import {
   isUserId,
   serverOf,
@@ -14,6 +15,8 @@ import { CLIENT, MEDIA, route, type Route } from "./router.ts";
 
 export interface ClientRuleDeps {
   config: ProxyConfig;
+  /** TI-M refuses a private room without encryption (the decider) instead of adding it here. */
+  profile?: Profile;
   serverName: string;
   trust: TrustView;
   invites: InviteGate;
@@ -70,7 +73,10 @@ export function clientRules(d: ClientRuleDeps): Route[] {
       const invites = body.invite === undefined ? [] : body.invite;
       if (!Array.isArray(invites)) throw new Refusal(400, "M_INVALID_PARAM", "invite must be a list");
       for (const invitee of invites) checkInvite(invitee);
-      const encrypted = withEncryption(body, d.config.rooms.allow_unencrypted_announcements);
+      const encrypted =
+        d.profile !== undefined && isTim(d.profile)
+          ? body
+          : withEncryption(body, d.config.rooms.allow_unencrypted_announcements);
       ctx.replaceJson(d.botUserId ? withBot(encrypted, d.botUserId, requester.userId) : encrypted);
       return undefined;
     }),

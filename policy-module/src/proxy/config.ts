@@ -114,6 +114,13 @@ export const ProxyConfigSchema = z
       .describe("The organisation's federation API (TLS), as other homeservers reach it."),
     limits: LimitsSchema.prefault({}),
     rooms: RoomPolicySchema.prefault({}),
+    support_page: z
+      .url({ protocol: /^https?$/ })
+      .optional()
+      .describe(
+        "Where the organisation's people find help; served as /.well-known/matrix/support with a " +
+          "TI-Messenger profile (docs/tim-profile.md).",
+      ),
     single_sign_on: z
       .boolean()
       .default(false)

@@ -31,6 +31,9 @@ export const RULES = {
   "federation-invite": "inviter belongs to the origin; invitee's invite permissions",
   "unsigned-federation": "served without request signatures (keys, version)",
   "medmesh-api": "MedMesh's own API, answered by the proxy, never forwarded",
+  "tim-support":
+    "TI-M: the organisation's support contact (/.well-known/matrix/support), answered by the proxy",
+  "tim-public-rooms": "TI-M: insured persons (tim-epa) do not list public rooms",
 } as const;
 export type RuleId = keyof typeof RULES;
 
@@ -52,6 +55,11 @@ export interface EndpointEntry {
    * serves the SSO endpoints only then, and the edge opens them exactly then (`proxy.single_sign_on`).
    */
   sso?: boolean;
+  /**
+   * Only where the organisation has a TI-Messenger profile (true) or MedMesh's own (false):
+   * the request-level differences of docs/tim-profile.md.
+   */
+  tim?: boolean;
 }
 
 type Methods = string | readonly string[];
@@ -170,7 +178,7 @@ const clientEndpoints = [
     "/_matrix/client/unstable/im.nheko.summary/(rooms/{roomIdOrAlias}/summary|summary/{roomIdOrAlias})",
   ),
   allow("POST", `${C}/search`),
-  allow(["GET", "POST"], `${C}/publicRooms`),
+  allow(["GET", "POST"], `${C}/publicRooms`, "tim-public-rooms"),
   allow(["GET", "PUT", "DELETE"], `${C}/directory/room/{roomAlias}`),
   allow(["GET", "PUT"], `${C}/directory/list/room/{roomId}`),
   allow(["PUT", "DELETE"], `${C}/directory/list/appservice/{networkId}/{roomId}`),
@@ -225,6 +233,18 @@ const clientEndpoints = [
 const clientResources = [
   { ...allow("GET", "/.well-known/matrix/client"), family: "client" as const },
   {
+    ...allow("GET", "/.well-known/matrix/support", "tim-support"),
+    family: "client" as const,
+    served: "proxy" as const,
+    tim: true,
+  },
+  {
+    ...deny(["PUT", "POST", "DELETE"], "/.well-known/matrix/support", "The support file is read-only", 405),
+    family: "client" as const,
+    served: "proxy" as const,
+    tim: true,
+  },
+  {
     ...deny(ALL, "/_synapse/admin/{rest...}", "The admin API is not available here"),
     family: "synapse" as const,
   },
@@ -253,7 +273,7 @@ const clientResources = [
     ...deny("GET", "/_matrix/static/{rest...}", "Synapse's static pages are not served"),
     family: "synapse" as const,
   },
-].map((e) => ({ ...e, served: "resource" as const }));
+].map((e) => ({ served: "resource" as const, ...e }));
 
 const UNAUTHENTICATED_MEDIA = "Unauthenticated media is turned off; use /_matrix/client/v1/media";
 const PREVIEWS = "Link previews are turned off: they would send links out of the network";
@@ -263,18 +283,40 @@ const mediaEndpoints = [
   allow("PUT", "/_matrix/media/v3/upload/{serverName}/{mediaId}", "media-strip"),
   allow("POST", "/_matrix/media/v1/create"),
   allow("GET", "/_matrix/media/(r0|v3|v1)/config"),
-  deny(
-    "GET",
-    "/_matrix/media/(r0|v3|v1)/(download|thumbnail)/{rest...}",
-    UNAUTHENTICATED_MEDIA,
-    404,
-    "M_NOT_FOUND",
-  ),
-  deny("GET", "/_matrix/media/(r0|v3|v1)/preview_url", PREVIEWS, 403, "M_FORBIDDEN"),
+  {
+    ...deny(
+      "GET",
+      "/_matrix/media/(r0|v3|v1)/(download|thumbnail)/{rest...}",
+      UNAUTHENTICATED_MEDIA,
+      404,
+      "M_NOT_FOUND",
+    ),
+    tim: false,
+  },
+  // TI-M follows Matrix v1.11, which still serves the legacy download without a token.
+  { ...allow("GET", "/_matrix/media/v3/download/{serverName}/{mediaId}[/{fileName}]"), tim: true },
+  {
+    ...deny(
+      "GET",
+      "/_matrix/media/(r0|v1)/(download|thumbnail)/{rest...}",
+      UNAUTHENTICATED_MEDIA,
+      404,
+      "M_NOT_FOUND",
+    ),
+    tim: true,
+  },
+  {
+    ...deny("GET", "/_matrix/media/v3/thumbnail/{rest...}", UNAUTHENTICATED_MEDIA, 404, "M_NOT_FOUND"),
+    tim: true,
+  },
+  { ...deny("GET", "/_matrix/media/(r0|v3|v1)/preview_url", PREVIEWS, 403, "M_FORBIDDEN"), tim: false },
+  // TI-M: link previews are not served at all (404).
+  { ...deny("GET", "/_matrix/media/(r0|v3|v1)/preview_url", PREVIEWS, 404, "M_NOT_FOUND"), tim: true },
   allow("GET", "/_matrix/client/v1/media/config"),
   allow("GET", "/_matrix/client/v1/media/download/{serverName}/{mediaId}[/{fileName}]"),
   allow("GET", "/_matrix/client/v1/media/thumbnail/{serverName}/{mediaId}"),
-  deny("GET", "/_matrix/client/v1/media/preview_url", PREVIEWS, 403, "M_FORBIDDEN"),
+  { ...deny("GET", "/_matrix/client/v1/media/preview_url", PREVIEWS, 403, "M_FORBIDDEN"), tim: false },
+  { ...deny("GET", "/_matrix/client/v1/media/preview_url", PREVIEWS, 404, "M_NOT_FOUND"), tim: true },
 ].map((e) => ({ ...e, family: "media" as const, served: "servlet" as const }));
 
 const F = "/_matrix/federation/v1";

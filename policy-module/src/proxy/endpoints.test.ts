@@ -7,6 +7,7 @@ import { fileURLToPath } from "node:url";
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import { clientRules } from "./client-rules.ts";
+import { timClientRules } from "./tim-rules.ts";
 import { ProxyConfigSchema } from "./config.ts";
 import { ProxyContext, Refusal } from "./context.ts";
 import {
@@ -216,17 +217,32 @@ describe("endpoint lookup", () => {
 
   it("names the same rule the proxy's client rules apply", () => {
     // A client rule route hit by an entry the table calls rule-free would be a silent mismatch.
-    const rules = clientRules({
-      config: ProxyConfigSchema.parse({
-        client: { port: 0 },
-        federation: { port: 0, upstream: "http://127.0.0.1:1", tls: { certificate: "c", private_key: "k" } },
+    const rules = [
+      // With an ePA profile, where every TI-M client rule is on.
+      ...timClientRules({
+        profile: "tim-epa",
+        supportPage: "https://matrix.a.example/help",
+        insured: () => false,
+        directory: { search: () => Promise.resolve(undefined), profile: () => Promise.resolve(undefined) },
+        upstream: new URL("http://127.0.0.1:1"),
+        jsonLimit: 1024,
       }),
-      serverName: "a.example",
-      trust: { isTrusted: () => true },
-      invites: { check: () => Promise.resolve({ allowed: true }), changed: () => undefined },
-      directory: { search: () => Promise.resolve(undefined), profile: () => Promise.resolve(undefined) },
-      onStripped: () => undefined,
-    });
+      ...clientRules({
+        config: ProxyConfigSchema.parse({
+          client: { port: 0 },
+          federation: {
+            port: 0,
+            upstream: "http://127.0.0.1:1",
+            tls: { certificate: "c", private_key: "k" },
+          },
+        }),
+        serverName: "a.example",
+        trust: { isTrusted: () => true },
+        invites: { check: () => Promise.resolve({ allowed: true }), changed: () => undefined },
+        directory: { search: () => Promise.resolve(undefined), profile: () => Promise.resolve(undefined) },
+        onStripped: () => undefined,
+      }),
+    ];
     const mismatched: string[] = [];
     for (const e of ENDPOINTS) {
       if (listenerOf(e) !== "client" || !("rule" in e.guard)) continue;
@@ -335,5 +351,29 @@ describe("medmesh proxy endpoints", () => {
     expect(rows).toHaveLength(ENDPOINTS.length);
     expect(rows.find((r) => r.path === "/_synapse/admin/{rest...}")?.verdict).toBe("deny");
     expect(run(["nonsense"]).code).toBe(2);
+  });
+});
+
+describe("endpoints with a TI-Messenger profile", () => {
+  const verdict = (tim: boolean, method: string, path: string): string => {
+    const found = compileEndpoints(undefined, { sso: false, tim }).lookup("client", method, path);
+    if (!found) return "unknown";
+    if (found.wrongMethod) return "405";
+    const g = found.entry.guard;
+    return "deny" in g ? `deny ${String(g.status ?? 404)}` : `allow ${g.rule}`;
+  };
+  it("opens the legacy media download, answers 404 for link previews and serves the support file", () => {
+    const download = "/_matrix/media/v3/download/a.example/abc";
+    expect(verdict(false, "GET", download)).toBe("deny 404");
+    expect(verdict(true, "GET", download)).toBe("allow none");
+    expect(verdict(true, "GET", "/_matrix/media/r0/download/a.example/abc")).toBe("deny 404");
+    expect(verdict(true, "GET", "/_matrix/media/v3/thumbnail/a.example/abc")).toBe("deny 404");
+    for (const p of ["/_matrix/media/v3/preview_url", "/_matrix/client/v1/media/preview_url"]) {
+      expect(verdict(false, "GET", p)).toBe("deny 403");
+      expect(verdict(true, "GET", p)).toBe("deny 404");
+    }
+    expect(verdict(false, "GET", "/.well-known/matrix/support")).toBe("unknown");
+    expect(verdict(true, "GET", "/.well-known/matrix/support")).toBe("allow tim-support");
+    expect(verdict(true, "DELETE", "/.well-known/matrix/support")).toBe("deny 405");
   });
 });

@@ -106,6 +106,8 @@ export interface EndpointTable {
 export interface EndpointFeatures {
   /** Single sign-on with the organisation's identity provider (`proxy.single_sign_on`). */
   sso: boolean;
+  /** A TI-Messenger profile (`profile: tim-pro | tim-epa`, docs/tim-profile.md). */
+  tim?: boolean;
 }
 
 /** The entries that apply with these features. */
@@ -113,7 +115,11 @@ export function endpointsFor(
   features: EndpointFeatures,
   entries: readonly EndpointEntry[] = ENDPOINTS,
 ): EndpointEntry[] {
-  return entries.filter((e) => e.sso === undefined || e.sso === features.sso);
+  return entries.filter(
+    (e) =>
+      (e.sso === undefined || e.sso === features.sso) &&
+      (e.tim === undefined || e.tim === (features.tim ?? false)),
+  );
 }
 
 /**

@@ -11,6 +11,8 @@ import type { ProxyConfig } from "./config.ts";
 import { ProxyContext, Refusal, tooLarge, type OwnResponse } from "./context.ts";
 import { federationGate, type FederationRuleDeps } from "./federation-rules.ts";
 import { compileEndpoints, endpointGuard } from "./endpoints.ts";
+import { timClientRules } from "./tim-rules.ts";
+import { isTim, type Profile } from "../rooms/profile.ts";
 import { answerRefusal, createForwarder, sendJson, type Forwarder } from "./forward.ts";
 import { answerClientError, declaredLength, nonAsciiHeader } from "./limits.ts";
 import type { DirectoryGate, InviteGate, TrustView } from "./policy.ts";
@@ -38,6 +40,10 @@ export interface ProxyDeps {
   /** MedMesh's own client API (`/_medmesh/…`), answered by the proxy for authenticated users. */
   medmeshClientRoutes?: readonly Route[];
   botUserId?: string;
+  /** The organisation's rule profile (docs/tim-profile.md). */
+  profile?: Profile;
+  /** TI-M's insured persons (rooms/profile.ts); nobody when not given. */
+  insured?: (userId: string) => boolean;
 }
 
 /**
@@ -105,10 +111,20 @@ export async function startProxy(
     perSecond: config.limits.requests_per_second,
     burst: config.limits.burst,
   });
+  const profile = deps.profile ?? "medmesh";
   const routes = [
     ...(deps.medmeshClientRoutes ?? []),
+    ...timClientRules({
+      profile,
+      supportPage: config.support_page,
+      insured: deps.insured ?? (() => false),
+      directory: deps.directory,
+      upstream: clientUpstream,
+      jsonLimit: config.limits.json_body_bytes,
+    }),
     ...clientRules({
       config,
+      profile,
       serverName: deps.serverName,
       trust: deps.trust,
       invites: deps.invites,
@@ -120,7 +136,10 @@ export async function startProxy(
       },
     }),
   ];
-  const endpoints = endpointGuard(deps.log, compileEndpoints(undefined, { sso: config.single_sign_on }));
+  const endpoints = endpointGuard(
+    deps.log,
+    compileEndpoints(undefined, { sso: config.single_sign_on, tim: isTim(profile) }),
+  );
   const gate = federationGate({
     serverName: deps.serverName,
     trust: deps.trust,

@@ -247,6 +247,7 @@ describe("combined networks", () => {
       identifier: "URA-1",
       networks: ["nl-gp-utrecht", "hospital-group"],
       attestation_keys: [attestation.publicJwk, other.publicJwk],
+      insured_persons: false,
     });
     expect(combined.organisation("c.example")?.networks).toEqual(["hospital-group"]);
     expect(combined.organisation("d.example")).toBeUndefined();

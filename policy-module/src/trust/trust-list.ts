@@ -36,6 +36,8 @@ export const TrustListSchema = z
         name: z.string().min(1),
         identifier: z.string().min(1),
         attestation_keys: z.array(Ed25519PublicJwkSchema).default([]),
+        /** An organisation of insured persons (TI-M ePA): its users are in the isInsuredPerson group. */
+        insured_persons: z.boolean().optional(),
       }),
     ),
   })
@@ -214,6 +216,8 @@ export interface CombinedOrganisation {
   networks: string[];
   /** The union, by kid, of the attestation keys all those networks list for it. */
   attestation_keys: Ed25519PublicJwk[];
+  /** Any network lists it as an organisation of insured persons (TI-M ePA). */
+  insured_persons: boolean;
 }
 
 export interface CombinedTrust {
@@ -250,6 +254,7 @@ export function combineTrustLists(lists: readonly VerifiedTrustList[]): Combined
             identifier: org.identifier,
             networks: [],
             attestation_keys: [],
+            insured_persons: false,
           },
           keys: new Map(),
         };
@@ -257,6 +262,7 @@ export function combineTrustLists(lists: readonly VerifiedTrustList[]): Combined
       }
       for (const k of org.attestation_keys) if (!entry.keys.has(k.kid)) entry.keys.set(k.kid, k);
       entry.org.networks.push(payload.network);
+      if (org.insured_persons === true) entry.org.insured_persons = true;
     }
   }
   const servers = [...byServer.keys()].sort();

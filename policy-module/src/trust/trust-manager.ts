@@ -25,6 +25,8 @@ export interface TrustManager extends TrustView {
   refresh(): Promise<void>;
   status(): TrustStatus;
   attestationKeys(serverName: string): JsonWebKey[];
+  /** Whether the trust list names the server an organisation of insured persons (TI-M ePA). */
+  insuredPersons(serverName: string): boolean;
   stop(): void;
 }
 
@@ -199,6 +201,7 @@ export async function createTrustManager(config: TrustConfig, deps: TrustManager
   return {
     isTrusted: (serverName) => serverName === deps.serverName || combined.isTrusted(serverName),
     attestationKeys: (serverName) => combined.attestationKeys(serverName),
+    insuredPersons: (serverName) => combined.organisation(serverName)?.insured_persons === true,
     refresh,
     status: () => ({
       servers: combined.servers(),

@@ -53,6 +53,11 @@ class MedMeshPolicy:
             check_event_for_spam=self.check_event_for_spam,
             user_may_send_3pid_invite=self.user_may_send_3pid_invite,
         )
+        # Before Synapse builds a new room: the organisation's profile completes the request
+        # (TI-M's room type and defaults); user_may_create_room then decides on the result.
+        # Asked only where the generator says the profile has defaults (room_defaults: true).
+        if config.room_defaults:
+            api.register_third_party_rules_callbacks(on_create_room=self.on_create_room)
         api.register_web_resource(remote_media.PATH, remote_media.RemoteMediaDelete(api))
 
     @staticmethod
@@ -83,6 +88,17 @@ class MedMeshPolicy:
         answer = await self._ask("create_room", {"user_id": user_id, "config": room_config})
         return _spam_result(answer)
 
+    async def on_create_room(
+        self, requester: Any, request_content: dict[str, Any], is_requester_admin: bool
+    ) -> None:
+        user_id = requester.user.to_string()
+        answer = await self._ask("room_defaults", {"user_id": user_id, "config": request_content})
+        if not answer.allow:
+            raise SynapseError(403, answer.error, _errcode(answer.errcode))
+        if answer.config is not None:
+            request_content.clear()
+            request_content.update(answer.config)
+
     async def user_may_join_room(self, user_id: str, room_id: str, is_invited: bool) -> SpamResult:
         answer = await self._ask(
             "join", {"user_id": user_id, "room_id": room_id, "is_invited": is_invited}
@@ -108,7 +124,7 @@ class MedMeshPolicy:
         # check_event_allowed: Synapse loads the room's whole state before every call to it, a
         # cost on every message; and it never sees other servers' PDUs.) A refused PDU from
         # another server is soft-failed: never in the room's current state, never shown.
-        question = self._question(event)
+        question = await self._question(event)
         if question is None:
             return NOT_SPAM
         answer = await self._ask(*question)
@@ -116,17 +132,20 @@ class MedMeshPolicy:
             logger.info("refused a %s event from %s: %s", event.type, event.sender, answer.error)
         return _spam_result(answer)
 
-    def _question(self, event: EventBase) -> Optional[tuple[str, dict[str, Any]]]:
+    async def _question(self, event: EventBase) -> Optional[tuple[str, dict[str, Any]]]:
         if not event.is_state():
             return None
         if event.type in GUARDED_STATE:
-            return "state_event", {
+            question: dict[str, Any] = {
                 "type": event.type,
                 "state_key": event.state_key,
                 "sender": event.sender,
                 "room_id": event.room_id,
                 "content": dict(event.content),
             }
+            if event.type == "m.room.join_rules":
+                question.update(await self._room_facts(event.room_id))
+            return "state_event", question
         if event.type != "m.room.member":
             return None
         membership = event.content.get("membership")
@@ -150,6 +169,20 @@ class MedMeshPolicy:
                 "via": "federation",
             }
         return None
+
+    async def _room_facts(self, room_id: str) -> dict[str, Any]:
+        # Facts, not rules: whether the room federates and is encrypted (a TI-M public room is
+        # neither). A room Synapse does not know yet sends neither; the policy module decides.
+        state = await self._api.get_room_state(
+            room_id, [("m.room.create", ""), ("m.room.encryption", "")]
+        )
+        create = state.get(("m.room.create", ""))
+        if create is None:
+            return {}
+        return {
+            "room_federates": create.content.get("m.federate", True) is not False,
+            "room_encrypted": ("m.room.encryption", "") in state,
+        }
 
     # --- logins -------------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 from twisted.internet import defer, reactor
 
@@ -24,6 +24,8 @@ class DecisionConfig:
     decision_url: str
     token: str
     timeout_seconds: float
+    # Whether the organisation's profile completes createRoom requests (TI-M; on_create_room).
+    room_defaults: bool = False
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,8 @@ class Answer:
     allow: bool
     errcode: str = "M_FORBIDDEN"
     error: str = ""
+    # room_defaults only: the createRoom request as the organisation's profile completes it.
+    config: Optional[dict[str, Any]] = None
 
 
 def parse_decision_config(config: dict[str, Any], who: str = "medmesh_synapse") -> DecisionConfig:
@@ -50,7 +54,10 @@ def parse_decision_config(config: dict[str, Any], who: str = "medmesh_synapse") 
     timeout_ms = config.get("timeout_ms", 2000)
     if not isinstance(timeout_ms, int) or isinstance(timeout_ms, bool) or timeout_ms <= 0:
         raise ConfigError(f"{who}: timeout_ms must be a positive integer")
-    return DecisionConfig(url.rstrip("/"), token, timeout_ms / 1000)
+    room_defaults = config.get("room_defaults", False)
+    if not isinstance(room_defaults, bool):
+        raise ConfigError(f"{who}: room_defaults must be true or false")
+    return DecisionConfig(url.rstrip("/"), token, timeout_ms / 1000, room_defaults)
 
 
 class DecisionClient:
@@ -85,8 +92,12 @@ class DecisionClient:
         )
         if not isinstance(answer, dict) or not isinstance(answer.get("allow"), bool):
             raise ValueError(f"unexpected decision answer: {json.dumps(answer)[:200]}")
+        config = answer.get("config")
+        if config is not None and not isinstance(config, dict):
+            raise ValueError("unexpected decision answer: config is not an object")
         return Answer(
             allow=answer["allow"],
             errcode=str(answer.get("errcode", "M_FORBIDDEN")),
             error=str(answer.get("error", "Refused by this organisation's policy")),
+            config=config,
         )
