@@ -47,6 +47,7 @@ export {
 export { runServiceMain } from "./service/main.ts";
 export {
   createLeadership,
+  electedLeader,
   LeaderConfigSchema,
   LeadershipLost,
   type Leader,

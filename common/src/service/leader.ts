@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import type { Knex } from "knex";
 import type { Logger } from "pino";
-import { Gauge, type Registry } from "prom-client";
+import { Gauge, Registry } from "prom-client";
 import { z } from "zod";
 import type { LeaseStore } from "../store/store.ts";
 
@@ -137,6 +137,7 @@ export function createLeadership(d: {
     async start(): Promise<void> {
       await tick();
       timer = setInterval(() => void tick(), Math.max(100, Math.floor(ttlMs / 3)));
+      timer.unref(); // the service's own handles keep it running, not the renewals
     },
     /** Stops renewing and hands the leases over at once (a clean stop needs no wait for expiry). */
     async stop(): Promise<void> {
@@ -154,3 +155,24 @@ export function createLeadership(d: {
   };
 }
 export type Leadership = ReturnType<typeof createLeadership>;
+
+/** One job's leader on its own (a tool, a bench, a single-instance test): elected before it returns. */
+export async function electedLeader(
+  store: { leases: LeaseStore; knex: Knex },
+  job: string,
+  log: Logger,
+  holder?: string,
+): Promise<Leader & { stop(): Promise<void> }> {
+  const leadership = createLeadership({
+    leases: store.leases,
+    knex: store.knex,
+    config: { lease_seconds: 60 },
+    log,
+    metrics: new Registry(),
+    ...(holder === undefined ? {} : { holder }),
+  });
+  const leader = leadership.job(job);
+  await leadership.start();
+  if (!leader.isLeader()) throw new LeadershipLost(job);
+  return { ...leader, stop: () => leadership.stop() };
+}

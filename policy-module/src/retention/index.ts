@@ -7,5 +7,5 @@ export {
   type RetentionIndex,
   type IndexedEvent,
 } from "./event-index.ts";
-export { createSweeper, redactionTxnId, type SweepResult, type Sweeper } from "./sweeper.ts";
+export { createSweeper, redactionTxnId, SWEEP_JOB, type SweepResult, type Sweeper } from "./sweeper.ts";
 export { startRetention, RETENTION_EVENT, type Retention } from "./service.ts";
