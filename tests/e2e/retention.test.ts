@@ -320,7 +320,13 @@ describe("30-day retention", () => {
     });
     void crashing.run();
     await waitUntil(() => sent === 5, "the crashing sweep sent five redactions");
-    // The service stands by: its sweep does not run.
+    // The service stands by (once its renewal found the lease taken): its sweep does not run.
+    await waitUntil(
+      async () =>
+        (await svc.metrics.getSingleMetricAsString("medmesh_leader")).includes(`job="${SWEEP_JOB}"} 0`),
+      "the service noticed it no longer leads the sweep",
+      60_000,
+    );
     expect(await sweep(a)).toMatchObject({ ran: false });
     // The crashing instance is gone: its lease runs out (here: at once). The service's next
     // renewal elects it, and it continues the interrupted sweep by itself.

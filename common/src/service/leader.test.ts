@@ -35,7 +35,7 @@ describe("leader election", () => {
 
   it("elects one leader per job, fences the standby, and hands over within the lease when the leader dies", async () => {
     const made = await backend.make();
-    cleanup = made.cleanup;
+    cleanup = () => made.cleanup();
     store = await createStore(made.config);
     const a = replica("a");
     const b = replica("b");
@@ -58,7 +58,9 @@ describe("leader election", () => {
     await store.leases.tryAcquire("sweep", "a", 1000); // a's lease as it was: 1 s left, never renewed
     await expect.poll(() => bSweep.isLeader(), { timeout: 5000, interval: 50 }).toBe(true);
     const takeoverMs = Date.now() - died;
-    expect(takeoverMs, "takeover within the lease and a third (and scheduling slack)").toBeLessThan(1000 + 334 + 1500);
+    expect(takeoverMs, "takeover within the lease and a third (and scheduling slack)").toBeLessThan(
+      1000 + 334 + 1500,
+    );
     expect(takeoverMs).toBeGreaterThanOrEqual(900);
     expect(bElected).toBe(1);
     await bSweep.fence();
@@ -78,7 +80,9 @@ describe("leader election", () => {
     expect(await gauge(a.metrics, "reverify")).toBe(0);
     await a.leadership.stop();
     // Its clean stop released nothing that was not its own.
-    expect(await store.knex("leases").where({ name: "reverify" }).first("holder")).toEqual({ holder: "other" });
+    expect(await store.knex("leases").where({ name: "reverify" }).first("holder")).toEqual({
+      holder: "other",
+    });
   });
 
   it("a clean stop hands the lease over at once", async () => {

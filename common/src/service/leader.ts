@@ -4,6 +4,7 @@ import type { Knex } from "knex";
 import type { Logger } from "pino";
 import { Gauge, Registry } from "prom-client";
 import { z } from "zod";
+import { ApiError } from "../http/errors.ts";
 import type { LeaseStore } from "../store/store.ts";
 
 export const LeaderConfigSchema = z
@@ -23,10 +24,10 @@ export const LeaderConfigSchema = z
 export type LeaderConfig = z.output<typeof LeaderConfigSchema>;
 
 /** The job's lease is not (or no longer) this instance's: stop before doing more work. */
-export class LeadershipLost extends Error {
+export class LeadershipLost extends ApiError {
+  override name = "LeadershipLost";
   constructor(job: string) {
-    super(`this instance no longer leads ${job}`);
-    this.name = "LeadershipLost";
+    super("M_UNAVAILABLE", `This instance does not lead ${job} (now): the replica that leads it runs it`);
   }
 }
 
