@@ -323,7 +323,9 @@ describe("30-day retention", () => {
     // The service stands by (once its renewal found the lease taken): its sweep does not run.
     await waitUntil(
       async () =>
-        (await svc.metrics.getSingleMetricAsString("medmesh_leader")).includes(`job="${SWEEP_JOB}"} 0`),
+        new RegExp(`^medmesh_leader\\{[^}]*job="${SWEEP_JOB}"[^}]*\\} 0$`, "m").test(
+          await svc.metrics.getSingleMetricAsString("medmesh_leader"),
+        ),
       "the service noticed it no longer leads the sweep",
       60_000,
     );
