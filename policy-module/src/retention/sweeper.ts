@@ -250,9 +250,13 @@ export function createSweeper(d: {
     };
     if (!d.leader.isLeader()) return result;
     result.ran = true;
+    // A new run after one that could not be continued keeps its start: the purge then covers what
+    // the unfinished one marked too.
+    const stored = resumed ? undefined : await d.documents.get(SWEEP_JOB);
+    const unfinished = stored ? (JSON.parse(stored) as SweepRun) : undefined;
     const run: SweepRun = resumed ?? {
       now: now.toISOString(),
-      started_at: new Date().toISOString(),
+      started_at: unfinished && !unfinished.finished ? unfinished.started_at : new Date().toISOString(),
       finished: false,
     };
     await d.documents.put(SWEEP_JOB, JSON.stringify(run));
