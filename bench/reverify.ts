@@ -11,10 +11,10 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Registry } from "prom-client";
-import { createLogger, createStore, createAuditLog } from "@medmesh/common";
+import { createLogger, createStore, createAuditLog, electedLeader } from "@medmesh/common";
 import { IDENTITY_MIGRATIONS } from "../policy-module/src/identity/migrations.ts";
 import { verificationRecords } from "../policy-module/src/identity/records.ts";
-import { createReverifier } from "../policy-module/src/identity/reverify.ts";
+import { createReverifier, REVERIFY_JOB } from "../policy-module/src/identity/reverify.ts";
 import { createRizivRegistry } from "../policy-module/src/identity/registries/riziv/client.ts";
 import { numberOf } from "./registry-server.ts";
 import { createVerifier } from "../policy-module/src/identity/verifier.ts";
@@ -81,7 +81,9 @@ try {
   const reverifier = createReverifier({
     verifier,
     records,
-    leases: store.leases,
+    leader: await electedLeader(store, REVERIFY_JOB, log),
+    knex: store.knex,
+    documents: store.documents,
     config: { schedule: "0 3 * * *", concurrency: CONCURRENCY, rate_per_second: 100_000 },
     log,
     metrics: new Registry(),

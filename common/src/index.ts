@@ -46,6 +46,15 @@ export {
 } from "./service/appservice-service.ts";
 export { runServiceMain } from "./service/main.ts";
 export {
+  createLeadership,
+  electedLeader,
+  LeaderConfigSchema,
+  LeadershipLost,
+  type Leader,
+  type LeaderConfig,
+  type Leadership,
+} from "./service/leader.ts";
+export {
   ensureUser,
   loginWithPassword,
   MatrixRequestError,

@@ -212,6 +212,7 @@ async function generateOrganisation(
           }
         : { type: "pglite" as const, data_dir: view.path(join(paths.storeDir, name)) },
     log_level: "info" as const,
+    leader: { lease_seconds: 30 },
   });
   const trustConfig = deployment.trust;
   const policyModule = {

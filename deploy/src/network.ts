@@ -18,6 +18,8 @@ export interface RunningOrganisation extends GeneratedOrganisation {
   registrationSecret: string;
   synapse: SupervisedSynapse;
   services: RunningService[];
+  /** Policy-module replicas beyond the first (`policy_module_replicas`; docs/replicas.md). */
+  policyModuleReplicas?: RunningService[];
   demoUsers: RegisteredUser[];
   /** The reference messenger of a demo network (its REST API is under `${url}/api`). */
   demoVendor?: { url: string; stop(): Promise<void> };
@@ -148,6 +150,7 @@ async function startOrganisation(
     logFile: g.paths.logFile,
   });
   const services: RunningService[] = [];
+  const replicas: RunningService[] = [];
   let demoVendor: { url: string; stop(): Promise<void> } | undefined;
   try {
     const logDir = join(g.paths.root, "logs");
@@ -162,6 +165,16 @@ async function startOrganisation(
         },
       }),
     );
+    // Further replicas: the same config on free ports, without the verification bot's device;
+    // only the first restarts Synapse on a trust-list change.
+    for (let i = 2; i <= g.org.policy_module_replicas; i++) {
+      const name = `policy-module-${String(i)}`;
+      replicas.push(
+        await startPolicyModule(replicaConfig(g.policyModule), {
+          log: createLogger(name, g.policyModule.log_level, join(logDir, `${name}.log`)),
+        }),
+      );
+    }
     services.push(
       await startBridge(g.bridge, {
         log: createLogger("bridge", g.bridge.log_level, join(logDir, "bridge.log")),
@@ -180,13 +193,39 @@ async function startOrganisation(
         }),
       );
     }
-    return { ...g, registrationSecret, synapse, services, demoUsers, ...(demoVendor ? { demoVendor } : {}) };
+    return {
+      ...g,
+      registrationSecret,
+      synapse,
+      services,
+      policyModuleReplicas: replicas,
+      demoUsers,
+      ...(demoVendor ? { demoVendor } : {}),
+    };
   } catch (err) {
     await demoVendor?.stop();
-    await Promise.allSettled(services.map((s) => s.stop()));
+    await Promise.allSettled([...replicas, ...services].map((s) => s.stop()));
     await synapse.stop();
     throw err;
   }
+}
+
+/** A further policy-module replica's config: the first's, on ports of its own, without the bot's device. */
+function replicaConfig(c: GeneratedOrganisation["policyModule"]): GeneratedOrganisation["policyModule"] {
+  return {
+    ...c,
+    listen: { ...c.listen, port: 0 },
+    ...(c.proxy
+      ? {
+          proxy: {
+            ...c.proxy,
+            client: { ...c.proxy.client, port: 0 },
+            federation: { ...c.proxy.federation, port: 0 },
+          },
+        }
+      : {}),
+    identity: { ...c.identity, bot: false },
+  };
 }
 
 /**
@@ -226,7 +265,7 @@ async function startDemoVendor(
 
 async function stopOrganisation(o: RunningOrganisation): Promise<void> {
   await o.demoVendor?.stop();
-  await Promise.allSettled(o.services.map((s) => s.stop()));
+  await Promise.allSettled([...(o.policyModuleReplicas ?? []), ...o.services].map((s) => s.stop()));
   await o.synapse.stop();
 }
 

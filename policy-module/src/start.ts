@@ -1,7 +1,9 @@
 import { readFileSync } from "node:fs";
+import { hostname } from "node:os";
 import {
   ApiError,
   asyncHandler,
+  createLeadership,
   createSynapseAdmin,
   ensureAppserviceUser,
   startAppserviceService,
@@ -29,7 +31,7 @@ import { createDecider, decisionRouteGroup, mountDecisionApi, type Decider } fro
 import { createInviteGate } from "./invites/index.ts";
 import { startProxy } from "./proxy/index.ts";
 import { POLICY_MODULE_MIGRATIONS } from "./migrations.ts";
-import { startRetention, type Retention } from "./retention/index.ts";
+import { startRetention, SWEEP_JOB, type Retention } from "./retention/index.ts";
 import { createTrustManager, loadOrgKey, missingTrustProblem, type TrustManager } from "./trust/index.ts";
 
 type RoleContext = Parameters<NonNullable<ServiceDefinition["roles"]>[number]>[0];
@@ -275,7 +277,20 @@ async function startProxyRole(
     }),
   );
   await ensureAppserviceUser(config.homeserver.url, ctx.registration.as_token, "medmesh");
+  // Singleton jobs on one elected replica (docs/replicas.md); a restart in its own place (same
+  // host and port) takes its leases back at once.
+  const leadership = createLeadership({
+    ...{
+      leases: ctx.store.leases,
+      knex: ctx.store.knex,
+      config: config.leader,
+      log: ctx.log,
+      metrics: ctx.metrics,
+    },
+    ...(config.listen.port ? { holder: `${hostname()}:${String(config.listen.port)}` } : {}),
+  });
   const identity = await startIdentity(config.identity, {
+    leadership,
     homeserverUrl: config.homeserver.url,
     asToken: ctx.registration.as_token,
     botUserId,
@@ -302,7 +317,8 @@ async function startProxyRole(
   late.identity = identity;
   const retention = startRetention(config.retention, {
     knex: ctx.store.knex,
-    leases: ctx.store.leases,
+    leader: leadership.job(SWEEP_JOB),
+    documents: ctx.store.documents,
     homeserverUrl: config.homeserver.url,
     asToken: ctx.registration.as_token,
     botUserId,
@@ -399,10 +415,12 @@ async function startProxyRole(
   });
   identity.reverifier.start();
   retention.start();
+  await leadership.start();
   return {
     endpoints: { client: running.clientUrl, federation: running.federationUrl },
     stop: async () => {
       trust?.stop();
+      await leadership.stop();
       await identity.reverifier.stop();
       await retention.stop();
       await identity.stop();

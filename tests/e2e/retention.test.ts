@@ -2,7 +2,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import type { RunningOrganisation } from "@medmesh/deploy";
-import { createLogger, createSynapseAdmin, createAuditLog, asUser } from "@medmesh/common";
+import { createLogger, createSynapseAdmin, createAuditLog, asUser, electedLeader } from "@medmesh/common";
 import type { MatrixClient } from "matrix-js-sdk";
 import { Registry } from "prom-client";
 import { describe, expect, it } from "vitest";
@@ -10,6 +10,7 @@ import {
   createSweeper,
   retentionIndex,
   RetentionConfigSchema,
+  SWEEP_JOB,
 } from "../../policy-module/src/retention/index.ts";
 import { JPEG_WITH_GPS } from "../../policy-module/src/media/test-images.ts";
 import { adminApi, useTestNetwork, waitForMembership, waitUntil, type TestUser } from "../harness/index.ts";
@@ -284,7 +285,23 @@ describe("30-day retention", () => {
     await waitUntil(async () => (await status(a)).waiting >= 20, "the burst is indexed");
 
     // A second instance sweeps the same store and homeserver and dies right after its fifth
-    // redaction went out — before recording it (the worst moment): it never returns.
+    // redaction went out — before recording it (the worst moment): it never returns. It leads the
+    // sweep: its lease taken over from the service (as if the service's had run out).
+    await svc.store
+      .knex("leases")
+      .where({ name: SWEEP_JOB })
+      .update({ holder: "crashing", expires_at: new Date(Date.now() + 600_000) });
+    const leader = await electedLeader(
+      { leases: svc.store.leases, knex: svc.store.knex },
+      SWEEP_JOB,
+      createLogger("crashing-sweeper", "silent"),
+      "crashing",
+    );
+    const counted = async (outcome: string) =>
+      ((await svc.metrics.getSingleMetric("medmesh_retention_events_total")?.get())?.values ?? []).find(
+        (v) => v.labels.outcome === outcome,
+      )?.value ?? 0;
+    const [redactedBefore, alreadyBefore] = [await counted("redacted"), await counted("already_redacted")];
     let sent = 0;
     const crashing = createSweeper({
       config: RetentionConfigSchema.parse({}),
@@ -293,7 +310,9 @@ describe("30-day retention", () => {
       botUserId: `@medmesh:${a.serverName}`,
       admin: createSynapseAdmin({ url: a.synapseUrl, registrationSharedSecret: a.registrationSecret }),
       serverName: a.serverName,
-      leases: svc.store.leases,
+      leader,
+      knex: svc.store.knex,
+      documents: svc.store.documents,
       audit: createAuditLog(svc.store.knex),
       log: createLogger("crashing-sweeper", "silent"),
       metrics: new Registry(),
@@ -301,13 +320,38 @@ describe("30-day retention", () => {
     });
     void crashing.run();
     await waitUntil(() => sent === 5, "the crashing sweep sent five redactions");
-    // Its lease runs out (10 minutes in production); the service's next sweep takes over.
+    // The service stands by (once its renewal found the lease taken): its sweep does not run.
+    await waitUntil(
+      async () =>
+        new RegExp(`^medmesh_leader\\{[^}]*job="${SWEEP_JOB}"[^}]*\\} 0$`, "m").test(
+          await svc.metrics.getSingleMetricAsString("medmesh_leader"),
+        ),
+      "the service noticed it no longer leads the sweep",
+      60_000,
+    );
     expect(await sweep(a)).toMatchObject({ ran: false });
-    await svc.store
-      .knex("leases")
-      .where({ name: "retention-sweep" })
-      .update({ expires_at: new Date(0) });
-    expect(await sweep(a)).toMatchObject({ ran: true, redacted: 15, already_redacted: 1, failed: 0 });
+    // The crashing instance is gone: its lease runs out (here: at once). The service's next
+    // renewal elects it, and it continues the interrupted sweep by itself.
+    await leader.stop();
+    const unmarked = async () =>
+      Number(
+        (
+          await svc.store
+            .knex("retention_events")
+            .whereIn("event_id", expired)
+            .whereNull("redacted_at")
+            .count<{ n: string }[]>({ n: "*" })
+        )[0]?.n,
+      );
+    await waitUntil(async () => (await unmarked()) === 0, "the service finished the sweep", 60_000);
+    // The five the crashed batch had sent (journalled, never checkpointed) found redacted, not sent again.
+    expect(await counted("redacted")).toBe(redactedBefore + 15);
+    expect(await counted("already_redacted")).toBe(alreadyBefore + 5);
+    // Each audited once.
+    const audited = (await createAuditLog(svc.store.knex).find({ action: "retention.redact" })).flatMap(
+      (r) => r.details.event_ids as string[],
+    );
+    expect(audited.filter((id) => expired.includes(id)).sort()).toEqual([...expired].sort());
 
     for (const id of expired) expect(await seen(ann, roomId, id)).not.toBe("content");
     const db = new DatabaseSync(a.paths.sqliteDb, { readOnly: true });

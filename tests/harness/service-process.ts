@@ -23,7 +23,8 @@ export function serviceProcess(o: {
   let starts = 0;
   const stop = (signal: "SIGKILL" | "SIGTERM"): Promise<void> => {
     const running = child;
-    if (!running || running.exitCode !== null) return Promise.resolve();
+    // Exited, or killed by a signal (then exitCode stays null): no "exit" event will come again.
+    if (!running || running.exitCode !== null || running.signalCode !== null) return Promise.resolve();
     return new Promise((resolve) => {
       running.once("exit", () => {
         resolve();

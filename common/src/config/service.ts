@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { StoreConfigSchema } from "../store/config.ts";
 import { parseServerName, InvalidIdError } from "../ids.ts";
+import { LeaderConfigSchema } from "../service/leader.ts";
 
 /** A Matrix server name (hostname, IPv4 or [IPv6], optional port), validated like parseServerName. */
 export const ServerNameSchema = z.string().superRefine((v, ctx) => {
@@ -115,5 +116,6 @@ export const ServiceConfigSchema = z.object({
     ],
   }),
   log_level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  leader: LeaderConfigSchema.prefault({}),
 });
 export type ServiceConfig = z.output<typeof ServiceConfigSchema>;

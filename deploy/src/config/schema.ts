@@ -124,6 +124,16 @@ export const OrganisationSchema = z.object({
     .describe("Federation TLS. When omitted, a certificate is issued by the network's local CA."),
   database: SynapseDatabaseSchema,
   store: StoreSchema,
+  policy_module_replicas: z
+    .number()
+    .int()
+    .min(1)
+    .max(8)
+    .default(1)
+    .describe(
+      "Policy-module replicas the local runner starts on this organisation's store (PostgreSQL only); " +
+        "singleton jobs run on an elected leader (docs/replicas.md).",
+    ),
   demo_users: z
     .array(DemoUserSchema)
     .default([])
@@ -314,6 +324,12 @@ export const DeploymentSchema = z
         claim(`port ${p} on ${org.bind_address}`, ["organisations", i, "ports", k]);
       }
       if (org.sso) ssoProblems(cfg, org, ["organisations", i, "sso"], ctx);
+      if (org.policy_module_replicas > 1 && org.store.type !== "postgres")
+        ctx.addIssue({
+          code: "custom",
+          path: ["organisations", i, "policy_module_replicas"],
+          message: "replicas share one store: set store.type: postgres (PGlite is one process's database)",
+        });
       if (org.demo_vendor)
         claim(`port ${org.demo_vendor.port} on ${org.bind_address}`, [
           "organisations",

@@ -1,7 +1,14 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createAuditLog, createLogger, createStore, type Store } from "@medmesh/common";
+import {
+  createAuditLog,
+  createLogger,
+  createStore,
+  electedLeader,
+  type Leader,
+  type Store,
+} from "@medmesh/common";
 import { Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { verificationRecords } from "./records.ts";
@@ -9,7 +16,7 @@ import { createBigRegistry } from "./registries/big/client.ts";
 import { startBigTestServer, type BigTestMode, type BigTestServer } from "./registries/big/test-server.ts";
 import { openRegistryExtract } from "./registries/extract/extract.ts";
 import type { RegistryAdapter } from "./registries/types.ts";
-import { createReverifier } from "./reverify.ts";
+import { createReverifier, REVERIFY_JOB } from "./reverify.ts";
 import { IDENTITY_MIGRATIONS } from "./migrations.ts";
 import { createVerifier } from "./verifier.ts";
 
@@ -32,6 +39,7 @@ describe("registries that fail", () => {
   let store: Store;
   let big: BigTestServer;
   let dir: string;
+  let leader: Leader & { stop(): Promise<void> };
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "medmesh-registry-failures-"));
     store = await createStore(
@@ -39,9 +47,11 @@ describe("registries that fail", () => {
       { migrations: IDENTITY_MIGRATIONS },
     );
     big = await startBigTestServer(ALL);
+    leader = await electedLeader(store, REVERIFY_JOB, silent);
   });
   afterAll(async () => {
     await big.stop();
+    await leader.stop();
     await store.close();
   });
 
@@ -59,7 +69,9 @@ describe("registries that fail", () => {
     const reverifier = createReverifier({
       verifier,
       records,
-      leases: store.leases,
+      leader,
+      knex: store.knex,
+      documents: store.documents,
       config: { schedule: "0 3 * * *", concurrency: 2, rate_per_second: 100 },
       log: silent,
       metrics: new Registry(),

@@ -1,10 +1,11 @@
 import { randomBytes } from "node:crypto";
-import type { LeaseStore } from "@medmesh/common";
+import { createAuditLog, LeadershipLost, type DocumentStore, type Leader } from "@medmesh/common";
+import type { Knex } from "knex";
 import cron, { type ScheduledTask } from "node-cron";
 import type { Logger } from "pino";
 import { Counter, Gauge, type Registry } from "prom-client";
 import { createRateLimiter } from "../proxy/rate-limit.ts";
-import type { VerificationRecords } from "./records.ts";
+import { verificationRecords, type VerificationRecords } from "./records.ts";
 import type { Verifier } from "./verifier.ts";
 
 export interface ReverifyConfig {
@@ -24,26 +25,37 @@ export interface ReverifyResult {
   seconds: number;
 }
 
-const LEASE = "identity-reverify";
-const LEASE_MS = 10 * 60_000;
+/** The singleton job's name: its leader lease, and the document recording the run in progress. */
+export const REVERIFY_JOB = "identity-reverify";
 const PAGE = 500;
+
+/** The run in progress, in the store: a standby that takes over continues it. */
+interface ReverifyRun {
+  id: string;
+  started_at: string;
+  finished: boolean;
+}
 
 /**
  * Continuous re-verification: on a schedule, every verified (or pending) clinician is checked
  * against their registry again, with bounded concurrency and a rate limit towards the registry.
- * A leader lease in the store makes sure only one instance runs it; the lease is renewed as the
- * run goes on. Struck off or suspended → revoked in this run; unreachable → status runs out at
- * its expiry, never extended.
+ * It runs on the elected leader of REVERIFY_JOB only. Struck off or suspended → revoked in this
+ * run; unreachable → status runs out at its expiry, never extended. Each record's check is stored
+ * and audited (`identity.reverify`, with the run's ID) in one transaction under the lease, and its
+ * `last_checked_at` is the checkpoint: a standby that takes over continues the run with the
+ * records not yet checked since it started — each checked and audited once.
  */
 export function createReverifier(deps: {
   verifier: Verifier;
   records: VerificationRecords;
-  leases: LeaseStore;
+  leader: Leader;
+  /** For each check's transaction (record and audit together) and the record of the run. */
+  knex: Knex;
+  documents: DocumentStore;
   config: ReverifyConfig;
   log: Logger;
   metrics: Registry;
 }) {
-  const holder = `reverify-${String(process.pid)}-${randomBytes(4).toString("hex")}`;
   const checks = new Counter({
     name: "medmesh_identity_reverify_checks_total",
     help: "Registry re-checks by outcome (verified, revoked, rejected, pending)",
@@ -57,7 +69,7 @@ export function createReverifier(deps: {
   });
   let running: Promise<ReverifyResult> | undefined;
 
-  const runOnce = async (now: Date): Promise<ReverifyResult> => {
+  const runOnce = async (now: Date, resumed?: ReverifyRun): Promise<ReverifyResult> => {
     const started = process.hrtime.bigint();
     const result: ReverifyResult = {
       ran: false,
@@ -68,52 +80,74 @@ export function createReverifier(deps: {
       failed: 0,
       seconds: 0,
     };
-    if (!(await deps.leases.tryAcquire(LEASE, holder, LEASE_MS))) {
-      deps.log.info("re-verification runs on another instance");
+    if (!deps.leader.isLeader()) {
+      deps.log.info("re-verification runs on another instance (the leader)");
       return result;
     }
     result.ran = true;
+    const run: ReverifyRun = resumed ?? {
+      id: randomBytes(8).toString("hex"),
+      started_at: now.toISOString(),
+      finished: false,
+    };
+    await deps.documents.put(REVERIFY_JOB, JSON.stringify(run));
+    if (resumed) deps.log.info({ run: run.id }, "continuing the re-verification a previous leader began");
+    const since = new Date(run.started_at);
+    const actor = deps.verifier.actor;
+    const audit = (trx: Knex) => createAuditLog(trx);
     const limiter = createRateLimiter({
       perSecond: deps.config.rate_per_second,
       burst: deps.config.concurrency,
     });
-    try {
-      let cursor = "";
-      for (;;) {
-        // Records not yet checked in this run (last checked before it started), in user order.
-        const page = await deps.records.due(now, PAGE, cursor);
-        if (page.length === 0) break;
-        cursor = page[page.length - 1]?.user_id ?? cursor;
-        let next = 0;
-        await Promise.all(
-          Array.from({ length: Math.min(deps.config.concurrency, page.length) }, async () => {
-            for (let record = page[next++]; record; record = page[next++]) {
-              for (let v = limiter.take("registry"); !v.allowed; v = limiter.take("registry")) {
-                await new Promise((r) => setTimeout(r, v.retryAfterMs));
-              }
-              let after;
-              try {
-                after = await deps.verifier.check(record, deps.verifier.actor);
-              } catch (err) {
-                // One record that cannot be checked never stops the run: it is reported, the rest go on.
-                result.failed++;
-                checks.inc({ outcome: "failed" });
-                deps.log.error({ err, user_id: record.user_id }, "could not re-check a clinician");
-                continue;
-              }
-              result.checked++;
-              if (after.status === "verified") result.verified++;
-              else if (after.status === "revoked") result.revoked++;
-              if (after.attempts > record.attempts) result.unavailable++;
-              checks.inc({ outcome: after.status });
+    let cursor = "";
+    for (;;) {
+      // Records not yet checked in this run (last checked before it started), in user order.
+      const page = await deps.records.due(since, PAGE, cursor);
+      if (page.length === 0) break;
+      cursor = page[page.length - 1]?.user_id ?? cursor;
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: Math.min(deps.config.concurrency, page.length) }, async () => {
+          for (let record = page[next++]; record; record = page[next++]) {
+            for (let v = limiter.take("registry"); !v.allowed; v = limiter.take("registry")) {
+              await new Promise((r) => setTimeout(r, v.retryAfterMs));
             }
-          }),
-        );
-        await deps.leases.tryAcquire(LEASE, holder, LEASE_MS); // still ours: renew
-      }
-    } finally {
-      await deps.leases.release(LEASE, holder);
+            // Lost the lease: stop before the next record (the new leader continues the run).
+            if (!deps.leader.isLeader()) throw new LeadershipLost(REVERIFY_JOB);
+            let after;
+            try {
+              after = await deps.verifier.check(record, actor, new Date(), (next, write) =>
+                deps.knex.transaction(async (trx) => {
+                  await deps.leader.fence(trx);
+                  await write({ records: verificationRecords(trx), audit: audit(trx) });
+                  await audit(trx).record({
+                    actor,
+                    on_behalf_of: record.user_id,
+                    action: "identity.reverify",
+                    object: record.user_id,
+                    outcome: next.status,
+                    details: { registry: next.registry, run: run.id },
+                  });
+                }),
+              );
+            } catch (err) {
+              if (err instanceof LeadershipLost) throw err;
+              // One record that cannot be checked never stops the run: it is reported, the rest go on.
+              result.failed++;
+              checks.inc({ outcome: "failed" });
+              deps.log.error({ err, user_id: record.user_id }, "could not re-check a clinician");
+              continue;
+            }
+            result.checked++;
+            if (after.status === "verified") result.verified++;
+            else if (after.status === "revoked") result.revoked++;
+            if (after.attempts > record.attempts) result.unavailable++;
+            checks.inc({ outcome: after.status });
+          }
+        }),
+      );
     }
+    await deps.documents.put(REVERIFY_JOB, JSON.stringify({ ...run, finished: true }));
     result.seconds = Number(process.hrtime.bigint() - started) / 1e9;
     lastRun.set(result.seconds);
     deps.log.info(result, "re-verification run finished");
@@ -121,14 +155,28 @@ export function createReverifier(deps: {
   };
 
   let task: ScheduledTask | undefined;
+  const begin = (now: Date, resumed?: ReverifyRun): Promise<ReverifyResult> => {
+    running ??= runOnce(now, resumed).finally(() => {
+      running = undefined;
+    });
+    return running;
+  };
+  /** On election: the run a previous leader left unfinished, continued (undefined: none). */
+  const resume = async (): Promise<ReverifyResult | undefined> => {
+    const stored = await deps.documents.get(REVERIFY_JOB);
+    const run = stored ? (JSON.parse(stored) as ReverifyRun) : undefined;
+    if (!run || run.finished) return undefined;
+    return begin(new Date(run.started_at), run);
+  };
+  deps.leader.onElected(() => {
+    resume().catch((err: unknown) => {
+      deps.log.error({ err }, "continuing the interrupted re-verification failed");
+    });
+  });
   return {
     /** One run now (also what the schedule does); concurrent calls share the run in progress. */
-    run(now = new Date()): Promise<ReverifyResult> {
-      running ??= runOnce(now).finally(() => {
-        running = undefined;
-      });
-      return running;
-    },
+    run: (now = new Date()): Promise<ReverifyResult> => begin(now),
+    resume,
     start() {
       task = cron.schedule(deps.config.schedule, () => {
         this.run().catch((err: unknown) => {

@@ -1,4 +1,10 @@
-import { type AppserviceEvent, type Store, type SynapseAdmin, createAuditLog } from "@medmesh/common";
+import {
+  type AppserviceEvent,
+  type Leadership,
+  type Store,
+  type SynapseAdmin,
+  createAuditLog,
+} from "@medmesh/common";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
 import type { PeerClient } from "../directory/index.ts";
@@ -14,7 +20,7 @@ import { identityDocuments, verificationRecords, type VerificationRecord } from 
 import { createRoomBadges, type BadgeContent } from "./room-badges.ts";
 import { createRegistries } from "./registries/index.ts";
 import { ATTESTATION_PATH, createRemoteVerification } from "./remote.ts";
-import { createReverifier } from "./reverify.ts";
+import { createReverifier, REVERIFY_JOB } from "./reverify.ts";
 import { startRevocation, type Revocation } from "./revocation.ts";
 import { revocationTables } from "./revocation-store.ts";
 import { configuredClinicians, type IdentityConfig, type LocalClinicians } from "./verification.ts";
@@ -25,6 +31,8 @@ import { identityClientRoutes } from "./client-routes.ts";
 export interface IdentityDeps {
   serverName: string;
   store: Store;
+  /** Singleton jobs (re-verification) run on the elected leader among the replicas. */
+  leadership: Leadership;
   log: Logger;
   metrics: Registry;
   orgKey: OrgKey | undefined;
@@ -225,7 +233,9 @@ export async function startIdentity(config: IdentityConfig, d: IdentityDeps) {
   const reverifier = createReverifier({
     verifier,
     records,
-    leases: d.store.leases,
+    leader: d.leadership.job(REVERIFY_JOB),
+    knex: d.store.knex,
+    documents: d.store.documents,
     config: config.reverify,
     log: d.log,
     metrics: d.metrics,

@@ -1,12 +1,12 @@
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createLogger, createStore, type Store, createAuditLog } from "@medmesh/common";
+import { createLogger, createStore, electedLeader, type Store, createAuditLog } from "@medmesh/common";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { verificationConversation } from "./bot-commands.ts";
 import { IDENTITY_MIGRATIONS } from "./migrations.ts";
 import { identityDocuments, verificationRecords } from "./records.ts";
-import { createReverifier } from "./reverify.ts";
+import { createReverifier, REVERIFY_JOB } from "./reverify.ts";
 import { createRizivRegistry, rizivCheckDigits } from "./registries/riziv/client.ts";
 import { startRizivTestServer, type RizivTestServer } from "./registries/riziv/test-server.ts";
 import { createVerifier } from "./verifier.ts";
@@ -91,7 +91,9 @@ describe("verification workflow (store, audit, registry adapter)", () => {
     const reverifier = createReverifier({
       verifier,
       records,
-      leases: store.leases,
+      leader: await electedLeader(store, REVERIFY_JOB, createLogger("test", "silent")),
+      knex: store.knex,
+      documents: store.documents,
       config: { schedule: "0 3 * * *", concurrency: 2, rate_per_second: 100 },
       log: createLogger("test", "silent"),
       metrics: new Registry(),

@@ -52,6 +52,17 @@ export interface VerifierDeps {
 
 const ACTOR = (server: string): string => `@medmesh:${server}`;
 
+/** Where a check's writes go: the record and its audit, together (re-verification: one transaction). */
+export interface CheckWriters {
+  records: Pick<VerificationRecords, "put">;
+  audit: AuditLog;
+}
+/** Runs a check's writes (given the record as it will be stored), e.g. in a transaction under a lease. */
+export type CheckCommit = (
+  next: VerificationRecord,
+  write: (w: CheckWriters) => Promise<void>,
+) => Promise<void>;
+
 /**
  * The verification workflow: format and check digit, the registry's answer, the registration's
  * status, and the registered name against the claimed one. Only an active registration with a
@@ -79,8 +90,9 @@ export function createVerifier(d: VerifierDeps) {
     action: string,
     actor: string,
     extra: Record<string, unknown> = {},
+    log: AuditLog = d.audit,
   ): Promise<void> => {
-    await d.audit.record({
+    await log.record({
       actor,
       on_behalf_of: r.user_id,
       action,
@@ -100,6 +112,7 @@ export function createVerifier(d: VerifierDeps) {
     record: VerificationRecord,
     actor: string,
     now = new Date(),
+    commit?: CheckCommit,
   ): Promise<VerificationRecord> => {
     let next: VerificationRecord;
     try {
@@ -131,13 +144,15 @@ export function createVerifier(d: VerifierDeps) {
         attempts: record.attempts + 1,
       };
     }
-    next = { ...next, last_checked_at: now, updated_at: now };
-    await d.records.put(next);
-    if (next.status !== record.status || record.status === "pending") {
-      await audit(next, "identity.check", actor);
-      if (next.status !== record.status) d.onChange?.(next, actor);
-    }
-    return next;
+    const stored: VerificationRecord = { ...next, last_checked_at: now, updated_at: now };
+    const write = async (w: CheckWriters): Promise<void> => {
+      await w.records.put(stored);
+      if (stored.status !== record.status || record.status === "pending")
+        await audit(stored, "identity.check", actor, {}, w.audit);
+    };
+    await (commit ? commit(stored, write) : write({ records: d.records, audit: d.audit }));
+    if (stored.status !== record.status) d.onChange?.(stored, actor);
+    return stored;
   };
 
   const transition = async (

@@ -140,6 +140,10 @@ export function retentionIndex(knex: Knex) {
         .first("event_id");
       return row?.event_id;
     },
+    /** What a sweep marked done since it started (a resumed sweep purges and deletes media for all of it). */
+    async redactedSince(at: Date): Promise<{ room_id: string; media: string[] }[]> {
+      return events().where("redacted_at", ">=", at).select("room_id", "media");
+    },
     /** Of these event IDs, the ones the index holds. */
     async known(eventIds: readonly string[]): Promise<Set<string>> {
       if (eventIds.length === 0) return new Set();

@@ -1,6 +1,7 @@
 import {
   type AppserviceEvent,
-  type LeaseStore,
+  type DocumentStore,
+  type Leader,
   type SynapseAdmin,
   createAuditLog,
   asUser,
@@ -33,7 +34,9 @@ export function startRetention(
   config: RetentionConfig,
   d: {
     knex: Knex;
-    leases: LeaseStore;
+    /** The sweep's (SWEEP_JOB): it runs on the elected leader, and a new leader continues it. */
+    leader: Leader;
+    documents: DocumentStore;
     homeserverUrl: string;
     asToken: string;
     botUserId: string;
@@ -207,6 +210,12 @@ export function startRetention(
       task = cron.schedule(config.schedule, () => {
         sweeper.run().catch((err: unknown) => {
           log.error({ err }, "retention sweep failed");
+        });
+      });
+      // A standby taking over (or a restart in its own place) finishes what the last leader began.
+      d.leader.onElected(() => {
+        sweeper.resume().catch((err: unknown) => {
+          log.error({ err }, "continuing the interrupted retention sweep failed");
         });
       });
     },

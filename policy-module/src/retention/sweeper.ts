@@ -1,16 +1,20 @@
-import { createHash, randomBytes } from "node:crypto";
+import { createHash } from "node:crypto";
 import {
+  createAuditLog,
+  LeadershipLost,
   MatrixRequestError,
   RETENTION_REDACTION,
-  type LeaseStore,
+  type DocumentStore,
+  type Leader,
   type SynapseAdmin,
   type AuditLog,
   type AsUser,
 } from "@medmesh/common";
+import type { Knex } from "knex";
 import type { Logger } from "pino";
 import { Counter, Gauge, type Registry } from "prom-client";
 import { days, type RetentionConfig } from "./config.ts";
-import { MESSAGE_TYPES, type RetentionIndex } from "./event-index.ts";
+import { MESSAGE_TYPES, retentionIndex, type RetentionIndex } from "./event-index.ts";
 import type { SweepHistory } from "./sweep-history.ts";
 
 export interface SweepResult {
@@ -30,10 +34,17 @@ export interface SweepResult {
 /** The MedMesh Synapse module's delete of remote media copies (synapse-module/remote_media.py). */
 export const REMOTE_MEDIA_DELETE = "/_medmesh/synapse/v1/remote_media/delete";
 
-const LEASE = "retention-sweep";
+/** The singleton job's name: its leader lease, and the document recording the run in progress. */
+export const SWEEP_JOB = "retention-sweep";
 /** Synapse deletes media by date in one request: a day's worth of a large hospital takes minutes. */
 const MEDIA_TIMEOUT_MS = 30 * 60_000;
-const LEASE_MS = 10 * 60_000;
+
+/** The sweep in progress, in the store: a standby that takes over continues it (same clock, same start). */
+interface SweepRun {
+  now: string;
+  started_at: string;
+  finished: boolean;
+}
 
 /** The same event always gets the same redaction transaction: a repeated request is a no-op. */
 export const redactionTxnId = (eventId: string): string =>
@@ -45,6 +56,9 @@ export const redactionTxnId = (eventId: string): string =>
  * holds no kept event, then delete local media only expired events referred to. Each redaction is
  * journalled before it is sent; a sweep that finds a journalled one asks Synapse whether it went
  * out before sending it again, so a crash neither loses nor doubles a redaction.
+ * It runs on the leader of SWEEP_JOB only: each batch is marked done and audited in one transaction
+ * under the lease (the fence), and the run itself is recorded, so a standby taking over after the
+ * leader died finishes it — every event redacted and audited once.
  */
 export function createSweeper(d: {
   config: RetentionConfig;
@@ -53,7 +67,10 @@ export function createSweeper(d: {
   botUserId: string;
   admin: SynapseAdmin;
   serverName: string;
-  leases: LeaseStore;
+  leader: Leader;
+  /** For the batch's transaction (marks and audit together) and the record of the run. */
+  knex: Knex;
+  documents: DocumentStore;
   audit: AuditLog;
   log: Logger;
   metrics: Registry;
@@ -64,7 +81,6 @@ export function createSweeper(d: {
   /** Where each sweep that ran is recorded (the console's status page). */
   history?: SweepHistory;
 }) {
-  const holder = `retention-${String(process.pid)}-${randomBytes(4).toString("hex")}`;
   const counted = new Counter({
     name: "medmesh_retention_events_total",
     help: "Events the retention sweep handled, by outcome (redacted, already_redacted, forgotten, failed)",
@@ -222,7 +238,7 @@ export function createSweeper(d: {
     return { local: local + byDate.total, remote: remote.deleted };
   };
 
-  const runOnce = async (now: Date): Promise<SweepResult> => {
+  const runOnce = async (now: Date, resumed?: SweepRun): Promise<SweepResult> => {
     const started = process.hrtime.bigint();
     const startedAt = new Date();
     const result: SweepResult = {
@@ -236,57 +252,70 @@ export function createSweeper(d: {
       remote_media_deleted: 0,
       seconds: 0,
     };
-    if (!(await d.leases.tryAcquire(LEASE, holder, LEASE_MS))) return result;
+    if (!d.leader.isLeader()) return result;
     result.ran = true;
-    const rooms = new Set<string>();
-    const media = new Set<string>();
+    // A new run after one that could not be continued keeps its start: the purge then covers what
+    // the unfinished one marked too.
+    const stored = resumed ? undefined : await d.documents.get(SWEEP_JOB);
+    const unfinished = stored ? (JSON.parse(stored) as SweepRun) : undefined;
+    const run: SweepRun = resumed ?? {
+      now: now.toISOString(),
+      started_at: unfinished && !unfinished.finished ? unfinished.started_at : new Date().toISOString(),
+      finished: false,
+    };
+    await d.documents.put(SWEEP_JOB, JSON.stringify(run));
+    if (resumed) d.log.info({ started_at: run.started_at }, "continuing the sweep a previous leader began");
     const failed = new Set<string>();
-    try {
-      await d.beforeSweep?.();
-      for (;;) {
-        const batch = (
-          await d.index.due(
-            now.getTime(),
-            days(d.config.default_days),
-            days(d.config.max_keep_days),
-            d.config.batch_size + failed.size,
-          )
-        ).filter((e) => !failed.has(e.event_id));
-        if (batch.length === 0) break;
-        const done = new Map<string, string[]>();
-        for (const e of batch) {
-          try {
-            if (e.foreign) {
-              // Its home organisation redacts it for every server; this one purges its copy.
-              result.forgotten++;
-              counted.inc({ outcome: "forgotten" });
-            } else if (e.redacting && (await isRedacted(e.room_id, e.event_id))) {
-              result.already_redacted++;
-              counted.inc({ outcome: "already_redacted" });
-            } else {
-              await d.index.markRedacting(e.event_id, new Date());
-              await redact(e.room_id, e.event_id);
-              await d.afterRedaction?.(e.event_id);
-              result.redacted++;
-              counted.inc({ outcome: "redacted" });
-            }
-            await d.index.markRedacted(e.event_id, new Date());
-            rooms.add(e.room_id);
-            for (const m of e.media) media.add(m);
-            done.set(e.room_id, [...(done.get(e.room_id) ?? []), e.event_id]);
-          } catch (err) {
-            failed.add(e.event_id);
-            result.failed++;
-            counted.inc({ outcome: "failed" });
-            d.log.warn(
-              { err, room_id: e.room_id, event_id: e.event_id },
-              "could not redact an expired event",
-            );
+    await d.beforeSweep?.();
+    for (;;) {
+      const batch = (
+        await d.index.due(
+          now.getTime(),
+          days(d.config.default_days),
+          days(d.config.max_keep_days),
+          d.config.batch_size + failed.size,
+        )
+      ).filter((e) => !failed.has(e.event_id));
+      if (batch.length === 0) break;
+      const done = new Map<string, string[]>();
+      for (const e of batch) {
+        // Lost the lease: stop before the next item (the new leader continues the run).
+        if (!d.leader.isLeader()) throw new LeadershipLost(SWEEP_JOB);
+        try {
+          if (e.foreign) {
+            // Its home organisation redacts it for every server; this one purges its copy.
+            result.forgotten++;
+            counted.inc({ outcome: "forgotten" });
+          } else if (e.redacting && (await isRedacted(e.room_id, e.event_id))) {
+            result.already_redacted++;
+            counted.inc({ outcome: "already_redacted" });
+          } else {
+            await d.index.markRedacting(e.event_id, new Date());
+            await redact(e.room_id, e.event_id);
+            await d.afterRedaction?.(e.event_id);
+            result.redacted++;
+            counted.inc({ outcome: "redacted" });
           }
+          done.set(e.room_id, [...(done.get(e.room_id) ?? []), e.event_id]);
+        } catch (err) {
+          failed.add(e.event_id);
+          result.failed++;
+          counted.inc({ outcome: "failed" });
+          d.log.warn({ err, room_id: e.room_id, event_id: e.event_id }, "could not redact an expired event");
         }
+      }
+      // The batch's checkpoint: marked done and audited in one transaction, under the lease. A
+      // leader killed before it leaves the batch to its successor, which finds the redactions
+      // sent (journalled) and audits them once.
+      const at = new Date();
+      await d.knex.transaction(async (trx) => {
+        await d.leader.fence(trx);
+        const index = retentionIndex(trx);
+        const audit = createAuditLog(trx);
         for (const [roomId, eventIds] of done) {
+          for (const id of eventIds) await index.markRedacted(id, at);
           const foreign = batch.some((e) => e.room_id === roomId && e.foreign);
-          await d.audit.record({
+          await audit.record({
             actor: d.botUserId,
             action: foreign ? "retention.forget" : "retention.redact",
             object: roomId,
@@ -294,40 +323,44 @@ export function createSweeper(d: {
             details: { event_ids: eventIds, policy },
           });
         }
-        d.log.info({ redacted: result.redacted, failed: result.failed }, "retention sweep progress");
-        await d.leases.tryAcquire(LEASE, holder, LEASE_MS); // still ours: renew
-      }
+      });
+      d.log.info({ redacted: result.redacted, failed: result.failed }, "retention sweep progress");
+    }
 
-      for (const roomId of rooms) {
-        const upTo = await purgePoint(roomId);
-        if (upTo !== undefined && (await purge(roomId, upTo))) {
-          result.purged_rooms++;
-          await d.audit.record({
-            actor: d.botUserId,
-            action: "retention.purge",
-            object: roomId,
-            outcome: "purged",
-            details: { up_to: { event_id: upTo }, policy },
-          });
-        }
-      }
-
-      const deleted = await deleteMedia([...media], now);
-      result.media_deleted = deleted.local;
-      result.remote_media_deleted = deleted.remote;
-      mediaDeleted.inc({ origin: "local" }, deleted.local);
-      mediaDeleted.inc({ origin: "remote" }, deleted.remote);
-      if (deleted.local + deleted.remote > 0)
+    // What this run marked done, by whichever leader: a continued run purges for all of it.
+    const marked = await d.index.redactedSince(new Date(run.started_at));
+    const rooms = new Set(marked.map((e) => e.room_id));
+    const media = new Set(marked.flatMap((e) => e.media));
+    for (const roomId of rooms) {
+      if (!d.leader.isLeader()) throw new LeadershipLost(SWEEP_JOB);
+      const upTo = await purgePoint(roomId);
+      if (upTo !== undefined && (await purge(roomId, upTo))) {
+        result.purged_rooms++;
         await d.audit.record({
           actor: d.botUserId,
-          action: "retention.media",
-          object: d.serverName,
-          outcome: "deleted",
-          details: { count: deleted.local, remote_copies: deleted.remote, policy },
+          action: "retention.purge",
+          object: roomId,
+          outcome: "purged",
+          details: { up_to: { event_id: upTo }, policy },
         });
-    } finally {
-      await d.leases.release(LEASE, holder);
+      }
     }
+
+    if (!d.leader.isLeader()) throw new LeadershipLost(SWEEP_JOB);
+    const deleted = await deleteMedia([...media], now);
+    result.media_deleted = deleted.local;
+    result.remote_media_deleted = deleted.remote;
+    mediaDeleted.inc({ origin: "local" }, deleted.local);
+    mediaDeleted.inc({ origin: "remote" }, deleted.remote);
+    if (deleted.local + deleted.remote > 0)
+      await d.audit.record({
+        actor: d.botUserId,
+        action: "retention.media",
+        object: d.serverName,
+        outcome: "deleted",
+        details: { count: deleted.local, remote_copies: deleted.remote, policy },
+      });
+    await d.documents.put(SWEEP_JOB, JSON.stringify({ ...run, finished: true }));
     result.seconds = Number(process.hrtime.bigint() - started) / 1e9;
     lastSweep.set(result.seconds);
     await d.history
@@ -341,13 +374,21 @@ export function createSweeper(d: {
   };
 
   let running: Promise<SweepResult> | undefined;
+  const start = (now: Date, resumed?: SweepRun): Promise<SweepResult> => {
+    running ??= runOnce(now, resumed).finally(() => {
+      running = undefined;
+    });
+    return running;
+  };
   return {
     /** One sweep now (also what the schedule does); concurrent calls share the sweep in progress. */
-    run(now = new Date()): Promise<SweepResult> {
-      running ??= runOnce(now).finally(() => {
-        running = undefined;
-      });
-      return running;
+    run: (now = new Date()): Promise<SweepResult> => start(now),
+    /** On election: the sweep a previous leader left unfinished, continued (undefined: none). */
+    async resume(): Promise<SweepResult | undefined> {
+      const stored = await d.documents.get(SWEEP_JOB);
+      const run = stored ? (JSON.parse(stored) as SweepRun) : undefined;
+      if (!run || run.finished) return undefined;
+      return start(new Date(run.now), run);
     },
   };
 }
