@@ -59,3 +59,35 @@ export async function freeOrganisationPorts(): Promise<OrganisationPorts> {
     bridge_interop: bridgeInterop,
   };
 }
+
+/** `count` consecutive free ports (a worker topology's listeners), found by probing. */
+export async function freeConsecutivePorts(count: number): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const base = 20_000 + Math.floor(Math.random() * 40_000);
+    const free = await Promise.all(Array.from({ length: count }, (_, i) => isFree(base + i)));
+    if (free.every(Boolean)) return base;
+  }
+  throw new Error(`found no ${String(count)} consecutive free ports`);
+}
+
+function isFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = createServer();
+    probe.once("error", () => {
+      resolve(false);
+    });
+    probe.listen(port, "127.0.0.1", () => {
+      probe.close(() => {
+        resolve(true);
+      });
+    });
+  });
+}
+
+/** The ports of a worker topology (workers.ports in the deployment config), all free. */
+export async function freeWorkerPorts(
+  workers: number,
+): Promise<{ replication: number; redis: number; first_worker: number }> {
+  const [replication, redis] = (await freePorts(2)) as [number, number];
+  return { replication, redis, first_worker: await freeConsecutivePorts(workers) };
+}

@@ -12,6 +12,7 @@ import { ProxyContext, Refusal, tooLarge, type OwnResponse } from "./context.ts"
 import { federationGate, type FederationRuleDeps } from "./federation-rules.ts";
 import { compileEndpoints, endpointGuard } from "./endpoints.ts";
 import { answerRefusal, createForwarder, sendJson, type Forwarder } from "./forward.ts";
+import { createWorkerRouter } from "./worker-router.ts";
 import { answerClientError, declaredLength, nonAsciiHeader } from "./limits.ts";
 import type { DirectoryGate, InviteGate, TrustView } from "./policy.ts";
 import { createRateLimiter } from "./rate-limit.ts";
@@ -120,6 +121,7 @@ export async function startProxy(
       },
     }),
   ];
+  const workers = createWorkerRouter(config.workers);
   const endpoints = endpointGuard(deps.log, compileEndpoints(undefined, { sso: config.single_sign_on }));
   const gate = federationGate({
     serverName: deps.serverName,
@@ -200,7 +202,15 @@ export async function startProxy(
             return;
           }
           const body = ctx.replacedBody ?? (ctx.bodyRead ? await ctx.body(Infinity) : undefined);
-          forward(req, res, body);
+          const userId = listener === "client" ? (await ctx.requester())?.userId : undefined;
+          const worker = workers.pick({
+            listener,
+            method: ctx.method,
+            rawPath: ctx.rawPath,
+            req,
+            ...(userId === undefined ? {} : { userId }),
+          });
+          forward(req, res, body, worker?.upstream);
         })
         .catch((err: unknown) => {
           const refusal =
