@@ -33,7 +33,8 @@ interface Usage {
 
 /** The processes of the organisation: its Synapse processes (by config path), Redis, this one. */
 function pidsOf(net: TestNetwork): number[] {
-  const org = net.orgs[0]!;
+  const org = net.orgs[0];
+  if (!org) throw new Error("no organisation");
   const redisPort = org.org.workers ? String(org.org.workers.ports.redis) : undefined;
   const pids = [process.pid];
   for (const entry of readdirSync("/proc")) {
@@ -86,7 +87,8 @@ async function measure(name: string, workers: boolean): Promise<Result> {
     ...(workers ? { workers: { 0: WORKER_TOPOLOGY } } : { postgresUrl: POSTGRES }),
   });
   try {
-    const org = net.orgs[0]!;
+    const org = net.orgs[0];
+    if (!org) throw new Error("no organisation");
     const senders = [];
     for (let i = 0; i < SENDERS; i++) {
       const user = await net.registerUser(org);
@@ -149,7 +151,6 @@ row("RSS after the load (MiB, all processes)", single.rss.toFixed(0), workers.rs
 row("processes (Synapse, Redis, MedMesh)", String(single.processes), String(workers.processes));
 console.log(
   `workers: ${Object.entries(WORKER_TOPOLOGY)
-    .filter(([, v]) => typeof v === "number")
-    .map(([k, v]) => `${String(v)} ${k}`)
+    .flatMap(([k, v]) => (typeof v === "number" ? [`${String(v)} ${k}`] : []))
     .join(", ")}; both on PostgreSQL; ${String(SEQUENTIAL)} sequential sends for the one-sender figures`,
 );

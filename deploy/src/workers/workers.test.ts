@@ -45,7 +45,7 @@ type Homeserver = {
   worker_replication_secret: string;
 };
 type Worker = { worker_app: string; worker_name: string; worker_listeners: Listener[] };
-const yaml = <T>(file: string) => parseYaml(readFileSync(file, "utf8")) as T;
+const yaml = (file: string): unknown => parseYaml(readFileSync(file, "utf8"));
 
 describe("workers in the deployment config", () => {
   it("refuses workers on SQLite, naming the field", () => {
@@ -104,7 +104,7 @@ describe("generated worker topology", () => {
   it("writes the shared settings, every worker's config, and the proxy's routing table", async () => {
     const net = await generateNetwork(deployment({ database: POSTGRES, workers: topology }), "/");
     const g = net.organisations[0]!;
-    const hs = yaml<Homeserver>(g.paths.homeserverYaml);
+    const hs = yaml(g.paths.homeserverYaml) as Homeserver;
     expect(hs.listeners.find((l) => l.port === 19093)?.resources[0]?.names).toEqual(["replication"]);
     expect(Object.keys(hs.instance_map)).toEqual([
       "main",
@@ -150,10 +150,10 @@ describe("generated worker topology", () => {
     };
     const g = (await generateNetwork(deployment({ database: POSTGRES, workers: everything }), "/"))
       .organisations[0]!;
-    const hs = yaml<Homeserver>(g.paths.homeserverYaml);
+    const hs = yaml(g.paths.homeserverYaml) as Homeserver;
     const byPort = new Map(
       (g.workers?.workers ?? []).map((w) => {
-        const cfg = yaml<Worker>(w.configFile);
+        const cfg = yaml(w.configFile) as Worker;
         expect(cfg.worker_name).toBe(w.spec.name);
         expect(cfg.worker_app).toBe(w.app);
         const listener = cfg.worker_listeners[0]!;
@@ -176,7 +176,7 @@ describe("generated worker topology", () => {
             "kind" in entry.target && entry.target.kind === "media_repository" ? "media" : r.listener;
           expect(worker?.resources, `${r.pattern} → ${worker?.name ?? ""}`).toContain(needed);
           if ("stream" in entry.target) {
-            expect(hs.stream_writers[entry.target.stream], `${r.pattern}`).toContain(worker?.name);
+            expect(hs.stream_writers[entry.target.stream], r.pattern).toContain(worker?.name);
           }
         }
       }
