@@ -46,5 +46,10 @@ await Promise.all(
 );
 const seconds = (Date.now() - started) / 1000;
 process.stdout.write(
-  JSON.stringify({ latency, loaded, sendsPerSecond: (input.senders.length * input.perSender) / seconds, seconds }),
+  JSON.stringify({
+    latency,
+    loaded,
+    sendsPerSecond: (input.senders.length * input.perSender) / seconds,
+    seconds,
+  }),
 );

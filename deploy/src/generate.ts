@@ -175,17 +175,20 @@ async function generateOrganisation(
   // 0600: with a Postgres password it holds a secret.
   await writeYaml(
     paths.homeserverYaml,
-    withWorkers(workers, homeserverConfig({
-      deployment,
-      maxUploadBytes: limits.media_body_bytes,
-      org,
-      serverName,
-      paths: runtimePaths,
-      federationCaFiles: caFiles.map(view.path),
-      bindAddress: view.synapseBind,
-      clientUrl: `http://${hostForUrl(org.bind_address)}:${String(org.ports.client)}`,
-      decisionUrl: view.url("policy_module", org.ports.policy_module),
-    })),
+    withWorkers(
+      workers,
+      homeserverConfig({
+        deployment,
+        maxUploadBytes: limits.media_body_bytes,
+        org,
+        serverName,
+        paths: runtimePaths,
+        federationCaFiles: caFiles.map(view.path),
+        bindAddress: view.synapseBind,
+        clientUrl: `http://${hostForUrl(org.bind_address)}:${String(org.ports.client)}`,
+        decisionUrl: view.url("policy_module", org.ports.policy_module),
+      }),
+    ),
     0o600,
   );
   await writeYaml(paths.logConfig, logConfig(runtimePaths.logFile));

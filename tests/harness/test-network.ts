@@ -98,7 +98,8 @@ export async function startTestNetwork(opts: TestNetworkOptions): Promise<TestNe
       )
     : {};
   const workerOrgs = Object.keys(opts.workers ?? {}).map(Number);
-  const postgresUrl = opts.postgresUrl ?? (workerOrgs.length ? process.env.MEDMESH_TEST_POSTGRES_URL : undefined);
+  const postgresUrl =
+    opts.postgresUrl ?? (workerOrgs.length ? process.env.MEDMESH_TEST_POSTGRES_URL : undefined);
   if (workerOrgs.length && !postgresUrl) {
     throw new Error("Synapse workers need PostgreSQL: set MEDMESH_TEST_POSTGRES_URL (.ci/start-postgres.sh)");
   }

@@ -120,7 +120,10 @@ export function createSynapseAdmin(opts: {
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
       signal: AbortSignal.timeout(timeoutMs),
     };
-    const url = new URL(path, opts.mediaUrl !== undefined && MEDIA_PATH.test(path) ? opts.mediaUrl : opts.url);
+    const url = new URL(
+      path,
+      opts.mediaUrl !== undefined && MEDIA_PATH.test(path) ? opts.mediaUrl : opts.url,
+    );
     // Long calls (a media delete over a day of a large hospital's uploads) outlast fetch's own
     // 300 s wait for response headers: they go through an agent that waits as long as asked.
     const res =

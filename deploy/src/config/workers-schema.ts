@@ -18,8 +18,7 @@ export const WORKER_KINDS = [
 ] as const;
 export type WorkerKind = (typeof WORKER_KINDS)[number];
 
-const count = (what: string, dflt: number) =>
-  z.number().int().min(0).max(16).default(dflt).describe(what);
+const count = (what: string, dflt: number) => z.number().int().min(0).max(16).default(dflt).describe(what);
 
 export const WorkersSchema = z
   .object({
@@ -126,7 +125,11 @@ export function workerProblems(
           path,
           message: `no worker is named '${name}' (this topology runs: ${workers.map((x) => x.name).join(", ") || "none"})`,
         });
-      } else if (stream === "events" ? worker.kind !== "generic" && worker.kind !== "event_persister" : worker.kind !== "generic") {
+      } else if (
+        stream === "events"
+          ? worker.kind !== "generic" && worker.kind !== "event_persister"
+          : worker.kind !== "generic"
+      ) {
         issues.push({
           path,
           message:

@@ -54,7 +54,9 @@ export async function startRedis(r: GeneratedWorkers["processes"]["redis"]): Pro
       reject(new Error(`could not start ${bin} (Debian: apt-get install redis-server): ${err.message}`));
     });
     void exited.then((code) => {
-      reject(new Error(`redis-server exited with code ${String(code)} during start-up (see ${r.dir}/redis.log)`));
+      reject(
+        new Error(`redis-server exited with code ${String(code)} during start-up (see ${r.dir}/redis.log)`),
+      );
     });
   });
   const deadline = Date.now() + 15_000;

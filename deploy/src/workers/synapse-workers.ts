@@ -1,10 +1,5 @@
 import { join } from "node:path";
-import {
-  streamWriters,
-  workerList,
-  type WorkerSpec,
-  type WorkersConfig,
-} from "../config/workers-schema.ts";
+import { streamWriters, workerList, type WorkerSpec, type WorkersConfig } from "../config/workers-schema.ts";
 import { logConfig } from "../synapse/homeserver-config.ts";
 
 /** The Synapse application each kind of worker runs. */

@@ -144,9 +144,7 @@ describe("generated worker topology", () => {
     // Every stream that has endpoints on a worker, so that every entry of the data is routed.
     const everything = {
       ports: WORKER_PORTS,
-      stream_writers: Object.fromEntries(
-        STREAMS.filter((s) => s !== "events").map((s) => [s, ["generic2"]]),
-      ),
+      stream_writers: Object.fromEntries(STREAMS.filter((s) => s !== "events").map((s) => [s, ["generic2"]])),
     };
     const g = (await generateNetwork(deployment({ database: POSTGRES, workers: everything }), "/"))
       .organisations[0]!;
@@ -167,7 +165,10 @@ describe("generated worker topology", () => {
     for (const entry of WORKER_ROUTES) {
       const resolved = routes.filter((r) => r.name === entry.name);
       // Every pattern of every entry is routed in this topology, in the data's order.
-      expect(resolved.map((r) => r.pattern), entry.name).toEqual(entry.patterns);
+      expect(
+        resolved.map((r) => r.pattern),
+        entry.name,
+      ).toEqual(entry.patterns);
       for (const r of resolved) {
         for (const upstream of r.upstreams) {
           const worker = byPort.get(Number(new URL(upstream).port));
