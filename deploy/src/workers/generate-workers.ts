@@ -61,6 +61,8 @@ export async function generateWorkers(
   };
 }
 
+const WORKER_POOL_MAX = 5;
+
 /** homeserver.yaml with the worker topology's shared settings, when there is one. */
 export function withWorkers(
   workers: GeneratedWorkers | undefined,
@@ -68,7 +70,15 @@ export function withWorkers(
 ): Record<string, unknown> {
   if (!workers) return config;
   const listeners = config.listeners as unknown[];
-  return { ...config, listeners: [...listeners, workers.shared.listener], ...workers.shared.config };
+  // Every process keeps its own pool: smaller ones keep a topology of seven processes within
+  // PostgreSQL's default max_connections (100) beside the MedMesh stores.
+  const database = config.database as { name: string; args: Record<string, unknown> };
+  return {
+    ...config,
+    database: { ...database, args: { ...database.args, cp_max: WORKER_POOL_MAX } },
+    listeners: [...listeners, workers.shared.listener],
+    ...workers.shared.config,
+  };
 }
 
 async function writeGenerated(file: string, value: unknown): Promise<void> {

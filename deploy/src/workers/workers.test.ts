@@ -43,6 +43,7 @@ type Homeserver = {
   media_instance_running_background_jobs: string;
   notify_appservices_from_worker: string;
   worker_replication_secret: string;
+  database: { args: { cp_max: number } };
 };
 type Worker = { worker_app: string; worker_name: string; worker_listeners: Listener[] };
 const yaml = (file: string): unknown => parseYaml(readFileSync(file, "utf8"));
@@ -127,6 +128,7 @@ describe("generated worker topology", () => {
     expect(hs.media_instance_running_background_jobs).toBe("media_repository1");
     expect(hs.notify_appservices_from_worker).toBe("appservice1");
     expect(hs.worker_replication_secret.length).toBeGreaterThan(20);
+    expect(hs.database.args.cp_max).toBe(5); // seven pools within PostgreSQL's 100 connections
     expect(g.workers?.workers.map((w) => [w.spec.name, w.spec.port, w.app])).toEqual([
       ["generic1", 19110, "synapse.app.generic_worker"],
       ["generic2", 19111, "synapse.app.generic_worker"],
