@@ -104,6 +104,6 @@ function isFree(port: number): Promise<boolean> {
 export async function freeWorkerPorts(
   workers: number,
 ): Promise<{ replication: number; redis: number; first_worker: number }> {
-  const [replication, redis] = (await freePorts(2)) as [number, number];
-  return { replication, redis, first_worker: await freeConsecutivePorts(workers) };
+  const base = await freeConsecutivePorts(workers + 2);
+  return { replication: base, redis: base + 1, first_worker: base + 2 };
 }
