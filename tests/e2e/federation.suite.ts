@@ -9,7 +9,7 @@ const isMessage = (body: string) => (e: { getType(): string; getContent(): { bod
 /**
  * Two organisations federating, message exchange and an encrypted room: run as is on two
  * single-process organisations (federation.test.ts) and with the first one on Synapse workers
- * (workers.test.ts). What Synapse stored is read from its database, SQLite or PostgreSQL.
+ * (federation-workers.test.ts). What Synapse stored is read from its database, SQLite or PostgreSQL.
  */
 export function federationSuite(
   net: () => TestNetwork,

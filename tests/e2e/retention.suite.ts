@@ -22,7 +22,7 @@ import {
 
 /**
  * Retention end to end: run on two single-process organisations (retention.test.ts) and with the
- * first one on Synapse workers (workers.test.ts). Synapse's stores are read through
+ * first one on Synapse workers (retention-workers.test.ts). Synapse's stores are read through
  * withSynapseDb (SQLite or PostgreSQL).
  */
 export function retentionSuite(net: () => TestNetwork, title = "30-day retention"): void {

@@ -2,14 +2,10 @@ import { readFile } from "node:fs/promises";
 import { describe, expect, it } from "vitest";
 import { useTestNetwork, WORKER_TOPOLOGY } from "../harness/index.ts";
 import { federationSuite } from "./federation.suite.ts";
-import { retentionSuite } from "./retention.suite.ts";
 
-// The federation/encrypted-room suite and the retention suite, unchanged, with organisation A on
-// Synapse workers (+ Redis + PostgreSQL) federating with a single-process organisation B: one
-// network for both (booting seven Synapse processes is the slow part of this file).
-const net = useTestNetwork({ name: "workers", organisations: 2, workers: { 0: WORKER_TOPOLOGY } });
+// The federation and encrypted-room suite, unchanged, with organisation A on Synapse workers.
+const net = useTestNetwork({ name: "federation-workers", workers: { 0: WORKER_TOPOLOGY } });
 federationSuite(net, "an organisation on Synapse workers federates with a single-process one");
-retentionSuite(net, "30-day retention, with organisation A on Synapse workers");
 
 describe("the worker topology did the work", () => {
   it("spread the requests over the workers, and the workers sent federation and appservice traffic", async () => {
