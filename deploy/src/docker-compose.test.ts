@@ -20,6 +20,7 @@ interface ComposeService {
   secrets?: string[];
   healthcheck?: { test: string[] };
   depends_on?: Record<string, { condition: string }>;
+  profiles?: string[];
 }
 interface Compose {
   services: Record<string, ComposeService>;
@@ -295,5 +296,12 @@ describe("docker-compose.yml (production reference for one organisation)", () =>
     for (const [, file] of config.matchAll(/\$\{file:\.\.\/\.\.\/(deploy\/docker\/secrets\/\w+)\}/g)) {
       expect(Object.values(compose.secrets).map((s) => s.file)).toContain(`./${file!}`);
     }
+  });
+
+  it("runs Redis for Synapse workers only under the workers profile, on the compose network only", () => {
+    const redis = svc("redis");
+    expect(redis.profiles).toEqual(["workers"]);
+    expect(redis.ports ?? []).toEqual([]);
+    expect(redis.command).toEqual(expect.arrayContaining(["--save", "", "--appendonly", "no"]));
   });
 });

@@ -18,6 +18,7 @@ import { ensureLocalCa, ensureServerCertificate } from "./tls/local-ca.ts";
 import { signLocalTrustList, trustFiles, type TrustFiles } from "./local-trust.ts";
 import { organisationPaths } from "./paths.ts";
 import { policyIdentity } from "./policy-identity.ts";
+import { generateWorkers, withWorkers, type GeneratedWorkers } from "./workers/generate-workers.ts";
 
 export { organisationPaths };
 
@@ -37,6 +38,8 @@ export interface GeneratedOrganisation {
   bridgeInteropUrl: string;
   /** Each service's admin token file, by service name (its admin API and /metrics). */
   adminTokenFiles: { "policy-module": string; bridge: string };
+  /** Synapse's worker processes, when the organisation runs workers (started after the main process). */
+  workers?: GeneratedWorkers["processes"];
   policyModule: PolicyModuleConfig;
   bridge: BridgeConfig;
 }
@@ -166,20 +169,26 @@ async function generateOrganisation(
   });
 
   const limits = proxyLimits(deployment, org);
+  const workers = org.workers
+    ? await generateWorkers(org.workers, paths, view.path, view.synapseHost, view.synapseBind)
+    : undefined;
   // 0600: with a Postgres password it holds a secret.
   await writeYaml(
     paths.homeserverYaml,
-    homeserverConfig({
-      deployment,
-      maxUploadBytes: limits.media_body_bytes,
-      org,
-      serverName,
-      paths: runtimePaths,
-      federationCaFiles: caFiles.map(view.path),
-      bindAddress: view.synapseBind,
-      clientUrl: `http://${hostForUrl(org.bind_address)}:${String(org.ports.client)}`,
-      decisionUrl: view.url("policy_module", org.ports.policy_module),
-    }),
+    withWorkers(
+      workers,
+      homeserverConfig({
+        deployment,
+        maxUploadBytes: limits.media_body_bytes,
+        org,
+        serverName,
+        paths: runtimePaths,
+        federationCaFiles: caFiles.map(view.path),
+        bindAddress: view.synapseBind,
+        clientUrl: `http://${hostForUrl(org.bind_address)}:${String(org.ports.client)}`,
+        decisionUrl: view.url("policy_module", org.ports.policy_module),
+      }),
+    ),
     0o600,
   );
   await writeYaml(paths.logConfig, logConfig(runtimePaths.logFile));
@@ -227,6 +236,7 @@ async function generateOrganisation(
     synapse_admin: {
       registration_shared_secret: readFileSync(paths.registrationSecret, "utf8").trim(),
       login: adminByAppservice ? ("appservice" as const) : ("password" as const),
+      ...(workers?.mediaUrl === undefined ? {} : { media_url: workers.mediaUrl }),
     },
     organisation: { signing_key_file: view.path(paths.organisationKey), ca_files: caFiles.map(view.path) },
     synapse_module: { token_file: view.path(paths.decisionToken) },
@@ -268,6 +278,7 @@ async function generateOrganisation(
         : {
             support_page: `${org.public_baseurl ?? `http://${hostForUrl(org.bind_address)}:${String(org.ports.client)}/`}_medmesh/console`,
           }),
+      workers: workers?.routing ?? [],
     },
   };
   const bridge = {
@@ -319,6 +330,7 @@ async function generateOrganisation(
     bridgeUrl: `http://${host}:${String(org.ports.bridge)}`,
     bridgeInteropUrl: `http://${host}:${String(org.ports.bridge_interop)}`,
     adminTokenFiles: { "policy-module": paths.policyModuleAdminToken, bridge: paths.bridgeAdminToken },
+    ...(workers ? { workers: workers.processes } : {}),
     policyModule,
     bridge,
   };
@@ -352,6 +364,7 @@ function runtimeView(deployment: DeploymentConfig, dataDir: string, org: Organis
   const localHost = hostForUrl(org.bind_address);
   return {
     synapseBind: container ? "0.0.0.0" : "127.0.0.1",
+    synapseHost: container ? container.hosts.synapse : "127.0.0.1",
     path: (p: string): string =>
       container && (p === dataDir || p.startsWith(dataDir + sep))
         ? join(container.data_dir, relative(dataDir, p))

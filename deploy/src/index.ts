@@ -5,6 +5,7 @@ export {
   type DeploymentConfig,
   type OrganisationConfig,
 } from "./config/schema.ts";
+export { WorkersSchema, workerList, type WorkersConfig } from "./config/workers-schema.ts";
 export {
   generateNetwork,
   organisationPaths,

@@ -10,6 +10,7 @@ import { start as startBridge, startReferenceVendor } from "@medmesh/bridge";
 import type { DeploymentConfig } from "./config/schema.ts";
 import { generateNetwork, type GeneratedOrganisation } from "./generate.ts";
 import { superviseSynapse, type SupervisedSynapse } from "./synapse/process.ts";
+import { startRedis, startSynapseWithWorkers, workerPorts } from "./workers/processes.ts";
 
 export const REPO_ROOT = resolve(import.meta.dirname, "../..");
 const NETWORK_FILE = "network.json";
@@ -44,9 +45,12 @@ export interface StartNetworkOptions {
 export async function installSynapse(
   venv: string,
   say: (line: string) => void = () => undefined,
+  opts: { redis?: boolean } = {},
 ): Promise<void> {
   const child = spawn(join(REPO_ROOT, "deploy", "install-synapse.sh"), [venv], {
     stdio: ["ignore", "pipe", "pipe"],
+    // Synapse workers replicate over Redis: the venv then needs Synapse's `redis` extra.
+    env: { ...process.env, ...(opts.redis ? { MEDMESH_SYNAPSE_REDIS: "1" } : {}) },
   });
   let output = "";
   const collect = (chunk: Buffer): void => {
@@ -70,7 +74,7 @@ export async function startNetwork(
 ): Promise<RunningNetwork> {
   const say = opts.progress ?? (() => undefined);
   const venv = resolve(REPO_ROOT, deployment.synapse_venv);
-  await installSynapse(venv, say);
+  await installSynapse(venv, say, { redis: deployment.organisations.some((o) => o.workers) });
   await assertPortsFree(deployment);
   const generated = await generateNetwork(deployment, opts.baseDir);
   const running: RunningOrganisation[] = [];
@@ -113,9 +117,13 @@ export async function startNetwork(
 async function assertPortsFree(deployment: DeploymentConfig): Promise<void> {
   const taken: string[] = [];
   for (const org of deployment.organisations) {
-    const ports = { ...org.ports, ...(org.demo_vendor ? { demo_vendor: org.demo_vendor.port } : {}) };
+    const ports = {
+      ...org.ports,
+      ...(org.demo_vendor ? { demo_vendor: org.demo_vendor.port } : {}),
+      ...(org.workers ? workerPorts(org.workers) : {}),
+    };
     for (const [name, port] of Object.entries(ports)) {
-      const host = name.startsWith("synapse_") ? "127.0.0.1" : org.bind_address;
+      const host = /^(synapse_|workers)/.test(name) ? "127.0.0.1" : org.bind_address;
       const free = await new Promise<boolean>((resolve) => {
         const probe = createServer();
         probe.once("error", () => {
@@ -141,14 +149,39 @@ async function startOrganisation(
   say: (l: string) => void,
 ): Promise<RunningOrganisation> {
   say(`starting Synapse for ${g.org.name} (${g.serverName})`);
-  const synapse = await superviseSynapse({
+  const main = {
     venv,
     homeserverYaml: g.paths.homeserverYaml,
     extraConfigFiles: [g.paths.federationWhitelist],
     workDir: g.paths.synapseDir,
     clientUrl: g.synapseUrl,
     logFile: g.paths.logFile,
+  };
+  const workers = g.workers;
+  const redis = workers ? await startRedis(workers.redis) : undefined;
+  // With workers, a restart (trust list change) restarts every process: all read the whitelist.
+  const synapse = await superviseSynapse(
+    workers ? () => startSynapseWithWorkers(main, workers.workers) : main,
+  ).catch(async (err: unknown) => {
+    await redis?.stop();
+    throw err;
   });
+  const stopSynapse = async () => {
+    await synapse.stop();
+    await redis?.stop();
+  };
+  // Redis goes with Synapse: stopped after every process that uses it.
+  const running: SupervisedSynapse = {
+    get pid() {
+      return synapse.pid;
+    },
+    get stdoutLog() {
+      return synapse.stdoutLog;
+    },
+    exited: synapse.exited,
+    restart: () => synapse.restart(),
+    stop: stopSynapse,
+  };
   const services: RunningService[] = [];
   const replicas: RunningService[] = [];
   let demoVendor: { url: string; stop(): Promise<void> } | undefined;
@@ -196,7 +229,7 @@ async function startOrganisation(
     return {
       ...g,
       registrationSecret,
-      synapse,
+      synapse: running,
       services,
       policyModuleReplicas: replicas,
       demoUsers,
@@ -205,7 +238,7 @@ async function startOrganisation(
   } catch (err) {
     await demoVendor?.stop();
     await Promise.allSettled([...replicas, ...services].map((s) => s.stop()));
-    await synapse.stop();
+    await stopSynapse();
     throw err;
   }
 }

@@ -4,7 +4,7 @@ export { IdentityConfigSchema } from "./identity/verification.ts";
 export { configuredPlugins, pluginFor, REGISTRY_PLUGINS } from "./identity/registries/index.ts";
 export { RetentionConfigSchema, type RetentionConfig } from "./retention/index.ts";
 export { PolicyModuleConfigSchema, type PolicyModuleConfig } from "./config.ts";
-export { LimitsOverrideSchema } from "./proxy/index.ts";
+export { LimitsOverrideSchema, WORKER_ROUTES, WORKER_STREAMS, type WorkerRoute } from "./proxy/index.ts";
 export { type PolicyModuleStartOptions } from "./start.ts";
 export {
   generateKey,

@@ -234,6 +234,7 @@ async function startProxyRole(
     registrationSharedSecret: adminConfig.registration_shared_secret,
     // Appservice login: works where the organisation switched password login off (SSO only).
     ...(adminConfig.login === "appservice" ? { appserviceToken: ctx.registration.as_token } : {}),
+    ...(adminConfig.media_url === undefined ? {} : { mediaUrl: adminConfig.media_url }),
   });
   const botUserId = `@medmesh:${serverName}`;
   // Synapse asks from the moment the bots start (they join rooms they were invited to while this

@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { createServer } from "node:net";
 
 /**
@@ -58,4 +59,51 @@ export async function freeOrganisationPorts(): Promise<OrganisationPorts> {
     bridge,
     bridge_interop: bridgeInterop,
   };
+}
+
+/**
+ * `count` consecutive free ports (a worker topology's listeners), found by probing, below the
+ * kernel's ephemeral range: a port in that range can be taken by any outgoing connection between
+ * the probe and Synapse's bind, which a busy test machine makes often enough to matter.
+ */
+export async function freeConsecutivePorts(count: number): Promise<number> {
+  const low = ephemeralLow() - count;
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const base = 20_000 + Math.floor(Math.random() * Math.max(1, low - 20_000));
+    const free = await Promise.all(Array.from({ length: count }, (_, i) => isFree(base + i)));
+    if (free.every(Boolean)) return base;
+  }
+  throw new Error(`found no ${String(count)} consecutive free ports`);
+}
+
+function ephemeralLow(): number {
+  try {
+    return (
+      Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]) || 32_768
+    );
+  } catch {
+    return 32_768;
+  }
+}
+
+function isFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = createServer();
+    probe.once("error", () => {
+      resolve(false);
+    });
+    probe.listen(port, "127.0.0.1", () => {
+      probe.close(() => {
+        resolve(true);
+      });
+    });
+  });
+}
+
+/** The ports of a worker topology (workers.ports in the deployment config), all free. */
+export async function freeWorkerPorts(
+  workers: number,
+): Promise<{ replication: number; redis: number; first_worker: number }> {
+  const base = await freeConsecutivePorts(workers + 2);
+  return { replication: base, redis: base + 1, first_worker: base + 2 };
 }

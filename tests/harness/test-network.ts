@@ -10,11 +10,13 @@ import {
   startNetwork,
   type RunningNetwork,
   type RunningOrganisation,
+  WorkersSchema,
+  workerList,
 } from "@medmesh/deploy";
 import { registerWithSharedSecret } from "@medmesh/deploy";
 import { UNKNOWN_ENDPOINT_LOG } from "@medmesh/policy-module";
 import { startClient, type ClientUser } from "./clients.ts";
-import { freeOrganisationPorts, type OrganisationPorts } from "./ports.ts";
+import { freeOrganisationPorts, freeWorkerPorts, type OrganisationPorts } from "./ports.ts";
 
 export const TEST_RUNS_DIR = join(REPO_ROOT, ".medmesh", "test-runs");
 
@@ -48,6 +50,12 @@ export interface TestNetworkOptions {
    * there (dropped again when the network stops cleanly) instead of SQLite and PGlite.
    */
   postgresUrl?: string;
+  /**
+   * Organisations (by index) whose Synapse runs as a main process plus workers and Redis, with
+   * these `workers` settings (counts, stream writers; the harness picks the ports). Their Synapse
+   * and store are on PostgreSQL (postgresUrl, else MEDMESH_TEST_POSTGRES_URL), as workers need.
+   */
+  workers?: Record<number, Record<string, unknown>>;
   /**
    * Requests the proxy refused as unknown endpoints fail the file (every client call must be in
    * the endpoint table); a test that sends junk on purpose opts out.
@@ -89,7 +97,23 @@ export async function startTestNetwork(opts: TestNetworkOptions): Promise<TestNe
         dataDir,
       )
     : {};
-  const databases = opts.postgresUrl ? await createPostgresDatabases(opts.postgresUrl, count) : undefined;
+  const workerOrgs = Object.keys(opts.workers ?? {}).map(Number);
+  const postgresUrl =
+    opts.postgresUrl ?? (workerOrgs.length ? process.env.MEDMESH_TEST_POSTGRES_URL : undefined);
+  if (workerOrgs.length && !postgresUrl) {
+    throw new Error("Synapse workers need PostgreSQL: set MEDMESH_TEST_POSTGRES_URL (.ci/start-postgres.sh)");
+  }
+  const databases = postgresUrl
+    ? await createPostgresDatabases(
+        postgresUrl,
+        opts.postgresUrl ? Array.from({ length: count }, (_, i) => i) : workerOrgs,
+      )
+    : undefined;
+  const workers: Record<number, Record<string, unknown>> = {};
+  for (const i of workerOrgs) {
+    const settings = opts.workers?.[i] ?? {};
+    workers[i] = { ...settings, ports: await freeWorkerPorts(workerCount(settings)) };
+  }
   const deployment = parseConfig(
     DeploymentSchema,
     {
@@ -106,6 +130,7 @@ export async function startTestNetwork(opts: TestNetworkOptions): Promise<TestNe
         ...opts.organisationSettings?.[i],
         ...late[i],
         ...databases?.organisation(i),
+        ...(workers[i] ? { workers: workers[i] } : {}),
       })),
     },
     `test network ${opts.name}`,
@@ -150,6 +175,12 @@ export async function startTestNetwork(opts: TestNetworkOptions): Promise<TestNe
   };
 }
 
+/** How many worker listeners a topology's settings ask for (the schema's defaults otherwise). */
+function workerCount(s: Record<string, unknown>): number {
+  const placeholder = { replication: 1, redis: 2, first_worker: 3 };
+  return workerList(WorkersSchema.parse({ ...s, ports: placeholder })).length;
+}
+
 /** The proxy's unknown-endpoint refusals, from each organisation's policy-module log. */
 async function unknownEndpointRefusals(orgs: readonly RunningOrganisation[]): Promise<string[]> {
   const found: string[] = [];
@@ -167,18 +198,18 @@ async function unknownEndpointRefusals(orgs: readonly RunningOrganisation[]): Pr
 }
 
 /** Per organisation: a Synapse database (C collation, as Synapse requires) and a store database. */
-async function createPostgresDatabases(serverUrl: string, count: number) {
+async function createPostgresDatabases(serverUrl: string, indices: readonly number[]) {
   const admin = knexFactory({ client: "pg", connection: serverUrl, pool: { min: 0, max: 1 } });
-  const names: { synapse: string; store: string }[] = [];
+  const names: ({ synapse: string; store: string } | undefined)[] = [];
   try {
-    for (let i = 0; i < count; i++) {
+    for (const i of indices) {
       const suffix = `${String(i)}_${randomBytes(4).toString("hex")}`;
       const db = { synapse: `synapse_${suffix}`, store: `medmesh_${suffix}` };
       await admin.raw(
         `CREATE DATABASE ${db.synapse} ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0`,
       );
       await admin.raw(`CREATE DATABASE ${db.store}`);
-      names.push(db);
+      names[i] = db;
     }
   } finally {
     await admin.destroy();
@@ -206,6 +237,7 @@ async function createPostgresDatabases(serverUrl: string, count: number) {
       const dropper = knexFactory({ client: "pg", connection: serverUrl, pool: { min: 0, max: 1 } });
       try {
         for (const db of names) {
+          if (!db) continue;
           for (const name of [db.synapse, db.store])
             await dropper.raw(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
         }

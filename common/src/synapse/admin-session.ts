@@ -24,11 +24,20 @@ export interface SynapseAdmin {
 /** Calls given longer than this cannot use the global fetch (undici's default headers timeout). */
 const LONG_CALL_MS = 240_000;
 
+// The media repository's admin endpoints (Synapse's workers.md) and MedMesh's module endpoint on it.
+const MEDIA_PATH =
+  /^\/_synapse\/admin\/v1\/(media\/|purge_media_cache|quarantine_media\/|(room|user)\/[^/]+\/media|users\/[^/]+\/media)|^\/_medmesh\/synapse\/v1\/remote_media\//;
+
 export function createSynapseAdmin(opts: {
   url: string;
   registrationSharedSecret: string;
   localpart?: string;
   appserviceToken?: string;
+  /**
+   * Synapse's media repository worker, where Synapse runs with workers: the media admin API (and
+   * MedMesh's remote-media endpoint, which needs the repository) is served only there.
+   */
+  mediaUrl?: string;
 }): SynapseAdmin {
   const localpart = opts.localpart ?? "medmesh-admin";
   const password = createHmac("sha256", opts.registrationSharedSecret)
@@ -111,7 +120,10 @@ export function createSynapseAdmin(opts: {
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
       signal: AbortSignal.timeout(timeoutMs),
     };
-    const url = new URL(path, opts.url);
+    const url = new URL(
+      path,
+      opts.mediaUrl !== undefined && MEDIA_PATH.test(path) ? opts.mediaUrl : opts.url,
+    );
     // Long calls (a media delete over a day of a large hospital's uploads) outlast fetch's own
     // 300 s wait for response headers: they go through an agent that waits as long as asked.
     const res =

@@ -3,6 +3,7 @@ import { z } from "zod";
 import { InteropVendorSchema } from "@medmesh/bridge";
 import { ServerNameSchema } from "@medmesh/common";
 import { SsoSchema, ssoProblems } from "./sso-schema.ts";
+import { WorkersSchema, workerProblems } from "./workers-schema.ts";
 
 export { SsoSchema } from "./sso-schema.ts";
 
@@ -123,6 +124,7 @@ export const OrganisationSchema = z.object({
     .optional()
     .describe("Federation TLS. When omitted, a certificate is issued by the network's local CA."),
   database: SynapseDatabaseSchema,
+  workers: WorkersSchema.optional(),
   store: StoreSchema,
   policy_module_replicas: z
     .number()
@@ -316,7 +318,7 @@ export const DeploymentSchema = z
       const claim = (what: string, path: (string | number)[]) => {
         const prev = seen.get(what);
         if (prev) ctx.addIssue({ code: "custom", path, message: `${what} is already used by ${prev}` });
-        else seen.set(what, `organisations.${i}`);
+        else seen.set(what, path.join("."));
       };
       claim(`id '${org.id}'`, ["organisations", i, "id"]);
       claim(`server name '${serverNameOf(org)}'`, ["organisations", i, "server_name"]);
@@ -330,6 +332,13 @@ export const DeploymentSchema = z
           path: ["organisations", i, "policy_module_replicas"],
           message: "replicas share one store: set store.type: postgres (PGlite is one process's database)",
         });
+      if (org.workers) {
+        const claimPort = (p: number, path: (string | number)[]) => {
+          claim(`port ${String(p)} on ${org.bind_address}`, ["organisations", i, ...path]);
+        };
+        for (const issue of workerProblems(org.workers, org.database.type, claimPort))
+          ctx.addIssue({ code: "custom", path: ["organisations", i, ...issue.path], message: issue.message });
+      }
       if (org.demo_vendor)
         claim(`port ${org.demo_vendor.port} on ${org.bind_address}`, [
           "organisations",

@@ -24,19 +24,23 @@ export interface StartSynapseOptions {
   logFile: string;
   /** Further config files read after homeserver.yaml (e.g. the trust list's federation whitelist). */
   extraConfigFiles?: readonly string[];
+  /** The Synapse application (a worker's, e.g. synapse.app.generic_worker); the main process by default. */
+  app?: string;
+  /** Where this process's output goes (default stdout.log in workDir). */
+  stdoutLog?: string;
   timeoutMs?: number;
 }
 
 /** Starts one Synapse and resolves once its client listener reports healthy. */
 export async function startSynapse(opts: StartSynapseOptions): Promise<SynapseProcess> {
-  const stdoutLog = join(opts.workDir, "stdout.log");
+  const stdoutLog = opts.stdoutLog ?? join(opts.workDir, "stdout.log");
   const out = createWriteStream(stdoutLog, { flags: "a" });
   await new Promise((r) => out.once("open", r));
   const child = spawn(
     join(opts.venv, "bin", "python"),
     [
       "-m",
-      "synapse.app.homeserver",
+      opts.app ?? "synapse.app.homeserver",
       "-c",
       opts.homeserverYaml,
       ...(opts.extraConfigFiles ?? []).flatMap((f) => ["-c", f]),
@@ -94,8 +98,11 @@ export interface SupervisedSynapse extends SynapseProcess {
  * start-up, so a changed trust list reaches this second line through a restart. `exited`
  * resolves only when Synapse ends on its own or is stopped, never for a restart.
  */
-export async function superviseSynapse(opts: StartSynapseOptions): Promise<SupervisedSynapse> {
-  let current = await startSynapse(opts);
+export async function superviseSynapse(
+  opts: StartSynapseOptions | (() => Promise<SynapseProcess>),
+): Promise<SupervisedSynapse> {
+  const start = typeof opts === "function" ? opts : () => startSynapse(opts);
+  let current = await start();
   let restarting = false;
   let resolveExited: (code: number | null) => void = () => undefined;
   const exited = new Promise<number | null>((resolve) => {
@@ -121,7 +128,7 @@ export async function superviseSynapse(opts: StartSynapseOptions): Promise<Super
         restarting = true;
         try {
           await current.stop();
-          current = await startSynapse(opts);
+          current = await start();
           watch(current);
         } finally {
           restarting = false;

@@ -39,8 +39,16 @@ export interface ForwarderOptions {
   bodyIdleMs: number;
 }
 
-/** Forwards a request; `body`, when given, replaces the (already consumed) request body. */
-export type Forwarder = ((req: IncomingMessage, res: ServerResponse, body?: ReplacementBody) => void) & {
+/**
+ * Forwards a request; `body`, when given, replaces the (already consumed) request body; `upstream`,
+ * when given, is the Synapse worker chosen for it (worker-router.ts) instead of the main process.
+ */
+export type Forwarder = ((
+  req: IncomingMessage,
+  res: ServerResponse,
+  body?: ReplacementBody,
+  upstream?: URL,
+) => void) & {
   agent: Agent;
 };
 
@@ -52,7 +60,12 @@ export type Forwarder = ((req: IncomingMessage, res: ServerResponse, body?: Repl
  */
 export function createForwarder(opts: ForwarderOptions): Forwarder {
   const agent = new Agent({ keepAlive: true, maxSockets: 256 });
-  const forward = (req: IncomingMessage, res: ServerResponse, body?: ReplacementBody): void => {
+  const forward = (
+    req: IncomingMessage,
+    res: ServerResponse,
+    body?: ReplacementBody,
+    upstream: URL = opts.upstream,
+  ): void => {
     const started = process.hrtime.bigint();
     const finish = (status: number): void => {
       opts.requests.inc({
@@ -71,9 +84,9 @@ export function createForwarder(opts: ForwarderOptions): Forwarder {
     }
     const upstreamReq = request(
       {
-        protocol: opts.upstream.protocol,
-        hostname: opts.upstream.hostname,
-        port: opts.upstream.port,
+        protocol: upstream.protocol,
+        hostname: upstream.hostname,
+        port: upstream.port,
         method: req.method,
         path: req.url,
         headers: forwardedHeaders(req, opts.scheme, body),

@@ -6,3 +6,4 @@ export * from "./policy.ts";
 export { route, type Route } from "./router.ts";
 export { compileEndpoints, ENDPOINTS, UNKNOWN_ENDPOINT_LOG, type EndpointEntry } from "./endpoints.ts";
 export { runProxyCli } from "./endpoints-cli.ts";
+export { WORKER_ROUTES, WORKER_STREAMS, type WorkerRoute, type WorkerStream } from "./worker-routes.ts";

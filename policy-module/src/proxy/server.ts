@@ -14,6 +14,7 @@ import { compileEndpoints, endpointGuard } from "./endpoints.ts";
 import { timClientRules } from "./tim-rules.ts";
 import { isTim, type Profile } from "../rooms/profile.ts";
 import { answerRefusal, createForwarder, sendJson, type Forwarder } from "./forward.ts";
+import { createWorkerRouter } from "./worker-router.ts";
 import { answerClientError, declaredLength, nonAsciiHeader } from "./limits.ts";
 import type { DirectoryGate, InviteGate, TrustView } from "./policy.ts";
 import { createRateLimiter } from "./rate-limit.ts";
@@ -136,6 +137,7 @@ export async function startProxy(
       },
     }),
   ];
+  const workers = createWorkerRouter(config.workers);
   const endpoints = endpointGuard(
     deps.log,
     compileEndpoints(undefined, { sso: config.single_sign_on, tim: isTim(profile) }),
@@ -219,7 +221,15 @@ export async function startProxy(
             return;
           }
           const body = ctx.replacedBody ?? (ctx.bodyRead ? await ctx.body(Infinity) : undefined);
-          forward(req, res, body);
+          const userId = listener === "client" ? (await ctx.requester())?.userId : undefined;
+          const worker = workers.pick({
+            listener,
+            method: ctx.method,
+            rawPath: ctx.rawPath,
+            req,
+            ...(userId === undefined ? {} : { userId }),
+          });
+          forward(req, res, body, worker?.upstream);
         })
         .catch((err: unknown) => {
           const refusal =
