@@ -25,11 +25,14 @@ import { processCost, treeCost } from "./process-tree.ts";
 const IDLE_MS = Number(process.env.BENCH_IDLE_MS ?? 15_000);
 const POSTGRES = process.env.MEDMESH_TEST_POSTGRES_URL;
 const TARGET_MIB = 600;
+const LATER_MS = 30_000;
 
 interface Figures {
   readyMs: number;
   synapseRss: number[];
   /** The MedMesh processes (not Synapse), if they ran: RSS summed, PSS summed, by command. */
+  /** MedMesh RSS again LATER_MS after the first sample (fresh starts). */
+  laterRss?: number;
   medmesh?: { rss: number; pss: number; byCommand: Map<string, { count: number; rss: number }> };
 }
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -96,7 +99,7 @@ async function synapseAlone(): Promise<Figures> {
 }
 
 /** One run of a MedMesh network process: ready time, then its tree's memory after IDLE_MS. */
-async function run(args: string[]): Promise<Figures> {
+async function run(args: string[], laterMs = 0): Promise<Figures> {
   const t = Date.now();
   const child = spawn(process.execPath, args, { cwd: REPO_ROOT, stdio: ["pipe", "pipe", "pipe"] });
   let output = "";
@@ -131,6 +134,13 @@ async function run(args: string[]): Promise<Figures> {
       readyMs,
       synapseRss: synapsePids.map((pid) => processCost(pid).rssMiB),
       medmesh: { rss: sum(tree.map((p) => p.rssMiB)), pss: sum(tree.map((p) => p.pssMiB)), byCommand },
+      ...(laterMs > 0
+        ? {
+            laterRss: await sleep(laterMs).then(() =>
+              sum(treeCost(child.pid ?? 0, synapsePids).map((p) => p.rssMiB)),
+            ),
+          }
+        : {}),
     };
   } finally {
     await stop(child);
@@ -149,7 +159,8 @@ async function stop(child: ChildProcess): Promise<void> {
 /** A fresh start (stores created), then a warm one on the same data. */
 async function medmesh(name: string, args: (config: string) => string[]): Promise<[Figures, Figures]> {
   const config = await demoConfig(name);
-  const fresh = await run(args(config));
+  // A first start leaves initdb's temporary WASM instances for V8 to reclaim: sampled again later.
+  const fresh = await run(args(config), LATER_MS);
   const warm = await run(args(config));
   return [fresh, warm];
 }
@@ -208,6 +219,10 @@ try {
     [
       `MedMesh RSS, fresh (target ${String(TARGET_MIB)})`,
       ...columns.map(([, f, w]) => (w ? verdict(f) : "-")),
+    ],
+    [
+      `MedMesh RSS, fresh, ${String((IDLE_MS + LATER_MS) / 1000)} s after ready`,
+      ...columns.map(([, f, w]) => (w && f.laterRss !== undefined ? mib(f.laterRss) : "-")),
     ],
     [
       "total RSS with Synapse, warm",
