@@ -23,7 +23,7 @@ import { freePorts } from "../tests/harness/ports.ts";
 import { startTestNetwork, type TestNetwork, type TestUser } from "../tests/harness/index.ts";
 import { cpuSeconds, processCost } from "./process-tree.ts";
 
-/** Default: what free memory holds at ~1 GiB per organisation, at most 8 (2 shared cores). */
+/** Default: half the free memory (the machine is shared) at ~1 GiB per organisation, 2 to 8. */
 const ORGS = Number(process.env.BENCH_ORGS ?? Math.max(2, Math.min(8, Math.floor(freemem() / 2 ** 30 / 2))));
 const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 30);
 const IDLE_MS = Number(process.env.BENCH_IDLE_MS ?? 30_000);
