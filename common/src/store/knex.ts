@@ -25,16 +25,25 @@ export async function createKnex(config: StoreConfig): Promise<Knex> {
     import("@electric-sql/pglite"),
     import("knex-pglite"),
   ]);
-  const pglite = new PGlite(
-    config.data_dir === "memory://" ? undefined : config.data_dir,
-    await compiledPglite(),
-  );
+  const pglite = new PGlite(config.data_dir === "memory://" ? undefined : config.data_dir, {
+    ...(await compiledPglite()),
+    startParams: [...PGlite.defaultStartParams, ...PGLITE_SETTINGS.flatMap((s) => ["-c", s])],
+  });
   // knex-pglite takes a ready instance this way (its typings don't say so) and closes it on destroy().
   const connection = { pglite } as unknown as Knex.StaticConnectionConfig;
   const knex = knexFactory({ client: ClientPgLite, dialect: "postgres", connection });
   embedded.set(knex, pglite);
   return knex;
 }
+
+/**
+ * PGlite starts PostgreSQL with shared_buffers = 128MB, and PostgreSQL touches the whole buffer pool
+ * when it starts: ~200 MiB resident per instance at idle. 16MB (2,048 pages; PostgreSQL's own floor
+ * for small machines is 128kB) holds a demo organisation's working set, and brings an instance to
+ * ~80 MiB (docs/stores.md, `npm run bench`). The WASM memory itself cannot start below the 128 MiB
+ * the module declares, but untouched pages of it are not resident.
+ */
+export const PGLITE_SETTINGS = ["shared_buffers=16MB"] as const;
 
 /** The embedded database behind a knex made by createKnex (its LISTEN/NOTIFY is the instance's own). */
 const embedded = new WeakMap<

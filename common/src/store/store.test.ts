@@ -35,3 +35,25 @@ describe("PGlite folder ownership", () => {
     }
   });
 });
+
+describe("PGlite memory", () => {
+  it("runs with the small buffer pool, on the first start of a folder and on a restart", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "medmesh-pglite-buffers-"));
+    const sharedBuffers = async (): Promise<string | undefined> => {
+      const store = await createStore({ type: "pglite", data_dir: dir });
+      try {
+        const r = await store.knex.raw<{ rows: { shared_buffers: string }[] }>("SHOW shared_buffers");
+        return r.rows[0]?.shared_buffers;
+      } finally {
+        await store.close();
+      }
+    };
+    try {
+      // PGlite's own default is 128MB, touched at start: ~200 MiB per instance (docs/stores.md).
+      expect(await sharedBuffers()).toBe("16MB");
+      expect(await sharedBuffers()).toBe("16MB");
+    } finally {
+      await rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
+    }
+  });
+});
