@@ -107,6 +107,17 @@ export function createPublisher(d: {
     /** Posts encrypted; the transaction ID comes from the caller's key, so a retry sends nothing new. */
     async post(roomId: string, body: string, urgent: boolean, key: string): Promise<string> {
       await waitForRoom(roomId);
+      // The room key goes to the members the bot's sync knows: let it catch up with the server's
+      // member list first (a member who joined a moment ago would otherwise miss the key).
+      const expected = (await this.members(roomId)).filter(
+        (m) => m.membership === "join" || m.membership === "invite",
+      );
+      await client.getRoom(roomId)?.loadMembersIfNeeded();
+      for (let i = 0; i < 50; i++) {
+        const room = client.getRoom(roomId);
+        if (expected.every((m) => room?.getMember(m.user_id)?.membership === m.membership)) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
       const content = {
         msgtype: MsgType.Text,
         body: urgent ? `URGENT: ${body}` : body,
