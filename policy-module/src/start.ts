@@ -367,6 +367,7 @@ async function startProxyRole(
       `@medmesh-admin:${serverName}`,
       channelBotOf(serverName),
     ],
+    channels: () => channels.service,
     probePeer: (server) =>
       peers.getJson(server, "/_medmesh/identity/v1/jwks", config.directory.peer_timeout_ms),
   });

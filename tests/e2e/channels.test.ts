@@ -8,6 +8,7 @@ import {
   type BigTestRecord,
 } from "../../policy-module/src/identity/registries/big/test-server.ts";
 import { everyPathKit } from "../harness/every-path.ts";
+import { apiSignIn, registerWithPassword } from "./console-helpers.ts";
 import {
   adminApi,
   OpenApiContract,
@@ -226,6 +227,47 @@ describe("broadcast channels", () => {
     });
     const urgent = await channelsApi("GET", `/_medmesh/admin/v1/channels/${enc(roomId)}/urgent`);
     expect((urgent.body.posts as { event_id: string }[]).map((p) => p.event_id)).toContain(eventId);
+  });
+
+  it("posts from the console and shows the urgent post's counts there", async () => {
+    const boss = await registerWithPassword(org(0), `boss${randomBytes(3).toString("hex")}`, true);
+    const session = await apiSignIn(org(0), boss.localpart, boss.password);
+    const consoleCall = async (method: string, path: string, body?: unknown, signed = session) => {
+      const url = `/_medmesh/console/api/v1${path}`;
+      const res = await fetch(`${org(0).clientUrl}${url}`, {
+        method,
+        headers: {
+          cookie: signed.cookie,
+          ...(method === "GET" ? {} : { "x-medmesh-csrf": signed.csrf }),
+          ...(body === undefined ? {} : { "content-type": "application/json" }),
+        },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+      const op = contract.match(method, url);
+      expect(op, `${method} ${url} is documented`).toBeDefined();
+      await contract.check(op ?? "", res.clone());
+      return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+    };
+    const listed = await consoleCall("GET", "/channels");
+    expect((listed.body.channels as { room_id: string }[]).map((c) => c.room_id)).toContain(roomId);
+    const refused = await consoleCall("POST", "/channels", { name: "x", publishers: [] });
+    expect(refused).toMatchObject({ status: 400, body: { errcode: "M_INVALID_PARAM" } });
+    const text = `Console recall ${randomBytes(3).toString("hex")}`;
+    const posted = await consoleCall("POST", `/channels/${enc(roomId)}/posts`, { body: text, urgent: true });
+    expect(posted.status, JSON.stringify(posted.body)).toBe(200);
+    const anna = await user(0, "anna");
+    const annaC = await clientOf(anna);
+    const e = await decrypted(annaC, roomId, `URGENT: ${text}`);
+    await annaC.sendReadReceipt(e);
+    const shown = await waitUntil(async () => {
+      const posts = (await consoleCall("GET", `/channels/${enc(roomId)}/urgent`)).body.posts as {
+        event_id: string;
+        read: { users: string[] };
+      }[];
+      const p = posts.find((x) => x.event_id === posted.body.event_id);
+      return p?.read.users.includes(anna.userId) ? p : undefined;
+    }, "the console shows Anna read the console's urgent post");
+    expect(shown).toMatchObject({ urgent: true, members: 2, acknowledged: { count: 0 } });
   });
 
   it("invites a clinician verified later within one reconciliation cycle", async () => {

@@ -68,7 +68,9 @@ export function createPublisher(d: {
 
   return {
     async createRoom(spec: ChannelSpec): Promise<string> {
-      const users: Record<string, number> = { [d.botUserId]: 100 };
+      // The bot creates the room: its creator (room version 12 gives creators unlimited power and
+      // refuses them in `users`; in older versions createRoom gives the creator 100 itself).
+      const users: Record<string, number> = {};
       for (const p of spec.publishers) users[p] = PUBLISHER_LEVEL;
       const { room_id } = await client.createRoom({
         name: spec.name,

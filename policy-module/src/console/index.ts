@@ -4,7 +4,9 @@ import type { AuditService } from "../audit/index.ts";
 import type { IdentityDocuments } from "../identity/records.ts";
 import type { Verifier } from "../identity/verifier.ts";
 import type { TrustStatus } from "../trust/index.ts";
+import type { ChannelService } from "../channels/index.ts";
 import { auditRoutes } from "./api-audit.ts";
+import { channelRoutes } from "./api-channels.ts";
 import { memberRoutes } from "./api-members.ts";
 import { reviewRoutes } from "./api-reviews.ts";
 import { sessionRoutes } from "./api-session.ts";
@@ -30,6 +32,8 @@ export interface ConsoleDeps {
   retentionIndex: () => Promise<{ indexed: number; waiting: number; kept: number } | undefined>;
   serviceAccounts: readonly string[];
   probePeer: (server: string) => Promise<unknown>;
+  /** Broadcast channels (channels/), once they run. */
+  channels?: () => ChannelService | undefined;
   /** A session unused this long ends (default 30 minutes); every session ends after `sessionMaxMs` (12 h). */
   sessionIdleMs?: number;
   sessionMaxMs?: number;
@@ -73,6 +77,7 @@ export async function createConsole(
         probePeer: d.probePeer,
         reviewsWaiting: async () => (await d.verifier()?.reviewQueue())?.length,
       }),
+      ...channelRoutes({ ...api, channels: d.channels ?? (() => undefined) }),
       ...assetRoutes(assets),
     ],
   };
