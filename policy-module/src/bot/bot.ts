@@ -86,14 +86,16 @@ const pendingKey = (userId: string): string => `bot.pending:${userId}`;
  */
 export async function startBot(d: BotDeps): Promise<Bot> {
   // Several bots (verification, channels) share one registry: the counter is registered once.
+  const registered = d.metrics.getSingleMetric("medmesh_bot_messages_total");
   const handled =
-    (d.metrics.getSingleMetric("medmesh_bot_messages_total") as Counter | undefined) ??
-    new Counter({
-      name: "medmesh_bot_messages_total",
-      help: "Direct messages the bot handled, by outcome (answered, undecryptable, failed)",
-      labelNames: ["outcome"],
-      registers: [d.metrics],
-    });
+    registered instanceof Counter
+      ? registered
+      : new Counter({
+          name: "medmesh_bot_messages_total",
+          help: "Direct messages the bot handled, by outcome (answered, undecryptable, failed)",
+          labelNames: ["outcome"],
+          registers: [d.metrics],
+        });
   const keyWaitMs = d.keyWaitMs ?? 20_000;
   const state = await loadBotDeviceState(d.documents, d.botUserId);
   const login = await loginAsAppservice(d, state.restored);

@@ -134,9 +134,9 @@ export function createPublisher(d: {
     async members(roomId: string): Promise<Membership[]> {
       const { chunk = [] } = await client.members(roomId);
       return chunk.map((e) => ({
-        user_id: e.state_key ?? "",
+        user_id: e.state_key,
         membership: String((e.content as { membership?: unknown }).membership),
-        sender: e.sender ?? "",
+        sender: e.sender,
       }));
     },
 
