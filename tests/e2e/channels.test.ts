@@ -8,7 +8,15 @@ import {
   type BigTestRecord,
 } from "../../policy-module/src/identity/registries/big/test-server.ts";
 import { everyPathKit } from "../harness/every-path.ts";
-import { apiSignIn, registerWithPassword } from "./console-helpers.ts";
+import { startChromium, type HeadlessChromium } from "../harness/index.ts";
+import {
+  apiSignIn,
+  capture,
+  openSection,
+  pageSignIn,
+  registerWithPassword,
+  text as textOf,
+} from "./console-helpers.ts";
 import {
   adminApi,
   OpenApiContract,
@@ -31,6 +39,8 @@ const VERA: BigTestRecord = {
 };
 const big = await startBigTestServer([VERA]);
 afterAll(() => big.stop());
+let chromium: HeadlessChromium | undefined;
+afterAll(() => chromium?.close());
 
 const net = useTestNetwork({
   name: "channels",
@@ -268,6 +278,18 @@ describe("broadcast channels", () => {
       return p?.read.users.includes(anna.userId) ? p : undefined;
     }, "the console shows Anna read the console's urgent post");
     expect(shown).toMatchObject({ urgent: true, members: 2, acknowledged: { count: 0 } });
+    // The Channels page (in Dutch) shows the same counts.
+    chromium = await startChromium("channels");
+    const page = await chromium.page("nl-NL");
+    await pageSignIn(page, org(0), boss.localpart, boss.password);
+    await openSection(page, "channels");
+    const row = `tr[data-event="${String(posted.body.event_id)}"]`;
+    await page.waitForSelector(`${row} td.read strong`);
+    expect(await textOf(page, `${row} td.read strong`)).toBe("1");
+    expect(await textOf(page, `${row} td.acknowledged strong`)).toBe("0");
+    expect(await textOf(page, "h1")).toBe("Berichtenkanalen");
+    expect(await capture(chromium, page, "channels")).toEqual([]);
+    await page.close();
   });
 
   it("invites a clinician verified later within one reconciliation cycle", async () => {

@@ -1,7 +1,7 @@
 import { createAuditLog, type AppserviceEvent, type Store, type SynapseAdmin } from "@medmesh/common";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
-import { startBot } from "../bot/index.ts";
+import { startBot, type Bot } from "../bot/index.ts";
 import type { PeerClient } from "../directory/index.ts";
 import { createPublisher } from "./publisher.ts";
 import { createReconciler, type Member } from "./reconciler.ts";
@@ -41,23 +41,39 @@ export async function startChannels(d: {
 }) {
   const botUserId = channelBotOf(d.serverName);
   const log = d.log.child({ capability: "channels" });
-  const bot = await startBot({
-    homeserverUrl: d.homeserverUrl,
-    asToken: d.asToken,
-    botUserId,
-    displayName: "MedMesh channels",
-    ignoredMembers: [],
-    admin: d.admin,
-    documents: d.store.documents,
-    log,
-    metrics: d.metrics,
-    // Members cannot post in channels; nothing the bot is sent is answered.
-    onMessage: () => Promise.resolve(undefined),
-  });
   const channels = channelsStore(d.store.knex);
   const auditLog = createAuditLog(d.store.knex);
   const audit = () => auditLog;
-  const publisher = createPublisher({ client: bot.client, botUserId, channels, log });
+  const startChannelBot = () =>
+    startBot({
+      homeserverUrl: d.homeserverUrl,
+      asToken: d.asToken,
+      botUserId,
+      displayName: "MedMesh channels",
+      ignoredMembers: [],
+      admin: d.admin,
+      documents: d.store.documents,
+      log,
+      metrics: d.metrics,
+      // Members cannot post in channels; nothing the bot is sent is answered.
+      onMessage: () => Promise.resolve(undefined),
+    });
+  let bot: Promise<Bot> | undefined;
+  const botNow = (): Promise<Bot> => {
+    bot ??= startChannelBot().catch((err: unknown) => {
+      bot = undefined; // tried again on the next use
+      throw err;
+    });
+    return bot;
+  };
+  const publisher = createPublisher({
+    client: async () => (await botNow()).client,
+    botUserId,
+    channels,
+    log,
+  });
+  // The bot runs where there are channels; an organisation without any starts it at the first.
+  if ((await channels.all()).length > 0) await botNow();
   const localMembers = (): Member[] =>
     d.clinicians.all().map((c) => ({ user_id: c.user_id, profession: c.profession }));
   const reconciler = createReconciler({
@@ -119,7 +135,7 @@ export async function startChannels(d: {
       clearInterval(periodic);
       clearInterval(watch);
       await running;
-      bot.stop();
+      if (bot) (await bot.catch(() => undefined))?.stop();
     },
   };
 }

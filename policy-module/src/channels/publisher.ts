@@ -25,12 +25,27 @@ export interface PostStats {
  * MedMesh account that holds a channel's room keys.
  */
 export function createPublisher(d: {
-  client: MatrixClient;
+  /** The channel bot's client, started on first use (an organisation without channels runs no bot). */
+  client: () => Promise<MatrixClient>;
   botUserId: string;
   channels: ChannelsStore;
   log: Logger;
 }) {
-  const { client } = d;
+  let listening: MatrixClient | undefined;
+  const clientNow = async (): Promise<MatrixClient> => {
+    const client = await d.client();
+    if (listening !== client) {
+      listening = client;
+      client.on(RoomEvent.Timeline, (event) => {
+        if (event.isBeingDecrypted() || event.isEncrypted()) {
+          event.once(MatrixEventEvent.Decrypted, (e) => {
+            recordIfUrgent(e);
+          });
+        } else recordIfUrgent(event);
+      });
+    }
+    return client;
+  };
 
   /** Urgent posts a publisher sent from their own client are recorded too, once the bot decrypted them. */
   const recordIfUrgent = (event: MatrixEvent): void => {
@@ -51,15 +66,7 @@ export function createPublisher(d: {
       d.log.warn({ err, room_id: roomId, event_id: id }, "could not record an urgent post");
     });
   };
-  client.on(RoomEvent.Timeline, (event) => {
-    if (event.isBeingDecrypted() || event.isEncrypted()) {
-      event.once(MatrixEventEvent.Decrypted, (e) => {
-        recordIfUrgent(e);
-      });
-    } else recordIfUrgent(event);
-  });
-
-  const waitForRoom = async (roomId: string): Promise<void> => {
+  const waitForRoom = async (client: MatrixClient, roomId: string): Promise<void> => {
     for (let i = 0; i < 100 && !client.getRoom(roomId)?.hasEncryptionStateEvent(); i++)
       await new Promise((r) => setTimeout(r, 100));
     if (!client.getRoom(roomId)?.hasEncryptionStateEvent())
@@ -68,6 +75,7 @@ export function createPublisher(d: {
 
   return {
     async createRoom(spec: ChannelSpec): Promise<string> {
+      const client = await clientNow();
       // The bot creates the room: its creator (room version 12 gives creators unlimited power and
       // refuses them in `users`; in older versions createRoom gives the creator 100 itself).
       const users: Record<string, number> = {};
@@ -102,13 +110,14 @@ export function createPublisher(d: {
           redact: PUBLISHER_LEVEL,
         },
       });
-      await waitForRoom(room_id);
+      await waitForRoom(client, room_id);
       return room_id;
     },
 
     /** Posts encrypted; the transaction ID comes from the caller's key, so a retry sends nothing new. */
     async post(roomId: string, body: string, urgent: boolean, key: string): Promise<string> {
-      await waitForRoom(roomId);
+      const client = await clientNow();
+      await waitForRoom(client, roomId);
       // The room key goes to the members the bot's sync knows: let it catch up with the server's
       // member list first (a member who joined a moment ago would otherwise miss the key).
       const expected = (await this.members(roomId)).filter(
@@ -132,7 +141,7 @@ export function createPublisher(d: {
 
     /** Every membership the room's state holds (Synapse's answer, not the bot's lazy copy). */
     async members(roomId: string): Promise<Membership[]> {
-      const { chunk = [] } = await client.members(roomId);
+      const { chunk = [] } = await (await clientNow()).members(roomId);
       return chunk.map((e) => ({
         user_id: e.state_key,
         membership: String((e.content as { membership?: unknown }).membership),
@@ -140,11 +149,14 @@ export function createPublisher(d: {
       }));
     },
 
-    invite: (roomId: string, userId: string, reason?: string) => client.invite(roomId, userId, reason),
-    kick: (roomId: string, userId: string, reason: string) => client.kick(roomId, userId, reason),
+    invite: async (roomId: string, userId: string, reason?: string) =>
+      (await clientNow()).invite(roomId, userId, reason),
+    kick: async (roomId: string, userId: string, reason: string) =>
+      (await clientNow()).kick(roomId, userId, reason),
 
     /** Who of the channel's members (publishers and the bot aside) read the post and who reacted to it. */
     async stats(roomId: string, eventId: string, publishers: readonly string[]): Promise<PostStats> {
+      const client = await clientNow();
       const room = client.getRoom(roomId);
       if (!room) throw new Error(`the channel bot is not in ${roomId}`);
       const skip = new Set([d.botUserId, ...publishers]);

@@ -149,8 +149,17 @@ export function createReconciler(d: {
     await d.channels.reconciled(c.room_id, new Date());
   };
 
+  // One cycle at a time in this process too (the lease is re-entrant for its holder): a channel's
+  // creation, the periodic cycle and a verification change would otherwise invite the same people.
+  let queue: Promise<unknown> = Promise.resolve();
+  const run = (only?: string): Promise<ReconcileResult> => {
+    const next = queue.then(() => runNow(only));
+    queue = next.catch(() => undefined);
+    return next;
+  };
+
   /** One cycle over every channel (or one), on the instance that holds the lease. */
-  const run = async (only?: string): Promise<ReconcileResult> => {
+  const runNow = async (only?: string): Promise<ReconcileResult> => {
     const result: ReconcileResult = { ran: false, channels: 0, invited: 0, removed: 0, unreachable: [] };
     if (!(await d.leases.tryAcquire(LEASE, holder, LEASE_MS))) return result;
     const end = seconds.startTimer();
