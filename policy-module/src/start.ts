@@ -342,7 +342,7 @@ async function startProxyRole(
   const channels = await startChannels({
     ...{ serverName, store: ctx.store, admin, peers, log: ctx.log, metrics: ctx.metrics },
     ...{ homeserverUrl: config.homeserver.url, asToken: ctx.registration.as_token },
-    clinicians: identity.clinicians,
+    ...{ clinicians: identity.clinicians, roomAdminBotUserId: botUserId },
     peerServers: () => trustView.status().servers,
     peerTimeoutMs: config.directory.peer_timeout_ms,
   });

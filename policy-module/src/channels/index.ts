@@ -26,6 +26,8 @@ export const channelBotOf = (serverName: string): string => `@medmesh-channels:$
  */
 export async function startChannels(d: {
   serverName: string;
+  /** The room-admin bot (`@medmesh`), invited into every channel. */
+  roomAdminBotUserId: string;
   store: Pick<Store, "knex" | "leases" | "documents">;
   homeserverUrl: string;
   asToken: string;
@@ -69,6 +71,7 @@ export async function startChannels(d: {
   const publisher = createPublisher({
     client: async () => (await botNow()).client,
     botUserId,
+    roomAdminBotUserId: d.roomAdminBotUserId,
     channels,
     log,
   });
@@ -81,6 +84,7 @@ export async function startChannels(d: {
     channels,
     publisher,
     botUserId,
+    roomAdminBotUserId: d.roomAdminBotUserId,
     leases: d.store.leases,
     audit,
     localMembers,

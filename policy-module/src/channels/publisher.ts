@@ -28,6 +28,8 @@ export function createPublisher(d: {
   /** The channel bot's client, started on first use (an organisation without channels runs no bot). */
   client: () => Promise<MatrixClient>;
   botUserId: string;
+  /** The room-admin bot (no device): in every room, it redacts expired posts (retention) and badges members. */
+  roomAdminBotUserId: string;
   channels: ChannelsStore;
   log: Logger;
 }) {
@@ -78,12 +80,13 @@ export function createPublisher(d: {
       const client = await clientNow();
       // The bot creates the room: its creator (room version 12 gives creators unlimited power and
       // refuses them in `users`; in older versions createRoom gives the creator 100 itself).
-      const users: Record<string, number> = {};
+      const users: Record<string, number> = { [d.roomAdminBotUserId]: 100 };
       for (const p of spec.publishers) users[p] = PUBLISHER_LEVEL;
       const { room_id } = await client.createRoom({
         name: spec.name,
         ...(spec.topic ? { topic: spec.topic } : {}),
         preset: "private_chat" as never,
+        invite: [d.roomAdminBotUserId],
         initial_state: [
           { type: "m.room.encryption", state_key: "", content: { algorithm: "m.megolm.v1.aes-sha2" } },
           // Invited members' devices get the room keys of what is posted after their invite.
@@ -159,7 +162,7 @@ export function createPublisher(d: {
       const client = await clientNow();
       const room = client.getRoom(roomId);
       if (!room) throw new Error(`the channel bot is not in ${roomId}`);
-      const skip = new Set([d.botUserId, ...publishers]);
+      const skip = new Set([d.botUserId, d.roomAdminBotUserId, ...publishers]);
       const joined = (await this.members(roomId))
         .filter((m) => m.membership === "join" && !skip.has(m.user_id))
         .map((m) => m.user_id);

@@ -36,6 +36,8 @@ export function createReconciler(d: {
   channels: ChannelsStore;
   publisher: Publisher;
   botUserId: string;
+  /** The room-admin bot, a member of every channel (retention, badges): never removed. */
+  roomAdminBotUserId: string;
   leases: LeaseStore;
   audit: () => AuditLog | undefined;
   /** This organisation's verified clinicians now. */
@@ -102,7 +104,7 @@ export function createReconciler(d: {
   const reconcileOne = async (c: Channel, result: ReconcileResult, unreachable: Set<string>) => {
     const { targets, answered } = await targetsOf(c, unreachable);
     const current = new Map((await d.publisher.members(c.room_id)).map((m) => [m.user_id, m]));
-    const keep = new Set([d.botUserId, ...c.publishers]);
+    const keep = new Set([d.botUserId, d.roomAdminBotUserId, ...c.publishers]);
     const toInvite = [...targets].filter((u) => {
       const m = current.get(u);
       if (!m) return true;
