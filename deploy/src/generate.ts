@@ -150,10 +150,11 @@ async function generateOrganisation(
     url: view.url("policy_module", org.ports.policy_module),
     // @medmesh: room admin (badges, retention), never has a device, so never receives room keys.
     // @medmesh-verify: the verification bot, an end-to-end encrypting client in direct chats only.
+    // @medmesh-channels: the broadcast channels' publisher, an encrypting client in channels only.
     // Neither is the sender: Synapse refuses /sync to an appservice's sender.
     sender_localpart: "medmesh-appservice",
     users: [
-      { exclusive: true, regex: `@medmesh(-appservice|-verify)?:${escapedServer}` },
+      { exclusive: true, regex: `@medmesh(-appservice|-verify|-channels)?:${escapedServer}` },
       // MedMesh's admin account logs in as this appservice where password login is off. Not
       // exclusive: the account is created by shared-secret registration, as an admin.
       ...(adminByAppservice ? [{ exclusive: false, regex: `@medmesh-admin:${escapedServer}` }] : []),

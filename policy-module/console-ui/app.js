@@ -4,6 +4,7 @@ import { api, currentSession, onSessionExpired } from "./api.js";
 import { html } from "./html.js";
 import { initI18n, LANGUAGES, setLanguage, t } from "./i18n.js";
 import { AuditPage } from "./pages/audit.js";
+import { ChannelsPage } from "./pages/channels.js";
 import { MembersPage } from "./pages/members.js";
 import { QueuePage } from "./pages/queue.js";
 import { RolesPage } from "./pages/roles.js";
@@ -18,6 +19,7 @@ const PAGES = [
   { path: "audit", label: "nav.audit", needs: "audit.read", page: AuditPage },
   { path: "status", label: "nav.status", needs: "status.read", page: StatusPage },
   { path: "roles", label: "nav.roles", needs: "roles.manage", page: RolesPage },
+  { path: "channels", label: "channels:nav", needs: "channels.manage", page: ChannelsPage },
 ];
 
 const pathNow = () => location.pathname.slice(ROOT.length).replace(/^\/+/, "").split("/")[0] ?? "";

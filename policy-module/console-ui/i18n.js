@@ -4,6 +4,9 @@ import i18next from "i18next";
 import en from "./locales/en.json";
 import fr from "./locales/fr.json";
 import nl from "./locales/nl.json";
+import channelsEn from "./locales/channels/en.json";
+import channelsFr from "./locales/channels/fr.json";
+import channelsNl from "./locales/channels/nl.json";
 
 export const LANGUAGES = [
   { code: "nl", name: "Nederlands" },
@@ -26,7 +29,11 @@ export async function initI18n() {
   await i18next.init({
     lng: detect(),
     fallbackLng: "en",
-    resources: { en: { translation: en }, fr: { translation: fr }, nl: { translation: nl } },
+    resources: {
+      en: { translation: en, channels: channelsEn },
+      fr: { translation: fr, channels: channelsFr },
+      nl: { translation: nl, channels: channelsNl },
+    },
     interpolation: { escapeValue: false }, // Preact escapes what it renders
   });
   document.documentElement.lang = i18next.language;

@@ -122,3 +122,20 @@ export interface Status {
   verification: { reviews_waiting: number | null };
   health: { store: Timed; synapse: Timed & { version: string | null }; bridge: Timed | null };
 }
+
+export interface Channel {
+  room_id: string;
+  name: string;
+  scope: string;
+  publishers: string[];
+  professions: string[];
+  mandatory: boolean;
+}
+
+export interface UrgentPost {
+  event_id: string;
+  sent_at: string;
+  members: number;
+  read: { count: number; users: string[] };
+  acknowledged: { count: number; users: string[] };
+}

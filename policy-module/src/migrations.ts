@@ -1,4 +1,5 @@
 import type { Migration } from "@medmesh/common";
+import { CHANNELS_MIGRATIONS } from "./channels/index.ts";
 import { GROUPS_MIGRATIONS } from "./groups/index.ts";
 import { CONSOLE_MIGRATIONS } from "./console/index.ts";
 import { IDENTITY_MIGRATIONS } from "./identity/migrations.ts";
@@ -10,4 +11,5 @@ export const POLICY_MODULE_MIGRATIONS: readonly Migration[] = [
   ...RETENTION_MIGRATIONS,
   ...GROUPS_MIGRATIONS,
   ...CONSOLE_MIGRATIONS,
+  ...CHANNELS_MIGRATIONS,
 ];

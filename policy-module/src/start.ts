@@ -20,6 +20,7 @@ import type { Verification } from "./identity/verification.ts";
 import type { InviteGate } from "./proxy/policy.ts";
 import { createDirectory, createPeerClient, FHIR_PATH } from "./directory/index.ts";
 import { startGroups, type Groups } from "./groups/index.ts";
+import { channelBotOf, mountChannelsAdmin, startChannels, type Channels } from "./channels/index.ts";
 import { startIdentity, type Identity } from "./identity/service.ts";
 import { identityDocuments } from "./identity/records.ts";
 import { createConsole } from "./console/index.ts";
@@ -58,6 +59,7 @@ export async function start(
   let retention: Retention | undefined;
   let groups: Groups | undefined;
   let timMirror: TimMirror | undefined;
+  let channels: Channels | undefined;
   let decider: Decider | undefined;
   let audit: AuditService | undefined;
   // Synapse resends what queued while the service was down as soon as its ping succeeds, before the
@@ -76,6 +78,7 @@ export async function start(
         await identity?.onEvents(events);
         await groups?.onEvents(events);
         await timMirror?.onEvents(events);
+        await channels?.onEvents(events);
       },
       // The room-admin bot is in every room created through the proxy: it reads them for the
       // frame's catch-up on held-back transactions (retention must not miss an event).
@@ -97,6 +100,7 @@ export async function start(
           log: ctx.log,
         });
         mountAuditApi(app, audit);
+        mountChannelsAdmin(app, () => channels?.service);
         // Internal listener, admins only (the frame's default): operators, monitoring and tests.
         app.get("/_medmesh/admin/v1/trust", (_req, res) => {
           res.json(trust ? trust.status() : { configured: false });
@@ -187,10 +191,11 @@ export async function start(
                   trust,
                   () => audit,
                   (d) => (decider = d),
-                  (i, r, g, m) => {
+                  (i, r, g, c, m) => {
                     identity = i;
                     retention = r;
                     groups = g;
+                    channels = c;
                     timMirror = m;
                     roleStarted.resolve(undefined);
                   },
@@ -211,7 +216,13 @@ async function startProxyRole(
   trust: TrustManager | undefined,
   audit: () => AuditService | undefined,
   onDecider: (decider: Decider) => void,
-  onStarted: (identity: Identity, retention: Retention, groups: Groups, tim?: TimMirror) => void,
+  onStarted: (
+    identity: Identity,
+    retention: Retention,
+    groups: Groups,
+    channels: Channels,
+    tim?: TimMirror,
+  ) => void,
 ): Promise<StartedRole> {
   const proxy = config.proxy;
   const adminConfig = config.synapse_admin;
@@ -362,9 +373,22 @@ async function startProxyRole(
     peerTimeoutMs: config.directory.peer_timeout_ms,
     log: ctx.log,
   }));
+  const channels = await startChannels({
+    ...{ serverName, store: ctx.store, admin, peers, log: ctx.log, metrics: ctx.metrics },
+    ...{ homeserverUrl: config.homeserver.url, asToken: ctx.registration.as_token },
+    ...{ clinicians: identity.clinicians, roomAdminBotUserId: botUserId },
+    peerServers: () => trustView.status().servers,
+    peerTimeoutMs: config.directory.peer_timeout_ms,
+  });
   const asToken = ctx.registration.as_token;
   const mirror = { homeserverUrl: config.homeserver.url, asToken, botUserId, log: ctx.log };
-  onStarted(identity, retention, groups, isTim(config.profile) ? createTimMirror(mirror) : undefined);
+  onStarted(
+    identity,
+    retention,
+    groups,
+    channels,
+    isTim(config.profile) ? createTimMirror(mirror) : undefined,
+  );
   const adminConsole = await createConsole({
     serverName,
     store: ctx.store,
@@ -379,7 +403,13 @@ async function startProxyRole(
       min_days: config.retention.min_days,
     },
     retentionIndex: () => retention.index.status(),
-    serviceAccounts: [botUserId, `@medmesh-verify:${serverName}`, `@medmesh-admin:${serverName}`],
+    serviceAccounts: [
+      botUserId,
+      `@medmesh-verify:${serverName}`,
+      `@medmesh-admin:${serverName}`,
+      channelBotOf(serverName),
+    ],
+    channels: () => channels.service,
     probePeer: (server) =>
       peers.getJson(server, "/_medmesh/identity/v1/jwks", config.directory.peer_timeout_ms),
     bridge: config.console.bridge,
@@ -388,7 +418,13 @@ async function startProxyRole(
   const invites = (late.invites = createInviteGate({
     admin,
     policy: config.invites,
-    verification: directory,
+    // A trusted organisation's channel bot invites for its channels as a verified clinician would.
+    verification: {
+      isVerified: async (u) =>
+        u === channelBotOf(u.slice(u.indexOf(":") + 1)) && trustView.isTrusted(u.slice(u.indexOf(":") + 1))
+          ? true
+          : directory.isVerified(u),
+    },
     log: ctx.log,
     isInsuredPerson: insured,
   }));
@@ -408,6 +444,7 @@ async function startProxyRole(
         { pattern: new RegExp(`^${FHIR_PATH}$`), handle: (c) => directory.serveFhir(c) },
         ...identity.peerRoutes,
         ...groups.peerRoutes,
+        ...channels.peerRoutes,
       ],
     }),
     medmeshClientRoutes: [...identity.clientRoutes, ...groups.clientRoutes, ...adminConsole.routes],
@@ -424,6 +461,7 @@ async function startProxyRole(
       await leadership.stop();
       await identity.reverifier.stop();
       await retention.stop();
+      await channels.stop();
       await identity.stop();
       await running.stop();
     },

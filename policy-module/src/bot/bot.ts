@@ -47,6 +47,8 @@ export interface BotDeps {
   metrics: Registry;
   /** The answer to a direct message (plain text), or undefined for none. */
   onMessage(message: BotMessage): Promise<string | undefined>;
+  /** Its display name (default "MedMesh verification"). */
+  displayName?: string;
   /** How long a message whose room key has not arrived waits for it (default 20 s). */
   keyWaitMs?: number;
 }
@@ -61,6 +63,8 @@ export interface Bot {
   onEvents(events: readonly AppserviceEvent[]): Promise<void>;
   /** The bot's device (the same across restarts). */
   readonly deviceId: string;
+  /** The bot's encrypting client (the channels' publisher creates rooms and posts with it). */
+  readonly client: MatrixClient;
   stop(): void;
 }
 
@@ -81,12 +85,17 @@ const pendingKey = (userId: string): string => `bot.pending:${userId}`;
  * from the client's live timeline; the client's /sync only carries keys and room state.
  */
 export async function startBot(d: BotDeps): Promise<Bot> {
-  const handled = new Counter({
-    name: "medmesh_bot_messages_total",
-    help: "Direct messages the bot handled, by outcome (answered, undecryptable, failed)",
-    labelNames: ["outcome"],
-    registers: [d.metrics],
-  });
+  // Several bots (verification, channels) share one registry: the counter is registered once.
+  const registered = d.metrics.getSingleMetric("medmesh_bot_messages_total");
+  const handled =
+    registered instanceof Counter
+      ? registered
+      : new Counter({
+          name: "medmesh_bot_messages_total",
+          help: "Direct messages the bot handled, by outcome (answered, undecryptable, failed)",
+          labelNames: ["outcome"],
+          registers: [d.metrics],
+        });
   const keyWaitMs = d.keyWaitMs ?? 20_000;
   const state = await loadBotDeviceState(d.documents, d.botUserId);
   const login = await loginAsAppservice(d, state.restored);
@@ -106,7 +115,7 @@ export async function startBot(d: BotDeps): Promise<Bot> {
   });
   await client.initRustCrypto({ useIndexedDB: true, cryptoDatabasePrefix: state.prefix(login.device_id) });
   await state.save();
-  await client.setDisplayName("MedMesh verification");
+  await client.setDisplayName(d.displayName ?? "MedMesh verification");
   const startedAt = Date.now();
   let stopped = false;
   // Read through a function: the flag changes while async loops run (the linter would assume not).
@@ -275,6 +284,7 @@ export async function startBot(d: BotDeps): Promise<Bot> {
 
   return {
     deviceId: login.device_id,
+    client,
     async tell(userId, text) {
       const roomId = await roomFor(userId);
       await waitForRoom(client, roomId);

@@ -5,8 +5,10 @@ import type { IdentityDocuments } from "../identity/records.ts";
 import type { Verifier } from "../identity/verifier.ts";
 import type { TrustStatus } from "../trust/index.ts";
 import { sweepHistory } from "../retention/index.ts";
+import type { ChannelService } from "../channels/index.ts";
 import { auditRoutes } from "./api-audit.ts";
 import { bridgeRoutes } from "./api-bridge.ts";
+import { channelRoutes } from "./api-channels.ts";
 import { memberRoutes } from "./api-members.ts";
 import { reviewRoutes } from "./api-reviews.ts";
 import { sessionRoutes } from "./api-session.ts";
@@ -36,6 +38,8 @@ export interface ConsoleDeps {
   probePeer: (server: string) => Promise<unknown>;
   /** The bridge's admin API, for its part of the status page. */
   bridge: ConsoleConfig["bridge"];
+  /** Broadcast channels (channels/), once they run. */
+  channels?: () => ChannelService | undefined;
   /** A session unused this long ends (default 30 minutes); every session ends after `sessionMaxMs` (12 h). */
   sessionIdleMs?: number;
   sessionMaxMs?: number;
@@ -82,6 +86,7 @@ export async function createConsole(
         bridgeUrl: d.bridge?.url,
       }),
       ...bridgeRoutes({ ...api, bridge: d.bridge }),
+      ...channelRoutes({ ...api, channels: d.channels ?? (() => undefined) }),
       ...assetRoutes(assets),
     ],
   };

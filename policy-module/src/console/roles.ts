@@ -14,6 +14,7 @@ export const PERMISSIONS = {
   "status.read": ["org_admin", "reviewer", "auditor"],
   "bridge.retry": ["org_admin"],
   "roles.manage": ["org_admin"],
+  "channels.manage": ["org_admin"],
 } as const satisfies Record<string, readonly Role[]>;
 export type Permission = keyof typeof PERMISSIONS;
 

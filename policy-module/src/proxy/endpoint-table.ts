@@ -376,6 +376,8 @@ const medmeshEndpoints = [
   medmesh("client", "GET", "/_medmesh/groups/v1/directory"),
   medmesh("federation", "GET", "/_medmesh/groups/v1/directory"),
   medmesh("federation", "POST", "/_medmesh/identity/v1/revocations"),
+  // A network channel of another organisation reads who of ours it invites (channels/routes.ts).
+  medmesh("federation", "GET", "/_medmesh/channels/v1/members"),
 ];
 
 export const ENDPOINTS: readonly EndpointEntry[] = [
