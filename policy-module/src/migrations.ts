@@ -1,6 +1,7 @@
 import type { Migration } from "@medmesh/common";
 import { GROUPS_MIGRATIONS } from "./groups/index.ts";
 import { CONSOLE_MIGRATIONS } from "./console/index.ts";
+import { DEPARTMENTS_MIGRATIONS } from "./departments/migrations.ts";
 import { IDENTITY_MIGRATIONS } from "./identity/migrations.ts";
 import { RETENTION_MIGRATIONS } from "./retention/migrations.ts";
 
@@ -10,4 +11,5 @@ export const POLICY_MODULE_MIGRATIONS: readonly Migration[] = [
   ...RETENTION_MIGRATIONS,
   ...GROUPS_MIGRATIONS,
   ...CONSOLE_MIGRATIONS,
+  ...DEPARTMENTS_MIGRATIONS,
 ];

@@ -17,6 +17,12 @@ import type { PolicyModuleConfig } from "./config.ts";
 import type { Verification } from "./identity/verification.ts";
 import type { InviteGate } from "./proxy/policy.ts";
 import { createDirectory, createPeerClient, FHIR_PATH } from "./directory/index.ts";
+import {
+  isDepartmentAccount,
+  mountDepartmentsApi,
+  startDepartments,
+  type Departments,
+} from "./departments/index.ts";
 import { startGroups, type Groups } from "./groups/index.ts";
 import { startIdentity, type Identity } from "./identity/service.ts";
 import { identityDocuments } from "./identity/records.ts";
@@ -55,6 +61,7 @@ export async function start(
   let groups: Groups | undefined;
   let decider: Decider | undefined;
   let audit: AuditService | undefined;
+  let departments: Departments | undefined;
   // Synapse resends what queued while the service was down as soon as its ping succeeds, before the
   // roles run: those transactions wait for them instead of being acknowledged unhandled.
   const roleStarted = Promise.withResolvers<undefined>();
@@ -70,6 +77,7 @@ export async function start(
         await retention?.onEvents(events);
         await identity?.onEvents(events);
         await groups?.onEvents(events);
+        await departments?.onEvents(events);
       },
       // The room-admin bot is in every room created through the proxy: it reads them for the
       // frame's catch-up on held-back transactions (retention must not miss an event).
@@ -91,6 +99,7 @@ export async function start(
           log: ctx.log,
         });
         mountAuditApi(app, audit);
+        mountDepartmentsApi(app, { departments: () => departments, store: ctx.store });
         // Internal listener, admins only (the frame's default): operators, monitoring and tests.
         app.get("/_medmesh/admin/v1/trust", (_req, res) => {
           res.json(trust ? trust.status() : { configured: false });
@@ -181,10 +190,11 @@ export async function start(
                   trust,
                   () => audit,
                   (d) => (decider = d),
-                  (i, r, g) => {
+                  (i, r, g, dp) => {
                     identity = i;
                     retention = r;
                     groups = g;
+                    departments = dp;
                     roleStarted.resolve(undefined);
                   },
                 );
@@ -204,7 +214,7 @@ async function startProxyRole(
   trust: TrustManager | undefined,
   audit: () => AuditService | undefined,
   onDecider: (decider: Decider) => void,
-  onStarted: (identity: Identity, retention: Retention, groups: Groups) => void,
+  onStarted: (identity: Identity, retention: Retention, groups: Groups, departments: Departments) => void,
 ): Promise<StartedRole> {
   const proxy = config.proxy;
   const adminConfig = config.synapse_admin;
@@ -334,7 +344,6 @@ async function startProxyRole(
     peerTimeoutMs: config.directory.peer_timeout_ms,
     log: ctx.log,
   }));
-  onStarted(identity, retention, groups);
   const adminConsole = await createConsole({
     serverName,
     store: ctx.store,
@@ -357,9 +366,24 @@ async function startProxyRole(
   const invites = (late.invites = createInviteGate({
     admin,
     policy: config.invites,
-    verification: directory,
+    // Department accounts invite their members on duty: the organisation's own accounts count as verified.
+    verification: {
+      isVerified: (u) =>
+        isDepartmentAccount(u, serverName) ? Promise.resolve(true) : directory.isVerified(u),
+    },
     log: ctx.log,
   }));
+  const departments = await startDepartments({
+    ...ctx,
+    knex: ctx.store.knex,
+    documents: ctx.store.documents,
+    serverName,
+    homeserverUrl: config.homeserver.url,
+    asToken: ctx.registration.as_token,
+    admin,
+    botUserId,
+  });
+  onStarted(identity, retention, groups, departments);
   const running = await startProxy(proxy, new URL(config.homeserver.url), {
     log: ctx.log,
     metrics: ctx.metrics,
@@ -388,6 +412,7 @@ async function startProxyRole(
       trust?.stop();
       await identity.reverifier.stop();
       await retention.stop();
+      departments.stop();
       await identity.stop();
       await running.stop();
     },
