@@ -246,6 +246,7 @@ async function startProxyRole(
     verification?: Verification;
     identity?: Identity;
     groups?: Groups;
+    departments?: Departments;
     reviewers?: () => Promise<string[]>;
   } = {};
   const notYet = (): never => {
@@ -322,6 +323,7 @@ async function startProxyRole(
     peers,
     log: ctx.log,
     metrics: ctx.metrics,
+    departments: () => late.departments?.entries() ?? [],
   });
   late.verification = directory;
   const groups = (late.groups = startGroups({
@@ -373,7 +375,7 @@ async function startProxyRole(
     },
     log: ctx.log,
   }));
-  const departments = await startDepartments({
+  const departments = (late.departments = await startDepartments({
     ...ctx,
     knex: ctx.store.knex,
     documents: ctx.store.documents,
@@ -382,7 +384,7 @@ async function startProxyRole(
     asToken: ctx.registration.as_token,
     admin,
     botUserId,
-  });
+  }));
   onStarted(identity, retention, groups, departments);
   const running = await startProxy(proxy, new URL(config.homeserver.url), {
     log: ctx.log,
@@ -398,6 +400,7 @@ async function startProxyRole(
         { pattern: new RegExp(`^${FHIR_PATH}$`), handle: (c) => directory.serveFhir(c) },
         ...identity.peerRoutes,
         ...groups.peerRoutes,
+        ...departments.peerRoutes,
       ],
     }),
     medmeshClientRoutes: [...identity.clientRoutes, ...groups.clientRoutes, ...adminConsole.routes],

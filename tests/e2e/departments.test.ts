@@ -118,6 +118,13 @@ describe("department accounts", () => {
     );
     const profile = await gc.getProfileInfo(deptUserId());
     expect(profile.displayname).toBe(`Cardiology on duty (${A().serverName})`);
+    // Listed in the directory with its own entry, for B's clinicians too (A's FHIR HealthcareService).
+    const found = await gc.searchUserDirectory({ term: "cardiology" });
+    expect(found.results).toContainEqual({
+      user_id: deptUserId(),
+      display_name: `Cardiology on duty (${A().serverName})`,
+      "org.medmesh.kind": "department",
+    });
 
     const deskOf = async (eventId: string): Promise<string> => {
       const record = await waitUntil(

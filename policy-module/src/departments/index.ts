@@ -11,11 +11,20 @@ import {
   type Checked,
   type Department,
 } from "./department.ts";
+import { Refusal, type OwnResponse, type ProxyContext } from "../proxy/index.ts";
+import type { PeerRoute } from "../peer-api.ts";
+import {
+  HEALTHCARE_SERVICE_PATH,
+  healthcareServiceBundle,
+  searchDepartments,
+  type DepartmentEntry,
+} from "./fhir.ts";
 import { createRelay } from "./relay.ts";
 import { departmentsStore } from "./store.ts";
 
 export { DEPARTMENTS_MIGRATIONS } from "./migrations.ts";
 export { mountDepartmentsApi } from "./routes.ts";
+export { HEALTHCARE_SERVICE_PATH, type DepartmentEntry } from "./fhir.ts";
 export { checkDepartment, onDuty, departmentUserId, type Department } from "./department.ts";
 
 export interface DepartmentsDeps {
@@ -80,10 +89,32 @@ export async function startDepartments(d: DepartmentsDeps) {
     return bot;
   };
 
+  /** The directory's entries, kept in memory (the directory searches synchronously). */
+  let entries: DepartmentEntry[] = [];
+  const refresh = async (): Promise<void> => {
+    entries = (await store.list()).map((x) => ({
+      user_id: x.user_id,
+      display_name: departmentDisplayName(x.name, d.serverName),
+    }));
+  };
   for (const dept of await store.list()) await account(dept);
+  await refresh();
+
+  /** A trusted peer's search (its signature checked by the peer API), as the Practitioner one. */
+  const serveFhir = (ctx: ProxyContext): OwnResponse => {
+    const q = ctx.url.searchParams;
+    const count = Math.min(Number(q.get("_count") ?? 20) || 20, 50);
+    const name = q.get("name");
+    if (name === null || !name.trim()) throw new Refusal(400, "M_INVALID_PARAM", "Search by name");
+    return { status: 200, body: healthcareServiceBundle(searchDepartments(entries, name, count)) };
+  };
 
   return {
     store,
+    entries: (): readonly DepartmentEntry[] => entries,
+    peerRoutes: [
+      { pattern: new RegExp(`^${HEALTHCARE_SERVICE_PATH}$`), handle: serveFhir },
+    ] as readonly PeerRoute[],
     /**
      * Creates or replaces a department after checking it; its account starts (or is renamed).
      * The outcome says what was stored, or which field is wrong (nothing stored then).
@@ -98,6 +129,7 @@ export async function startDepartments(d: DepartmentsDeps) {
       const created = await store.put(id, userId, checked.value, now());
       const department = await store.get(id);
       if (!department) throw new Error(`department ${id} vanished after it was stored`);
+      await refresh();
       const bot = await account(department);
       if (!created) await bot.client.setDisplayName(departmentDisplayName(department.name, d.serverName));
       return { checked, created, department };
