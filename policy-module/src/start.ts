@@ -18,6 +18,7 @@ import type { Verification } from "./identity/verification.ts";
 import type { InviteGate } from "./proxy/policy.ts";
 import { createDirectory, createPeerClient, FHIR_PATH } from "./directory/index.ts";
 import {
+  departmentConsoleRoutes,
   isDepartmentAccount,
   mountDepartmentsApi,
   startDepartments,
@@ -403,7 +404,12 @@ async function startProxyRole(
         ...departments.peerRoutes,
       ],
     }),
-    medmeshClientRoutes: [...identity.clientRoutes, ...groups.clientRoutes, ...adminConsole.routes],
+    medmeshClientRoutes: [
+      ...identity.clientRoutes,
+      ...groups.clientRoutes,
+      ...departmentConsoleRoutes(adminConsole.api, () => late.departments),
+      ...adminConsole.routes,
+    ],
     membership: (q) => groups.rules.membership(q),
     botUserId,
   });

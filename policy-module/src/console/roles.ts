@@ -13,6 +13,7 @@ export const PERMISSIONS = {
   "audit.read": ["org_admin", "auditor"],
   "status.read": ["org_admin", "reviewer", "auditor"],
   "roles.manage": ["org_admin"],
+  "departments.manage": ["org_admin"],
 } as const satisfies Record<string, readonly Role[]>;
 export type Permission = keyof typeof PERMISSIONS;
 

@@ -24,6 +24,7 @@ import { departmentsStore } from "./store.ts";
 
 export { DEPARTMENTS_MIGRATIONS } from "./migrations.ts";
 export { mountDepartmentsApi } from "./routes.ts";
+export { departmentConsoleRoutes } from "./console-routes.ts";
 export { HEALTHCARE_SERVICE_PATH, type DepartmentEntry } from "./fhir.ts";
 export { checkDepartment, onDuty, departmentUserId, type Department } from "./department.ts";
 
