@@ -4,6 +4,7 @@ import { api, currentSession, onSessionExpired } from "./api.js";
 import { html } from "./html.js";
 import { initI18n, LANGUAGES, setLanguage, t } from "./i18n.js";
 import { AuditPage } from "./pages/audit.js";
+import { DepartmentsPage } from "./pages/departments.js";
 import { MembersPage } from "./pages/members.js";
 import { QueuePage } from "./pages/queue.js";
 import { RolesPage } from "./pages/roles.js";
@@ -17,6 +18,7 @@ const PAGES = [
   { path: "audit", label: "nav.audit", needs: "audit.read", page: AuditPage },
   { path: "status", label: "nav.status", needs: "status.read", page: StatusPage },
   { path: "roles", label: "nav.roles", needs: "roles.manage", page: RolesPage },
+  { path: "departments", label: "nav.departments", needs: "departments.manage", page: DepartmentsPage },
 ];
 
 const pathNow = () => location.pathname.slice(ROOT.length).replace(/^\/+/, "").split("/")[0] ?? "";
