@@ -4,6 +4,7 @@ import { createAuditLog, type AuditRecord } from "@medmesh/common";
 import { REPO_ROOT, type RunningOrganisation } from "@medmesh/deploy";
 import type { MatrixClient } from "matrix-js-sdk";
 import { describe, expect, it } from "vitest";
+import { capture, openSection, pageSignIn, registerWithPassword, text } from "./console-helpers.ts";
 import {
   adminApi,
   namedUsers,
@@ -12,6 +13,7 @@ import {
   waitForMembership,
   waitForRoomEvent,
   waitUntil,
+  startChromium,
 } from "../harness/index.ts";
 
 // Department (functional) accounts (docs/departments.md): "Cardiology on duty" of A, written to by
@@ -197,5 +199,43 @@ describe("department accounts", () => {
     const members = (await gc.getJoinedRoomMembers(roomId)).joined;
     expect(Object.keys(members)).not.toContain(anna.userId);
     expect(Object.keys(members)).not.toContain(bert.userId);
+  });
+
+  it("shows the departments in the console (nl), and a gap in the rota is refused there with the field", async () => {
+    const chromium = await startChromium("departments");
+    try {
+      const admin = await registerWithPassword(A(), `dept-admin-${randomBytes(2).toString("hex")}`, true);
+      const page = await chromium.page("nl-NL");
+      await pageSignIn(page, A(), admin.localpart, admin.password);
+      await openSection(page, "departments");
+      await page.waitForSelector("#departments");
+      expect(await text(page, "#departments")).toContain(deptUserId());
+      expect(await text(page, "h1")).toBe("Afdelingsaccounts");
+      expect(await capture(chromium, page, "01-departments-nl")).toEqual([]);
+
+      await page.type("#department-id", `gap-${id}`);
+      await page.type("#department-name", "Spoedeisende hulp");
+      await page.type("#department-members", "anna\nbert");
+      await page.type(".shift-from", "01012030\t0800");
+      await page.type(".shift-until", "01012030\t1600");
+      await page.type(".shift-on-duty", "anna");
+      await page.click("#add-shift");
+      const froms = await page.$$(".shift-from");
+      const untils = await page.$$(".shift-until");
+      const duties = await page.$$(".shift-on-duty");
+      await froms[1]!.type("01012030\t1700");
+      await untils[1]!.type("01012030\t2300");
+      await duties[1]!.type("bert");
+      await page.click("#save-department");
+      await page.waitForSelector("#departments-error");
+      expect(await text(page, "#departments-error")).toMatch(/^rota\[1\]\.from: leaves a gap of 60 min/);
+      expect(await capture(chromium, page, "02-department-gap-refused")).toEqual([]);
+      expect(await auditA().find({ action: "console.department_refused", actor: admin.userId })).toHaveLength(
+        1,
+      );
+      expect((await call("GET", `${PATH}/gap-${id}`)).status).toBe(404);
+    } finally {
+      await chromium.close();
+    }
   });
 });

@@ -106,11 +106,40 @@ export function startGroups(d: {
     }
   };
 
+  /**
+   * Synapse's room upgrade copies a fixed list of state types, not ours: the room-admin bot (made
+   * the successor's admin by retention's upgrade follower, which runs first) sets the listing there,
+   * through the same decision as any listing. The tombstoned room leaves the directory.
+   */
+  const carryOver = async (e: AppserviceEvent): Promise<void> => {
+    if (e.type !== "m.room.tombstone" || e.state_key !== "" || !e.room_id) return;
+    const successor = (e as { content?: { replacement_room?: unknown } }).content?.replacement_room;
+    if (typeof successor !== "string") return;
+    const listing = await bot(
+      "GET",
+      `/_matrix/client/v3/rooms/${encodeURIComponent(e.room_id)}/state/${GROUP_EVENT}/`,
+    ).catch((err: unknown) => {
+      if (err instanceof MatrixRequestError && err.status === 404) return undefined;
+      throw err;
+    });
+    await groups.remove(e.room_id);
+    if (!listing || !GroupListingSchema.safeParse(listing).success) return;
+    await bot(
+      "PUT",
+      `/_matrix/client/v3/rooms/${encodeURIComponent(successor)}/state/${GROUP_EVENT}/`,
+      listing,
+    );
+    d.log.info({ room_id: e.room_id, successor }, "carried the group listing over to the upgraded room");
+  };
+
   return {
     rules,
     onEvents: async (events: readonly AppserviceEvent[]): Promise<void> => {
       await indexer.onEvents(events);
-      for (const e of events) await retract(e);
+      for (const e of events) {
+        await retract(e);
+        await carryOver(e);
+      }
     },
     ...createGroupRoutes({ ...d, groups }),
   };
