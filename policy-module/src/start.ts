@@ -299,6 +299,7 @@ async function startProxyRole(
     peerTimeoutMs: config.directory.peer_timeout_ms,
     // The console starts after identity; until then Synapse's server admins are told.
     reviewers: () => late.reviewers?.() ?? Promise.resolve(undefined),
+    verificationChanged: (u, rooms) => late.groups?.recheck(u, rooms) ?? Promise.resolve(),
   });
   late.identity = identity;
   const retention = startRetention(config.retention, {

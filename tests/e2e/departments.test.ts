@@ -213,19 +213,23 @@ describe("department accounts", () => {
       expect(await text(page, "h1")).toBe("Afdelingsaccounts");
       expect(await capture(chromium, page, "01-departments-nl")).toEqual([]);
 
-      await page.type("#department-id", `gap-${id}`);
-      await page.type("#department-name", "Spoedeisende hulp");
-      await page.type("#department-members", "anna\nbert");
-      await page.type(".shift-from", "01012030\t0800");
-      await page.type(".shift-until", "01012030\t1600");
-      await page.type(".shift-on-duty", "anna");
+      // Inputs set as a person's typing ends (an input event each); datetime-local takes local time.
+      const fill = (selector: string, index: number, value: string) =>
+        page.evaluate(
+          `(() => { const el = document.querySelectorAll(${JSON.stringify(selector)})[${String(index)}];
+            el.value = ${JSON.stringify(value)}; el.dispatchEvent(new Event("input", { bubbles: true })); })()`,
+        );
+      await fill("#department-id", 0, `gap-${id}`);
+      await fill("#department-name", 0, "Spoedeisende hulp");
+      await fill("#department-members", 0, "anna\nbert");
+      await fill(".shift-from", 0, "2030-01-01T08:00");
+      await fill(".shift-until", 0, "2030-01-01T16:00");
+      await fill(".shift-on-duty", 0, "anna");
       await page.click("#add-shift");
-      const froms = await page.$$(".shift-from");
-      const untils = await page.$$(".shift-until");
-      const duties = await page.$$(".shift-on-duty");
-      await froms[1]!.type("01012030\t1700");
-      await untils[1]!.type("01012030\t2300");
-      await duties[1]!.type("bert");
+      await page.waitForFunction(`document.querySelectorAll(".shift-from").length === 2`);
+      await fill(".shift-from", 1, "2030-01-01T17:00");
+      await fill(".shift-until", 1, "2030-01-01T23:00");
+      await fill(".shift-on-duty", 1, "bert");
       await page.click("#save-department");
       await page.waitForSelector("#departments-error");
       expect(await text(page, "#departments-error")).toMatch(/^rota\[1\]\.from: leaves a gap of 60 min/);

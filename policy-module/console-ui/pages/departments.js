@@ -45,12 +45,10 @@ export function DepartmentsPage({ session }) {
         on_duty: s.on_duty.join(", "),
       })),
     });
-  const set = (field, value) => setForm({ ...form, [field]: value });
+  // Functional updates: several inputs may change before the next render.
+  const set = (field, value) => setForm((f) => ({ ...f, [field]: value }));
   const setShift = (i, field, value) =>
-    set(
-      "rota",
-      form.rota.map((s, j) => (j === i ? { ...s, [field]: value } : s)),
-    );
+    setForm((f) => ({ ...f, rota: f.rota.map((s, j) => (j === i ? { ...s, [field]: value } : s)) }));
   const save = async (e) => {
     e.preventDefault();
     setError("");
@@ -175,10 +173,11 @@ ${form.members}</textarea>
         <button
           type="button"
           id="add-shift"
-          onClick=${() => {
-            const last = form.rota[form.rota.length - 1];
-            set("rota", [...form.rota, { from: last?.until ?? "", until: "", on_duty: "" }]);
-          }}
+          onClick=${() =>
+            setForm((f) => ({
+              ...f,
+              rota: [...f.rota, { from: f.rota[f.rota.length - 1]?.until ?? "", until: "", on_duty: "" }],
+            }))}
         >
           ${t("departments.addShift")}
         </button>

@@ -132,8 +132,35 @@ export function startGroups(d: {
     d.log.info({ room_id: e.room_id, successor }, "carried the group listing over to the upgraded room");
   };
 
+  /**
+   * A member's verification changed (revoked, run out, another profession): the room-admin bot
+   * removes them from the profession-limited groups they no longer fit, with the reason.
+   */
+  const recheck = async (userId: string, rooms: readonly string[]): Promise<void> => {
+    for (const roomId of rooms) {
+      const entry = await groups.get(roomId);
+      if (!entry?.listed || entry.professions.length === 0) continue;
+      const decision = await rules.membership({ user_id: userId, room_id: roomId, membership: "join" });
+      if (decision.allowed) continue;
+      try {
+        await bot("POST", `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/kick`, {
+          user_id: userId,
+          reason: decision.reason,
+        });
+        d.log.info(
+          { room_id: roomId, user_id: userId },
+          "removed a member the group's professions no longer admit",
+        );
+      } catch (err) {
+        // Gone already (left, or removed by a moderator): nothing to do.
+        if (!(err instanceof MatrixRequestError && err.status === 403)) throw err;
+      }
+    }
+  };
+
   return {
     rules,
+    recheck,
     onEvents: async (events: readonly AppserviceEvent[]): Promise<void> => {
       await indexer.onEvents(events);
       for (const e of events) {
