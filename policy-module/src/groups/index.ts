@@ -107,29 +107,40 @@ export function startGroups(d: {
   };
 
   /**
-   * Synapse's room upgrade copies a fixed list of state types, not ours: the room-admin bot (made
-   * the successor's admin by retention's upgrade follower, which runs first) sets the listing there,
-   * through the same decision as any listing. The tombstoned room leaves the directory.
+   * Synapse's room upgrade copies a fixed list of state types, not ours. When the room-admin bot
+   * joins a successor room (retention's upgrade follower has it invited as the room's admin), it
+   * sets the predecessor's listing there, through the same decision as any listing; the
+   * tombstoned room leaves the directory. A failure is logged, never holding up the transaction.
    */
   const carryOver = async (e: AppserviceEvent): Promise<void> => {
-    if (e.type !== "m.room.tombstone" || e.state_key !== "" || !e.room_id) return;
-    const successor = (e as { content?: { replacement_room?: unknown } }).content?.replacement_room;
-    if (typeof successor !== "string") return;
-    const listing = await bot(
-      "GET",
-      `/_matrix/client/v3/rooms/${encodeURIComponent(e.room_id)}/state/${GROUP_EVENT}/`,
-    ).catch((err: unknown) => {
-      if (err instanceof MatrixRequestError && err.status === 404) return undefined;
-      throw err;
-    });
-    await groups.remove(e.room_id);
-    if (!listing || !GroupListingSchema.safeParse(listing).success) return;
-    await bot(
-      "PUT",
-      `/_matrix/client/v3/rooms/${encodeURIComponent(successor)}/state/${GROUP_EVENT}/`,
-      listing,
-    );
-    d.log.info({ room_id: e.room_id, successor }, "carried the group listing over to the upgraded room");
+    if (e.type !== "m.room.member" || e.state_key !== d.botUserId || !e.room_id) return;
+    if ((e as { content?: { membership?: unknown } }).content?.membership !== "join") return;
+    const successor = e.room_id;
+    const stateOf = (roomId: string, type: string) =>
+      bot("GET", `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/state/${type}/`).catch(
+        (err: unknown) => {
+          if (err instanceof MatrixRequestError && err.status === 404) return undefined;
+          throw err;
+        },
+      );
+    try {
+      const predecessor = (
+        (await stateOf(successor, "m.room.create"))?.predecessor as { room_id?: unknown } | undefined
+      )?.room_id;
+      if (typeof predecessor !== "string") return;
+      if (await stateOf(successor, GROUP_EVENT)) return;
+      const listing = await stateOf(predecessor, GROUP_EVENT);
+      await groups.remove(predecessor);
+      if (!listing || !GroupListingSchema.safeParse(listing).success) return;
+      await bot(
+        "PUT",
+        `/_matrix/client/v3/rooms/${encodeURIComponent(successor)}/state/${GROUP_EVENT}/`,
+        listing,
+      );
+      d.log.info({ room_id: successor, predecessor }, "carried the group listing over to the upgraded room");
+    } catch (err) {
+      d.log.warn({ err, room_id: successor }, "could not carry a group listing over to the upgraded room");
+    }
   };
 
   /**
