@@ -159,6 +159,12 @@ describe("department accounts", () => {
     await ac.joinRoom(deskId);
     await sees(ac, deskId, `${gerda.userId}: ${first}`, "Anna reads Gerda's message in the desk");
     expect(bc.getRoom(deskId)).toBeNull();
+    // The room-admin bot is in the desk (retention, as in every room made through the proxy).
+    await waitUntil(
+      async () =>
+        Object.keys((await ac.getJoinedRoomMembers(deskId)).joined).includes(`@medmesh:${A().serverName}`),
+      "the room-admin bot joins the desk",
+    );
 
     const answer1 = `Send the patient over ${randomBytes(3).toString("hex")}`;
     const reply1 = await ac.sendTextMessage(deskId, answer1);

@@ -84,7 +84,16 @@ export function createRelay(d: RelayDeps): {
       name: `${dept.name}: ${sender}`,
       topic:
         "Messages to the department from this conversation; what you write here is answered as the department",
-      invite: duty,
+      // The room-admin bot administers the desk like every room made through the proxy (retention).
+      invite: [...duty, ...d.ignoredSenders],
+      // Only the account staffs the desk: members cannot bring in others (who would read along).
+      power_level_content_override: {
+        invite: 100,
+        kick: 100,
+        ban: 100,
+        state_default: 100,
+        users: Object.fromEntries([dept.user_id, ...d.ignoredSenders].map((u) => [u, 100])),
+      },
       initial_state: [
         { type: "m.room.encryption", state_key: "", content: { algorithm: "m.megolm.v1.aes-sha2" } },
       ],
