@@ -110,7 +110,18 @@ export function createRelay(d: RelayDeps): {
       return `Nobody of ${dept.name} is on duty right now: your message was not passed on.`;
     }
     const desk = await deskFor(bot.client, dept, m.roomId, m.sender, duty);
-    await staff(bot.client, dept, desk.desk_room_id, duty);
+    try {
+      await staff(bot.client, dept, desk.desk_room_id, duty);
+    } catch (err) {
+      // An invite refused (a member's invite settings) or Synapse away: the sender is told, not left waiting.
+      d.log.warn({ err, room_id: desk.desk_room_id }, "could not staff a department desk");
+      await audit(dept, m.sender, "department.message", m.roomId, "not_delivered", {
+        event_id: m.eventId,
+        desk_room_id: desk.desk_room_id,
+        on_duty: duty,
+      });
+      return `${dept.name} could not reach the members on duty just now: your message was not passed on. Please try again or call.`;
+    }
     const relayed = await bot.send(
       desk.desk_room_id,
       { msgtype: "m.text", body: `${m.sender}: ${m.body}` },
