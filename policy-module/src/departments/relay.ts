@@ -70,6 +70,12 @@ export function createRelay(d: RelayDeps): {
     }
   };
 
+  const creatorListed = async (client: MatrixClient): Promise<boolean> => {
+    const caps = await client.getCapabilities();
+    const version = Number(caps["m.room_versions"]?.default ?? "10");
+    return !(version >= 12);
+  };
+
   const deskFor = async (
     client: MatrixClient,
     dept: Department,
@@ -92,7 +98,13 @@ export function createRelay(d: RelayDeps): {
         kick: 100,
         ban: 100,
         state_default: 100,
-        users: Object.fromEntries([dept.user_id, ...d.ignoredSenders].map((u) => [u, 100])),
+        // Room version 12 and later give the creator unlimited power and refuse it in `users`.
+        users: Object.fromEntries(
+          [...((await creatorListed(client)) ? [dept.user_id] : []), ...d.ignoredSenders].map((u) => [
+            u,
+            100,
+          ]),
+        ),
       },
       initial_state: [
         { type: "m.room.encryption", state_key: "", content: { algorithm: "m.megolm.v1.aes-sha2" } },
