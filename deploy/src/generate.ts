@@ -155,6 +155,8 @@ async function generateOrganisation(
     sender_localpart: "medmesh-appservice",
     users: [
       { exclusive: true, regex: `@medmesh(-appservice|-verify|-channels)?:${escapedServer}` },
+      // Department (functional) accounts, each an end-to-end encrypting client (docs/departments.md).
+      { exclusive: true, regex: `@medmesh-dept-[a-z0-9-]+:${escapedServer}` },
       // MedMesh's admin account logs in as this appservice where password login is off. Not
       // exclusive: the account is created by shared-secret registration, as an admin.
       ...(adminByAppservice ? [{ exclusive: false, regex: `@medmesh-admin:${escapedServer}` }] : []),

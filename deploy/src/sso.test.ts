@@ -131,7 +131,10 @@ describe("single sign-on in the generated configs", () => {
     const pm = parseConfig(PolicyModuleConfigSchema, readYaml(none.paths.policyModuleConfig), "pm");
     expect(pm.identity.sso).toBeUndefined();
     expect(pm.proxy?.single_sign_on).toBe(false);
-    expect(loadRegistration(none.paths.policyModuleRegistration).namespaces.users).toHaveLength(1);
+    // The bots' and the department accounts' namespaces; no appservice login for the admin account.
+    const users = loadRegistration(none.paths.policyModuleRegistration).namespaces.users;
+    expect(users).toHaveLength(2);
+    expect(users.map((u) => u.regex).join(" ")).not.toContain("medmesh-admin");
   });
 
   it("refuses bad sso settings with errors that name the field", async () => {

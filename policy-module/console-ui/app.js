@@ -5,6 +5,7 @@ import { html } from "./html.js";
 import { initI18n, LANGUAGES, setLanguage, t } from "./i18n.js";
 import { AuditPage } from "./pages/audit.js";
 import { ChannelsPage } from "./pages/channels.js";
+import { DepartmentsPage } from "./pages/departments.js";
 import { MembersPage } from "./pages/members.js";
 import { QueuePage } from "./pages/queue.js";
 import { RolesPage } from "./pages/roles.js";
@@ -20,6 +21,7 @@ const PAGES = [
   { path: "status", label: "nav.status", needs: "status.read", page: StatusPage },
   { path: "roles", label: "nav.roles", needs: "roles.manage", page: RolesPage },
   { path: "channels", label: "channels:nav", needs: "channels.manage", page: ChannelsPage },
+  { path: "departments", label: "nav.departments", needs: "departments.manage", page: DepartmentsPage },
 ];
 
 const pathNow = () => location.pathname.slice(ROOT.length).replace(/^\/+/, "").split("/")[0] ?? "";

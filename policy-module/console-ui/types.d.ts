@@ -139,3 +139,13 @@ export interface UrgentPost {
   read: { count: number; users: string[] };
   acknowledged: { count: number; users: string[] };
 }
+
+export interface Department {
+  id: string;
+  user_id: string;
+  name: string;
+  members: string[];
+  show_responder: boolean;
+  rota: { from: string; until: string; on_duty: string[] }[];
+  on_duty_now: string[];
+}

@@ -2,6 +2,7 @@ import type { Migration } from "@medmesh/common";
 import { CHANNELS_MIGRATIONS } from "./channels/index.ts";
 import { GROUPS_MIGRATIONS } from "./groups/index.ts";
 import { CONSOLE_MIGRATIONS } from "./console/index.ts";
+import { DEPARTMENTS_MIGRATIONS } from "./departments/migrations.ts";
 import { IDENTITY_MIGRATIONS } from "./identity/migrations.ts";
 import { RETENTION_MIGRATIONS } from "./retention/migrations.ts";
 
@@ -12,4 +13,5 @@ export const POLICY_MODULE_MIGRATIONS: readonly Migration[] = [
   ...GROUPS_MIGRATIONS,
   ...CONSOLE_MIGRATIONS,
   ...CHANNELS_MIGRATIONS,
+  ...DEPARTMENTS_MIGRATIONS,
 ];

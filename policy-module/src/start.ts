@@ -19,6 +19,13 @@ import type { PolicyModuleConfig } from "./config.ts";
 import type { Verification } from "./identity/verification.ts";
 import type { InviteGate } from "./proxy/policy.ts";
 import { createDirectory, createPeerClient, FHIR_PATH } from "./directory/index.ts";
+import {
+  departmentConsoleRoutes,
+  isDepartmentAccount,
+  mountDepartmentsApi,
+  startDepartments,
+  type Departments,
+} from "./departments/index.ts";
 import { startGroups, type Groups } from "./groups/index.ts";
 import { channelBotOf, mountChannelsAdmin, startChannels, type Channels } from "./channels/index.ts";
 import { startIdentity, type Identity } from "./identity/service.ts";
@@ -62,6 +69,7 @@ export async function start(
   let channels: Channels | undefined;
   let decider: Decider | undefined;
   let audit: AuditService | undefined;
+  let departments: Departments | undefined;
   // Synapse resends what queued while the service was down as soon as its ping succeeds, before the
   // roles run: those transactions wait for them instead of being acknowledged unhandled.
   const roleStarted = Promise.withResolvers<undefined>();
@@ -79,6 +87,7 @@ export async function start(
         await groups?.onEvents(events);
         await timMirror?.onEvents(events);
         await channels?.onEvents(events);
+        await departments?.onEvents(events);
       },
       // The room-admin bot is in every room created through the proxy: it reads them for the
       // frame's catch-up on held-back transactions (retention must not miss an event).
@@ -101,6 +110,7 @@ export async function start(
         });
         mountAuditApi(app, audit);
         mountChannelsAdmin(app, () => channels?.service);
+        mountDepartmentsApi(app, { departments: () => departments, store: ctx.store });
         // Internal listener, admins only (the frame's default): operators, monitoring and tests.
         app.get("/_medmesh/admin/v1/trust", (_req, res) => {
           res.json(trust ? trust.status() : { configured: false });
@@ -191,11 +201,12 @@ export async function start(
                   trust,
                   () => audit,
                   (d) => (decider = d),
-                  (i, r, g, c, m) => {
+                  (i, r, g, c, dp, m) => {
                     identity = i;
                     retention = r;
                     groups = g;
                     channels = c;
+                    departments = dp;
                     timMirror = m;
                     roleStarted.resolve(undefined);
                   },
@@ -221,6 +232,7 @@ async function startProxyRole(
     retention: Retention,
     groups: Groups,
     channels: Channels,
+    departments: Departments,
     tim?: TimMirror,
   ) => void,
 ): Promise<StartedRole> {
@@ -255,6 +267,7 @@ async function startProxyRole(
     verification?: Verification;
     identity?: Identity;
     groups?: Groups;
+    departments?: Departments;
     reviewers?: () => Promise<string[]>;
   } = {};
   const notYet = (): never => {
@@ -325,6 +338,7 @@ async function startProxyRole(
     peerTimeoutMs: config.directory.peer_timeout_ms,
     // The console starts after identity; until then Synapse's server admins are told.
     reviewers: () => late.reviewers?.() ?? Promise.resolve(undefined),
+    verificationChanged: (u, rooms) => late.groups?.recheck(u, rooms) ?? Promise.resolve(),
   });
   late.identity = identity;
   const retention = startRetention(config.retention, {
@@ -351,6 +365,7 @@ async function startProxyRole(
     peers,
     log: ctx.log,
     metrics: ctx.metrics,
+    departments: () => late.departments?.entries() ?? [],
   });
   late.verification = directory;
   const groups = (late.groups = startGroups({
@@ -382,13 +397,6 @@ async function startProxyRole(
   });
   const asToken = ctx.registration.as_token;
   const mirror = { homeserverUrl: config.homeserver.url, asToken, botUserId, log: ctx.log };
-  onStarted(
-    identity,
-    retention,
-    groups,
-    channels,
-    isTim(config.profile) ? createTimMirror(mirror) : undefined,
-  );
   const adminConsole = await createConsole({
     serverName,
     store: ctx.store,
@@ -418,16 +426,36 @@ async function startProxyRole(
   const invites = (late.invites = createInviteGate({
     admin,
     policy: config.invites,
-    // A trusted organisation's channel bot invites for its channels as a verified clinician would.
+    // A trusted organisation's channel bot invites for its channels as a verified clinician would;
+    // department accounts invite their members on duty: the organisation's own count as verified.
     verification: {
       isVerified: async (u) =>
-        u === channelBotOf(u.slice(u.indexOf(":") + 1)) && trustView.isTrusted(u.slice(u.indexOf(":") + 1))
+        isDepartmentAccount(u, serverName) ||
+        (u === channelBotOf(u.slice(u.indexOf(":") + 1)) && trustView.isTrusted(u.slice(u.indexOf(":") + 1)))
           ? true
           : directory.isVerified(u),
     },
     log: ctx.log,
     isInsuredPerson: insured,
   }));
+  const departments = (late.departments = await startDepartments({
+    ...ctx,
+    knex: ctx.store.knex,
+    documents: ctx.store.documents,
+    serverName,
+    homeserverUrl: config.homeserver.url,
+    asToken: ctx.registration.as_token,
+    admin,
+    botUserId,
+  }));
+  onStarted(
+    identity,
+    retention,
+    groups,
+    channels,
+    departments,
+    isTim(config.profile) ? createTimMirror(mirror) : undefined,
+  );
   const running = await startProxy(proxy, new URL(config.homeserver.url), {
     log: ctx.log,
     metrics: ctx.metrics,
@@ -445,9 +473,15 @@ async function startProxyRole(
         ...identity.peerRoutes,
         ...groups.peerRoutes,
         ...channels.peerRoutes,
+        ...departments.peerRoutes,
       ],
     }),
-    medmeshClientRoutes: [...identity.clientRoutes, ...groups.clientRoutes, ...adminConsole.routes],
+    medmeshClientRoutes: [
+      ...identity.clientRoutes,
+      ...groups.clientRoutes,
+      ...departmentConsoleRoutes(adminConsole.api, () => late.departments),
+      ...adminConsole.routes,
+    ],
     membership: (q) => groups.rules.membership(q),
     botUserId,
   });
@@ -462,6 +496,7 @@ async function startProxyRole(
       await identity.reverifier.stop();
       await retention.stop();
       await channels.stop();
+      departments.stop();
       await identity.stop();
       await running.stop();
     },

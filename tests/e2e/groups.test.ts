@@ -135,6 +135,36 @@ describe("discoverable groups", () => {
     });
   });
 
+  it("carries the listing over to the successor when the room is upgraded", async () => {
+    const anna = await user(0, "anna");
+    const upgradeName = `${name} (to upgrade)`;
+    const before = await newRoom(anna, {
+      name: upgradeName,
+      initial_state: [
+        { type: "m.room.join_rules", state_key: "", content: { join_rule: "knock" } },
+        { type: "org.medmesh.group", state_key: "", content: LISTING },
+      ],
+    });
+    const piet = await user(1, "piet");
+    const listed = async (roomId: string) =>
+      (await directory(piet, upgradeName)).groups.some((g) => g.room_id === roomId);
+    await waitUntil(() => listed(before), "the room is listed before the upgrade");
+    const created = (await stateOf(0, before, "m.room.create"))?.room_version;
+    const version = typeof created === "string" ? created : "10";
+    const upgraded = await api(anna, "proxy", "POST", `/_matrix/client/v3/rooms/${enc(before)}/upgrade`, {
+      new_version: version,
+    });
+    expect(upgraded.status, JSON.stringify(upgraded.body)).toBe(200);
+    const after = String(upgraded.body.replacement_room);
+    const carried = await waitUntil(
+      () => stateOf(0, after, "org.medmesh.group"),
+      "the successor holds the group listing",
+    );
+    expect(carried).toEqual(LISTING);
+    await waitUntil(() => listed(after), "the directory lists the successor");
+    expect(await listed(before)).toBe(false);
+  });
+
   it("shows the directory to no unverified user, and takes no knock from one", async () => {
     const uma = await user(1, "uma");
     const seen = await directory(uma);

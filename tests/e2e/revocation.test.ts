@@ -214,6 +214,23 @@ if (!postgresUrl && process.env.CI) {
       await verify(ann, ANN);
       await verify(carl, CARL);
       const roomId = await roomOnB(bram, ann);
+      // A group of B for physicians, which Ann joined while verified (docs/groups.md).
+      const [bramClient, annClient] = await Promise.all([net().client(bram), net().client(ann)]);
+      const { room_id: groupId } = await bramClient.createRoom({
+        name: "Physicians of B",
+        invite: [ann.userId],
+        initial_state: [
+          { type: "m.room.join_rules", state_key: "", content: { join_rule: "knock" } },
+          {
+            type: "org.medmesh.group",
+            state_key: "",
+            content: { listed: true, scope: "network", professions: ["physician"] },
+          },
+        ],
+      });
+      await waitForMembership(annClient, groupId, "invite", { description: "the invite to B's group" });
+      await annClient.joinRoom(groupId);
+      await waitForBadge(bram, groupId, ann.userId, true);
       // Short-lived: the attestation B shows runs out within the TTL, not with the 30-day verification.
       const shown = await badgeOf(bram, roomId, ann.userId);
       expect(Date.parse(String(shown?.expires_at)) - Date.now()).toBeLessThanOrEqual(
@@ -256,6 +273,13 @@ if (!postgresUrl && process.env.CI) {
       );
       const replicaSeconds = (Date.now() - started) / 1000;
       await waitForBadge(bram, roomId, ann.userId, false, PROPAGATION_TARGET_S * 1000);
+      // B's room-admin bot removes her from the physicians' group, saying why.
+      const removed = await waitUntil(async () => {
+        const path = `/_matrix/client/v3/rooms/${encodeURIComponent(groupId)}/state/m.room.member/${encodeURIComponent(ann.userId)}`;
+        const member = (await api(bram, "GET", path)).body;
+        return member.membership === "leave" ? member : undefined;
+      }, "B's bot removes Ann from the physicians' group");
+      expect(removed.reason).toMatch(/verified clinician|physician/);
       const seconds = (Date.now() - started) / 1000;
       process.stdout.write(
         `revocation propagation: badge in B's room unverified after ${seconds.toFixed(2)} s ` +

@@ -25,11 +25,12 @@ import { createBotInbox, type InboxEntry, type RawEvent } from "./inbox.ts";
 
 /** What a user sent the bot in a direct chat, decrypted. */
 export type BotMessage =
-  | { kind: "text"; sender: string; roomId: string; body: string }
+  | { kind: "text"; sender: string; roomId: string; eventId: string; body: string }
   | {
       kind: "file";
       sender: string;
       roomId: string;
+      eventId: string;
       contentType: string;
       size: number;
       download(): Promise<Buffer>;
@@ -51,6 +52,11 @@ export interface BotDeps {
   displayName?: string;
   /** How long a message whose room key has not arrived waits for it (default 20 s). */
   keyWaitMs?: number;
+  /**
+   * Whether a message in this room is the bot's to read (default: a direct chat with the sender).
+   * Department accounts read every room they are in (departments/).
+   */
+  accepts?: (roomId: string, sender: string) => Promise<boolean>;
 }
 
 export interface Bot {
@@ -61,10 +67,19 @@ export interface Bot {
    * (before the transaction is acknowledged) and are handled from there, in order.
    */
   onEvents(events: readonly AppserviceEvent[]): Promise<void>;
+  /**
+   * Sends in a room the bot is in (encrypted where the room is); `key` makes a retry send nothing
+   * new (the transaction ID is derived from it). The members' devices the client knows of receive it.
+   */
+  send(
+    roomId: string,
+    content: { msgtype: "m.text" | "m.notice"; body: string },
+    key?: string,
+  ): Promise<string>;
+  /** The bot's matrix-js-sdk client (room state as its sync saw it; creating rooms, inviting, kicking). */
+  readonly client: MatrixClient;
   /** The bot's device (the same across restarts). */
   readonly deviceId: string;
-  /** The bot's encrypting client (the channels' publisher creates rooms and posts with it). */
-  readonly client: MatrixClient;
   stop(): void;
 }
 
@@ -85,17 +100,20 @@ const pendingKey = (userId: string): string => `bot.pending:${userId}`;
  * from the client's live timeline; the client's /sync only carries keys and room state.
  */
 export async function startBot(d: BotDeps): Promise<Bot> {
-  // Several bots (verification, channels) share one registry: the counter is registered once.
-  const registered = d.metrics.getSingleMetric("medmesh_bot_messages_total");
-  const handled =
-    registered instanceof Counter
-      ? registered
-      : new Counter({
-          name: "medmesh_bot_messages_total",
-          help: "Direct messages the bot handled, by outcome (answered, undecryptable, failed)",
-          labelNames: ["outcome"],
-          registers: [d.metrics],
-        });
+  // Department accounts are bots too: one counter for all, by account.
+  const handledMetric =
+    (d.metrics.getSingleMetric("medmesh_bot_messages_total") as Counter<"outcome" | "bot"> | undefined) ??
+    new Counter({
+      name: "medmesh_bot_messages_total",
+      help: "Messages the bots handled, by bot and outcome (answered, undecryptable, failed)",
+      labelNames: ["outcome", "bot"],
+      registers: [d.metrics],
+    });
+  const handled = {
+    inc: (l: { outcome: string }) => {
+      handledMetric.inc({ ...l, bot: d.botUserId });
+    },
+  };
   const keyWaitMs = d.keyWaitMs ?? 20_000;
   const state = await loadBotDeviceState(d.documents, d.botUserId);
   const login = await loginAsAppservice(d, state.restored);
@@ -167,7 +185,7 @@ export async function startBot(d: BotDeps): Promise<Bot> {
       if (raw.state_key === sender && content?.membership === "join") await flush(sender, raw.room_id);
       return;
     }
-    if (!(await isDirectWith(raw.room_id, sender))) return;
+    if (!(await (d.accepts ?? isDirectWith)(raw.room_id, sender))) return;
     const event = await decrypted(entry);
     if (event.isDecryptionFailure()) {
       handled.inc({ outcome: "undecryptable" });
@@ -178,7 +196,7 @@ export async function startBot(d: BotDeps): Promise<Bot> {
       );
       return;
     }
-    const message = botMessage(event, sender, raw.room_id, (mxc) =>
+    const message = botMessage(event, sender, raw.room_id, raw.event_id, (mxc) =>
       download(client, mxc, login.access_token),
     );
     if (!message) return;
@@ -285,6 +303,17 @@ export async function startBot(d: BotDeps): Promise<Bot> {
   return {
     deviceId: login.device_id,
     client,
+    async send(roomId, content, key) {
+      await waitForRoom(client, roomId);
+      const message =
+        content.msgtype === "m.text"
+          ? ({ msgtype: MsgType.Text, body: content.body } as const)
+          : ({ msgtype: MsgType.Notice, body: content.body } as const);
+      const sent = key
+        ? await client.sendMessage(roomId, message, txnIdFor(key))
+        : await client.sendMessage(roomId, message);
+      return sent.event_id;
+    },
     async tell(userId, text) {
       const roomId = await roomFor(userId);
       await waitForRoom(client, roomId);

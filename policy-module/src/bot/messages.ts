@@ -7,6 +7,7 @@ export function botMessage(
   event: MatrixEvent,
   sender: string,
   roomId: string,
+  eventId: string,
   download: (mxc: string) => Promise<Buffer>,
 ): BotMessage | undefined {
   if (event.getType() !== (EventType.RoomMessage as string)) return undefined;
@@ -18,7 +19,7 @@ export function botMessage(
     info?: { mimetype?: string; size?: number };
   }>();
   if (content.msgtype === MsgType.Text && typeof content.body === "string")
-    return { kind: "text", sender, roomId, body: content.body };
+    return { kind: "text", sender, roomId, eventId, body: content.body };
   if (content.msgtype !== MsgType.Image && content.msgtype !== MsgType.File) return undefined;
   const file = content.file;
   const mxc = isEncryptedFile(file) ? file.url : content.url;
@@ -27,6 +28,7 @@ export function botMessage(
     kind: "file",
     sender,
     roomId,
+    eventId,
     contentType: content.info?.mimetype ?? "application/octet-stream",
     size: content.info?.size ?? 0,
     download: async () => {

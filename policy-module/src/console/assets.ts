@@ -77,8 +77,10 @@ export function assetRoutes(assets: ConsoleAssets): Route[] {
       Promise.resolve({ status: 302, body: {}, headers: { location: `${CONSOLE_PATH}/` } }),
     ),
     // Every page of the single-page app is the same document; the app reads the path.
-    route("GET", `^${CONSOLE_PATH}(?:/|/(?:queue|members|audit|status|roles|sign-in)(?:/[^/]*)?)`, () =>
-      Promise.resolve(file(assets.html, "text/html; charset=utf-8")),
+    route(
+      "GET",
+      `^${CONSOLE_PATH}(?:/|/(?:queue|members|audit|status|roles|departments|sign-in)(?:/[^/]*)?)`,
+      () => Promise.resolve(file(assets.html, "text/html; charset=utf-8")),
     ),
     // Anything else under the console is the console's to refuse, never Synapse's to answer.
     route(["GET", "POST", "PUT", "DELETE"], `^${CONSOLE_PATH}/.*`, () =>

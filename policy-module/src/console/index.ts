@@ -14,6 +14,7 @@ import { reviewRoutes } from "./api-reviews.ts";
 import { sessionRoutes } from "./api-session.ts";
 import { statusRoutes } from "./api-status.ts";
 import { assetRoutes, buildAssets } from "./assets.ts";
+import type { ApiDeps } from "./http.ts";
 import { auditQuery } from "./audit-query.ts";
 import type { ConsoleConfig } from "./config.ts";
 import { allows, createRoles } from "./roles.ts";
@@ -21,7 +22,7 @@ import { createSessions } from "./sessions.ts";
 
 export { CONSOLE_MIGRATIONS } from "./migrations.ts";
 export { ConsoleConfigSchema, type ConsoleConfig } from "./config.ts";
-export { CONSOLE_PATH } from "./http.ts";
+export { audited, CONSOLE_PATH, consoleRoute, json, type ApiDeps } from "./http.ts";
 export { runAdminCli } from "./cli.ts";
 
 export interface ConsoleDeps {
@@ -51,7 +52,7 @@ export interface ConsoleDeps {
  */
 export async function createConsole(
   d: ConsoleDeps,
-): Promise<{ routes: Route[]; reviewers: () => Promise<string[]> }> {
+): Promise<{ routes: Route[]; reviewers: () => Promise<string[]>; api: ApiDeps }> {
   const knex = d.store.knex;
   const maxMs = d.sessionMaxMs ?? 12 * 3_600_000;
   const sessions = createSessions(knex, { idleMs: d.sessionIdleMs ?? 30 * 60_000, maxMs });
@@ -64,6 +65,8 @@ export async function createConsole(
   const query = auditQuery(knex);
   const assets = await buildAssets();
   return {
+    /** For capabilities with console routes of their own (departments/). */
+    api,
     /** Who may decide on ID-document reviews (console roles and the Synapse server admins). */
     reviewers: async () =>
       (await api.roles.list()).filter((g) => allows(g.role, "reviews.decide")).map((g) => g.user_id),

@@ -15,6 +15,7 @@ export const PERMISSIONS = {
   "bridge.retry": ["org_admin"],
   "roles.manage": ["org_admin"],
   "channels.manage": ["org_admin"],
+  "departments.manage": ["org_admin"],
 } as const satisfies Record<string, readonly Role[]>;
 export type Permission = keyof typeof PERMISSIONS;
 

@@ -5,6 +5,13 @@ import { z } from "zod";
 import type { LocalClinicians, VerifiedClinician, Verification } from "../identity/verification.ts";
 import { Refusal, type DirectoryGate, type OwnResponse, type ProxyContext } from "../proxy/index.ts";
 import { cliniciansFromBundle, practitionerBundle } from "./fhir.ts";
+import {
+  departmentsFromBundle,
+  HEALTHCARE_SERVICE_PATH,
+  searchDepartments,
+  type DepartmentEntry,
+} from "../departments/fhir.ts";
+import { PeerError } from "./peer-client.ts";
 import type { PeerClient } from "./peer-client.ts";
 import { createSearchIndex } from "./search-index.ts";
 
@@ -50,6 +57,8 @@ export function createDirectory(deps: {
   peers: PeerClient;
   log: Logger;
   metrics: Registry;
+  /** This organisation's department accounts, listed with their own entries (departments/). */
+  departments?: () => readonly DepartmentEntry[];
 }): Directory {
   let built = { version: -1, index: createSearchIndex([]) };
   const index = (): ReturnType<typeof createSearchIndex> => {
@@ -102,6 +111,18 @@ export function createDirectory(deps: {
   };
 
   const toResult = (c: VerifiedClinician) => ({ user_id: c.user_id, display_name: c.display_name });
+  const departmentResult = (e: DepartmentEntry) => ({ ...e, "org.medmesh.kind": "department" });
+  /** A peer's departments (FHIR HealthcareService); a peer without them (older MedMesh, 404) has none. */
+  const askPeerDepartments = async (server: string, term: string, limit: number) => {
+    const query = `name=${encodeURIComponent(term)}&_count=${String(limit)}`;
+    const bundle = await deps.peers
+      .getJson(server, `${HEALTHCARE_SERVICE_PATH}?${query}`, deps.config.peer_timeout_ms)
+      .catch((err: unknown) => {
+        if (err instanceof PeerError && err.status === 404) return undefined;
+        throw err;
+      });
+    return departmentsFromBundle(bundle, server);
+  };
 
   return {
     isVerified: (userId) =>
@@ -118,12 +139,21 @@ export function createDirectory(deps: {
       const local = index().search(term, limit);
       const peers = peersOf();
       const answers = await Promise.allSettled(
-        peers.map((s) => askPeer(s, `name=${encodeURIComponent(term)}&_count=${String(limit)}`)),
+        peers.map(async (s) => {
+          const [clinicians, departments] = await Promise.all([
+            askPeer(s, `name=${encodeURIComponent(term)}&_count=${String(limit)}`),
+            askPeerDepartments(s, term, limit),
+          ]);
+          return [...clinicians.map(toResult), ...departments.map(departmentResult)];
+        }),
       );
-      const results = local.results.map(toResult);
+      const results: { user_id: string; display_name: string }[] = [
+        ...searchDepartments(deps.departments?.() ?? [], term, limit).map(departmentResult),
+        ...local.results.map(toResult),
+      ];
       let limited = local.limited;
       answers.forEach((a, i) => {
-        if (a.status === "fulfilled") results.push(...a.value.map(toResult));
+        if (a.status === "fulfilled") results.push(...a.value);
         else {
           limited = true; // a slow or failing peer: its results are missing
           deps.log.warn(

@@ -110,11 +110,78 @@ export function startGroups(d: {
     }
   };
 
+  /**
+   * Synapse's room upgrade copies a fixed list of state types, not ours. When the room-admin bot
+   * joins a successor room (retention's upgrade follower has it invited as the room's admin), it
+   * sets the predecessor's listing there, through the same decision as any listing; the
+   * tombstoned room leaves the directory. A failure is logged, never holding up the transaction.
+   */
+  const carryOver = async (e: AppserviceEvent): Promise<void> => {
+    if (e.type !== "m.room.member" || e.state_key !== d.botUserId || !e.room_id) return;
+    if ((e as { content?: { membership?: unknown } }).content?.membership !== "join") return;
+    const successor = e.room_id;
+    const stateOf = (roomId: string, type: string) =>
+      bot("GET", `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/state/${type}/`).catch(
+        (err: unknown) => {
+          if (err instanceof MatrixRequestError && err.status === 404) return undefined;
+          throw err;
+        },
+      );
+    try {
+      const predecessor = (
+        (await stateOf(successor, "m.room.create"))?.predecessor as { room_id?: unknown } | undefined
+      )?.room_id;
+      if (typeof predecessor !== "string") return;
+      if (await stateOf(successor, GROUP_EVENT)) return;
+      const listing = await stateOf(predecessor, GROUP_EVENT);
+      await groups.remove(predecessor);
+      if (!listing || !GroupListingSchema.safeParse(listing).success) return;
+      await bot(
+        "PUT",
+        `/_matrix/client/v3/rooms/${encodeURIComponent(successor)}/state/${GROUP_EVENT}/`,
+        listing,
+      );
+      d.log.info({ room_id: successor, predecessor }, "carried the group listing over to the upgraded room");
+    } catch (err) {
+      d.log.warn({ err, room_id: successor }, "could not carry a group listing over to the upgraded room");
+    }
+  };
+
+  /**
+   * A member's verification changed (revoked, run out, another profession): the room-admin bot
+   * removes them from the profession-limited groups they no longer fit, with the reason.
+   */
+  const recheck = async (userId: string, rooms: readonly string[]): Promise<void> => {
+    for (const roomId of rooms) {
+      const entry = await groups.get(roomId);
+      if (!entry?.listed || entry.professions.length === 0) continue;
+      const decision = await rules.membership({ user_id: userId, room_id: roomId, membership: "join" });
+      if (decision.allowed) continue;
+      try {
+        await bot("POST", `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/kick`, {
+          user_id: userId,
+          reason: decision.reason,
+        });
+        d.log.info(
+          { room_id: roomId, user_id: userId },
+          "removed a member the group's professions no longer admit",
+        );
+      } catch (err) {
+        // Gone already (left, or removed by a moderator): nothing to do.
+        if (!(err instanceof MatrixRequestError && err.status === 403)) throw err;
+      }
+    }
+  };
+
   return {
     rules,
+    recheck,
     onEvents: async (events: readonly AppserviceEvent[]): Promise<void> => {
       await indexer.onEvents(events);
-      for (const e of events) await retract(e);
+      for (const e of events) {
+        await retract(e);
+        await carryOver(e);
+      }
     },
     ...createGroupRoutes({ ...d, groups }),
   };

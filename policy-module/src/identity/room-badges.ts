@@ -37,6 +37,8 @@ export function createRoomBadges(deps: {
   admin: SynapseAdmin;
   /** The badge for a user (local: from our records; remote: their organisation's attestation). */
   badgeFor(userId: string): Promise<BadgeContent | undefined>;
+  /** After a status change was badged: the rooms this organisation's bot administers that the user is in. */
+  afterChange?: (userId: string, rooms: readonly string[]) => Promise<void>;
   log: Logger;
 }) {
   const call = async (method: string, path: string, body: unknown): Promise<Response> => {
@@ -139,6 +141,7 @@ export function createRoomBadges(deps: {
       const administered = new Set(ours);
       const rooms = theirs.filter((r) => administered.has(r));
       for (const roomId of rooms) await badge(roomId, userId).catch(() => undefined);
+      await deps.afterChange?.(userId, rooms);
       return rooms.length;
     },
   };

@@ -54,6 +54,8 @@ export interface IdentityDeps {
   admin: SynapseAdmin;
   /** Who reviews ID documents (the console's reviewers and org admins); undefined: Synapse's server admins. */
   reviewers?: () => Promise<string[] | undefined>;
+  /** A user's verification changed (groups/ removes who no longer fits a profession-limited group). */
+  verificationChanged?: (userId: string, rooms: readonly string[]) => Promise<void>;
 }
 
 /**
@@ -129,6 +131,7 @@ export async function startIdentity(config: IdentityConfig, d: IdentityDeps) {
     | undefined
   > = () => Promise.resolve(undefined);
   const badges = createRoomBadges({
+    ...(d.verificationChanged ? { afterChange: d.verificationChanged } : {}),
     homeserverUrl: d.homeserverUrl,
     asToken: d.asToken,
     botUserId: d.botUserId,

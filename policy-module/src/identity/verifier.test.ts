@@ -192,11 +192,13 @@ describe("verification workflow (store, audit, registry adapter)", () => {
       displayName: (u) => Promise.resolve(u === "@marie2:be.example" ? "Marie Dubois" : undefined),
       idDocument: { types: ["image/jpeg"], maxBytes: 1024 },
     });
-    const text = (sender: string, body: string) => chat({ kind: "text", sender, roomId: "!dm", body });
+    const text = (sender: string, body: string) =>
+      chat({ kind: "text", sender, roomId: "!dm", eventId: "$e", body });
     const file = (sender: string, contentType: string, data: Buffer) =>
       chat({
         kind: "file",
         sender,
+        eventId: "$f",
         roomId: "!dm",
         contentType,
         size: data.length,

@@ -371,7 +371,7 @@ const medmeshEndpoints = [
   // The admin console (console/): its pages, and its API (session cookie + CSRF token, not a Matrix token).
   medmesh("client", "GET", "/_medmesh/console[/{rest...}]"),
   medmesh("client", ["POST", "PUT", "DELETE"], "/_medmesh/console/api/v1/{rest...}"),
-  medmesh("federation", "GET", "/_medmesh/fhir/r4/Practitioner"),
+  medmesh("federation", "GET", "/_medmesh/fhir/r4/(Practitioner|HealthcareService)"),
   medmesh("federation", "GET", "/_medmesh/identity/v1/(attestations/{userId}|jwks)"),
   medmesh("client", "GET", "/_medmesh/groups/v1/directory"),
   medmesh("federation", "GET", "/_medmesh/groups/v1/directory"),

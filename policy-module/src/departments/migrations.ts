@@ -1,0 +1,36 @@
+import type { Migration } from "@medmesh/common";
+
+/** The departments capability's tables: the functional accounts and their conversations' desks. */
+export const DEPARTMENTS_MIGRATIONS: readonly Migration[] = [
+  {
+    version: 26,
+    capability: "departments",
+    name: "department accounts",
+    up: async (trx) => {
+      await trx.schema.createTable("departments", (t) => {
+        t.text("id").primary();
+        t.text("user_id").notNullable().unique();
+        t.text("name").notNullable();
+        // JSON arrays: the members (user IDs) and the rota (shifts), as checked by checkDepartment.
+        t.text("members").notNullable();
+        t.text("rota").notNullable();
+        t.boolean("show_responder").notNullable();
+        t.timestamp("updated_at", { useTz: true }).notNullable();
+      });
+    },
+  },
+  {
+    version: 27,
+    capability: "departments",
+    name: "department desks",
+    up: async (trx) => {
+      // One private desk room per outside conversation, with the members on duty.
+      await trx.schema.createTable("department_desks", (t) => {
+        t.text("room_id").primary(); // the outside conversation
+        t.text("department_id").notNullable().references("id").inTable("departments").onDelete("CASCADE");
+        t.text("desk_room_id").notNullable().unique();
+        t.timestamp("created_at", { useTz: true }).notNullable();
+      });
+    },
+  },
+];
