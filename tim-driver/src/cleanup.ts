@@ -1,0 +1,109 @@
+import type { Logger } from "pino";
+import { PERMISSION_CONFIG_TYPE, DEFAULT_PERMISSION_CONFIG } from "./permission-config.ts";
+import { passwordLogin, type Credentials } from "./session.ts";
+
+// Only room ids and membership: no timeline, state or account data is needed to leave rooms.
+const ROOMS_ONLY_FILTER = JSON.stringify({
+  presence: { types: [] },
+  account_data: { types: [] },
+  room: {
+    include_leave: true,
+    timeline: { limit: 1 },
+    state: { types: [] },
+    ephemeral: { types: [] },
+    account_data: { types: [] },
+  },
+});
+
+interface SyncRooms {
+  rooms?: {
+    join?: Record<string, unknown>;
+    invite?: Record<string, unknown>;
+    leave?: Record<string, unknown>;
+  };
+}
+
+/**
+ * `POST /` for one homeserver: every account of the pool leaves and forgets every room (pending
+ * invites are rejected), its TI-M permission config returns to the default and its direct-room map
+ * is emptied. Done with plain client-API calls on a housekeeping login per account, in parallel,
+ * so it does not depend on any device being logged in.
+ */
+export class Housekeeping {
+  private readonly tokens = new Map<string, string>();
+
+  private readonly clientUrl: string;
+  private readonly log: Logger;
+  constructor(clientUrl: string, log: Logger) {
+    this.clientUrl = clientUrl;
+    this.log = log;
+  }
+
+  async clean(accounts: readonly Credentials[]): Promise<void> {
+    await Promise.all(accounts.map((a) => this.cleanAccount(a)));
+  }
+
+  private async cleanAccount(account: Credentials): Promise<void> {
+    const { userId, token } = await this.token(account);
+    const call = async (method: string, path: string, body?: unknown): Promise<Response> => {
+      const res = await fetch(new URL(`/_matrix/client/v3${path}`, this.clientUrl), {
+        method,
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+      return res;
+    };
+    const sync = await call("GET", `/sync?timeout=0&filter=${encodeURIComponent(ROOMS_ONLY_FILTER)}`);
+    if (sync.status === 401) {
+      this.tokens.delete(account.username);
+      return this.cleanAccount(account);
+    }
+    if (!sync.ok) throw new Error(`cleanup sync of ${userId} failed: ${String(sync.status)}`);
+    const rooms = ((await sync.json()) as SyncRooms).rooms ?? {};
+    const current = [...Object.keys(rooms.join ?? {}), ...Object.keys(rooms.invite ?? {})];
+    const all = [...current, ...Object.keys(rooms.leave ?? {})];
+    await inBatches(current, 10, async (roomId) => {
+      const res = await call("POST", `/rooms/${encodeURIComponent(roomId)}/leave`, {});
+      if (!res.ok) this.log.warn({ userId, roomId, status: res.status }, "cleanup: leave failed");
+    });
+    await inBatches(all, 10, async (roomId) => {
+      const res = await call("POST", `/rooms/${encodeURIComponent(roomId)}/forget`, {});
+      if (!res.ok) this.log.warn({ userId, roomId, status: res.status }, "cleanup: forget failed");
+    });
+    const user = encodeURIComponent(userId);
+    for (const [type, content] of [
+      [PERMISSION_CONFIG_TYPE, DEFAULT_PERMISSION_CONFIG],
+      ["m.direct", {}],
+    ] as const) {
+      const res = await call("PUT", `/user/${user}/account_data/${type}`, content);
+      if (!res.ok) throw new Error(`cleanup of ${userId}: resetting ${type} failed (${String(res.status)})`);
+    }
+  }
+
+  private async token(account: Credentials): Promise<{ userId: string; token: string }> {
+    const known = this.tokens.get(account.username);
+    const userId = this.userIds.get(account.username);
+    if (known && userId) return { userId, token: known };
+    const login = await passwordLogin(this.clientUrl, account, "medmesh-tim-housekeeping");
+    this.tokens.set(account.username, login.accessToken);
+    this.userIds.set(account.username, login.userId);
+    return { userId: login.userId, token: login.accessToken };
+  }
+
+  private readonly userIds = new Map<string, string>();
+}
+
+async function inBatches<T>(
+  items: readonly T[],
+  size: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const item = items[next++] as T;
+      await fn(item);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(size, items.length) }, worker));
+}
