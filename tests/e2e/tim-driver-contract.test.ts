@@ -126,6 +126,15 @@ describe("TI-M test driver: contract", () => {
     expect((await json(d, "POST", "/devices/2/login", {})).status).toBe(200);
   });
 
+  it("exports the recovery key, and imports it on a second device", async () => {
+    const exported = await json<{ mxId: { mxid: string }; key: string }>(d, "GET", "/devices/1/account/key");
+    expect(exported.status).toBe(200);
+    expect(exported.body.key.length).toBeGreaterThan(40);
+    const imported = await json(d, "POST", "/devices/1/account/key", { key: exported.body.key });
+    expect(imported.status).toBe(204);
+    expect((await json(d, "POST", "/devices/1/account/key", { key: "not a key" })).status).toBe(400);
+  });
+
   it("searches, creates and changes rooms, invites, joins, leaves and forgets", async () => {
     const b = (await json<{ mxid: string; displayName: string }>(d, "GET", "/devices/2/account")).body;
     const search = await json<{ searchResults: { mxId: string }[] }>(
@@ -145,7 +154,7 @@ describe("TI-M test driver: contract", () => {
       historyVisibility: "shared",
       invitedMembers: [{ mxid: b.mxid }],
     });
-    expect(created.status).toBe(201);
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
     expect(created.body.isEncrypted).toBe(true);
     expect(created.body.members).toContainEqual({ mxid: b.mxid, membershipState: "invite" });
     const roomId = encodeURIComponent(created.body.roomId);
@@ -227,7 +236,7 @@ describe("TI-M test driver: contract", () => {
       msgtype: "m.text",
       body: "dm",
     });
-    expect(direct.status).toBe(200);
+    expect(direct.status, JSON.stringify(direct.body)).toBe(200);
     const again = await json<{ room_id: string }>(d, "POST", "/devices/1/sendMessage", {
       toAccount: b.mxid,
       msgtype: "m.text",

@@ -1,6 +1,8 @@
 import express, { Router, type Express, type Request } from "express";
 import type { Logger } from "pino";
+import { decodeRecoveryKey, encodeRecoveryKey } from "matrix-js-sdk/lib/crypto-api/index.js";
 import { Housekeeping } from "./cleanup.ts";
+import { openWithRecoveryKey } from "./key-backup.ts";
 import type { TimDriverConfig } from "./config.ts";
 import type { DevicePool } from "./devices.ts";
 import { asyncRoute, badRequest, driverErrorMiddleware, notFound } from "./errors.ts";
@@ -125,6 +127,31 @@ export function createDriverApp(config: TimDriverConfig, pool: DevicePool, log: 
     }),
   );
 
+  router.get("/devices/:deviceId/account/key", (req, res) => {
+    const session = pool.use(param(req, "deviceId")).requireSession();
+    const key = pool.keys.get(session.userId);
+    if (!key) throw badRequest(`no recovery key is known for ${session.userId}; import one first`);
+    res.json({ mxId: { mxid: session.userId }, key: encodeRecoveryKey(key) });
+  });
+
+  router.post(
+    "/devices/:deviceId/account/key",
+    asyncRoute(async (req, res) => {
+      const session = pool.use(param(req, "deviceId")).requireSession();
+      const given = (req.body as { key?: unknown } | undefined)?.key;
+      if (typeof given !== "string") throw badRequest("key is required");
+      let key: Uint8Array;
+      try {
+        key = decodeRecoveryKey(given);
+      } catch (err) {
+        throw badRequest(`key is not a recovery key: ${err instanceof Error ? err.message : String(err)}`);
+      }
+      pool.keys.set(session.userId, key);
+      await openWithRecoveryKey(session.client, pool.keys, log);
+      res.status(204).end();
+    }),
+  );
+
   router.get(
     "/devices/:deviceId/homeserver/search",
     asyncRoute(async (req, res) => {
@@ -181,7 +208,7 @@ export function createDriverApp(config: TimDriverConfig, pool: DevicePool, log: 
       asyncRoute(async (req, res) => {
         const { client } = pool.use(param(req, "deviceId")).requireSession();
         await changeList(client, list, "remove", req.body);
-      res.status(204).end();
+        res.status(204).end();
       }),
     );
   }

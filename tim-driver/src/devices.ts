@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 import { DriverError, NotLoggedIn, notFound } from "./errors.ts";
+import { RecoveryKeys } from "./key-backup.ts";
 import { DeviceSession, type Credentials } from "./session.ts";
 
 export interface PoolAccount extends Credentials {
@@ -67,6 +68,7 @@ export class Device {
 
 export class DevicePool {
   readonly devices: Device[];
+  readonly keys = new RecoveryKeys();
 
   private readonly clientUrl: string;
   private readonly log: Logger;
@@ -134,6 +136,7 @@ export class DevicePool {
         wanted,
         `medmesh-tim-${String(device.id)}`,
         this.log.child({ device: device.id }),
+        this.keys,
       );
       return device.session;
     });

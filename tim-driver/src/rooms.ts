@@ -135,7 +135,11 @@ export function mountRooms(router: Router, pool: DevicePool): void {
         ...(typeof body.roomVersion === "string" ? { room_version: body.roomVersion } : {}),
         initial_state: initialState as never,
       });
-      const room = await until(membershipIs(client, room_id, "join"), `the new room ${room_id}`);
+      const invited = invitees(body.invitedMembers);
+      const room = await until(() => {
+        const r = membershipIs(client, room_id, "join")();
+        return r && invited.every((id) => r.getMember(id)) ? r : undefined;
+      }, `the new room ${room_id} with its invitees`);
       res.status(201).json(roomView(room));
     }),
   );

@@ -3,6 +3,7 @@ import { ClientEvent, createClient, SyncState, type MatrixClient } from "matrix-
 import type { Logger as SdkLogger } from "matrix-js-sdk/lib/logger.js";
 import type { Logger } from "pino";
 import { DriverError } from "./errors.ts";
+import { setUpKeyBackup, type RecoveryKeys } from "./key-backup.ts";
 
 export interface Credentials {
   username: string;
@@ -100,6 +101,7 @@ export class DeviceSession {
     creds: Credentials,
     deviceName: string,
     log: Logger,
+    keys: RecoveryKeys,
   ): Promise<DeviceSession> {
     const login = await passwordLogin(clientUrl, creds, deviceName);
     const cryptoPrefix = `tim-driver:${login.userId}:${login.deviceId}`;
@@ -109,10 +111,25 @@ export class DeviceSession {
       accessToken: login.accessToken,
       deviceId: login.deviceId,
       logger: sdkLogger(log),
+      cryptoCallbacks: {
+        // Secret storage opens with the account's recovery key, when the driver knows it.
+        getSecretStorageKey: ({ keys: wanted }) => {
+          const key = keys.get(login.userId);
+          const id = Object.keys(wanted)[0];
+          return Promise.resolve(key && id ? ([id, key] as [string, Uint8Array<ArrayBuffer>]) : null);
+        },
+      },
     });
     try {
       await client.initRustCrypto({ useIndexedDB: true, cryptoDatabasePrefix: cryptoPrefix });
       await startAndSync(client, login.userId);
+      // Without it the device still works, it only cannot read what was sent before it existed.
+      await setUpKeyBackup(client, creds, keys, log).catch((err: unknown) => {
+        log.warn(
+          { userId: login.userId, err: err instanceof Error ? err.message : String(err) },
+          "key backup set-up failed",
+        );
+      });
     } catch (err) {
       client.stopClient();
       await logoutToken(clientUrl, login.accessToken);

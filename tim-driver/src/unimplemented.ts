@@ -56,12 +56,10 @@ export function mountUnimplemented(router: Router): void {
         res.status(501).end();
         return;
       }
-      res
-        .status(501)
-        .json({
-          errorCode: "NOT_IMPLEMENTED",
-          errorMessage: `${op} is not implemented by the MedMesh test driver`,
-        });
+      res.status(501).json({
+        errorCode: "NOT_IMPLEMENTED",
+        errorMessage: `${op} is not implemented by the MedMesh test driver`,
+      });
     });
   }
 }
