@@ -1,6 +1,6 @@
 import type { Logger } from "pino";
 import { PERMISSION_CONFIG_TYPE, DEFAULT_PERMISSION_CONFIG } from "./permission-config.ts";
-import { passwordLogin, type Credentials } from "./session.ts";
+import { logoutToken, passwordLogin, type Credentials } from "./session.ts";
 
 // Only room ids and membership: no timeline, state or account data is needed to leave rooms.
 const ROOMS_ONLY_FILTER = JSON.stringify({
@@ -30,8 +30,6 @@ interface SyncRooms {
  * so it does not depend on any device being logged in.
  */
 export class Housekeeping {
-  private readonly tokens = new Map<string, string>();
-
   private readonly clientUrl: string;
   private readonly log: Logger;
   constructor(clientUrl: string, log: Logger) {
@@ -44,27 +42,30 @@ export class Housekeeping {
   }
 
   private async cleanAccount(account: Credentials): Promise<void> {
-    const { userId, token } = await this.token(account);
-    const call = async (method: string, path: string, body?: unknown): Promise<Response> => {
-      const res = await fetch(new URL(`/_matrix/client/v3${path}`, this.clientUrl), {
+    // A fresh login each time: Synapse may answer a repeated initial sync of one token from its cache.
+    const login = await passwordLogin(this.clientUrl, account, "medmesh-tim-housekeeping");
+    try {
+      await this.cleanWith(login.userId, login.accessToken);
+    } finally {
+      await logoutToken(this.clientUrl, login.accessToken);
+    }
+  }
+
+  private async cleanWith(userId: string, token: string): Promise<void> {
+    const call = (method: string, path: string, body?: unknown): Promise<Response> =>
+      fetch(new URL(`/_matrix/client/v3${path}`, this.clientUrl), {
         method,
         headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
       });
-      return res;
-    };
     const sync = await call("GET", `/sync?timeout=0&filter=${encodeURIComponent(ROOMS_ONLY_FILTER)}`);
-    if (sync.status === 401) {
-      this.tokens.delete(account.username);
-      return this.cleanAccount(account);
-    }
     if (!sync.ok) throw new Error(`cleanup sync of ${userId} failed: ${String(sync.status)}`);
     const rooms = ((await sync.json()) as SyncRooms).rooms ?? {};
     const current = [...Object.keys(rooms.join ?? {}), ...Object.keys(rooms.invite ?? {})];
     const all = [...current, ...Object.keys(rooms.leave ?? {})];
     await inBatches(current, 10, async (roomId) => {
       const res = await call("POST", `/rooms/${encodeURIComponent(roomId)}/leave`, {});
-      if (!res.ok) this.log.warn({ userId, roomId, status: res.status }, "cleanup: leave failed");
+      if (!res.ok) throw new Error(`cleanup: ${userId} could not leave ${roomId} (${String(res.status)})`);
     });
     await inBatches(all, 10, async (roomId) => {
       const res = await call("POST", `/rooms/${encodeURIComponent(roomId)}/forget`, {});
@@ -79,18 +80,6 @@ export class Housekeeping {
       if (!res.ok) throw new Error(`cleanup of ${userId}: resetting ${type} failed (${String(res.status)})`);
     }
   }
-
-  private async token(account: Credentials): Promise<{ userId: string; token: string }> {
-    const known = this.tokens.get(account.username);
-    const userId = this.userIds.get(account.username);
-    if (known && userId) return { userId, token: known };
-    const login = await passwordLogin(this.clientUrl, account, "medmesh-tim-housekeeping");
-    this.tokens.set(account.username, login.accessToken);
-    this.userIds.set(account.username, login.userId);
-    return { userId: login.userId, token: login.accessToken };
-  }
-
-  private readonly userIds = new Map<string, string>();
 }
 
 async function inBatches<T>(

@@ -40,6 +40,22 @@ function messageContent(body: unknown, media: MediaFiles): Content {
   return content;
 }
 
+const lastBackupFetch = new WeakMap<MatrixClient, number>();
+
+/**
+ * Messages this device cannot decrypt yet may have keys that another device of the account put
+ * in the key backup after this device last looked; fetch the backup again (at most every 2 s).
+ */
+async function fetchFromBackup(client: MatrixClient): Promise<boolean> {
+  const crypto = client.getCrypto();
+  if (!crypto || !(await crypto.getActiveSessionBackupVersion())) return false;
+  const last = lastBackupFetch.get(client) ?? 0;
+  if (Date.now() - last < 2000) return false;
+  lastBackupFetch.set(client, Date.now());
+  const result = await crypto.restoreKeyBackup().catch(() => undefined);
+  return (result?.imported ?? 0) > 0;
+}
+
 function isReplacement(e: MatrixEvent): boolean {
   return e.getRelation()?.rel_type === "m.replace";
 }
@@ -50,6 +66,13 @@ export async function listMessages(client: MatrixClient, room: Room, media: Medi
   while (await client.paginateEventTimeline(timeline, { backwards: true, limit: 250 }));
   const events = timeline.getEvents();
   await Promise.all(events.map((e) => client.decryptEventIfNeeded(e)));
+  if (events.some((e) => e.isDecryptionFailure()) && (await fetchFromBackup(client))) {
+    await Promise.all(
+      events
+        .filter((e) => e.isDecryptionFailure())
+        .map((e) => e.attemptDecryption(client.getCrypto() as never, { isRetry: true })),
+    );
+  }
   const edits = new Map<string, MatrixEvent>();
   for (const e of events) {
     if (e.getType() !== EventType.RoomMessage || e.isRedacted() || !isReplacement(e)) continue;
@@ -226,23 +249,6 @@ async function directRoom(client: MatrixClient, to: string): Promise<Room> {
     const room = client.getRoom(roomId);
     const theirs = room?.getMember(to)?.membership;
     if (room?.getMyMembership() === "join" && (theirs === "join" || theirs === "invite")) return room;
-  }
-  // A direct room the other side created: unnamed, and just the two of us in it.
-  const me = client.getUserId();
-  const existing = client.getRooms().find((room) => {
-    if (room.getMyMembership() !== "join" || room.currentState.getStateEvents(EventType.RoomName, ""))
-      return false;
-    const members = room.getMembers().filter((m) => m.membership === "join" || m.membership === "invite");
-    return (
-      members.length === 2 && members.some((m) => m.userId === to) && members.some((m) => m.userId === me)
-    );
-  });
-  if (existing) {
-    await client.setAccountData(EventType.Direct, {
-      ...direct,
-      [to]: [...(direct[to] ?? []), existing.roomId],
-    } as never);
-    return existing;
   }
   const { room_id } = await client.createRoom({
     is_direct: true,

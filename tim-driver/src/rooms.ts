@@ -233,7 +233,21 @@ export function mountRooms(router: Router, pool: DevicePool): void {
     asyncRoute(async (req, res) => {
       const { client } = session(req);
       const roomId = param(req, "roomId");
+      // Joining a direct invite records the room in m.direct, as Matrix clients do, so that
+      // sendMessage to the inviter finds it instead of making a second direct room.
+      const inviter = client.getRoom(roomId)?.getDMInviter();
       await client.joinRoom(roomId);
+      if (inviter) {
+        const direct = (client.getAccountData(EventType.Direct)?.getContent() ?? {}) as Record<
+          string,
+          string[]
+        >;
+        if (!(direct[inviter] ?? []).includes(roomId))
+          await client.setAccountData(EventType.Direct, {
+            ...direct,
+            [inviter]: [...(direct[inviter] ?? []), roomId],
+          } as never);
+      }
       res.json(roomView(await until(membershipIs(client, roomId, "join"), `joining ${roomId}`)));
     }),
   );

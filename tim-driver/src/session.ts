@@ -1,9 +1,16 @@
 import "@medmesh/common/crypto-store";
 import { ClientEvent, createClient, SyncState, type MatrixClient } from "matrix-js-sdk";
 import type { Logger as SdkLogger } from "matrix-js-sdk/lib/logger.js";
+import { CryptoEvent } from "matrix-js-sdk/lib/crypto-api/index.js";
+import { RustBackupManager } from "matrix-js-sdk/lib/rust-crypto/backup.js";
 import type { Logger } from "pino";
 import { DriverError } from "./errors.ts";
 import { setUpKeyBackup, type RecoveryKeys } from "./key-backup.ts";
+
+// matrix-js-sdk waits up to 10 s (at random) before backing up new room keys, to spread the load
+// of many clients. A test step that logs a device out right after it received a message would
+// then lose that key; the driver's devices back up within a quarter of a second instead.
+Object.defineProperty(RustBackupManager, "maxBackupLoopStartDelayMillis", { value: 250 });
 
 export interface Credentials {
   username: string;
@@ -140,9 +147,32 @@ export class DeviceSession {
 
   /** Logs the Matrix device out (the server forgets it) and drops its crypto databases. */
   async stop(logout: boolean): Promise<void> {
+    if (logout) await this.backedUp(3000);
     this.client.stopClient();
     if (logout) await this.client.logout(true).catch(() => undefined);
     await deleteDatabases(this.cryptoPrefix);
+  }
+
+  /** Waits (up to `ms`) for the key-backup loop to report nothing left to upload. */
+  private async backedUp(ms: number): Promise<void> {
+    const crypto = this.client.getCrypto();
+    if (!crypto || !(await crypto.getActiveSessionBackupVersion())) return;
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.client.off(CryptoEvent.KeyBackupSessionsRemaining, onRemaining);
+        resolve();
+      };
+      const onRemaining = (remaining: number): void => {
+        if (remaining === 0) done();
+      };
+      const timer = setTimeout(done, ms);
+      this.client.on(CryptoEvent.KeyBackupSessionsRemaining, onRemaining);
+      // (Re)starts the upload loop, which reports 0 when it has nothing (left) to upload.
+      const manager = (crypto as unknown as { backupManager?: { maybeUploadKey(): Promise<void> } })
+        .backupManager;
+      void manager?.maybeUploadKey();
+    });
   }
 }
 
