@@ -1,12 +1,13 @@
 import { spawn } from "node:child_process";
 import { createServer } from "node:net";
-import { createPrivateKey, createPublicKey } from "node:crypto";
+import { createHmac, createPrivateKey, createPublicKey } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { createLogger, ensureUser, type RegisteredUser, type RunningService } from "@medmesh/common";
 import { start as startPolicyModule } from "@medmesh/policy-module";
 import { start as startBridge, startReferenceVendor } from "@medmesh/bridge";
+import { startTimDriver, type RunningTimDriver } from "@medmesh/tim-driver";
 import type { DeploymentConfig } from "./config/schema.ts";
 import { generateNetwork, type GeneratedOrganisation } from "./generate.ts";
 import { superviseSynapse, type SupervisedSynapse } from "./synapse/process.ts";
@@ -21,6 +22,8 @@ export interface RunningOrganisation extends GeneratedOrganisation {
   demoUsers: RegisteredUser[];
   /** The reference messenger of a demo network (its REST API is under `${url}/api`). */
   demoVendor?: { url: string; stop(): Promise<void> };
+  /** The organisation's TI-Messenger test driver (docs/tim-driver.md), when configured. */
+  timDriver?: RunningTimDriver;
 }
 
 export interface RunningNetwork {
@@ -111,7 +114,11 @@ export async function startNetwork(
 async function assertPortsFree(deployment: DeploymentConfig): Promise<void> {
   const taken: string[] = [];
   for (const org of deployment.organisations) {
-    const ports = { ...org.ports, ...(org.demo_vendor ? { demo_vendor: org.demo_vendor.port } : {}) };
+    const ports = {
+      ...org.ports,
+      ...(org.demo_vendor ? { demo_vendor: org.demo_vendor.port } : {}),
+      ...(org.tim_driver ? { tim_driver: org.tim_driver.port } : {}),
+    };
     for (const [name, port] of Object.entries(ports)) {
       const host = name.startsWith("synapse_") ? "127.0.0.1" : org.bind_address;
       const free = await new Promise<boolean>((resolve) => {
@@ -149,6 +156,7 @@ async function startOrganisation(
   });
   const services: RunningService[] = [];
   let demoVendor: { url: string; stop(): Promise<void> } | undefined;
+  let timDriver: RunningTimDriver | undefined;
   try {
     const logDir = join(g.paths.root, "logs");
     say(`starting MedMesh services for ${g.org.name}`);
@@ -180,8 +188,20 @@ async function startOrganisation(
         }),
       );
     }
-    return { ...g, registrationSecret, synapse, services, demoUsers, ...(demoVendor ? { demoVendor } : {}) };
+    timDriver = g.org.tim_driver
+      ? await startOrganisationTimDriver(g, registrationSecret, logDir)
+      : undefined;
+    return {
+      ...g,
+      registrationSecret,
+      synapse,
+      services,
+      demoUsers,
+      ...(demoVendor ? { demoVendor } : {}),
+      ...(timDriver ? { timDriver } : {}),
+    };
   } catch (err) {
+    await timDriver?.stop();
     await demoVendor?.stop();
     await Promise.allSettled(services.map((s) => s.stop()));
     await synapse.stop();
@@ -224,7 +244,41 @@ async function startDemoVendor(
   return vendor;
 }
 
+/**
+ * The TI-M test driver of a test organisation, with its pool of accounts (tim-device-1…N; their
+ * passwords derived from the registration secret, so a restart logs into the same accounts).
+ */
+async function startOrganisationTimDriver(
+  g: GeneratedOrganisation,
+  registrationSecret: string,
+  logDir: string,
+): Promise<RunningTimDriver> {
+  const conf = g.org.tim_driver;
+  if (!conf) throw new Error("no TI-M test driver configured");
+  const accounts = [];
+  for (let i = 1; i <= conf.devices; i++) {
+    const localpart = `tim-device-${String(i)}`;
+    const password = createHmac("sha256", registrationSecret).update(localpart).digest("base64url");
+    const display = `TIM device ${String(i)} (${g.org.name})`;
+    await ensureUser(g.synapseUrl, registrationSecret, { localpart, password, displayName: display });
+    accounts.push({ username: localpart, password, display_name: display });
+  }
+  return startTimDriver(
+    {
+      listen: { host: g.org.bind_address, port: conf.port },
+      homeserver: { client_url: g.clientUrl, server_name: g.serverName },
+      profile: g.org.profile === "tim-epa" ? "tim-epa" : "tim-pro",
+      accounts,
+    },
+    {
+      log: createLogger("tim-driver", "info", join(logDir, "tim-driver.log")),
+      source: `${g.org.id} tim_driver`,
+    },
+  );
+}
+
 async function stopOrganisation(o: RunningOrganisation): Promise<void> {
+  await o.timDriver?.stop();
   await o.demoVendor?.stop();
   await Promise.allSettled(o.services.map((s) => s.stop()));
   await o.synapse.stop();
@@ -248,6 +302,7 @@ export function describeNetwork(
       // The organisation's admin console (docs/console.md); its admins sign in with their Matrix account.
       console_url: `${o.clientUrl}/_medmesh/console/`,
       federation_url: o.federationUrl,
+      ...(o.timDriver ? { tim_driver_url: o.timDriver.url } : {}),
       registration_shared_secret_file: o.paths.registrationSecret,
       services: Object.fromEntries(
         o.services.map((s) => [

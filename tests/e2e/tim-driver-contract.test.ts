@@ -1,8 +1,10 @@
+import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { loadTimDriverOpenApi, UNIMPLEMENTED } from "@medmesh/tim-driver";
 import {
   OpenApiContract,
-  startTimDrivers,
+  timDrivers,
+  timOrganisations,
   useTestNetwork,
   waitUntil,
   type TimDriverHandle,
@@ -49,15 +51,24 @@ async function json<T>(
 }
 
 describe("TI-M test driver: contract", () => {
-  const net = useTestNetwork({ name: "tim-driver-contract", organisations: 1 });
+  const net = useTestNetwork({
+    name: "tim-driver-contract",
+    organisations: 1,
+    organisationSettingsFor: timOrganisations(["tim-pro"]),
+  });
   let d: TimDriverHandle;
 
   it("answers GET / with the homeserver and client info, and lists its devices", async () => {
-    [d] = (await startTimDrivers(net())) as [TimDriverHandle];
+    [d] = timDrivers(net()) as [TimDriverHandle];
     const info = await json<{ homeserver: string; clientInfo: { isPro: boolean } }>(d, "GET", "/");
     expect(info.status).toBe(200);
     expect(info.body.homeserver).toBe(d.org.serverName);
     expect(info.body.clientInfo.isPro).toBe(true);
+    // The runner lists the driver in network.json, where the suite's combine items are taken from.
+    const description = JSON.parse(readFileSync(net().network.descriptionFile, "utf8")) as {
+      organisations: { tim_driver_url?: string }[];
+    };
+    expect(description.organisations[0]?.tim_driver_url).toBe(d.driver.url);
     const devices = await json<{ devices: { deviceId: number; deviceStatus: string }[] }>(
       d,
       "GET",
@@ -326,6 +337,5 @@ describe("TI-M test driver: contract", () => {
     const missing = contract.operations().filter((op) => !covered.has(op));
     expect(missing).toEqual([]);
     expect(contract.operations()).toHaveLength(62);
-    await d.driver.stop();
   });
 });

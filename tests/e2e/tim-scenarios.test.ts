@@ -1,5 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { startTimDrivers, useTestNetwork, waitUntil, type TimDriverHandle } from "../harness/index.ts";
+import {
+  timDrivers,
+  timOrganisations,
+  useTestNetwork,
+  waitUntil,
+  type TimDriverHandle,
+} from "../harness/index.ts";
 
 /**
  * Scenarios written from the TI-M test driver API's descriptions, run through two drivers in
@@ -62,13 +68,17 @@ async function joinInvite(d: TimDriverHandle, device: number, roomId: string): P
 }
 
 describe("TI-M test driver: scenarios across two organisations", () => {
-  const net = useTestNetwork({ name: "tim-scenarios", organisations: 2 });
+  const net = useTestNetwork({
+    name: "tim-scenarios",
+    organisations: 2,
+    organisationSettingsFor: timOrganisations(["tim-pro", "tim-pro"]),
+  });
   let a: TimDriverHandle;
   let b: TimDriverHandle;
   const mxid: Record<string, string> = {};
 
   async function start(): Promise<void> {
-    [a, b] = (await startTimDrivers(net())) as [TimDriverHandle, TimDriverHandle];
+    [a, b] = timDrivers(net()) as [TimDriverHandle, TimDriverHandle];
     for (const [name, d] of [
       ["a", a],
       ["b", b],
@@ -205,6 +215,5 @@ describe("TI-M test driver: scenarios across two organisations", () => {
         expect(await ok<string>(d, "GET", `/devices/${String(id)}/authorizationMode`)).toBe("AllowAll");
       }
     }
-    await Promise.all([a.driver.stop(), b.driver.stop()]);
   });
 });

@@ -16,4 +16,4 @@ export { Browser } from "./browser.ts";
 export { openSynapseDb, withSynapseDb, type SynapseDb } from "./synapse-db.ts";
 export { startTestIdp, type IdpAccount, type TestIdp } from "./test-idp.ts";
 export { startChromium, CHROMIUM, type HeadlessChromium } from "./chromium.ts";
-export { startTimDrivers, type TimDriverHandle } from "./tim.ts";
+export { timDrivers, timOrganisations, type TimDriverHandle } from "./tim.ts";

@@ -23,7 +23,9 @@ export class OpenApiContract {
 
   /** `source`: a file, or an already parsed document. */
   constructor(source: string | object) {
-    this.doc = (typeof source === "string" ? parseYaml(readFileSync(source, "utf8")) : source) as OpenApiDocument;
+    this.doc = (
+      typeof source === "string" ? parseYaml(readFileSync(source, "utf8")) : source
+    ) as OpenApiDocument;
     this.ajv.addSchema({ $id: "doc", components: this.doc.components });
   }
 

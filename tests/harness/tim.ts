@@ -1,7 +1,7 @@
-import { randomBytes } from "node:crypto";
-import { startTimDriver, type RunningTimDriver } from "@medmesh/tim-driver";
 import type { RunningOrganisation } from "@medmesh/deploy";
-import type { TestNetwork } from "./test-network.ts";
+import type { RunningTimDriver } from "@medmesh/tim-driver";
+import { freePorts } from "./ports.ts";
+import type { TestNetwork, TestNetworkOptions } from "./test-network.ts";
 
 export interface TimDriverHandle {
   org: RunningOrganisation;
@@ -10,32 +10,30 @@ export interface TimDriverHandle {
   call(method: string, path: string, body?: unknown): Promise<Response>;
 }
 
-/** One TI-M test driver per organisation, each with a pool of `devices` fresh accounts. */
-export async function startTimDrivers(net: TestNetwork, devices = 3): Promise<TimDriverHandle[]> {
-  return Promise.all(
-    net.orgs.map(async (org) => {
-      const accounts = [];
-      for (let i = 1; i <= devices; i++) {
-        const u = await net.registerUser(org, `tim-${String(i)}-${randomBytes(3).toString("hex")}`);
-        accounts.push({
-          username: u.localpart,
-          password: u.password,
-          display_name: `TIM device ${String(i)}`,
-        });
-      }
-      const driver = await startTimDriver({
-        listen: { host: "127.0.0.1", port: 0 },
-        homeserver: { client_url: org.clientUrl, server_name: org.serverName },
-        accounts,
-        log_level: "warn",
+/**
+ * `organisationSettingsFor` of a test network whose organisations each run a TI-M test driver
+ * (started by the runner, as `npm start -- --tim` does), with the given profiles.
+ */
+export function timOrganisations(
+  profiles: readonly ("tim-pro" | "tim-epa")[],
+): NonNullable<TestNetworkOptions["organisationSettingsFor"]> {
+  return async () => {
+    const ports = await freePorts(profiles.length);
+    return Object.fromEntries(profiles.map((profile, i) => [i, { profile, tim_driver: { port: ports[i] } }]));
+  };
+}
+
+/** The runner's TI-M test driver of every organisation. */
+export function timDrivers(net: TestNetwork): TimDriverHandle[] {
+  return net.orgs.map((org) => {
+    const driver = org.timDriver;
+    if (!driver) throw new Error(`${org.org.id} runs no TI-M test driver (use timOrganisations)`);
+    const call = (method: string, path: string, body?: unknown): Promise<Response> =>
+      fetch(new URL(path, driver.url), {
+        method,
+        headers: body === undefined ? {} : { "content-type": "application/json" },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
       });
-      const call = (method: string, path: string, body?: unknown): Promise<Response> =>
-        fetch(new URL(path, driver.url), {
-          method,
-          headers: body === undefined ? {} : { "content-type": "application/json" },
-          ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-        });
-      return { org, driver, call };
-    }),
-  );
+    return { org, driver, call };
+  });
 }
