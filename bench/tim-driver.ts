@@ -47,7 +47,7 @@ try {
   );
   child = proc;
   await new Promise<void>((resolve, reject) => {
-    proc.stdout?.on("data", (chunk: Buffer) => {
+    proc.stdout.on("data", (chunk: Buffer) => {
       if (chunk.toString().includes("tim-driver listening")) resolve();
     });
     proc.once("exit", (code) => {

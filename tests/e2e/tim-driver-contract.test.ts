@@ -39,6 +39,8 @@ async function call(
   return res;
 }
 
+// The caller names the body shape it expects (the contract check has validated it against the document).
+// eslint-disable-next-line @typescript-eslint/no-unnecessary-type-parameters
 async function json<T>(
   d: TimDriverHandle,
   method: string,

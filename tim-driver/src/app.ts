@@ -60,8 +60,9 @@ export function createDriverApp(config: TimDriverConfig, pool: DevicePool, log: 
     asyncRoute(async (_req, res) => {
       const started = Date.now();
       await pool.stop();
+      const loggedOut = Date.now();
       await housekeeping.clean(pool.devices.map((d) => d.account));
-      log.info({ ms: Date.now() - started }, "cleanup done");
+      log.info({ logoutMs: loggedOut - started, roomsMs: Date.now() - loggedOut }, "cleanup done");
       res.status(200).end();
     }),
   );

@@ -142,15 +142,19 @@ export class DevicePool {
     });
   }
 
-  async logout(device: Device): Promise<void> {
+  async logout(device: Device, waitForBackup = true): Promise<void> {
     await device.serial(async () => {
       const session = device.session;
       device.session = undefined;
-      await session?.stop(true);
+      await session?.stop(true, waitForBackup);
     });
   }
 
+  /**
+   * Logs every device out. For a cleanup or shutdown the backup is not waited for: what the last
+   * scenario's devices received is not needed by the next one.
+   */
   async stop(): Promise<void> {
-    await Promise.all(this.devices.map((d) => this.logout(d)));
+    await Promise.all(this.devices.map((d) => this.logout(d, false)));
   }
 }

@@ -23,6 +23,7 @@ const CONTENT_FIELDS = [
 ] as const;
 
 type Content = Record<string, unknown>;
+const ROOM_MESSAGE: string = EventType.RoomMessage;
 
 function messageContent(body: unknown, media: MediaFiles): Content {
   const b = (body ?? {}) as Content;
@@ -75,7 +76,7 @@ export async function listMessages(client: MatrixClient, room: Room, media: Medi
   }
   const edits = new Map<string, MatrixEvent>();
   for (const e of events) {
-    if (e.getType() !== EventType.RoomMessage || e.isRedacted() || !isReplacement(e)) continue;
+    if (e.getType() !== ROOM_MESSAGE || e.isRedacted() || !isReplacement(e)) continue;
     const target = e.getRelation()?.event_id;
     if (!target) continue;
     const prev = edits.get(target);
@@ -83,15 +84,15 @@ export async function listMessages(client: MatrixClient, room: Room, media: Medi
   }
   const out = [];
   for (const e of events) {
-    if (e.getType() !== EventType.RoomMessage || e.isRedacted() || isReplacement(e)) continue;
+    if (e.getType() !== ROOM_MESSAGE || e.isRedacted() || isReplacement(e)) continue;
     const id = e.getId();
     if (!id) continue;
     const edit = edits.get(id);
     // Only the sender's own edits count (the spec tells clients to ignore others').
     const applied = edit && edit.getSender() === e.getSender() ? edit : undefined;
     const content = applied
-      ? ((applied.getContent()["m.new_content"] as Content | undefined) ?? {})
-      : (e.getOriginalContent() as Content);
+      ? (applied.getContent<{ "m.new_content"?: Content }>()["m.new_content"] ?? {})
+      : e.getOriginalContent<Content>();
     if (content[DELETED_MARKER] === true) continue;
     out.push(toMessage(e, content, applied, media));
   }
@@ -244,7 +245,8 @@ export function mountMessages(router: Router, pool: DevicePool, media: MediaFile
 }
 
 async function directRoom(client: MatrixClient, to: string): Promise<Room> {
-  const direct = (client.getAccountData(EventType.Direct)?.getContent() ?? {}) as Record<string, string[]>;
+  const direct: Record<string, string[]> =
+    client.getAccountData(EventType.Direct)?.getContent<Record<string, string[]>>() ?? {};
   for (const roomId of direct[to] ?? []) {
     const room = client.getRoom(roomId);
     const theirs = room?.getMember(to)?.membership;
@@ -262,7 +264,7 @@ async function directRoom(client: MatrixClient, to: string): Promise<Room> {
   await client.setAccountData(EventType.Direct, {
     ...direct,
     [to]: [...(direct[to] ?? []), room_id],
-  } as never);
+  });
   return until(() => {
     const room = client.getRoom(room_id);
     return room?.getMyMembership() === "join" && room.getMember(to) ? room : undefined;

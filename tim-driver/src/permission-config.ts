@@ -111,23 +111,39 @@ export async function changeList(
     );
   if (change === "read") return listOf(config);
   const delta = parseList(body);
-  const users = { ...config.userExceptions };
-  const servers = { ...config.serverExceptions };
-  const groups = new Set((config.groupExceptions ?? []).map((g) => g.groupName));
-  for (const { mxid } of delta.mxids)
-    if (change === "add") users[mxid] = {};
-    else delete users[mxid];
-  for (const { serverName } of delta.serverNames)
-    if (change === "add") servers[serverName] = {};
-    else delete servers[serverName];
-  for (const g of delta.groupNames)
-    if (change === "add") groups.add(g);
-    else groups.delete(g);
+  const apply = (current: Iterable<string>, names: string[]): string[] => {
+    const set = new Set(current);
+    for (const n of names)
+      if (change === "add") set.add(n);
+      else set.delete(n);
+    return [...set];
+  };
+  // An exception's object is reserved "for future enhancement": kept as it was for names that stay.
+  const keep = (old: Record<string, object> | undefined, names: string[]) =>
+    Object.fromEntries(names.map((n) => [n, old?.[n] ?? {}]));
+  const users = keep(
+    config.userExceptions,
+    apply(
+      Object.keys(config.userExceptions ?? {}),
+      delta.mxids.map((m) => m.mxid),
+    ),
+  );
+  const servers = keep(
+    config.serverExceptions,
+    apply(
+      Object.keys(config.serverExceptions ?? {}),
+      delta.serverNames.map((s) => s.serverName),
+    ),
+  );
+  const groups = apply(
+    (config.groupExceptions ?? []).map((g) => g.groupName),
+    delta.groupNames,
+  );
   const next: PermissionConfig = {
     ...config,
     userExceptions: users,
     serverExceptions: servers,
-    groupExceptions: [...groups].map((groupName) => ({ groupName })),
+    groupExceptions: groups.map((groupName) => ({ groupName })),
   };
   await writeConfig(client, next);
   return listOf(next);

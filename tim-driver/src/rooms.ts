@@ -1,5 +1,5 @@
 import type { Request, Router } from "express";
-import { EventType, type MatrixClient, type Room } from "matrix-js-sdk";
+import { EventTimeline, EventType, type MatrixClient, type Room, type RoomState } from "matrix-js-sdk";
 import type { DevicePool } from "./devices.ts";
 import { DriverError, asyncRoute, badRequest, notFound } from "./errors.ts";
 
@@ -18,9 +18,16 @@ export async function until<T>(probe: () => T | undefined, what: string, ms = 15
   }
 }
 
+/** The room's current state (what matrix-js-sdk's deprecated `room.currentState` is). */
+export function stateOf(room: Room): RoomState {
+  const state = room.getLiveTimeline().getState(EventTimeline.FORWARDS);
+  if (!state) throw new DriverError(500, "NO_STATE", `room ${room.roomId} has no state yet`);
+  return state;
+}
+
 /** The documented `Room`: its properties from the room state, and every member's membership. */
 export function roomView(room: Room) {
-  const state = room.currentState;
+  const state = stateOf(room);
   const content = (type: string): Record<string, unknown> | undefined =>
     state.getStateEvents(type, "")?.getContent();
   const joinRule = content(EventType.RoomJoinRules)?.join_rule;
@@ -89,14 +96,11 @@ const param = (req: Request, name: string): string => String(req.params[name]);
 export function mountRooms(router: Router, pool: DevicePool): void {
   const session = (req: Request) => pool.use(param(req, "deviceId")).requireSession();
 
-  router.get(
-    "/devices/:deviceId/rooms",
-    asyncRoute(async (req, res) => {
-      const { client } = session(req);
-      const rooms = client.getRooms().filter((r) => ["join", "invite"].includes(r.getMyMembership()));
-      res.json(rooms.map(roomView));
-    }),
-  );
+  router.get("/devices/:deviceId/rooms", (req, res) => {
+    const { client } = session(req);
+    const rooms = client.getRooms().filter((r) => ["join", "invite"].includes(r.getMyMembership()));
+    res.json(rooms.map(roomView));
+  });
 
   router.post(
     "/devices/:deviceId/rooms",
@@ -133,7 +137,7 @@ export function mountRooms(router: Router, pool: DevicePool): void {
         invite: invitees(body.invitedMembers),
         creation_content: { "m.federate": body.isFederated !== false },
         ...(typeof body.roomVersion === "string" ? { room_version: body.roomVersion } : {}),
-        initial_state: initialState as never,
+        initial_state: initialState,
       });
       const invited = invitees(body.invitedMembers);
       const room = await until(() => {
@@ -144,13 +148,10 @@ export function mountRooms(router: Router, pool: DevicePool): void {
     }),
   );
 
-  router.get(
-    "/devices/:deviceId/rooms/:roomId",
-    asyncRoute(async (req, res) => {
-      const { client } = session(req);
-      res.json(roomView(requireRoom(client, param(req, "roomId"))));
-    }),
-  );
+  router.get("/devices/:deviceId/rooms/:roomId", (req, res) => {
+    const { client } = session(req);
+    res.json(roomView(requireRoom(client, param(req, "roomId"))));
+  });
 
   router.put(
     "/devices/:deviceId/rooms/:roomId",
@@ -175,14 +176,14 @@ export function mountRooms(router: Router, pool: DevicePool): void {
           "",
         );
       }
-      if (body.isEncrypted === true && !room.currentState.getStateEvents(EventType.RoomEncryption, ""))
+      if (body.isEncrypted === true && !stateOf(room).getStateEvents(EventType.RoomEncryption, ""))
         await client.sendStateEvent(
           id,
           EventType.RoomEncryption,
           { algorithm: "m.megolm.v1.aes-sha2" } as never,
           "",
         );
-      if (body.isEncrypted === false && room.currentState.getStateEvents(EventType.RoomEncryption, ""))
+      if (body.isEncrypted === false && stateOf(room).getStateEvents(EventType.RoomEncryption, ""))
         throw badRequest("encryption cannot be turned off in a room once it is on");
       if (body.roomAccess === "public" || body.roomAccess === "private")
         await client.setRoomDirectoryVisibility(id, body.roomAccess as never);
@@ -238,15 +239,13 @@ export function mountRooms(router: Router, pool: DevicePool): void {
       const inviter = client.getRoom(roomId)?.getDMInviter();
       await client.joinRoom(roomId);
       if (inviter) {
-        const direct = (client.getAccountData(EventType.Direct)?.getContent() ?? {}) as Record<
-          string,
-          string[]
-        >;
+        const direct: Record<string, string[]> =
+          client.getAccountData(EventType.Direct)?.getContent<Record<string, string[]>>() ?? {};
         if (!(direct[inviter] ?? []).includes(roomId))
           await client.setAccountData(EventType.Direct, {
             ...direct,
             [inviter]: [...(direct[inviter] ?? []), roomId],
-          } as never);
+          });
       }
       res.json(roomView(await until(membershipIs(client, roomId, "join"), `joining ${roomId}`)));
     }),

@@ -146,8 +146,9 @@ export class DeviceSession {
   }
 
   /** Logs the Matrix device out (the server forgets it) and drops its crypto databases. */
-  async stop(logout: boolean): Promise<void> {
-    if (logout) await this.backedUp(3000);
+  /** `waitForBackup`: first let the key backup take this device's last keys (an explicit logout). */
+  async stop(logout: boolean, waitForBackup = logout): Promise<void> {
+    if (waitForBackup) await this.backedUp(3000);
     this.client.stopClient();
     if (logout) await this.client.logout(true).catch(() => undefined);
     await deleteDatabases(this.cryptoPrefix);
