@@ -19,6 +19,7 @@ const DEVICES = 9;
 const net = await startTestNetwork({ name: "bench-tim-driver", organisations: 1 });
 let failed = false;
 let child: ReturnType<typeof spawn> | undefined;
+const cleanupLog: string[] = [];
 try {
   const org = net.orgs[0];
   if (!org) throw new Error("no organisation");
@@ -35,7 +36,7 @@ try {
       listen: { host: "127.0.0.1", port },
       homeserver: { client_url: org.clientUrl, server_name: org.serverName },
       accounts,
-      log_level: "warn",
+      log_level: "info",
     }),
   );
   const proc = spawn(
@@ -48,7 +49,10 @@ try {
   child = proc;
   await new Promise<void>((resolve, reject) => {
     proc.stdout.on("data", (chunk: Buffer) => {
-      if (chunk.toString().includes("tim-driver listening")) resolve();
+      const text = chunk.toString();
+      if (text.includes("tim-driver listening")) resolve();
+      // The driver's own breakdown of the cleanup (logging out, then the rooms).
+      for (const line of text.split("\n")) if (line.includes('"cleanup done"')) cleanupLog.push(line);
     });
     proc.once("exit", (code) => {
       reject(new Error(`the driver exited (${String(code)})`));
@@ -79,12 +83,10 @@ try {
   const loginMs = Date.now() - loginStart;
 
   const roomsStart = Date.now();
-  await Promise.all(
-    [1, 2, 3].map(async (id) => {
-      for (let r = 0; r < ROOMS; r++)
-        await call("POST", `/devices/${String(id)}/rooms`, { name: `bench ${String(id)}-${String(r)}` });
-    }),
-  );
+  // One after another: a burst of room creations on a busy machine times out the policy checks.
+  for (const id of [1, 2, 3])
+    for (let r = 0; r < ROOMS; r++)
+      await call("POST", `/devices/${String(id)}/rooms`, { name: `bench ${String(id)}-${String(r)}` });
   const roomsMs = Date.now() - roomsStart;
   await new Promise((r) => setTimeout(r, 2000));
   const rssNine = rss("VmRSS");
@@ -109,6 +111,12 @@ try {
   console.log(
     `  POST / cleanup, 3 × ${String(ROOMS)} rooms:     ${(cleanMs / 1000).toFixed(2)} s (target ≤ 5 s)`,
   );
+  for (const line of cleanupLog) {
+    const { logoutMs, roomsMs } = JSON.parse(line) as { logoutMs: number; roomsMs: number };
+    console.log(
+      `    of which logging out 9 devices ${String(logoutMs)} ms, leaving and forgetting ${String(roomsMs)} ms`,
+    );
+  }
 } catch (err) {
   failed = true;
   console.error(err);
