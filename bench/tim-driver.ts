@@ -52,7 +52,7 @@ try {
       const text = chunk.toString();
       if (text.includes("tim-driver listening")) resolve();
       // The driver's own breakdown of the cleanup (logging out, then the rooms).
-      for (const line of text.split("\n")) if (line.includes('"cleanup done"')) cleanupLog.push(line);
+      for (const line of text.split("\n")) if (line.includes('"msg":"cleanup')) cleanupLog.push(line);
     });
     proc.once("exit", (code) => {
       reject(new Error(`the driver exited (${String(code)})`));
@@ -112,7 +112,16 @@ try {
     `  POST / cleanup, 3 × ${String(ROOMS)} rooms:     ${(cleanMs / 1000).toFixed(2)} s (target ≤ 5 s)`,
   );
   for (const line of cleanupLog) {
-    const { logoutMs, roomsMs } = JSON.parse(line) as { logoutMs: number; roomsMs: number };
+    const { msg, logoutMs, roomsMs, rooms } = JSON.parse(line) as {
+      msg: string;
+      logoutMs: number;
+      roomsMs: number;
+      rooms?: number;
+    };
+    if (msg !== "cleanup done") {
+      console.log(`    one account: ${String(rooms)} rooms left and forgotten in ${String(roomsMs)} ms`);
+      continue;
+    }
     console.log(
       `    of which logging out 9 devices ${String(logoutMs)} ms, leaving and forgetting ${String(roomsMs)} ms`,
     );

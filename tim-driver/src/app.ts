@@ -1,7 +1,7 @@
 import express, { Router, type Express, type Request } from "express";
 import type { Logger } from "pino";
 import { decodeRecoveryKey, encodeRecoveryKey } from "matrix-js-sdk/lib/crypto-api/index.js";
-import { Housekeeping } from "./cleanup.ts";
+import type { Housekeeping } from "./cleanup.ts";
 import { openWithRecoveryKey } from "./key-backup.ts";
 import type { TimDriverConfig } from "./config.ts";
 import type { DevicePool } from "./devices.ts";
@@ -16,13 +16,17 @@ export const TEST_DRIVER_API_VERSION = "2.3.0";
 
 const param = (req: Request, name: string): string => String(req.params[name]);
 
-export function createDriverApp(config: TimDriverConfig, pool: DevicePool, log: Logger): Express {
+export function createDriverApp(
+  config: TimDriverConfig,
+  pool: DevicePool,
+  housekeeping: Housekeeping,
+  log: Logger,
+): Express {
   const app = express();
   app.disable("x-powered-by");
   // authorizationMode bodies are bare JSON strings ("BlockAll").
   app.use(express.json({ strict: false, limit: "1mb", type: ["application/json", "text/json"] }));
   const router = Router();
-  const housekeeping = new Housekeeping(config.homeserver.client_url, log);
   const media = new MediaFiles();
 
   router.get("/", (_req, res) => {

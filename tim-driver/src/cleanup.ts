@@ -29,7 +29,16 @@ interface SyncRooms {
  * is emptied. Done with plain client-API calls on a housekeeping login per account, in parallel,
  * so it does not depend on any device being logged in.
  */
+class ExpiredToken extends Error {}
+
 export class Housekeeping {
+  private readonly sessions = new Map<string, { userId: string; token: string }>();
+  /**
+   * Synapse answers a repeated request of one token with the same parameters from its sync
+   * response cache (for minutes); an initial sync returns at once whatever its timeout, so a
+   * different timeout on each cleanup makes each one a fresh look at the rooms.
+   */
+  private syncs = 0;
   private readonly clientUrl: string;
   private readonly log: Logger;
   constructor(clientUrl: string, log: Logger) {
@@ -41,14 +50,37 @@ export class Housekeeping {
     await Promise.all(accounts.map((a) => this.cleanAccount(a)));
   }
 
+  /** Logs the housekeeping sessions in ahead of the first cleanup (password hashing is slow). */
+  async prepare(accounts: readonly Credentials[]): Promise<void> {
+    await Promise.all(accounts.map((a) => this.session(a)));
+  }
+
   private async cleanAccount(account: Credentials): Promise<void> {
-    // A fresh login each time: Synapse may answer a repeated initial sync of one token from its cache.
-    const login = await passwordLogin(this.clientUrl, account, "medmesh-tim-housekeeping");
+    const { userId, token } = await this.session(account);
     try {
-      await this.cleanWith(login.userId, login.accessToken);
-    } finally {
-      await logoutToken(this.clientUrl, login.accessToken);
+      await this.cleanWith(userId, token);
+    } catch (err) {
+      if (!(err instanceof ExpiredToken)) throw err;
+      this.sessions.delete(account.username);
+      const fresh = await this.session(account);
+      await this.cleanWith(fresh.userId, fresh.token);
     }
+  }
+
+  private async session(account: Credentials): Promise<{ userId: string; token: string }> {
+    const known = this.sessions.get(account.username);
+    if (known) return known;
+    const login = await passwordLogin(this.clientUrl, account, "medmesh-tim-housekeeping");
+    const session = { userId: login.userId, token: login.accessToken };
+    this.sessions.set(account.username, session);
+    return session;
+  }
+
+  /** Logs the housekeeping sessions out (driver shutdown). */
+  async stop(): Promise<void> {
+    const all = [...this.sessions.values()];
+    this.sessions.clear();
+    await Promise.all(all.map((s) => logoutToken(this.clientUrl, s.token)));
   }
 
   private async cleanWith(userId: string, token: string): Promise<void> {
@@ -58,9 +90,15 @@ export class Housekeeping {
         headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
       });
-    const sync = await call("GET", `/sync?timeout=0&filter=${encodeURIComponent(ROOMS_ONLY_FILTER)}`);
+    this.syncs += 1;
+    const sync = await call(
+      "GET",
+      `/sync?timeout=${String(this.syncs)}&filter=${encodeURIComponent(ROOMS_ONLY_FILTER)}`,
+    );
+    if (sync.status === 401) throw new ExpiredToken();
     if (!sync.ok) throw new Error(`cleanup sync of ${userId} failed: ${String(sync.status)}`);
     const rooms = ((await sync.json()) as SyncRooms).rooms ?? {};
+    const synced = Date.now();
     const current = [...Object.keys(rooms.join ?? {}), ...Object.keys(rooms.invite ?? {})];
     const joined = new Set(current);
     const all = [...current, ...Object.keys(rooms.leave ?? {})];
@@ -86,6 +124,7 @@ export class Housekeeping {
       if (!res.ok) this.log.warn({ userId, roomId, status: res.status }, "cleanup: forget failed");
     });
     await Promise.all(resets);
+    this.log.info({ userId, rooms: all.length, roomsMs: Date.now() - synced }, "cleanup: account done");
   }
 }
 

@@ -2,6 +2,7 @@ import { createLogger, listen, parseConfig } from "@medmesh/common";
 import type { Logger } from "pino";
 import { createDriverApp } from "./app.ts";
 import { TimDriverConfigSchema, type TimDriverConfig } from "./config.ts";
+import { Housekeeping } from "./cleanup.ts";
 import { DevicePool } from "./devices.ts";
 
 export interface RunningTimDriver {
@@ -22,7 +23,13 @@ export async function startTimDriver(
     config.homeserver.client_url,
     log,
   );
-  const server = await listen(createDriverApp(config, pool, log), config.listen.host, config.listen.port);
+  const housekeeping = new Housekeeping(config.homeserver.client_url, log);
+  await housekeeping.prepare(pool.devices.map((d) => d.account));
+  const server = await listen(
+    createDriverApp(config, pool, housekeeping, log),
+    config.listen.host,
+    config.listen.port,
+  );
   log.info({ url: server.url, homeserver: config.homeserver.server_name }, "TI-M test driver listening");
   return {
     url: server.url,
@@ -30,6 +37,7 @@ export async function startTimDriver(
     async stop() {
       await server.close();
       await pool.stop();
+      await housekeeping.stop();
     },
   };
 }
