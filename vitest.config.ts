@@ -11,7 +11,7 @@ export default defineConfig({
       {
         test: {
           name: "unit",
-          include: ["{common,policy-module,bridge,deploy}/src/**/*.test.ts"],
+          include: ["{common,policy-module,bridge,deploy,tim-driver}/src/**/*.test.ts"],
           testTimeout: 30_000,
           // Opening an embedded store (PGlite) takes seconds on a busy machine.
           hookTimeout: 60_000,

@@ -11,7 +11,8 @@ import { CONFIG_KINDS, driftedSamples, kindForFile, renderKind } from "./samples
 const USAGE = `usage: medmesh <command> [options]
 
 commands:
-  start [--config FILE]            start a local multi-organisation network (default config/local-network.yaml)
+  start [--config FILE] [--tim]    start a local multi-organisation network (default config/local-network.yaml;
+                                   --tim: config/tim-network.yaml, three TI-M organisations with test drivers)
   generate --config FILE           generate Synapse + service configs, keys and certificates, without starting
   validate-config FILE [--kind K]  check a config file (K: ${CONFIG_KINDS.map((k) => k.kind).join(", ")}; guessed from the name)
   generate-samples [--check]       write config/*.sample.yaml from the schemas (--check: fail on drift)
@@ -23,6 +24,8 @@ commands:
 `;
 
 const DEFAULT_NETWORK = join(REPO_ROOT, "config", "local-network.yaml");
+// `npm start -- --tim`: three TI-M organisations with their test drivers (docs/tim-driver.md).
+const TIM_NETWORK = join(REPO_ROOT, "config", "tim-network.yaml");
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -51,11 +54,16 @@ async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: rest,
     allowPositionals: true,
-    options: { config: { type: "string", short: "c" }, kind: { type: "string" }, check: { type: "boolean" } },
+    options: {
+      config: { type: "string", short: "c" },
+      kind: { type: "string" },
+      check: { type: "boolean" },
+      tim: { type: "boolean" },
+    },
   });
   switch (command) {
     case "start":
-      return startCommand(values.config ?? DEFAULT_NETWORK);
+      return startCommand(values.config ?? (values.tim ? TIM_NETWORK : DEFAULT_NETWORK));
     case "generate": {
       const file = values.config ?? DEFAULT_NETWORK;
       const net = await generateNetwork(loadConfigFile(DeploymentSchema, file), dirname(resolve(file)));
@@ -114,6 +122,7 @@ async function startCommand(file: string): Promise<number> {
     lines.push(`  client URL:    ${o.clientUrl}`);
     for (const s of o.services) lines.push(`  ${s.name}: ${s.url}/health`);
     lines.push(`  admin console: ${o.clientUrl}/_medmesh/console/`);
+    if (o.timDriver) lines.push(`  TI-M test driver (${o.org.profile}): ${o.timDriver.url}`);
     for (const u of o.org.demo_users)
       lines.push(`  demo login:    ${u.localpart} / ${u.password}${u.admin ? "  (org admin: console)" : ""}`);
     if (o.demoVendor && o.org.demo_vendor) {

@@ -1,12 +1,13 @@
 import { spawn } from "node:child_process";
 import { createServer } from "node:net";
-import { createPrivateKey, createPublicKey } from "node:crypto";
+import { createHmac, createPrivateKey, createPublicKey } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { createLogger, ensureUser, type RegisteredUser, type RunningService } from "@medmesh/common";
 import { start as startPolicyModule } from "@medmesh/policy-module";
 import { start as startBridge, startReferenceVendor } from "@medmesh/bridge";
+import { startTimDriver, type RunningTimDriver } from "@medmesh/tim-driver";
 import type { DeploymentConfig } from "./config/schema.ts";
 import { generateNetwork, type GeneratedOrganisation } from "./generate.ts";
 import { superviseSynapse, type SupervisedSynapse } from "./synapse/process.ts";
@@ -24,6 +25,8 @@ export interface RunningOrganisation extends GeneratedOrganisation {
   demoUsers: RegisteredUser[];
   /** The reference messenger of a demo network (its REST API is under `${url}/api`). */
   demoVendor?: { url: string; stop(): Promise<void> };
+  /** The organisation's TI-Messenger test driver (docs/tim-driver.md), when configured. */
+  timDriver?: RunningTimDriver;
 }
 
 export interface RunningNetwork {
@@ -121,6 +124,7 @@ async function assertPortsFree(deployment: DeploymentConfig): Promise<void> {
       ...org.ports,
       ...(org.demo_vendor ? { demo_vendor: org.demo_vendor.port } : {}),
       ...(org.workers ? workerPorts(org.workers) : {}),
+      ...(org.tim_driver ? { tim_driver: org.tim_driver.port } : {}),
     };
     for (const [name, port] of Object.entries(ports)) {
       const host = /^(synapse_|workers)/.test(name) ? "127.0.0.1" : org.bind_address;
@@ -185,6 +189,7 @@ async function startOrganisation(
   const services: RunningService[] = [];
   const replicas: RunningService[] = [];
   let demoVendor: { url: string; stop(): Promise<void> } | undefined;
+  let timDriver: RunningTimDriver | undefined;
   try {
     const logDir = join(g.paths.root, "logs");
     say(`starting MedMesh services for ${g.org.name}`);
@@ -226,6 +231,9 @@ async function startOrganisation(
         }),
       );
     }
+    timDriver = g.org.tim_driver
+      ? await startOrganisationTimDriver(g, registrationSecret, logDir)
+      : undefined;
     return {
       ...g,
       registrationSecret,
@@ -234,8 +242,10 @@ async function startOrganisation(
       policyModuleReplicas: replicas,
       demoUsers,
       ...(demoVendor ? { demoVendor } : {}),
+      ...(timDriver ? { timDriver } : {}),
     };
   } catch (err) {
+    await timDriver?.stop();
     await demoVendor?.stop();
     await Promise.allSettled([...replicas, ...services].map((s) => s.stop()));
     await stopSynapse();
@@ -296,7 +306,41 @@ async function startDemoVendor(
   return vendor;
 }
 
+/**
+ * The TI-M test driver of a test organisation, with its pool of accounts (tim-device-1…N; their
+ * passwords derived from the registration secret, so a restart logs into the same accounts).
+ */
+async function startOrganisationTimDriver(
+  g: GeneratedOrganisation,
+  registrationSecret: string,
+  logDir: string,
+): Promise<RunningTimDriver> {
+  const conf = g.org.tim_driver;
+  if (!conf) throw new Error("no TI-M test driver configured");
+  const accounts = [];
+  for (let i = 1; i <= conf.devices; i++) {
+    const localpart = `tim-device-${String(i)}`;
+    const password = createHmac("sha256", registrationSecret).update(localpart).digest("base64url");
+    const display = `TIM device ${String(i)} (${g.org.name})`;
+    await ensureUser(g.synapseUrl, registrationSecret, { localpart, password, displayName: display });
+    accounts.push({ username: localpart, password, display_name: display });
+  }
+  return startTimDriver(
+    {
+      listen: { host: g.org.bind_address, port: conf.port },
+      homeserver: { client_url: g.clientUrl, server_name: g.serverName },
+      profile: g.org.profile === "tim-epa" ? "tim-epa" : "tim-pro",
+      accounts,
+    },
+    {
+      log: createLogger("tim-driver", "info", join(logDir, "tim-driver.log")),
+      source: `${g.org.id} tim_driver`,
+    },
+  );
+}
+
 async function stopOrganisation(o: RunningOrganisation): Promise<void> {
+  await o.timDriver?.stop();
   await o.demoVendor?.stop();
   await Promise.allSettled([...(o.policyModuleReplicas ?? []), ...o.services].map((s) => s.stop()));
   await o.synapse.stop();
@@ -320,6 +364,7 @@ export function describeNetwork(
       // The organisation's admin console (docs/console.md); its admins sign in with their Matrix account.
       console_url: `${o.clientUrl}/_medmesh/console/`,
       federation_url: o.federationUrl,
+      ...(o.timDriver ? { tim_driver_url: o.timDriver.url } : {}),
       registration_shared_secret_file: o.paths.registrationSecret,
       services: Object.fromEntries(
         o.services.map((s) => [

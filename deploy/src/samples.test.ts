@@ -42,8 +42,8 @@ describe("sample configs", () => {
     expect(() => loadConfigFile(kind.schema, file)).not.toThrow();
   });
 
-  it("the local network config validates", async () => {
-    const res = await cli("validate-config", join(REPO_ROOT, "config", "local-network.yaml"));
+  it.each(["local-network.yaml", "tim-network.yaml"])("the network config %s validates", async (name) => {
+    const res = await cli("validate-config", join(REPO_ROOT, "config", name));
     expect(res).toMatchObject({ code: 0 });
     expect(res.stdout).toContain("valid deployment config");
   });

@@ -17,3 +17,4 @@ export { openSynapseDb, withSynapseDb, type SynapseDb } from "./synapse-db.ts";
 export { startTestIdp, type IdpAccount, type TestIdp } from "./test-idp.ts";
 export { startChromium, CHROMIUM, type HeadlessChromium } from "./chromium.ts";
 export { WORKER_TOPOLOGY } from "./topologies.ts";
+export { timDrivers, timOrganisations, type TimDriverHandle } from "./tim.ts";

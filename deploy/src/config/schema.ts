@@ -177,6 +177,15 @@ export const OrganisationSchema = z.object({
     .describe(
       "Local demo networks only: run the reference messenger (bridge/src/vendor) beside this organisation's bridge, as a vendor it is configured for.",
     ),
+  tim_driver: z
+    .object({
+      port: port.describe("Its REST API (gematik's TiMessengerTestTreiber, docs/tim-driver.md)."),
+      devices: z.number().int().min(3).default(3).describe("Devices in its pool, each with its own account."),
+    })
+    .optional()
+    .describe(
+      "Test networks only: run a TI-Messenger test driver for this homeserver, for gematik's test suite.",
+    ),
   bridge_vendors: z
     .array(InteropVendorSchema)
     .default([])
@@ -339,6 +348,13 @@ export const DeploymentSchema = z
         for (const issue of workerProblems(org.workers, org.database.type, claimPort))
           ctx.addIssue({ code: "custom", path: ["organisations", i, ...issue.path], message: issue.message });
       }
+      if (org.tim_driver)
+        claim(`port ${org.tim_driver.port} on ${org.bind_address}`, [
+          "organisations",
+          i,
+          "tim_driver",
+          "port",
+        ]);
       if (org.demo_vendor)
         claim(`port ${org.demo_vendor.port} on ${org.bind_address}`, [
           "organisations",

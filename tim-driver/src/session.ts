@@ -1,0 +1,205 @@
+import "@medmesh/common/crypto-store";
+import { ClientEvent, createClient, SyncState, type MatrixClient } from "matrix-js-sdk";
+import type { Logger as SdkLogger } from "matrix-js-sdk/lib/logger.js";
+import { CryptoEvent } from "matrix-js-sdk/lib/crypto-api/index.js";
+import { RustBackupManager } from "matrix-js-sdk/lib/rust-crypto/backup.js";
+import type { Logger } from "pino";
+import { DriverError } from "./errors.ts";
+import { setUpKeyBackup, type RecoveryKeys } from "./key-backup.ts";
+
+// matrix-js-sdk waits up to 10 s (at random) before backing up new room keys, to spread the load
+// of many clients. A test step that logs a device out right after it received a message would
+// then lose that key; the driver's devices back up within a quarter of a second instead.
+Object.defineProperty(RustBackupManager, "maxBackupLoopStartDelayMillis", { value: 250 });
+
+export interface Credentials {
+  username: string;
+  password: string;
+}
+
+export interface LoginResult {
+  userId: string;
+  deviceId: string;
+  accessToken: string;
+}
+
+/** Password login through the client API (the proxy), as any TI-M client does. */
+export async function passwordLogin(
+  clientUrl: string,
+  creds: Credentials,
+  deviceName: string,
+): Promise<LoginResult> {
+  const res = await fetch(new URL("/_matrix/client/v3/login", clientUrl), {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({
+      type: "m.login.password",
+      identifier: { type: "m.id.user", user: creds.username },
+      password: creds.password,
+      initial_device_display_name: deviceName,
+    }),
+  });
+  const body = (await res.json().catch(() => ({}))) as {
+    user_id?: string;
+    device_id?: string;
+    access_token?: string;
+    errcode?: string;
+    error?: string;
+  };
+  if (!res.ok || !body.access_token || !body.user_id || !body.device_id) {
+    // A wrong password is a 403 M_FORBIDDEN from Synapse; the suite expects 401 for failed logins.
+    const status = res.status === 403 ? 401 : res.ok ? 502 : res.status;
+    throw new DriverError(
+      status,
+      body.errcode ?? "M_UNKNOWN",
+      body.error ?? `login failed (${String(res.status)})`,
+    );
+  }
+  return { userId: body.user_id, deviceId: body.device_id, accessToken: body.access_token };
+}
+
+export async function logoutToken(clientUrl: string, accessToken: string): Promise<void> {
+  await fetch(new URL("/_matrix/client/v3/logout", clientUrl), {
+    method: "POST",
+    headers: { authorization: `Bearer ${accessToken}`, "content-type": "application/json" },
+    body: "{}",
+  });
+}
+
+function sdkLogger(log: Logger): SdkLogger {
+  const l: SdkLogger = {
+    trace: () => undefined,
+    debug: () => undefined,
+    info: () => undefined,
+    warn: () => undefined,
+    error: (...msg: unknown[]) => {
+      log.warn(
+        { sdk: msg.map((m) => (m instanceof Error ? m.message : typeof m === "string" ? m : "")).join(" ") },
+        "matrix-js-sdk error",
+      );
+    },
+    getChild: () => l,
+  };
+  return l;
+}
+
+/**
+ * One logged-in Matrix device: matrix-js-sdk with Rust crypto whose state lives in IndexedDB
+ * (fake-indexeddb in Node, one database set per Matrix device), started and synced.
+ */
+export class DeviceSession {
+  readonly client: MatrixClient;
+  readonly login: LoginResult;
+  readonly creds: Credentials;
+  readonly cryptoPrefix: string;
+  private constructor(client: MatrixClient, login: LoginResult, creds: Credentials, cryptoPrefix: string) {
+    this.client = client;
+    this.login = login;
+    this.creds = creds;
+    this.cryptoPrefix = cryptoPrefix;
+  }
+
+  get userId(): string {
+    return this.login.userId;
+  }
+
+  static async start(
+    clientUrl: string,
+    creds: Credentials,
+    deviceName: string,
+    log: Logger,
+    keys: RecoveryKeys,
+  ): Promise<DeviceSession> {
+    const login = await passwordLogin(clientUrl, creds, deviceName);
+    const cryptoPrefix = `tim-driver:${login.userId}:${login.deviceId}`;
+    const client = createClient({
+      baseUrl: clientUrl,
+      userId: login.userId,
+      accessToken: login.accessToken,
+      deviceId: login.deviceId,
+      logger: sdkLogger(log),
+      cryptoCallbacks: {
+        // Secret storage opens with the account's recovery key, when the driver knows it.
+        getSecretStorageKey: ({ keys: wanted }) => {
+          const key = keys.get(login.userId);
+          const id = Object.keys(wanted)[0];
+          return Promise.resolve(key && id ? ([id, key] as [string, Uint8Array<ArrayBuffer>]) : null);
+        },
+      },
+    });
+    try {
+      await client.initRustCrypto({ useIndexedDB: true, cryptoDatabasePrefix: cryptoPrefix });
+      await startAndSync(client, login.userId);
+      // Without it the device still works, it only cannot read what was sent before it existed.
+      await setUpKeyBackup(client, creds, keys, log).catch((err: unknown) => {
+        log.warn(
+          { userId: login.userId, err: err instanceof Error ? err.message : String(err) },
+          "key backup set-up failed",
+        );
+      });
+    } catch (err) {
+      client.stopClient();
+      await logoutToken(clientUrl, login.accessToken);
+      throw err;
+    }
+    return new DeviceSession(client, login, creds, cryptoPrefix);
+  }
+
+  /** Logs the Matrix device out (the server forgets it) and drops its crypto databases. */
+  /** `waitForBackup`: first let the key backup take this device's last keys (an explicit logout). */
+  async stop(logout: boolean, waitForBackup = logout): Promise<void> {
+    if (waitForBackup) await this.backedUp(3000);
+    this.client.stopClient();
+    if (logout) await this.client.logout(true).catch(() => undefined);
+    await deleteDatabases(this.cryptoPrefix);
+  }
+
+  /** Waits (up to `ms`) for the key-backup loop to report nothing left to upload. */
+  private async backedUp(ms: number): Promise<void> {
+    const crypto = this.client.getCrypto();
+    if (!crypto || !(await crypto.getActiveSessionBackupVersion())) return;
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.client.off(CryptoEvent.KeyBackupSessionsRemaining, onRemaining);
+        resolve();
+      };
+      const onRemaining = (remaining: number): void => {
+        if (remaining === 0) done();
+      };
+      const timer = setTimeout(done, ms);
+      this.client.on(CryptoEvent.KeyBackupSessionsRemaining, onRemaining);
+      // (Re)starts the upload loop, which reports 0 when it has nothing (left) to upload.
+      const manager = (crypto as unknown as { backupManager?: { maybeUploadKey(): Promise<void> } })
+        .backupManager;
+      void manager?.maybeUploadKey();
+    });
+  }
+}
+
+async function startAndSync(client: MatrixClient, userId: string): Promise<void> {
+  const prepared = new Promise<void>((resolve, reject) => {
+    const onSync = (state: SyncState, _prev: SyncState | null, data?: { error?: Error }): void => {
+      if (state === SyncState.Prepared) {
+        client.off(ClientEvent.Sync, onSync);
+        resolve();
+      } else if (state === SyncState.Error) {
+        client.off(ClientEvent.Sync, onSync);
+        reject(new Error(`initial sync of ${userId} failed: ${data?.error?.message ?? "unknown error"}`));
+      }
+    };
+    client.on(ClientEvent.Sync, onSync);
+  });
+  await client.startClient({ initialSyncLimit: 50, lazyLoadMembers: false });
+  await prepared;
+}
+
+interface IdbFactory {
+  databases(): Promise<{ name?: string }[]>;
+  deleteDatabase(name: string): unknown;
+}
+
+async function deleteDatabases(prefix: string): Promise<void> {
+  const idb = (globalThis as unknown as { indexedDB: IdbFactory }).indexedDB;
+  for (const d of await idb.databases()) if (d.name?.startsWith(prefix)) idb.deleteDatabase(d.name);
+}
