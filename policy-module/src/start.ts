@@ -2,7 +2,6 @@ import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import {
   ApiError,
-  asyncHandler,
   createLeadership,
   createSynapseAdmin,
   ensureAppserviceUser,
@@ -30,6 +29,7 @@ import { startGroups, type Groups } from "./groups/index.ts";
 import { channelBotOf, mountChannelsAdmin, startChannels, type Channels } from "./channels/index.ts";
 import { startIdentity, type Identity } from "./identity/service.ts";
 import { identityDocuments } from "./identity/records.ts";
+import { mountOperatorRoutes } from "./operator-routes.ts";
 import { createConsole } from "./console/index.ts";
 import { createPeerApi } from "./peer-api.ts";
 import { createAuditService, mountAuditApi, type AuditService } from "./audit/index.ts";
@@ -111,59 +111,12 @@ export async function start(
         mountAuditApi(app, audit);
         mountChannelsAdmin(app, () => channels?.service);
         mountDepartmentsApi(app, { departments: () => departments, store: ctx.store });
-        // Internal listener, admins only (the frame's default): operators, monitoring and tests.
-        app.get("/_medmesh/admin/v1/trust", (_req, res) => {
-          res.json(trust ? trust.status() : { configured: false });
+        mountOperatorRoutes(app, {
+          config,
+          trust: () => trust,
+          retention: () => retention,
+          identity: () => identity,
         });
-        app.get(
-          "/_medmesh/admin/v1/retention/status",
-          asyncHandler(async (_req, res) => {
-            if (!retention) throw new ApiError("M_UNAVAILABLE", "retention is not running (no proxy role)");
-            res.json(await retention.index.status());
-          }),
-        );
-        app.post(
-          "/_medmesh/admin/v1/retention/backfill",
-          asyncHandler(async (_req, res) => {
-            if (!retention) throw new ApiError("M_UNAVAILABLE", "retention is not running (no proxy role)");
-            res.json(await retention.backfill.all());
-          }),
-        );
-        app.post(
-          "/_medmesh/admin/v1/retention/sweep",
-          asyncHandler(async (req, res) => {
-            if (!retention) throw new ApiError("M_UNAVAILABLE", "retention is not running (no proxy role)");
-            const body = (req.body ?? {}) as { now?: unknown };
-            if (body.now !== undefined && !config.retention.allow_clock_override)
-              throw new ApiError(
-                "M_FORBIDDEN",
-                "retention.allow_clock_override is off: the sweep uses the real clock",
-              );
-            const now = typeof body.now === "string" ? new Date(body.now) : new Date();
-            if (Number.isNaN(now.getTime()))
-              throw new ApiError("M_INVALID_PARAM", "now must be an ISO date-time");
-            res.json(await retention.sweeper.run(now));
-          }),
-        );
-        app.post(
-          "/_medmesh/admin/v1/identity/reverify",
-          asyncHandler(async (_req, res) => {
-            if (!identity) throw new ApiError("M_UNAVAILABLE", "identity is not running (no proxy role)");
-            res.json(await identity.reverifier.run());
-          }),
-        );
-        app.get(
-          "/_medmesh/admin/v1/identity/users/:userId",
-          asyncHandler(async (req, res) => {
-            if (!identity) throw new ApiError("M_UNAVAILABLE", "identity is not running (no proxy role)");
-            const userId = String(req.params.userId);
-            const local = userId.endsWith(`:${config.homeserver.server_name}`);
-            const verified = local
-              ? await identity.clinicians.isVerified(userId)
-              : await identity.remote.isVerified(userId);
-            res.json({ user_id: userId, verified, source: local ? "local" : "attestation" });
-          }),
-        );
       },
       healthChecks: {
         trust_list: () =>
