@@ -42,13 +42,11 @@ export function startGroups(d: {
     if (hit && hit.until > Date.now()) return hit;
     let entry: GroupEntry | undefined;
     let known = false;
-    let hasCreate = false;
     try {
       const { state } = await d.admin.request<{
         state: { type: string; state_key: string; content: Record<string, unknown> }[];
       }>("GET", `/_synapse/admin/v1/rooms/${encodeURIComponent(roomId)}/state`);
       known = true;
-      hasCreate = state.some((e) => e.type === "m.room.create");
       const content = (type: string) => state.find((e) => e.type === type && e.state_key === "")?.content;
       const listing = GroupListingSchema.safeParse(content(GROUP_EVENT) ?? {});
       const joinRule = content("m.room.join_rules")?.join_rule;
@@ -67,10 +65,9 @@ export function startGroups(d: {
       if (!(err instanceof MatrixRequestError && err.status === 404)) throw err;
     }
     const listing = { known, entry, until: Date.now() + OTHER_ROOMS_MS };
-    // Listings are remembered, and so is "not listed" for a room whose state this server holds
-    // (its create event): a room this server is only joining shows no state yet. Without it every
-    // invite into a large unlisted room (a broadcast channel) re-read the room's whole state.
-    if (entry || (known && hasCreate)) others.set(roomId, listing);
+    // Only listings are remembered: a room this server is only joining shows no state yet, and a
+    // remembered "not listed" would let a limit set meanwhile go unapplied for as long as it is kept.
+    if (entry) others.set(roomId, listing);
     if (others.size > 10_000) others.delete(others.keys().next().value ?? "");
     return listing;
   };
