@@ -205,6 +205,9 @@ describe("the console's status page: bridge, charts, expiry", () => {
     await pageSignIn(page, a, admin.localpart, admin.password);
     await openSection(page, "status");
     await page.waitForSelector("#status-health");
+    // Both of the page's reads done: a read still on its way would meet the expiry first and
+    // replace the page (with its nav link) before the click below.
+    await page.waitForSelector("#bridge-vendors");
     // Time passes: the session's idle expiry is behind it (as after 30 minutes without a request).
     const ended = await policyStore()("console_sessions")
       .where({ user_id: admin.userId })
