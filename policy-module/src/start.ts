@@ -25,7 +25,7 @@ import {
   startDepartments,
   type Departments,
 } from "./departments/index.ts";
-import { startGroups, type Groups } from "./groups/index.ts";
+import { groupConsoleRoutes, startGroups, type Groups } from "./groups/index.ts";
 import { channelBotOf, mountChannelsAdmin, startChannels, type Channels } from "./channels/index.ts";
 import { startIdentity, type Identity } from "./identity/service.ts";
 import { identityDocuments } from "./identity/records.ts";
@@ -433,6 +433,7 @@ async function startProxyRole(
       ...identity.clientRoutes,
       ...groups.clientRoutes,
       ...departmentConsoleRoutes(adminConsole.api, () => late.departments),
+      ...groupConsoleRoutes(adminConsole.api, groups.moderation),
       ...adminConsole.routes,
     ],
     membership: (q) => groups.rules.membership(q),

@@ -5,11 +5,13 @@ import type { PeerClient } from "../directory/index.ts";
 import { groupsStore, type GroupEntry } from "./groups-store.ts";
 import { createGroupIndexer } from "./indexer.ts";
 import { GROUP_EVENT, GroupListingSchema } from "./listing.ts";
+import { createModeration } from "./moderation.ts";
 import { createGroupRoutes } from "./routes.ts";
 import { createGroupRules } from "./rules.ts";
 
 export { GROUPS_MIGRATIONS } from "./migrations.ts";
 export { checkListing, GROUP_EVENT } from "./listing.ts";
+export { groupConsoleRoutes } from "./console-routes.ts";
 export type { GroupRules, MembershipQuestion } from "./rules.ts";
 
 /** How long the listing of a room homed elsewhere, read from this server's Synapse, is used. */
@@ -173,6 +175,8 @@ export function startGroups(d: {
   return {
     rules,
     recheck,
+    /** The console's groups page (console-routes.ts): knocks, approve, refuse, unlist, as the bot. */
+    moderation: createModeration({ ...d, groups, bot, rules, refresh: indexer.refresh }),
     onEvents: async (events: readonly AppserviceEvent[]): Promise<void> => {
       await indexer.onEvents(events);
       for (const e of events) {
