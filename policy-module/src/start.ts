@@ -25,7 +25,7 @@ import {
   startDepartments,
   type Departments,
 } from "./departments/index.ts";
-import { groupConsoleRoutes, startGroups, type Groups } from "./groups/index.ts";
+import { groupConsoleRoutes, isRoomAdminBot, startGroups, type Groups } from "./groups/index.ts";
 import { channelBotOf, mountChannelsAdmin, startChannels, type Channels } from "./channels/index.ts";
 import { startIdentity, type Identity } from "./identity/service.ts";
 import { identityDocuments } from "./identity/records.ts";
@@ -390,6 +390,7 @@ async function startProxyRole(
     },
     log: ctx.log,
     isInsuredPerson: insured,
+    vouchedInviter: (u) => isRoomAdminBot(u, serverName, (s) => trustView.isTrusted(s)),
   }));
   const departments = (late.departments = await startDepartments({
     ...ctx,

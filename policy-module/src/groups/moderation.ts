@@ -33,6 +33,17 @@ interface StateEvent {
 const enc = encodeURIComponent;
 const ROOM_ID = /^![^\s/]+$/;
 const LIMIT = 200;
+/**
+ * The room-admin bot of this or a trusted organisation: it invites only when an org admin approves
+ * a knock in the console, so the invite gate counts it as a verified inviter (the knocker asked).
+ */
+export function isRoomAdminBot(userId: string, serverName: string, isTrusted: (server: string) => boolean) {
+  const server = serverOf(userId);
+  return (
+    server !== undefined && userId === `@medmesh:${server}` && (server === serverName || isTrusted(server))
+  );
+}
+
 /** Synapse's errors carry "M_FORBIDDEN (403): " before the reason; a person wants the reason. */
 export const reasonOf = (err: MatrixRequestError): string => err.message.replace(/^\S+ \(\d+\): /, "");
 
