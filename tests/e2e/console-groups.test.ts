@@ -76,7 +76,7 @@ describe("the console's groups page", () => {
   let pietId: string;
   let gerdaId: string;
 
-  it("lists the group with both knocks; an auditor sees them read-only (no buttons, API 403), in Dutch", async () => {
+  it("lists the group with both knocks; an auditor (Dutch page) and a reviewer see them read-only (no buttons, API 403)", async () => {
     const anna = await user(0, "anna");
     // Open to every verified clinician when both knock; limited to pharmacists afterwards: the
     // GP's knock is still pending, and an approve must meet the group's rule as it is now.
@@ -153,7 +153,29 @@ describe("the console's groups page", () => {
     });
     expect(refused).toMatchObject({ status: 403, body: { errcode: "M_FORBIDDEN" } });
     expect(String(refused.body.error)).toContain("auditor");
+    // A reviewer reads the knocks too, and may neither refuse one nor unlist the group.
+    const reviewer = await registerWithPassword(A(), `groups-reviewer-${randomBytes(2).toString("hex")}`);
+    await consoleApi(A(), "PUT", `/roles/${enc(reviewer.userId)}`, {
+      cookie: s.cookie,
+      csrf: s.csrf,
+      body: { role: "reviewer" },
+    });
+    const rs = await apiSignIn(A(), reviewer.localpart, reviewer.password);
+    const seen = await consoleApi(A(), "GET", `/groups/${enc(groupId)}/knocks`, { cookie: rs.cookie });
+    expect((seen.body.knocks as { user_id: string }[]).map((k) => k.user_id).sort()).toEqual(
+      [gerdaId, pietId].sort(),
+    );
+    for (const [path, body] of [
+      [`/groups/${enc(groupId)}/knocks/${enc(gerdaId)}/refuse`, { reason: "no" }],
+      [`/groups/${enc(groupId)}/unlist`, { confirm: groupId }],
+    ] as const) {
+      const r = await consoleApi(A(), "POST", path, { cookie: rs.cookie, csrf: rs.csrf, body });
+      expect(r).toMatchObject({ status: 403, body: { errcode: "M_FORBIDDEN" } });
+      expect(String(r.body.error)).toContain("reviewer");
+    }
     expect(await membership(0, groupId, pietId)).toBe("knock");
+    expect(await membership(0, groupId, gerdaId)).toBe("knock");
+    expect(await stateOf(0, groupId, "org.medmesh.group")).toMatchObject({ listed: true });
   });
 
   it("the org admin approves the pharmacist (who joins), is refused for the GP, and refuses the GP with a reason (French)", async () => {
