@@ -31,7 +31,10 @@ export function groupConsoleRoutes(d: ApiDeps, moderation: Moderation): Route[] 
   return [
     consoleRoute(d, "GET", "/groups", "groups.read", async () =>
       json({
-        groups: (await moderation.list()).map((g) => ({ ...view(g), in_directory: g.in_directory })),
+        groups: (await moderation.list().catch(fromSynapse)).map((g) => ({
+          ...view(g),
+          in_directory: g.in_directory,
+        })),
       }),
     ),
     consoleRoute(d, "GET", "/groups/{}/knocks", "groups.read", async (_ctx, _actor, [roomId = ""]) => {
