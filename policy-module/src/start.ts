@@ -25,7 +25,7 @@ import {
   startDepartments,
   type Departments,
 } from "./departments/index.ts";
-import { startGroups, type Groups } from "./groups/index.ts";
+import { groupConsoleRoutes, isRoomAdminBot, startGroups, type Groups } from "./groups/index.ts";
 import { channelBotOf, mountChannelsAdmin, startChannels, type Channels } from "./channels/index.ts";
 import { startIdentity, type Identity } from "./identity/service.ts";
 import { identityDocuments } from "./identity/records.ts";
@@ -391,6 +391,7 @@ async function startProxyRole(
     },
     log: ctx.log,
     isInsuredPerson: insured,
+    vouchedInviter: (u) => isRoomAdminBot(u, serverName, (s) => trustView.isTrusted(s)),
   }));
   const departments = (late.departments = await startDepartments({
     ...ctx,
@@ -434,6 +435,7 @@ async function startProxyRole(
       ...identity.clientRoutes,
       ...groups.clientRoutes,
       ...departmentConsoleRoutes(adminConsole.api, () => late.departments),
+      ...groupConsoleRoutes(adminConsole.api, groups.moderation),
       ...adminConsole.routes,
     ],
     membership: (q) => groups.rules.membership(q),

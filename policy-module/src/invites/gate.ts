@@ -26,6 +26,11 @@ export function createInviteGate(deps: {
   log: Logger;
   /** TI-M's isInsuredPerson group (rooms/profile.ts): whether an inviter is one. */
   isInsuredPerson?: (userId: string) => boolean;
+  /**
+   * Inviters that invite only on an organisation's own decision and so count as verified
+   * inviters (never as verified invitees: anyone may still invite them).
+   */
+  vouchedInviter?: (userId: string) => boolean;
 }): InviteGate {
   const cache = new Map<string, { config: PermissionConfig | undefined; expires: number }>();
 
@@ -74,7 +79,7 @@ export function createInviteGate(deps: {
       });
       if (!own.allowed) return own;
       const [inviterVerified, inviteeVerified] = await Promise.all([
-        deps.verification.isVerified(inviter),
+        deps.vouchedInviter?.(inviter) ? true : deps.verification.isVerified(inviter),
         deps.verification.isVerified(invitee),
       ]);
       return evaluateOrgDefault(deps.policy, {
