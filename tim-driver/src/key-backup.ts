@@ -14,7 +14,7 @@ export class RecoveryKeys {
 
   /** `stored`: the keys of an earlier run; `saved`: told of every change (the driver's data_dir). */
   constructor(stored?: Map<string, Uint8Array>, saved?: (keys: ReadonlyMap<string, Uint8Array>) => void) {
-    this.keys = stored ?? new Map();
+    this.keys = stored ?? new Map<string, Uint8Array>();
     this.saved = saved;
   }
 

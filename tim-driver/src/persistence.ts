@@ -30,7 +30,7 @@ export class DriverState {
 
   /** Every recovery key the driver made or imported, by account. */
   recoveryKeys(): Map<string, Uint8Array> {
-    const raw = this.read<Record<string, string>>("recovery-keys.json") ?? {};
+    const raw = (this.read("recovery-keys.json") ?? {}) as Record<string, string>;
     return new Map(Object.entries(raw).map(([user, key]) => [user, Buffer.from(key, "base64")]));
   }
 
@@ -47,8 +47,8 @@ export class DriverState {
       .filter((f) => /^\d+\.json$/.test(f))
       .flatMap((f) => {
         const poolId = Number(f.slice(0, -5));
-        const device = this.read<StoredDevice & { crypto?: string }>(join("devices", f));
-        if (!device?.login?.accessToken) return [];
+        const device = this.read(join("devices", f)) as (StoredDevice & { crypto?: string }) | undefined;
+        if (!device?.login.accessToken) return [];
         const crypto = device.crypto ? Buffer.from(device.crypto, "base64") : undefined;
         return [{ poolId, device: { creds: device.creds, login: device.login }, crypto }];
       });
@@ -77,9 +77,9 @@ export class DriverState {
     this.hashes.delete(poolId);
   }
 
-  private read<T>(name: string): T | undefined {
+  private read(name: string): unknown {
     try {
-      return JSON.parse(readFileSync(join(this.dir, name), "utf8")) as T;
+      return JSON.parse(readFileSync(join(this.dir, name), "utf8")) as unknown;
     } catch {
       return undefined;
     }
