@@ -4,6 +4,7 @@ import { createDriverApp } from "./app.ts";
 import { TimDriverConfigSchema, type TimDriverConfig } from "./config.ts";
 import { Housekeeping } from "./cleanup.ts";
 import { DevicePool } from "./devices.ts";
+import { permissionConfigType } from "./permission-config.ts";
 
 export interface RunningTimDriver {
   readonly url: string;
@@ -23,7 +24,11 @@ export async function startTimDriver(
     config.homeserver.client_url,
     log,
   );
-  const housekeeping = new Housekeeping(config.homeserver.client_url, log);
+  const housekeeping = new Housekeeping(
+    config.homeserver.client_url,
+    log,
+    permissionConfigType(config.profile),
+  );
   await housekeeping.prepare(pool.devices.map((d) => d.account));
   const server = await listen(
     createDriverApp(config, pool, housekeeping, log),
