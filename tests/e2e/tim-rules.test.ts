@@ -2,9 +2,17 @@ import { randomBytes } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { REPO_ROOT } from "@medmesh/deploy";
 import { loadPrivateKey, signTrustList } from "@medmesh/policy-module";
 import { everyPathKit, type Answer, type Via } from "../harness/every-path.ts";
-import { adminApi, freePorts, useTestNetwork, waitUntil, type TestUser } from "../harness/index.ts";
+import {
+  adminApi,
+  freePorts,
+  OpenApiContract,
+  useTestNetwork,
+  waitUntil,
+  type TestUser,
+} from "../harness/index.ts";
 
 // TI-M rules of issue #19 (docs/tim-profile.md) on a network of A (tim-pro), B (tim-epa, with its
 // TI-M test driver) and C (tim-pro). Each rule: the refusal on every path, and that Synapse stored
@@ -260,5 +268,26 @@ describe("TI-M: messages into a room with a member's server off the trust list",
     ok(await api(doc, "proxy", "PUT", redact, {}));
     ok(await api(doc, "proxy", "POST", `/_matrix/client/v3/rooms/${enc(withC)}/leave`, {}));
     expect(await membership(0, withC, doc.userId)).toBe("leave");
+  });
+
+  it("the decision API answers the module's message question as its document says", async () => {
+    const contract = new OpenApiContract(join(REPO_ROOT, "policy-module", "openapi", "decisions.yaml"));
+    const token = readFileSync(org(0).paths.decisionToken, "utf8").trim();
+    const ask = async (body: unknown): Promise<Response> => {
+      const res = await fetch(`${org(0).policyModuleUrl}/_medmesh/decide/v1/message`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+        body: JSON.stringify(body),
+      });
+      await contract.check("POST /_medmesh/decide/v1/{check}", res.clone());
+      return res;
+    };
+    const q = (servers: string[]) => ({ sender: `@x:${org(0).serverName}`, room_id: "!r:x", servers });
+    expect(await (await ask(q([org(1).serverName]))).json()).toEqual({ allow: true });
+    expect(await (await ask(q([org(1).serverName, org(2).serverName]))).json()).toMatchObject({
+      allow: false,
+      errcode: "M_FORBIDDEN",
+    });
+    expect((await ask(q([]))).status).toBe(400);
   });
 });
