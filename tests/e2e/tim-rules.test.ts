@@ -52,6 +52,23 @@ const putConfig = (u: TestUser, type: string, config: unknown) =>
 const inviteVia = (u: TestUser, via: Via, roomId: string, invitee: string) =>
   api(u, via, "POST", `/_matrix/client/v3/rooms/${enc(roomId)}/invite`, { user_id: invitee });
 
+/** A's policy appservice acting as its room bot (as_token + user_id), straight to Synapse. */
+const BOT = () => `@medmesh:${org(0).serverName}`;
+async function asBot(method: string, path: string, body: unknown): Promise<Answer> {
+  const a = org(0);
+  const asToken = a.services.find((s) => s.name === "policy-module")?.registration.as_token ?? "";
+  const url = new URL(path, a.synapseUrl);
+  url.searchParams.set("user_id", BOT());
+  const res = await fetch(url, {
+    method,
+    headers: { authorization: `Bearer ${asToken}`, "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
+const botJoined = (roomId: string) =>
+  waitUntil(async () => (await membership(0, roomId, BOT())) === "join", `A's bot joins ${roomId}`);
+
 /** B's TI-M test driver: a JSON request, the answer parsed. */
 async function driver(
   method: string,
@@ -155,6 +172,20 @@ describe("TI-M: encryption added later to a public room", () => {
       });
     }
 
+    if (via === "synapse") {
+      it("m.room.encryption in a public room is refused for an appservice too (as_token + user_id)", async () => {
+        const anna = await user(0, "anna");
+        const roomId = await newRoom(anna, { preset: "public_chat", name: fresh("lobby") });
+        await botJoined(roomId);
+        const path = `/_matrix/client/v3/rooms/${enc(roomId)}/state/m.room.encryption/`;
+        expectRefused(
+          await asBot("PUT", path, { algorithm: "m.megolm.v1.aes-sha2" }),
+          /Public rooms .* are not end-to-end encrypted/,
+        );
+        expect(await stateOf(0, roomId, "m.room.encryption")).toBeUndefined();
+      });
+    }
+
     it(`createRoom: a public room with m.room.encryption in initial_state is refused, nothing stored (via ${via})`, async () => {
       const anna = await user(0, "anna");
       const name = fresh("lobby");
@@ -254,6 +285,16 @@ describe("TI-M: messages into a room with a member's server off the trust list",
     ] as const) {
       expectRefused(await send(doc, via, version, withC, `to C via ${via} /${version}`), naming);
     }
+    // An appservice acting for a user of its namespace: A's room bot, a member of every room
+    // created through the proxy.
+    await botJoined(withC);
+    expectRefused(
+      await asBot("PUT", `/_matrix/client/v3/rooms/${enc(withC)}/send/m.room.message/${fresh("t")}`, {
+        msgtype: "m.notice",
+        body: "to C from the bot",
+      }),
+      naming,
+    );
     const stored = await bodiesIn(withC);
     expect(stored).toContain("while C is trusted");
     expect(stored.filter((b) => b.startsWith("to C"))).toEqual([]);
