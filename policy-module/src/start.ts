@@ -243,6 +243,7 @@ async function startProxyRole(
       verification: { isVerified: (userId) => (late.verification ?? notYet()).isVerified(userId) },
       rooms: proxy.rooms,
       groups: { membership: (q) => (late.groups ?? notYet()).rules.membership(q) },
+      accounts: { deactivated: (u, byAdmin) => (late.identity ?? notYet()).verifier.deactivated(u, byAdmin) },
       // Asked while Synapse completes an SSO login; identity starts before the proxy listens.
       ...(config.identity.sso
         ? {

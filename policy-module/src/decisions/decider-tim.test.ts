@@ -19,6 +19,7 @@ const deciderFor = (profile: Profile, serverName: string) =>
     verification: { isVerified: () => Promise.resolve(true) },
     rooms: { allow_public_rooms: false },
     groups: { membership: () => Promise.resolve({ allowed: true }) },
+    accounts: { deactivated: () => Promise.resolve() },
   });
 const pro = deciderFor("tim-pro", "pro.example");
 const epa = deciderFor("tim-epa", "epa.example");

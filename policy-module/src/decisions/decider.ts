@@ -5,6 +5,7 @@ import { checkRoomState, presetJoinRule, type RoomRulesPolicy, type StateContent
 import { insuredPerson, isTim, type Profile } from "../rooms/profile.ts";
 import { checkTimCreateRoom, checkTimEncryption, checkTimJoinRule, timRoomDefaults } from "../rooms/tim.ts";
 import type {
+  AccountStatusQuestion,
   CreateRoomQuestion,
   InviteQuestion,
   JoinQuestion,
@@ -33,6 +34,8 @@ export interface DeciderDeps {
     claims(q: SsoClaimsQuestion): Promise<Decision>;
     login(q: SsoLoginQuestion): Promise<Decision>;
   };
+  /** This organisation's accounts: a deactivated one loses its verification (identity/). */
+  accounts: { deactivated(userId: string, byAdmin: boolean): Promise<unknown> };
 }
 
 /** Synapse's decision points, answered from the capabilities that own each rule. */
@@ -49,6 +52,8 @@ export interface Decider {
   message(q: MessageQuestion): Decision;
   ssoClaims(q: SsoClaimsQuestion): Promise<Decision>;
   ssoLogin(q: SsoLoginQuestion): Promise<Decision>;
+  /** Synapse's report of a (de)activation; acted on, always answered allowed. */
+  accountStatus(q: AccountStatusQuestion): Promise<Decision>;
 }
 
 const ALLOWED: Decision = { allowed: true };
@@ -192,6 +197,12 @@ export function createDecider(d: DeciderDeps): Decider {
     stateEvent,
     ssoClaims: (q) => (d.sso ? d.sso.claims(q) : Promise.resolve(NO_SSO)),
     ssoLogin: (q) => (d.sso ? d.sso.login(q) : Promise.resolve(NO_SSO)),
+    async accountStatus({ user_id, deactivated, by_admin }) {
+      // A reactivated account stays unverified until its holder verifies again; another server's
+      // accounts are that organisation's to revoke.
+      if (deactivated && serverOf(user_id) === d.serverName) await d.accounts.deactivated(user_id, by_admin);
+      return ALLOWED;
+    },
   };
 }
 

@@ -59,6 +59,11 @@ export const QUESTIONS = {
   }),
   /** on_user_login of type m.login.sso: Synapse completed an SSO login of this account. */
   sso_login: z.object({ user_id: MatrixId("@"), idp_id: z.string().min(1).max(255) }),
+  /**
+   * on_user_deactivation_status_changed: a report, not a question (the answer is always allowed).
+   * Synapse calls it after every (re)activation, whatever the path: the user's own, the admin API.
+   */
+  account_status: z.object({ user_id: MatrixId("@"), deactivated: z.boolean(), by_admin: z.boolean() }),
 } as const;
 
 export type Check = keyof typeof QUESTIONS;
@@ -71,3 +76,4 @@ export type MessageQuestion = z.infer<(typeof QUESTIONS)["message"]>;
 export type StateQuestion = z.infer<(typeof QUESTIONS)["state_event"]>;
 export type SsoClaimsQuestion = z.infer<(typeof QUESTIONS)["sso_claims"]>;
 export type SsoLoginQuestion = z.infer<(typeof QUESTIONS)["sso_login"]>;
+export type AccountStatusQuestion = z.infer<(typeof QUESTIONS)["account_status"]>;

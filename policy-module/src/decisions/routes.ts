@@ -100,6 +100,8 @@ function decide(decider: Decider, check: Check, body: unknown): Promise<Decision
       return { allowed: true }; // answered in the route (it returns a config)
     case "sso_login":
       return decider.ssoLogin(parse(check, q.sso_login, body));
+    case "account_status":
+      return decider.accountStatus(parse(check, q.account_status, body));
   }
 }
 

@@ -57,8 +57,14 @@ class MedMeshPolicy:
         # Before Synapse builds a new room: the organisation's profile completes the request
         # (TI-M's room type and defaults); user_may_create_room then decides on the result.
         # Asked only where the generator says the profile has defaults (room_defaults: true).
+        # A deactivated account loses its verification, whatever the path (its own request, the
+        # admin API, the console); Synapse runs this on the main process after every change.
+        third_party: dict[str, Any] = {
+            "on_user_deactivation_status_changed": self.on_user_deactivation_status_changed
+        }
         if config.room_defaults:
-            api.register_third_party_rules_callbacks(on_create_room=self.on_create_room)
+            third_party["on_create_room"] = self.on_create_room
+        api.register_third_party_rules_callbacks(**third_party)
         api.register_web_resource(remote_media.PATH, remote_media.RemoteMediaDelete(api))
 
     @staticmethod
@@ -213,6 +219,19 @@ class MedMeshPolicy:
         answer = await self._ask("sso_login", {"user_id": user_id, "idp_id": auth_provider_id})
         if not answer.allow:
             raise SynapseError(403, answer.error, _errcode(answer.errcode))
+
+    # --- accounts -----------------------------------------------------------------------------
+
+    async def on_user_deactivation_status_changed(
+        self, user_id: str, deactivated: bool, by_admin: bool
+    ) -> None:
+        # A report: the change is made whatever the answer. One that does not arrive (the policy
+        # module down) is found by its next re-verification run.
+        answer = await self._ask(
+            "account_status", {"user_id": user_id, "deactivated": deactivated, "by_admin": by_admin}
+        )
+        if not answer.allow:
+            logger.warning("the policy module did not take the report on %s: %s", user_id, answer.error)
 
     # --- the call -----------------------------------------------------------------------------
 
