@@ -5,6 +5,7 @@ import { TimDriverConfigSchema, type TimDriverConfig } from "./config.ts";
 import { Housekeeping } from "./cleanup.ts";
 import { DevicePool } from "./devices.ts";
 import { DriverState } from "./persistence.ts";
+import { permissionConfigType } from "./permission-config.ts";
 
 export interface RunningTimDriver {
   readonly url: string;
@@ -53,7 +54,11 @@ async function boot(
     log,
     config.data_dir ? { state: new DriverState(config.data_dir) } : {},
   );
-  const housekeeping = new Housekeeping(config.homeserver.client_url, log);
+  const housekeeping = new Housekeeping(
+    config.homeserver.client_url,
+    log,
+    permissionConfigType(config.profile),
+  );
   await housekeeping.prepare(pool.devices.map((d) => d.account));
   await pool.resume();
   const server = await listen(

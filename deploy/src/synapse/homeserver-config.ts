@@ -150,6 +150,8 @@ export function homeserverConfig(i: HomeserverInputs): Record<string, unknown> {
           timeout_ms: 2000,
           // TI-M's room type and defaults at creation (docs/tim-profile.md).
           room_defaults: org.profile !== "medmesh",
+          // TI-M: a message into a room with a member on a server off the trust list gets a 403.
+          room_servers: org.profile !== "medmesh",
         },
       },
     ],
