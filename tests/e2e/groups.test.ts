@@ -74,6 +74,43 @@ describe("discoverable groups", () => {
   let unlistedId: string;
   const name = `Pharmacists West ${randomBytes(3).toString("hex")}`;
 
+  it("lists another organisation's room only as theirs, also when this organisation's bot is in it", async () => {
+    const piet = await user(1, "piet");
+    const roomId = await newRoom(piet, {
+      name: `Pharmacists of B ${randomBytes(3).toString("hex")}`,
+      initial_state: [{ type: "m.room.join_rules", state_key: "", content: { join_rule: "knock" } }],
+    });
+    // A's room-admin bot joins any room it is invited to; the listing comes after (a limited
+    // group refuses the bot's invite: it is not a verified pharmacist).
+    const aBot = `@medmesh:${org(0).serverName}`;
+    const invited = await api(piet, "proxy", "POST", `/_matrix/client/v3/rooms/${enc(roomId)}/invite`, {
+      user_id: aBot,
+    });
+    expect(invited.status, JSON.stringify(invited.body)).toBe(200);
+    await waitUntil(async () => (await membership(1, roomId, aBot)) === "join", "A's bot joins B's room");
+    const listed = await api(
+      piet,
+      "proxy",
+      "PUT",
+      `/_matrix/client/v3/rooms/${enc(roomId)}/state/org.medmesh.group/`,
+      LISTING,
+    );
+    expect(listed.status, JSON.stringify(listed.body)).toBe(200);
+    const anna = await user(0, "anna");
+    const entries = await waitUntil(async () => {
+      const found = (await directory(anna, "pharmacists of b")).groups.filter((g) => g.room_id === roomId);
+      return found.length > 0 ? found : undefined;
+    }, "A's directory lists B's group (from B)");
+    expect(entries.map((g) => g.organisation)).toEqual([org(1).serverName]);
+    // For 10 s (A's appservice has the bot's join and the listing within a few seconds), A never
+    // lists it as its own group.
+    for (const until = Date.now() + 10_000; Date.now() < until;) {
+      const now = (await directory(anna, "pharmacists of b")).groups.filter((g) => g.room_id === roomId);
+      expect(now.map((g) => g.organisation)).toEqual([org(1).serverName]);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  });
+
   it("refuses a malformed listing, and stores nothing", async () => {
     const anna = await user(0, "anna");
     const roomId = await newRoom(anna);

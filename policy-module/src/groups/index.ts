@@ -34,7 +34,13 @@ export function startGroups(d: {
 }) {
   const groups = groupsStore(d.knex);
   const bot = asUser(d.homeserverUrl, d.asToken, d.botUserId);
-  const indexer = createGroupIndexer({ groups, bot, botUserId: d.botUserId, log: d.log });
+  const indexer = createGroupIndexer({
+    groups,
+    bot,
+    botUserId: d.botUserId,
+    serverName: d.serverName,
+    log: d.log,
+  });
 
   // Rooms homed on other organisations that this server takes part in: their listing as this
   // server's copy of the room holds it, so its own users and the PDUs it receives obey it too.

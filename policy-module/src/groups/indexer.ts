@@ -1,5 +1,6 @@
 import { MatrixRequestError, type AppserviceEvent, type AsUser } from "@medmesh/common";
 import type { Logger } from "pino";
+import { serverOf } from "../proxy/policy.ts";
 import type { GroupsStore } from "./groups-store.ts";
 import { GROUP_EVENT, GroupListingSchema } from "./listing.ts";
 
@@ -11,7 +12,13 @@ const WATCHED = new Set([GROUP_EVENT, "m.room.join_rules", "m.room.name", "m.roo
  * room-admin bot. Reading rather than applying the event: a late or caught-up event can never
  * undo a newer one.
  */
-export function createGroupIndexer(d: { groups: GroupsStore; bot: AsUser; botUserId: string; log: Logger }) {
+export function createGroupIndexer(d: {
+  groups: GroupsStore;
+  bot: AsUser;
+  botUserId: string;
+  serverName: string;
+  log: Logger;
+}) {
   const state = async (roomId: string, type: string): Promise<Record<string, unknown> | undefined> => {
     try {
       return await d.bot(
@@ -26,6 +33,16 @@ export function createGroupIndexer(d: { groups: GroupsStore; bot: AsUser; botUse
   const text = (v: unknown): string | undefined => (typeof v === "string" && v.trim() ? v : undefined);
 
   const refresh = async (roomId: string): Promise<void> => {
+    // Only this organisation's rooms are its groups: a room of another organisation the bot was
+    // invited into is that organisation's to list (its rules come from this server's copy of it).
+    const create = await d.bot<{ sender?: string }>(
+      "GET",
+      `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/state/m.room.create/?format=event`,
+    );
+    if (serverOf(create.sender ?? "") !== d.serverName) {
+      await d.groups.remove(roomId);
+      return;
+    }
     const parsed = GroupListingSchema.safeParse((await state(roomId, GROUP_EVENT)) ?? {});
     // A room of this organisation without a (valid) listing is kept as one: known, not a group.
     const listing = parsed.success
