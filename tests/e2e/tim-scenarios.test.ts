@@ -249,6 +249,23 @@ describe("TI-M test driver: scenarios across two organisations", () => {
     );
   });
 
+  it("what is sent while an account has no device reaches its next device (dehydrated device, MSC3814)", async () => {
+    const room = await ok<Room>(a, "POST", "/devices/1/rooms", {
+      name: "away",
+      invitedMembers: [{ mxid: mxid.b1 }],
+    });
+    await joinInvite(b, 1, room.roomId);
+    // a1 logs out: its only device gone, the room key of the next message goes to its dehydrated
+    // device alone — no device of a1 receives it, so a1's key backup never has it.
+    await ok(a, "POST", "/devices/1/logout");
+    await ok(b, "POST", `/devices/1/rooms/${encodeURIComponent(room.roomId)}/messages`, {
+      msgtype: "m.text",
+      body: "while away",
+    });
+    await ok(a, "POST", "/devices/1/login", {});
+    await waitForBodies(a, 1, room.roomId, ["while away"], "the message sent while a1 had no device");
+  });
+
   it("cleanup leaves every device account in no room", async () => {
     for (const d of [a, b]) {
       await ok(d, "POST", "/");

@@ -101,3 +101,16 @@ export async function openWithRecoveryKey(
   }
   return true;
 }
+
+/**
+ * Dehydrated devices (MSC3814): a new device first takes over the account's dehydrated device — the
+ * room keys sent while the account had no device online, which no key backup has — then leaves a
+ * fresh one (matrix-js-sdk replaces it weekly). Its key lives in secret storage, so this needs the
+ * set-up above. Without server support: nothing (the backup still covers the rest).
+ */
+export async function startDehydration(client: MatrixClient, rehydrate: boolean, log: Logger): Promise<void> {
+  const crypto = client.getCrypto();
+  if (!crypto || !(await crypto.isDehydrationSupported())) return;
+  await crypto.startDehydration({ rehydrate });
+  log.info({ userId: client.getUserId(), rehydrate }, "dehydrated device in place");
+}

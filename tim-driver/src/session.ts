@@ -5,7 +5,7 @@ import { CryptoEvent } from "matrix-js-sdk/lib/crypto-api/index.js";
 import { RustBackupManager } from "matrix-js-sdk/lib/rust-crypto/backup.js";
 import type { Logger } from "pino";
 import { DriverError } from "./errors.ts";
-import { setUpKeyBackup, type RecoveryKeys } from "./key-backup.ts";
+import { setUpKeyBackup, startDehydration, type RecoveryKeys } from "./key-backup.ts";
 
 // matrix-js-sdk waits up to 10 s (at random) before backing up new room keys, to spread the load
 // of many clients. A test step that logs a device out right after it received a message would
@@ -136,12 +136,14 @@ export class DeviceSession {
       await client.initRustCrypto({ useIndexedDB: true, cryptoDatabasePrefix: cryptoPrefix });
       await startAndSync(client, login.userId);
       // Without it the device still works, it only cannot read what was sent before it existed.
-      await setUpKeyBackup(client, creds, keys, log).catch((err: unknown) => {
-        log.warn(
-          { userId: login.userId, err: err instanceof Error ? err.message : String(err) },
-          "key backup set-up failed",
-        );
-      });
+      await setUpKeyBackup(client, creds, keys, log)
+        .then(() => startDehydration(client, resumed === undefined, log))
+        .catch((err: unknown) => {
+          log.warn(
+            { userId: login.userId, err: err instanceof Error ? err.message : String(err) },
+            "key backup or dehydrated device set-up failed",
+          );
+        });
     } catch (err) {
       client.stopClient();
       await logoutToken(clientUrl, login.accessToken);

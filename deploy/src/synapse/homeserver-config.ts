@@ -168,6 +168,9 @@ export function homeserverConfig(i: HomeserverInputs): Record<string, unknown> {
     // TI-M (Matrix v1.11) still serves the legacy /_matrix/media/v3/download without a token.
     enable_authenticated_media: org.profile === "medmesh",
     presence: { enabled: false },
+    // Dehydrated devices (MSC3814): an account with no device online still receives room keys,
+    // and its next device takes them over (docs/tim-driver.md). The one experimental feature.
+    experimental_features: { msc3814_enabled: true },
     // Second line behind the proxy's policies: every locally created room is encrypted, and
     // profiles and the user directory show only people one shares a room with (the proxy answers
     // verified clinicians from the verified directory itself).

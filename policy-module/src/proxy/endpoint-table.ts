@@ -212,6 +212,9 @@ const clientEndpoints = [
   // End-to-end encryption and devices
   allow("POST", `${C}/keys/(upload|query|claim|signatures/upload)`),
   allow("POST", "/_matrix/client/(v3|unstable)/keys/device_signing/upload"),
+  // Dehydrated devices (MSC3814): the account's offline device, kept by Synapse for its next device.
+  allow(["GET", "PUT", "DELETE"], "/_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device"),
+  allow(["GET", "POST"], "/_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device/{deviceId}/events"),
   allow("GET", `${C}/keys/changes`),
   allow(["GET", "PUT", "DELETE"], `${C}/room_keys/keys[/{roomId}[/{sessionId}]]`),
   allow(["GET", "POST"], `${C}/room_keys/version`),

@@ -3,7 +3,7 @@
 Run with the pinned Synapse's interpreter (deploy/.venv/bin/python). It registers Synapse's own
 servlets (client, media, federation, key) into a recorder instead of a web server, with a real
 Synapse config carrying the settings of deploy/src/synapse/homeserver-config.ts that decide which
-servlets exist (authenticated media, no URL previews, no MAS, no experimental features). A JSON
+servlets exist (authenticated media, no URL previews, no MAS, MSC3814 the only experimental feature). A JSON
 object as the first argument is merged over them: the endpoint test passes an organisation's
 single sign-on settings (oidc_providers) to see the SSO servlets Synapse then adds.
 The handlers are never called, so the homeserver object they are built with is a stand-in.
@@ -46,6 +46,7 @@ MEDMESH_SETTINGS: dict[str, Any] = {
     "serve_server_wellknown": False,
     "trusted_key_servers": [],
     "suppress_key_server_warning": True,
+    "experimental_features": {"msc3814_enabled": True},
 }
 
 
