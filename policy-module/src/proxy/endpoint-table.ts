@@ -214,7 +214,10 @@ const clientEndpoints = [
   allow("POST", "/_matrix/client/(v3|unstable)/keys/device_signing/upload"),
   // Dehydrated devices (MSC3814): the account's offline device, kept by Synapse for its next device.
   allow(["GET", "PUT", "DELETE"], "/_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device"),
-  allow(["GET", "POST"], "/_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device/{deviceId}/events"),
+  allow(
+    ["GET", "POST"],
+    "/_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device/{deviceId}/events",
+  ),
   allow("GET", `${C}/keys/changes`),
   allow(["GET", "PUT", "DELETE"], `${C}/room_keys/keys[/{roomId}[/{sessionId}]]`),
   allow(["GET", "POST"], `${C}/room_keys/version`),
