@@ -149,3 +149,12 @@ export interface Department {
   rota: { from: string; until: string; on_duty: string[] }[];
   on_duty_now: string[];
 }
+
+export interface DepartmentRetired {
+  id: string;
+  user_id: string;
+  retired: true;
+  conversations_left: number;
+  desks_left: number;
+  deactivated: boolean;
+}

@@ -26,6 +26,7 @@ const STAFF_WAIT_MS = 15_000;
  */
 export function createRelay(d: RelayDeps): {
   onMessage(bot: Bot, m: BotMessage): Promise<string | undefined>;
+  restaff(bot: Bot, dept: Department): Promise<void>;
 } {
   const audit = (
     dept: Department,
@@ -44,17 +45,25 @@ export function createRelay(d: RelayDeps): {
       details: { department: dept.id, ...details },
     });
 
-  /** The desk holds exactly the members on duty (besides the account and MedMesh's bots). */
+  /**
+   * The desk holds exactly the members on duty (besides the account and MedMesh's bots): the
+   * others are removed first (a refused invite must not keep an off-duty member in), then the
+   * missing invited. Answers who was added and removed.
+   */
   const staff = async (client: MatrixClient, dept: Department, deskRoomId: string, duty: string[]) => {
     const keep = new Set([dept.user_id, ...d.ignoredSenders, ...duty]);
     const room = client.getRoom(deskRoomId);
+    // The client syncs with lazy-loaded members: the whole list before deciding who is missing.
+    await room?.loadMembersIfNeeded();
     const members = room?.getMembers() ?? [];
     const present = (u: string) =>
       members.some((m) => m.userId === u && (m.membership === "join" || m.membership === "invite"));
-    for (const u of duty) if (!present(u)) await client.invite(deskRoomId, u);
-    for (const m of members)
-      if (!keep.has(m.userId) && (m.membership === "join" || m.membership === "invite"))
-        await client.kick(deskRoomId, m.userId, `Not on duty for ${dept.name} now`);
+    const removed = members
+      .filter((m) => !keep.has(m.userId) && (m.membership === "join" || m.membership === "invite"))
+      .map((m) => m.userId);
+    const added = duty.filter((u) => !present(u));
+    for (const u of removed) await client.kick(deskRoomId, u, `Not on duty for ${dept.name} now`);
+    for (const u of added) await client.invite(deskRoomId, u);
     // The room key goes to the members the client knows of: wait until its sync shows the change.
     const deadline = Date.now() + STAFF_WAIT_MS;
     for (;;) {
@@ -63,11 +72,36 @@ export function createRelay(d: RelayDeps): {
       const settled =
         duty.every((u) => state(u) === "join" || state(u) === "invite") &&
         now.every((m) => keep.has(m.userId) || (m.membership !== "join" && m.membership !== "invite"));
-      if (settled) return;
+      if (settled) return { added, removed };
       if (Date.now() > deadline)
         throw new Error(`desk ${deskRoomId} did not show the members on duty in time`);
       await new Promise((r) => setTimeout(r, 100));
     }
+  };
+
+  /** One staffing of a desk at a time (a message and the shift change may meet); each change audited. */
+  let staffing: Promise<unknown> = Promise.resolve();
+  const restaffDesk = (
+    client: MatrixClient,
+    dept: Department,
+    desk: Desk,
+    duty: string[],
+    trigger: "message" | "shift_change",
+  ): Promise<void> => {
+    const run = staffing.then(async () => {
+      const { added, removed } = await staff(client, dept, desk.desk_room_id, duty);
+      if (added.length > 0 || removed.length > 0)
+        await audit(dept, dept.user_id, "department.restaffed", desk.desk_room_id, "ok", {
+          desk_room_id: desk.desk_room_id,
+          room_id: desk.room_id,
+          added,
+          removed,
+          on_duty: duty,
+          trigger,
+        });
+    });
+    staffing = run.catch(() => undefined);
+    return run;
   };
 
   const creatorListed = async (client: MatrixClient): Promise<boolean> => {
@@ -123,7 +157,7 @@ export function createRelay(d: RelayDeps): {
     }
     const desk = await deskFor(bot.client, dept, m.roomId, m.sender, duty);
     try {
-      await staff(bot.client, dept, desk.desk_room_id, duty);
+      await restaffDesk(bot.client, dept, desk, duty, "message");
     } catch (err) {
       // An invite refused (a member's invite settings) or Synapse away: the sender is told, not left waiting.
       d.log.warn({ err, room_id: desk.desk_room_id }, "could not staff a department desk");
@@ -171,6 +205,28 @@ export function createRelay(d: RelayDeps): {
   };
 
   return {
+    /**
+     * Every desk of the department staffed with who is on duty now (the shift change): the same
+     * staffing as before a message is relayed. A desk that fails is logged and audited; the others go on.
+     */
+    async restaff(bot, dept) {
+      if (!(await d.store.get(dept.id))) return; // ended meanwhile
+      const duty = onDuty(dept.rota, d.now());
+      for (const desk of await d.store.desksOf(dept.id)) {
+        try {
+          await restaffDesk(bot.client, dept, desk, duty, "shift_change");
+        } catch (err) {
+          d.log.warn({ err, room_id: desk.desk_room_id }, "could not re-staff a department desk");
+          await audit(dept, dept.user_id, "department.restaffed", desk.desk_room_id, "failed", {
+            desk_room_id: desk.desk_room_id,
+            room_id: desk.room_id,
+            on_duty: duty,
+            trigger: "shift_change",
+            error: err instanceof Error ? err.message : String(err),
+          });
+        }
+      }
+    },
     async onMessage(bot, m) {
       if (d.ignoredSenders.includes(m.sender)) return undefined;
       const dept = await d.store.get(d.departmentId);

@@ -1,0 +1,165 @@
+import { randomBytes } from "node:crypto";
+import { join } from "node:path";
+import { createAuditLog } from "@medmesh/common";
+import { REPO_ROOT, type RunningOrganisation } from "@medmesh/deploy";
+import type { MatrixClient } from "matrix-js-sdk";
+import { describe, expect, it } from "vitest";
+import {
+  adminApi,
+  namedUsers,
+  OpenApiContract,
+  useTestNetwork,
+  waitForMembership,
+  waitForRoomEvent,
+  waitUntil,
+  withSynapseDb,
+} from "../harness/index.ts";
+
+// Department accounts over time (docs/departments.md): the desk is re-staffed at the shift change
+// itself, without a message; a department ended (DELETE) closes its conversations and account.
+const net = useTestNetwork({
+  name: "departments-lifecycle",
+  organisations: 2,
+  verifiedClinicians: {
+    0: [
+      { localpart: "anna", display_name: "Anna Hart", profession: "physician" },
+      { localpart: "bert", display_name: "Bert Klop", profession: "physician" },
+    ],
+    1: [{ localpart: "gerda", display_name: "Gerda Huisarts", profession: "general practitioner" }],
+  },
+});
+const user = namedUsers(net);
+const A = (): RunningOrganisation => net().orgs[0]!;
+const contract = new OpenApiContract(join(REPO_ROOT, "policy-module", "openapi", "policy-module.yaml"));
+const PATH = "/_medmesh/admin/v1/departments";
+
+const call = async (method: string, path: string, body?: unknown) => {
+  const res = await adminApi(A(), "policy-module").fetch(path, {
+    method,
+    ...(body === undefined
+      ? {}
+      : { headers: { "content-type": "application/json" }, body: JSON.stringify(body) }),
+  });
+  await contract.check(contract.match(method, path) ?? `${method} ${path}`, res.clone());
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+};
+const auditA = () => createAuditLog(A().services.find((s) => s.name === "policy-module")!.store.knex);
+const hour = 3_600_000;
+const iso = (ms: number) => new Date(ms).toISOString();
+const bodyOf = (e: { getContent(): Record<string, unknown> }) => e.getContent().body;
+const sees = (c: MatrixClient, room: string, text: string, who: string) =>
+  waitForRoomEvent(c, room, (e) => e.getType() === "m.room.message" && bodyOf(e) === text, {
+    description: who,
+    timeoutMs: 60_000,
+  });
+/** The members of a room as Synapse holds them now (its current state), user → membership. */
+const membershipsInSynapse = (roomId: string) =>
+  withSynapseDb(A(), async (db) =>
+    Object.fromEntries(
+      (
+        await db.all<{ state_key: string; membership: string }>(
+          "SELECT state_key, membership FROM current_state_events WHERE room_id = ? AND type = 'm.room.member'",
+          [roomId],
+        )
+      ).map((r) => [r.state_key, r.membership]),
+    ),
+  );
+
+describe("department accounts over time", () => {
+  const id = `cardio-${randomBytes(3).toString("hex")}`;
+  const deptUserId = () => `@medmesh-dept-${id}:${A().serverName}`;
+  const state: { roomId?: string; deskId?: string } = {};
+
+  /** Gerda of B writes to the department; the desk it makes for her conversation. */
+  const conversation = async (gc: MatrixClient, text: string) => {
+    const { room_id: roomId } = await gc.createRoom({ invite: [deptUserId()] });
+    await waitForRoomEvent(
+      gc,
+      roomId,
+      (e) =>
+        e.getType() === "m.room.member" &&
+        e.getStateKey() === deptUserId() &&
+        e.getContent().membership === "join",
+      { description: "the department account joins Gerda's room", timeoutMs: 60_000 },
+    );
+    const sent = await gc.sendTextMessage(roomId, text);
+    const record = await waitUntil(
+      async () =>
+        (await auditA().find({ action: "department.message", object: roomId })).find(
+          (r) => r.details.event_id === sent.event_id,
+        ),
+      "the relay is audited",
+      60_000,
+    );
+    expect(record.outcome).toBe("relayed");
+    return { roomId, deskId: String(record.details.desk_room_id) };
+  };
+
+  it("re-staffs the desk at the shift change itself, without a new message", async () => {
+    const [anna, bert, gerda] = await Promise.all([user(0, "anna"), user(0, "bert"), user(1, "gerda")]);
+    const [ac, bc, gc] = await Promise.all([net().client(anna), net().client(bert), net().client(gerda)]);
+    const members = [anna.userId, bert.userId];
+    const created = await call("PUT", `${PATH}/${id}`, {
+      name: "Cardiology on duty",
+      members,
+      rota: [{ from: iso(Date.now() - hour), until: iso(Date.now() + 8 * hour), on_duty: [anna.userId] }],
+    });
+    expect(created.status).toBe(201);
+    const first = `Chest pain, 54 y ${randomBytes(3).toString("hex")}`;
+    const { roomId, deskId } = await conversation(gc, first);
+    Object.assign(state, { roomId, deskId });
+    await waitForMembership(ac, deskId, "invite", { description: "Anna is invited to the desk" });
+    await ac.joinRoom(deskId);
+    await sees(ac, deskId, `${gerda.userId}: ${first}`, "Anna reads Gerda's message");
+
+    // Anna's shift now ends a few seconds ahead; Bert's begins there.
+    const boundary = Date.now() + 8_000;
+    const switched = await call("PUT", `${PATH}/${id}`, {
+      name: "Cardiology on duty",
+      members,
+      rota: [
+        { from: iso(Date.now() - hour), until: iso(boundary), on_duty: [anna.userId] },
+        { from: iso(boundary), until: iso(boundary + 8 * hour), on_duty: [bert.userId] },
+      ],
+    });
+    expect(switched.body).toMatchObject({ on_duty_now: [anna.userId] });
+    // Before the boundary nothing changes: Anna is in the desk, Bert is not.
+    await new Promise((r) => setTimeout(r, Math.max(0, boundary - Date.now() - 2_000)));
+    expect(await membershipsInSynapse(deskId)).toMatchObject({ [anna.userId]: "join" });
+    expect((await membershipsInSynapse(deskId))[bert.userId]).toBeUndefined();
+
+    // At the boundary, with no message sent: Bert is invited, Anna removed (Synapse's membership).
+    await waitUntil(
+      () => bc.getRoom(deskId)?.getMyMembership() === "invite",
+      "Bert is invited at the shift change",
+    );
+    await waitUntil(() => ac.getRoom(deskId)?.getMyMembership() === "leave", "Anna is removed from the desk");
+    expect(await membershipsInSynapse(deskId)).toMatchObject({
+      [anna.userId]: "leave",
+      [bert.userId]: "invite",
+      [deptUserId()]: "join",
+    });
+    // Audited once the account's own client shows the change.
+    const atChange = await waitUntil(async () => {
+      const found = await auditA().find({ action: "department.restaffed", object: deskId });
+      const records = found.filter((r) => r.details.trigger === "shift_change");
+      return records.length > 0 ? records : undefined;
+    }, "the shift change is audited");
+    expect(atChange.map((r) => [r.actor, r.outcome, r.details.added, r.details.removed])).toEqual([
+      [deptUserId(), "ok", [bert.userId], [anna.userId]],
+    ]);
+    expect(new Date(atChange[0]!.at).getTime()).toBeGreaterThanOrEqual(boundary);
+    // It was the shift change, not a message: only Gerda's first message was relayed.
+    expect(await auditA().find({ action: "department.message", object: roomId })).toHaveLength(1);
+
+    // Bert answers from the desk; Gerda gets it from the department account.
+    await bc.joinRoom(deskId);
+    await waitUntil(
+      async () => (await bc.getCrypto()?.isEncryptionEnabledInRoom(deskId)) === true,
+      "Bert's client knows the desk is encrypted",
+    );
+    const answer = `Bert here ${randomBytes(3).toString("hex")}`;
+    await bc.sendTextMessage(deskId, answer);
+    expect((await sees(gc, roomId, answer, "Gerda gets Bert's answer")).getSender()).toBe(deptUserId());
+  });
+});
