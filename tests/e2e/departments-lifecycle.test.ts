@@ -68,7 +68,8 @@ const membershipsInSynapse = (roomId: string) =>
 describe("department accounts over time", () => {
   const id = `cardio-${randomBytes(3).toString("hex")}`;
   const deptUserId = () => `@medmesh-dept-${id}:${A().serverName}`;
-  const state: { roomId?: string; deskId?: string } = {};
+  // The second test goes on with the first's conversation and clients (their devices have the keys).
+  const state: { roomId?: string; deskId?: string; bc?: MatrixClient; gc?: MatrixClient } = {};
 
   /** Gerda of B writes to the department; the desk it makes for her conversation. */
   const conversation = async (gc: MatrixClient, text: string) => {
@@ -107,7 +108,7 @@ describe("department accounts over time", () => {
     expect(created.status).toBe(201);
     const first = `Chest pain, 54 y ${randomBytes(3).toString("hex")}`;
     const { roomId, deskId } = await conversation(gc, first);
-    Object.assign(state, { roomId, deskId });
+    Object.assign(state, { roomId, deskId, bc, gc });
     await waitForMembership(ac, deskId, "invite", { description: "Anna is invited to the desk" });
     await ac.joinRoom(deskId);
     await sees(ac, deskId, `${gerda.userId}: ${first}`, "Anna reads Gerda's message");
@@ -161,5 +162,96 @@ describe("department accounts over time", () => {
     const answer = `Bert here ${randomBytes(3).toString("hex")}`;
     await bc.sendTextMessage(deskId, answer);
     expect((await sees(gc, roomId, answer, "Gerda gets Bert's answer")).getSender()).toBe(deptUserId());
+  });
+
+  it("ends a department (DELETE): the conversation is told and left, the desk emptied, the account deactivated", async () => {
+    const { roomId, deskId, bc, gc } = state;
+    if (!roomId || !deskId || !bc || !gc) throw new Error("needs the conversation of the test before");
+    const bert = await user(0, "bert");
+    expect((await membershipsInSynapse(deskId))[bert.userId]).toBe("join");
+
+    const ended = await call("DELETE", `${PATH}/${id}`);
+    expect(ended).toEqual({
+      status: 200,
+      body: {
+        id,
+        user_id: deptUserId(),
+        retired: true,
+        conversations_left: 1,
+        desks_left: 1,
+        deactivated: true,
+      },
+    });
+    // Gerda reads the notice, from the department account, and the account has left her room.
+    const notice = await waitForRoomEvent(
+      gc,
+      roomId,
+      (e) =>
+        e.getType() === "m.room.message" &&
+        e.getSender() === deptUserId() &&
+        e.getContent().msgtype === "m.notice",
+      { description: "the closing notice reaches Gerda", timeoutMs: 60_000 },
+    );
+    expect(bodyOf(notice)).toBe(
+      `Cardiology on duty (${A().serverName}) is closed: this account no longer reads or answers messages. Please contact the organisation another way.`,
+    );
+    await waitUntil(
+      () => gc.getRoom(roomId)?.getMember(deptUserId())?.membership === "leave",
+      "Gerda's client shows the account left",
+    );
+    // The desk emptied and left; Synapse's account deactivated, not erased.
+    expect(await membershipsInSynapse(deskId)).toMatchObject({
+      [bert.userId]: "leave",
+      [deptUserId()]: "leave",
+    });
+    await waitUntil(() => bc.getRoom(deskId)?.getMyMembership() === "leave", "Bert is out of the desk");
+    const account = await withSynapseDb(A(), async (db) => ({
+      deactivated: (
+        await db.all<{ deactivated: number }>("SELECT deactivated FROM users WHERE name = ?", [deptUserId()])
+      )[0]?.deactivated,
+      erased: (await db.all("SELECT 1 FROM erased_users WHERE user_id = ?", [deptUserId()])).length,
+    }));
+    expect(account).toEqual({ deactivated: 1, erased: 0 });
+    const retired = await auditA().find({ action: "department.retired", object: deptUserId() });
+    expect(retired.map((r) => [r.actor, r.outcome, r.details])).toEqual([
+      [
+        "admin-token",
+        "ok",
+        {
+          department: id,
+          conversations: [roomId],
+          desks: [deskId],
+          removed: [bert.userId],
+          deactivated: true,
+        },
+      ],
+    ]);
+
+    // A message afterwards reaches no desk: nothing relayed, nothing new in the desk.
+    const deskEvents = () =>
+      withSynapseDb(
+        A(),
+        async (db) => (await db.all("SELECT 1 FROM events WHERE room_id = ?", [deskId])).length,
+      );
+    const before = await deskEvents();
+    const late = await gc.sendTextMessage(roomId, `Anyone there? ${randomBytes(3).toString("hex")}`);
+    await new Promise((r) => setTimeout(r, 5_000));
+    const relayed = await auditA().find({ action: "department.message", object: roomId });
+    expect(relayed.map((r) => r.details.event_id)).not.toContain(late.event_id);
+    expect(await deskEvents()).toBe(before);
+    // Gone from the directory, the ID is not taken again, and a second DELETE does nothing.
+    const found = await gc.searchUserDirectory({ term: "cardiology" });
+    expect(found.results.map((r) => r.user_id)).not.toContain(deptUserId());
+    expect((await call("GET", `${PATH}/${id}`)).status).toBe(404);
+    const again = await call("PUT", `${PATH}/${id}`, {
+      name: "Cardiology on duty",
+      members: [bert.userId],
+      rota: [{ from: iso(Date.now() - hour), until: iso(Date.now() + hour), on_duty: [bert.userId] }],
+    });
+    expect(again.status).toBe(400);
+    expect(again.body.error).toMatch(/^departmentId: was ended on /);
+    expect((await call("DELETE", `${PATH}/${id}`)).body.errcode).toBe("M_NOT_FOUND");
+    expect((await call("DELETE", `${PATH}/unknown-${id}`)).status).toBe(404);
+    expect(await auditA().find({ action: "department.retired", object: deptUserId() })).toHaveLength(1);
   });
 });
