@@ -4,6 +4,7 @@ import { createAuditLog } from "@medmesh/common";
 import { REPO_ROOT, type RunningOrganisation } from "@medmesh/deploy";
 import type { MatrixClient } from "matrix-js-sdk";
 import { describe, expect, it } from "vitest";
+import { capture, openSection, pageSignIn, registerWithPassword, text } from "./console-helpers.ts";
 import {
   adminApi,
   namedUsers,
@@ -11,6 +12,7 @@ import {
   useTestNetwork,
   waitForMembership,
   waitForRoomEvent,
+  startChromium,
   waitUntil,
   withSynapseDb,
 } from "../harness/index.ts";
@@ -253,5 +255,46 @@ describe("department accounts over time", () => {
     expect((await call("DELETE", `${PATH}/${id}`)).body.errcode).toBe("M_NOT_FOUND");
     expect((await call("DELETE", `${PATH}/unknown-${id}`)).status).toBe(404);
     expect(await auditA().find({ action: "department.retired", object: deptUserId() })).toHaveLength(1);
+  });
+
+  it("ends a department from the console (nl), after a confirmation that says what it does", async () => {
+    const ward = `ward-${randomBytes(3).toString("hex")}`;
+    const wardUserId = `@medmesh-dept-${ward}:${A().serverName}`;
+    const anna = await user(0, "anna");
+    const rota = [{ from: iso(Date.now() - hour), until: iso(Date.now() + hour), on_duty: [anna.userId] }];
+    expect(
+      (await call("PUT", `${PATH}/${ward}`, { name: "Spoedeisende hulp", members: [anna.userId], rota }))
+        .status,
+    ).toBe(201);
+    const chromium = await startChromium("departments-lifecycle");
+    try {
+      const admin = await registerWithPassword(A(), `end-admin-${randomBytes(2).toString("hex")}`, true);
+      const page = await chromium.page("nl-NL");
+      const asked: string[] = [];
+      page.on("dialog", (dialog) => {
+        asked.push(dialog.message());
+        void dialog.accept();
+      });
+      await pageSignIn(page, A(), admin.localpart, admin.password);
+      await openSection(page, "departments");
+      const button = `.end-department[data-department="${ward}"]`;
+      await page.waitForSelector(button);
+      expect(await capture(chromium, page, "01-departments-end-nl")).toEqual([]);
+      await page.click(button);
+      await page.waitForSelector("#departments-message");
+      expect(asked).toEqual([
+        `Spoedeisende hulp beëindigen? De gesprekken krijgen bericht dat het account gesloten is, de balies worden leeggemaakt en het account ${wardUserId} wordt gedeactiveerd. Dit kan niet ongedaan worden gemaakt.`,
+      ]);
+      expect(await text(page, "#departments-message")).toBe(
+        "Spoedeisende hulp is beëindigd: 0 gesprekken op de hoogte gebracht en verlaten, het account gedeactiveerd.",
+      );
+      await page.waitForFunction(`!document.querySelector(${JSON.stringify(button)})`);
+      expect(await capture(chromium, page, "02-department-ended-nl")).toEqual([]);
+      const audited = await auditA().find({ action: "console.department_retired", object: wardUserId });
+      expect(audited.map((r) => [r.actor, r.outcome])).toEqual([[admin.userId, "ok"]]);
+      expect((await call("GET", `${PATH}/${ward}`)).status).toBe(404);
+    } finally {
+      await chromium.close();
+    }
   });
 });
