@@ -1,8 +1,9 @@
 import type { AuditLog } from "@medmesh/common";
 import { Preset, type MatrixClient } from "matrix-js-sdk";
 import type { Logger } from "pino";
-import type { Bot, BotMessage } from "../bot/index.ts";
+import type { Bot, BotContent, BotMessage } from "../bot/index.ts";
 import { onDuty, type Department } from "./department.ts";
+import { createFileRelay, FileTooLarge, tooLargeText } from "./files.ts";
 import type { DepartmentsStore, Desk } from "./store.ts";
 
 export interface RelayDeps {
@@ -149,7 +150,23 @@ export function createRelay(d: RelayDeps): {
     return desk;
   };
 
-  const fromOutside = async (bot: Bot, dept: Department, m: BotMessage & { kind: "text" }) => {
+  let files: ReturnType<typeof createFileRelay> | undefined;
+  /** What goes into `roomId` for the message: the text given, or the file uploaded again (files.ts). */
+  const contentOf = (bot: Bot, m: BotMessage, roomId: string, text: string): Promise<BotContent> =>
+    m.kind === "text"
+      ? Promise.resolve({ msgtype: "m.text", body: text })
+      : (files ??= createFileRelay(bot.client)).content(m, roomId, text);
+  /** A file that cannot be passed on: too large (the sender is told the limit), or not fetched/uploaded. */
+  const fileRefusal = (err: unknown, dept: Department): { outcome: string; text: string } => {
+    if (err instanceof FileTooLarge) return { outcome: "too_large", text: tooLargeText(dept.name, err) };
+    d.log.warn({ err }, "a department could not pass on a file");
+    return {
+      outcome: "not_delivered",
+      text: `${dept.name} could not pass on your file just now: it was not passed on. Please try again.`,
+    };
+  };
+
+  const fromOutside = async (bot: Bot, dept: Department, m: BotMessage) => {
     const duty = onDuty(dept.rota, d.now());
     if (duty.length === 0) {
       await audit(dept, m.sender, "department.message", m.roomId, "nobody_on_duty", { event_id: m.eventId });
@@ -168,21 +185,35 @@ export function createRelay(d: RelayDeps): {
       });
       return `${dept.name} could not reach the members on duty just now: your message was not passed on. Please try again or call.`;
     }
-    const relayed = await bot.send(
-      desk.desk_room_id,
-      { msgtype: "m.text", body: `${m.sender}: ${m.body}` },
-      `in:${m.eventId}`,
-    );
+    let content: BotContent;
+    try {
+      content = await contentOf(
+        bot,
+        m,
+        desk.desk_room_id,
+        `${m.sender}: ${m.kind === "text" ? m.body : m.name}`,
+      );
+    } catch (err) {
+      const refused = fileRefusal(err, dept);
+      await audit(dept, m.sender, "department.message", m.roomId, refused.outcome, {
+        event_id: m.eventId,
+        desk_room_id: desk.desk_room_id,
+        kind: m.kind,
+      });
+      return refused.text;
+    }
+    const relayed = await bot.send(desk.desk_room_id, content, `in:${m.eventId}`);
     await audit(dept, m.sender, "department.message", m.roomId, "relayed", {
       event_id: m.eventId,
       desk_room_id: desk.desk_room_id,
       desk_event_id: relayed,
       on_duty: duty,
+      kind: m.kind,
     });
     return undefined;
   };
 
-  const fromDesk = async (bot: Bot, dept: Department, desk: Desk, m: BotMessage & { kind: "text" }) => {
+  const fromDesk = async (bot: Bot, dept: Department, desk: Desk, m: BotMessage) => {
     const duty = onDuty(dept.rota, d.now());
     if (!duty.includes(m.sender)) {
       await audit(dept, m.sender, "department.reply", desk.room_id, "refused_not_on_duty", {
@@ -191,15 +222,32 @@ export function createRelay(d: RelayDeps): {
       });
       return `You are not on duty for ${dept.name} now: your answer was not sent.`;
     }
-    const signed = dept.show_responder
-      ? `${m.body}\n— ${bot.client.getRoom(desk.desk_room_id)?.getMember(m.sender)?.name ?? m.sender}`
-      : m.body;
-    const sent = await bot.send(desk.room_id, { msgtype: "m.text", body: signed }, `out:${m.eventId}`);
+    // A file keeps its name; a text answer is signed where the organisation chose so.
+    const signed =
+      m.kind !== "text"
+        ? m.name
+        : dept.show_responder
+          ? `${m.body}\n— ${bot.client.getRoom(desk.desk_room_id)?.getMember(m.sender)?.name ?? m.sender}`
+          : m.body;
+    let content: BotContent;
+    try {
+      content = await contentOf(bot, m, desk.room_id, signed);
+    } catch (err) {
+      const refused = fileRefusal(err, dept);
+      await audit(dept, m.sender, "department.reply", desk.room_id, refused.outcome, {
+        desk_room_id: desk.desk_room_id,
+        desk_event_id: m.eventId,
+        kind: m.kind,
+      });
+      return refused.text;
+    }
+    const sent = await bot.send(desk.room_id, content, `out:${m.eventId}`);
     await audit(dept, m.sender, "department.reply", desk.room_id, "sent", {
       event_id: sent,
       desk_room_id: desk.desk_room_id,
       desk_event_id: m.eventId,
       responder_shown: dept.show_responder,
+      kind: m.kind,
     });
     return undefined;
   };
@@ -232,7 +280,6 @@ export function createRelay(d: RelayDeps): {
       const dept = await d.store.get(d.departmentId);
       if (!dept || m.sender === dept.user_id) return undefined;
       const desk = await d.store.deskByDeskRoom(m.roomId);
-      if (m.kind !== "text") return `${dept.name} passes on text messages only; please write your message.`;
       if (desk) return fromDesk(bot, dept, desk, m);
       return fromOutside(bot, dept, m);
     },
