@@ -140,7 +140,7 @@ describe("files through a department account", () => {
       .getRoom(deskId)
       ?.getLiveTimeline()
       .getEvents()
-      .map((e) => e.getContent().body);
+      .map((e) => String(e.getContent().body));
     expect(deskBodies).not.toContain(`${gerda.userId}: ct-scan.dcm`);
   });
 });
