@@ -148,6 +148,7 @@ describe("organisation config generator", () => {
       (await generateNetwork(deployment("test"), "/")).organisations[0]!.paths.homeserverYaml,
     );
     expect(hs.rc_message).toEqual({ per_second: 1000, burst_count: 1000 });
+    expect(hs.bcrypt_rounds).toBe(4);
     expect(hs.rc_joins).toBeDefined();
   });
 

@@ -331,6 +331,8 @@ async function startOrganisationTimDriver(
       homeserver: { client_url: g.clientUrl, server_name: g.serverName },
       profile: g.org.profile === "tim-epa" ? "tim-epa" : "tim-pro",
       accounts,
+      // Its devices and recovery keys: a restarted network's drivers go on with the same devices.
+      data_dir: join(g.paths.root, "tim-driver"),
     },
     {
       log: createLogger("tim-driver", "info", join(logDir, "tim-driver.log")),

@@ -6,6 +6,7 @@ import { initI18n, LANGUAGES, setLanguage, t } from "./i18n.js";
 import { AuditPage } from "./pages/audit.js";
 import { ChannelsPage } from "./pages/channels.js";
 import { DepartmentsPage } from "./pages/departments.js";
+import { GroupsPage } from "./pages/groups.js";
 import { MembersPage } from "./pages/members.js";
 import { QueuePage } from "./pages/queue.js";
 import { RolesPage } from "./pages/roles.js";
@@ -22,6 +23,7 @@ const PAGES = [
   { path: "roles", label: "nav.roles", needs: "roles.manage", page: RolesPage },
   { path: "channels", label: "channels:nav", needs: "channels.manage", page: ChannelsPage },
   { path: "departments", label: "nav.departments", needs: "departments.manage", page: DepartmentsPage },
+  { path: "groups", label: "groups:nav", needs: "groups.read", page: GroupsPage },
 ];
 
 const pathNow = () => location.pathname.slice(ROOT.length).replace(/^\/+/, "").split("/")[0] ?? "";

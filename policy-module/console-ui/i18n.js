@@ -7,6 +7,9 @@ import nl from "./locales/nl.json";
 import channelsEn from "./locales/channels/en.json";
 import channelsFr from "./locales/channels/fr.json";
 import channelsNl from "./locales/channels/nl.json";
+import groupsEn from "./locales/groups/en.json";
+import groupsFr from "./locales/groups/fr.json";
+import groupsNl from "./locales/groups/nl.json";
 
 export const LANGUAGES = [
   { code: "nl", name: "Nederlands" },
@@ -30,9 +33,9 @@ export async function initI18n() {
     lng: detect(),
     fallbackLng: "en",
     resources: {
-      en: { translation: en, channels: channelsEn },
-      fr: { translation: fr, channels: channelsFr },
-      nl: { translation: nl, channels: channelsNl },
+      en: { translation: en, channels: channelsEn, groups: groupsEn },
+      fr: { translation: fr, channels: channelsFr, groups: groupsFr },
+      nl: { translation: nl, channels: channelsNl, groups: groupsNl },
     },
     interpolation: { escapeValue: false }, // Preact escapes what it renders
   });

@@ -158,3 +158,26 @@ export interface DepartmentRetired {
   desks_left: number;
   deactivated: boolean;
 }
+
+export interface ListedGroup {
+  room_id: string;
+  name?: string;
+  topic?: string;
+  description?: string;
+  scope: "organisation" | "network";
+  professions: string[];
+  join_rule?: string;
+  members: number;
+  in_directory: boolean;
+}
+
+export interface GroupKnock {
+  user_id: string;
+  display_name?: string;
+  reason?: string;
+  since: string;
+  organisation: string;
+  profession: string | null;
+  admissible: boolean;
+  why_not?: string;
+}

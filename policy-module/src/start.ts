@@ -26,7 +26,7 @@ import {
   startDepartments,
   type Departments,
 } from "./departments/index.ts";
-import { startGroups, type Groups } from "./groups/index.ts";
+import { groupConsoleRoutes, isRoomAdminBot, startGroups, type Groups } from "./groups/index.ts";
 import { channelBotOf, mountChannelsAdmin, startChannels, type Channels } from "./channels/index.ts";
 import { startIdentity, type Identity } from "./identity/service.ts";
 import { identityDocuments } from "./identity/records.ts";
@@ -244,6 +244,7 @@ async function startProxyRole(
       verification: { isVerified: (userId) => (late.verification ?? notYet()).isVerified(userId) },
       rooms: proxy.rooms,
       groups: { membership: (q) => (late.groups ?? notYet()).rules.membership(q) },
+      accounts: { deactivated: (u, byAdmin) => (late.identity ?? notYet()).verifier.deactivated(u, byAdmin) },
       // Asked while Synapse completes an SSO login; identity starts before the proxy listens.
       ...(config.identity.sso
         ? {
@@ -391,6 +392,7 @@ async function startProxyRole(
     },
     log: ctx.log,
     isInsuredPerson: insured,
+    vouchedInviter: (u) => isRoomAdminBot(u, serverName, (s) => trustView.isTrusted(s)),
   }));
   const departments = (late.departments = await startDepartments({
     ...ctx,
@@ -435,6 +437,7 @@ async function startProxyRole(
       ...identity.clientRoutes,
       ...groups.clientRoutes,
       ...departmentConsoleRoutes(adminConsole.api, () => late.departments),
+      ...groupConsoleRoutes(adminConsole.api, groups.moderation),
       ...adminConsole.routes,
     ],
     membership: (q) => groups.rules.membership(q),

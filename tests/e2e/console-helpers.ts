@@ -81,3 +81,27 @@ export async function capture(chromium: HeadlessChromium, page: Page, name: stri
 
 export const text = (page: Page, selector: string): Promise<string> =>
   page.$eval(selector, (e) => (e as unknown as { textContent: string | null }).textContent ?? "");
+
+/**
+ * Checks every console API answer the page itself receives against console.yaml, so the pages'
+ * calls cannot drift from the document. `checked()` waits for the checks and throws the first
+ * mismatch; it answers the operations seen.
+ */
+export function checkPageCalls(page: Page): { checked(): Promise<string[]> } {
+  const checks: Promise<string>[] = [];
+  page.on("response", (res) => {
+    const url = new URL(res.url());
+    if (!url.pathname.startsWith(`${API}/`)) return;
+    const method = res.request().method();
+    checks.push(
+      (async () => {
+        const op = contract.match(method, url.pathname);
+        if (!op) throw new Error(`the page called ${method} ${url.pathname}, which is not in console.yaml`);
+        const body = res.status() === 204 ? null : await res.buffer();
+        await contract.check(op, new Response(body, { status: res.status(), headers: res.headers() }));
+        return op;
+      })(),
+    );
+  });
+  return { checked: async () => [...new Set(await Promise.all(checks))] };
+}

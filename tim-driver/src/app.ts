@@ -8,7 +8,7 @@ import type { DevicePool } from "./devices.ts";
 import { asyncRoute, badRequest, driverErrorMiddleware, notFound } from "./errors.ts";
 import { MediaFiles, mountMedia } from "./media.ts";
 import { mountMessages } from "./messages.ts";
-import { changeList, modeOf, readConfig, setMode } from "./permission-config.ts";
+import { changeList, modeOf, permissionConfigType, readConfig, setMode } from "./permission-config.ts";
 import { mountRooms } from "./rooms.ts";
 import { mountUnimplemented } from "./unimplemented.ts";
 
@@ -28,6 +28,7 @@ export function createDriverApp(
   app.use(express.json({ strict: false, limit: "1mb", type: ["application/json", "text/json"] }));
   const router = Router();
   const media = new MediaFiles();
+  const permissions = permissionConfigType(config.profile);
 
   router.get("/", (_req, res) => {
     res.json({
@@ -180,14 +181,14 @@ export function createDriverApp(
     "/devices/:deviceId/authorizationMode",
     asyncRoute(async (req, res) => {
       const { client } = pool.use(param(req, "deviceId")).requireSession();
-      res.json(modeOf(await readConfig(client)));
+      res.json(modeOf(await readConfig(client, permissions)));
     }),
   );
   router.post(
     "/devices/:deviceId/authorizationMode",
     asyncRoute(async (req, res) => {
       const { client } = pool.use(param(req, "deviceId")).requireSession();
-      res.json(await setMode(client, req.body));
+      res.json(await setMode(client, permissions, req.body));
     }),
   );
   for (const [path, list] of [
@@ -198,21 +199,21 @@ export function createDriverApp(
       path,
       asyncRoute(async (req, res) => {
         const { client } = pool.use(param(req, "deviceId")).requireSession();
-        res.json(await changeList(client, list, "read"));
+        res.json(await changeList(client, permissions, list, "read"));
       }),
     );
     router.post(
       path,
       asyncRoute(async (req, res) => {
         const { client } = pool.use(param(req, "deviceId")).requireSession();
-        res.json(await changeList(client, list, "add", req.body));
+        res.json(await changeList(client, permissions, list, "add", req.body));
       }),
     );
     router.delete(
       path,
       asyncRoute(async (req, res) => {
         const { client } = pool.use(param(req, "deviceId")).requireSession();
-        await changeList(client, list, "remove", req.body);
+        await changeList(client, permissions, list, "remove", req.body);
         res.status(204).end();
       }),
     );

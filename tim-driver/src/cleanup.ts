@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import { PERMISSION_CONFIG_TYPE, DEFAULT_PERMISSION_CONFIG } from "./permission-config.ts";
+import { DEFAULT_PERMISSION_CONFIG, type PermissionConfigType } from "./permission-config.ts";
 import { logoutToken, passwordLogin, type Credentials } from "./session.ts";
 
 // Only room ids and membership: no timeline, state or account data is needed to leave rooms.
@@ -25,7 +25,7 @@ interface SyncRooms {
 
 /**
  * `POST /` for one homeserver: every account of the pool leaves and forgets every room (pending
- * invites are rejected), its TI-M permission config returns to the default and its direct-room map
+ * invites are rejected), its TI-M permission config (the profile's type) returns to the default and its direct-room map
  * is emptied. Done with plain client-API calls on a housekeeping login per account, in parallel,
  * so it does not depend on any device being logged in.
  */
@@ -41,9 +41,11 @@ export class Housekeeping {
   private syncs = 0;
   private readonly clientUrl: string;
   private readonly log: Logger;
-  constructor(clientUrl: string, log: Logger) {
+  private readonly permissionConfigType: PermissionConfigType;
+  constructor(clientUrl: string, log: Logger, permissionConfigType: PermissionConfigType) {
     this.clientUrl = clientUrl;
     this.log = log;
+    this.permissionConfigType = permissionConfigType;
   }
 
   async clean(accounts: readonly Credentials[]): Promise<void> {
@@ -106,7 +108,7 @@ export class Housekeeping {
     // Each room left and forgotten in one go, 20 rooms at a time; the account data meanwhile.
     const resets = (
       [
-        [PERMISSION_CONFIG_TYPE, DEFAULT_PERMISSION_CONFIG],
+        [this.permissionConfigType, DEFAULT_PERMISSION_CONFIG],
         ["m.direct", {}],
       ] as const
     ).map(async ([type, content]) => {

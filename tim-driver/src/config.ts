@@ -27,6 +27,12 @@ export const TimDriverConfigSchema = z.object({
     .int()
     .positive()
     .default(20 * 1024 * 1024),
+  /**
+   * Where the driver keeps its logged-in devices (login and Rust crypto store) and the accounts'
+   * recovery keys, so that a restarted driver goes on with the same devices (docs/tim-driver.md).
+   * Without it everything is in memory and a stop logs every device out.
+   */
+  data_dir: z.string().min(1).optional(),
   log_level: z.enum(["fatal", "error", "warn", "info", "debug", "silent"]).default("info"),
 });
 export type TimDriverConfig = z.output<typeof TimDriverConfigSchema>;

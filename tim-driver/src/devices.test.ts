@@ -11,7 +11,9 @@ const accounts = [1, 2, 3].map((i) => ({
 
 function pool() {
   let now = 1_000_000;
-  const p = new DevicePool(accounts, "http://127.0.0.1:1", createLogger("test", "silent"), () => now);
+  const p = new DevicePool(accounts, "http://127.0.0.1:1", createLogger("test", "silent"), {
+    now: () => now,
+  });
   return { p, now: () => now, advance: (s: number) => (now += s * 1000) };
 }
 

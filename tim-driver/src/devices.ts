@@ -1,7 +1,11 @@
 import type { Logger } from "pino";
 import { DriverError, NotLoggedIn, notFound } from "./errors.ts";
 import { RecoveryKeys } from "./key-backup.ts";
+import type { DriverState } from "./persistence.ts";
 import { DeviceSession, type Credentials } from "./session.ts";
+
+/** How often logged-in devices' crypto stores are written to the data_dir (unchanged ones skipped). */
+const SNAPSHOT_MS = 5_000;
 
 export interface PoolAccount extends Credentials {
   displayName: string;
@@ -68,21 +72,83 @@ export class Device {
 
 export class DevicePool {
   readonly devices: Device[];
-  readonly keys = new RecoveryKeys();
+  readonly keys: RecoveryKeys;
 
   private readonly clientUrl: string;
   private readonly log: Logger;
   private readonly now: () => number;
+  /** The driver's data_dir: devices and recovery keys survive a restart (persistence.ts). */
+  private readonly state: DriverState | undefined;
+  private snapshots: NodeJS.Timeout | undefined;
   constructor(
     accounts: readonly PoolAccount[],
     clientUrl: string,
     log: Logger,
-    now: () => number = Date.now,
+    opts: { now?: () => number; state?: DriverState } = {},
   ) {
     this.clientUrl = clientUrl;
     this.log = log;
-    this.now = now;
+    this.now = opts.now ?? Date.now;
+    this.state = opts.state;
+    const state = opts.state;
+    this.keys = state
+      ? new RecoveryKeys(state.recoveryKeys(), (k) => {
+          state.saveRecoveryKeys(k);
+        })
+      : new RecoveryKeys();
     this.devices = accounts.map((a, i) => new Device(i + 1, a));
+  }
+
+  /**
+   * The devices an earlier run left logged in go on with the same Matrix device and crypto store;
+   * one whose access token the server no longer takes is forgotten (logged out).
+   */
+  async resume(): Promise<void> {
+    const state = this.state;
+    if (!state) return;
+    for (const { poolId, device: stored, crypto } of state.devices()) {
+      const device = this.devices.find((d) => d.id === poolId);
+      if (!device) {
+        state.dropDevice(poolId);
+        continue;
+      }
+      try {
+        if (crypto) await state.restoreCrypto(crypto);
+        device.session = await DeviceSession.start(
+          this.clientUrl,
+          stored.creds,
+          `medmesh-tim-${String(poolId)}`,
+          this.log.child({ device: poolId }),
+          this.keys,
+          stored.login,
+        );
+        this.log.info({ device: poolId, deviceId: stored.login.deviceId }, "device resumed");
+      } catch (err) {
+        state.dropDevice(poolId);
+        this.log.warn(
+          { device: poolId, err: (err as Error).message },
+          "could not resume a device; it is logged out",
+        );
+      }
+    }
+    this.snapshots = setInterval(() => void this.saveAll(), SNAPSHOT_MS);
+    this.snapshots.unref();
+  }
+
+  /** Writes every logged-in device's login and crypto store to the data_dir. */
+  private async saveAll(): Promise<void> {
+    // In each device's queue: a save never races its login or logout.
+    for (const d of this.devices) await d.serial(() => this.save(d));
+  }
+
+  private async save(device: Device): Promise<void> {
+    const s = device.session;
+    if (!this.state || !s) return;
+    await this.state
+      .saveDevice(device.id, { creds: s.creds, login: s.login }, s.cryptoPrefix)
+      .catch((err: unknown) => {
+        this.log.warn({ device: device.id, err: (err as Error).message }, "could not save a device's state");
+      });
   }
 
   get(id: string | undefined): Device {
@@ -131,6 +197,7 @@ export class DevicePool {
         await device.session.stop(true);
         device.session = undefined;
       }
+      this.state?.dropDevice(device.id);
       device.session = await DeviceSession.start(
         this.clientUrl,
         wanted,
@@ -138,6 +205,7 @@ export class DevicePool {
         this.log.child({ device: device.id }),
         this.keys,
       );
+      await this.save(device);
       return device.session;
     });
   }
@@ -146,15 +214,29 @@ export class DevicePool {
     await device.serial(async () => {
       const session = device.session;
       device.session = undefined;
+      this.state?.dropDevice(device.id);
       await session?.stop(true, waitForBackup);
     });
   }
 
   /**
-   * Logs every device out. For a cleanup or shutdown the backup is not waited for: what the last
-   * scenario's devices received is not needed by the next one.
+   * Logs every device out (the cleanup before a scenario). The backup is not waited for: what the
+   * last scenario's devices received is not needed by the next one.
    */
-  async stop(): Promise<void> {
+  async logoutAll(): Promise<void> {
     await Promise.all(this.devices.map((d) => this.logout(d, false)));
+  }
+
+  /** The driver stops: with a data_dir its devices stay logged in for the next run, else they log out. */
+  async stop(): Promise<void> {
+    clearInterval(this.snapshots);
+    if (!this.state) return this.logoutAll();
+    for (const d of this.devices) {
+      await d.serial(async () => {
+        await this.save(d);
+        await d.session?.stop(false, false);
+        d.session = undefined;
+      });
+    }
   }
 }

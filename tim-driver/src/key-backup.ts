@@ -9,7 +9,14 @@ import type { Credentials } from "./session.ts";
  * there and takes the key-backup key, so it can decrypt what was sent while it was away.
  */
 export class RecoveryKeys {
-  private readonly keys = new Map<string, Uint8Array>();
+  private readonly keys: Map<string, Uint8Array>;
+  private readonly saved: ((keys: ReadonlyMap<string, Uint8Array>) => void) | undefined;
+
+  /** `stored`: the keys of an earlier run; `saved`: told of every change (the driver's data_dir). */
+  constructor(stored?: Map<string, Uint8Array>, saved?: (keys: ReadonlyMap<string, Uint8Array>) => void) {
+    this.keys = stored ?? new Map<string, Uint8Array>();
+    this.saved = saved;
+  }
 
   get(userId: string): Uint8Array | undefined {
     return this.keys.get(userId);
@@ -17,6 +24,7 @@ export class RecoveryKeys {
 
   set(userId: string, key: Uint8Array): void {
     this.keys.set(userId, key);
+    this.saved?.(this.keys);
   }
 }
 

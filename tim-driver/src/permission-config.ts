@@ -2,10 +2,17 @@ import type { MatrixClient } from "matrix-js-sdk";
 import { DriverError, badRequest } from "./errors.ts";
 
 /**
- * The TI-M permission config (gematik permissionConfig_Pro_V1) as global account data. The driver
- * only reads and writes it; MedMesh's policy module enforces it on every invite path.
+ * The TI-M permission config (gematik permissionConfig_Pro_V1) as global account data: the Pro
+ * type for professionals, the ePA type (same format) for insured persons. The driver only reads
+ * and writes it; MedMesh's policy module enforces it on every invite path.
  */
 export const PERMISSION_CONFIG_TYPE = "de.gematik.tim.account.permissionconfig.pro.v1";
+export const EPA_PERMISSION_CONFIG_TYPE = "de.gematik.tim.account.permissionconfig.epa.v1";
+export type PermissionConfigType = typeof PERMISSION_CONFIG_TYPE | typeof EPA_PERMISSION_CONFIG_TYPE;
+
+/** The account data type of the driver's accounts: the ePA one on an organisation of insured persons. */
+export const permissionConfigType = (profile: "tim-pro" | "tim-epa"): PermissionConfigType =>
+  profile === "tim-epa" ? EPA_PERMISSION_CONFIG_TYPE : PERMISSION_CONFIG_TYPE;
 export const DEFAULT_PERMISSION_CONFIG = { defaultSetting: "allow all" } as const;
 
 interface PermissionConfig {
@@ -24,21 +31,26 @@ export interface AuthorizationList {
   groupNames: string[];
 }
 
-export async function readConfig(client: MatrixClient): Promise<PermissionConfig> {
-  const content = await client
-    .getAccountDataFromServer(PERMISSION_CONFIG_TYPE as never)
-    .catch((err: unknown) => {
-      if ((err as { httpStatus?: number }).httpStatus === 404) return null;
-      throw err;
-    });
+export async function readConfig(
+  client: MatrixClient,
+  type: PermissionConfigType,
+): Promise<PermissionConfig> {
+  const content = await client.getAccountDataFromServer(type as never).catch((err: unknown) => {
+    if ((err as { httpStatus?: number }).httpStatus === 404) return null;
+    throw err;
+  });
   const c = content as Partial<PermissionConfig> | null;
   if (!c || (c.defaultSetting !== "allow all" && c.defaultSetting !== "block all"))
     return { ...DEFAULT_PERMISSION_CONFIG };
   return c as PermissionConfig;
 }
 
-async function writeConfig(client: MatrixClient, config: PermissionConfig): Promise<void> {
-  await client.setAccountData(PERMISSION_CONFIG_TYPE as never, config as never);
+async function writeConfig(
+  client: MatrixClient,
+  type: PermissionConfigType,
+  config: PermissionConfig,
+): Promise<void> {
+  await client.setAccountData(type as never, config as never);
 }
 
 export const modeOf = (c: PermissionConfig): AuthorizationMode =>
@@ -48,12 +60,16 @@ export const modeOf = (c: PermissionConfig): AuthorizationMode =>
  * Switching the mode drops the exceptions: under the other default they would mean the opposite
  * (a blocked user would become an allowed one).
  */
-export async function setMode(client: MatrixClient, mode: unknown): Promise<AuthorizationMode> {
+export async function setMode(
+  client: MatrixClient,
+  type: PermissionConfigType,
+  mode: unknown,
+): Promise<AuthorizationMode> {
   if (mode !== "AllowAll" && mode !== "BlockAll")
     throw badRequest('the body must be "AllowAll" or "BlockAll"');
-  const current = await readConfig(client);
+  const current = await readConfig(client, type);
   if (modeOf(current) === mode) return mode;
-  await writeConfig(client, { defaultSetting: mode === "BlockAll" ? "block all" : "allow all" });
+  await writeConfig(client, type, { defaultSetting: mode === "BlockAll" ? "block all" : "allow all" });
   return mode;
 }
 
@@ -97,11 +113,12 @@ function parseList(body: unknown): AuthorizationList {
  */
 export async function changeList(
   client: MatrixClient,
+  type: PermissionConfigType,
   list: "allowed" | "blocked",
   change: "add" | "remove" | "read",
   body?: unknown,
 ): Promise<AuthorizationList> {
-  const config = await readConfig(client);
+  const config = await readConfig(client, type);
   const wanted: AuthorizationMode = list === "allowed" ? "BlockAll" : "AllowAll";
   if (modeOf(config) !== wanted)
     throw new DriverError(
@@ -145,6 +162,6 @@ export async function changeList(
     serverExceptions: servers,
     groupExceptions: groups.map((groupName) => ({ groupName })),
   };
-  await writeConfig(client, next);
+  await writeConfig(client, type, next);
   return listOf(next);
 }

@@ -103,14 +103,19 @@ export class DeviceSession {
     return this.login.userId;
   }
 
+  /**
+   * Logs in (a new Matrix device), or — `resumed`, a device of an earlier driver run whose crypto
+   * store was put back — goes on with that device and its access token.
+   */
   static async start(
     clientUrl: string,
     creds: Credentials,
     deviceName: string,
     log: Logger,
     keys: RecoveryKeys,
+    resumed?: LoginResult,
   ): Promise<DeviceSession> {
-    const login = await passwordLogin(clientUrl, creds, deviceName);
+    const login = resumed ?? (await passwordLogin(clientUrl, creds, deviceName));
     const cryptoPrefix = `tim-driver:${login.userId}:${login.deviceId}`;
     const client = createClient({
       baseUrl: clientUrl,
@@ -140,13 +145,17 @@ export class DeviceSession {
     } catch (err) {
       client.stopClient();
       await logoutToken(clientUrl, login.accessToken);
+      await deleteDatabases(cryptoPrefix);
       throw err;
     }
     return new DeviceSession(client, login, creds, cryptoPrefix);
   }
 
-  /** Logs the Matrix device out (the server forgets it) and drops its crypto databases. */
-  /** `waitForBackup`: first let the key backup take this device's last keys (an explicit logout). */
+  /**
+   * Logs the Matrix device out (the server forgets it) and drops its crypto databases; without
+   * `logout` (a driver that keeps its devices across a restart) only stops the client.
+   * `waitForBackup`: first let the key backup take this device's last keys (an explicit logout).
+   */
   async stop(logout: boolean, waitForBackup = logout): Promise<void> {
     if (waitForBackup) await this.backedUp(3000);
     this.client.stopClient();

@@ -87,6 +87,9 @@ const TEST_PROFILE_RATE_LIMITS = {
   rc_media_create: { per_second: 1000, burst_count: 1000 },
   rc_profile: { per_second: 1000, burst_count: 1000 },
   rc_user_directory: { per_second: 1000, burst_count: 1000 },
+  // Password hashing at bcrypt's minimum cost: suites and benches register thousands of accounts
+  // (12 rounds, Synapse's default, cost ~0.25 s of a core each). Production keeps the default.
+  bcrypt_rounds: 4,
   // A peer's Synapse restarting (trust list change) must not park federation for 10 minutes.
   federation: {
     destination_min_retry_interval: "1s",
@@ -147,6 +150,8 @@ export function homeserverConfig(i: HomeserverInputs): Record<string, unknown> {
           timeout_ms: 2000,
           // TI-M's room type and defaults at creation (docs/tim-profile.md).
           room_defaults: org.profile !== "medmesh",
+          // TI-M: a message into a room with a member on a server off the trust list gets a 403.
+          room_servers: org.profile !== "medmesh",
         },
       },
     ],

@@ -4,6 +4,9 @@ import type { Logger } from "pino";
 import type { ChannelsStore } from "./store.ts";
 import { PUBLISHER_LEVEL, URGENT_KEY, type ChannelSpec } from "./spec.ts";
 
+/** Longer than the bot's sync ever lags behind its own request. */
+const SYNC_LAG_MS = 30_000;
+
 export interface Membership {
   user_id: string;
   membership: string;
@@ -68,6 +71,17 @@ export function createPublisher(d: {
       d.log.warn({ err, room_id: roomId, event_id: id }, "could not record an urgent post");
     });
   };
+  /**
+   * Per room, the memberships the bot set that its own sync may not show yet, and when. One not
+   * shown after SYNC_LAG_MS is dropped (the member changed it again meanwhile, e.g. rejected the
+   * invite), so no post waits for it twice.
+   */
+  type Expected = { membership: "invite" | "leave"; at: number };
+  const changed = new Map<string, Map<string, Expected>>();
+  const expect = (roomId: string, userId: string, membership: Expected["membership"]): void => {
+    const room = changed.get(roomId) ?? new Map<string, Expected>();
+    changed.set(roomId, room.set(userId, { membership, at: Date.now() }));
+  };
   const waitForRoom = async (client: MatrixClient, roomId: string): Promise<void> => {
     for (let i = 0; i < 100 && !client.getRoom(roomId)?.hasEncryptionStateEvent(); i++)
       await new Promise((r) => setTimeout(r, 100));
@@ -121,17 +135,24 @@ export function createPublisher(d: {
     async post(roomId: string, body: string, urgent: boolean, key: string): Promise<string> {
       const client = await clientNow();
       await waitForRoom(client, roomId);
-      // The room key goes to the members the bot's sync knows: let it catch up with the server's
-      // member list first (a member who joined a moment ago would otherwise miss the key).
-      const expected = (await this.members(roomId)).filter(
-        (m) => m.membership === "join" || m.membership === "invite",
-      );
       await client.getRoom(roomId)?.loadMembersIfNeeded();
-      for (let i = 0; i < 50; i++) {
+      // The room key goes to the members the bot's sync knows: wait until it shows the invites and
+      // removals the bot itself just made (a member invited a moment ago would miss the key, one
+      // removed would get it). Only those, not the whole member list: a post costs the same at
+      // 30 members as at 3,000.
+      const waiting = changed.get(roomId);
+      for (let i = 0; waiting && i < 50; i++) {
         const room = client.getRoom(roomId);
-        if (expected.every((m) => room?.getMember(m.user_id)?.membership === m.membership)) break;
+        for (const [userId, want] of waiting) {
+          const now = room?.getMember(userId)?.membership;
+          const shown =
+            now === "invite" || now === "join" ? want.membership === "invite" : want.membership === "leave";
+          if (shown || Date.now() - want.at > SYNC_LAG_MS) waiting.delete(userId);
+        }
+        if (waiting.size === 0) break;
         await new Promise((r) => setTimeout(r, 100));
       }
+      if (waiting?.size === 0) changed.delete(roomId);
       const content = {
         msgtype: MsgType.Text,
         body: urgent ? `URGENT: ${body}` : body,
@@ -152,10 +173,14 @@ export function createPublisher(d: {
       }));
     },
 
-    invite: async (roomId: string, userId: string, reason?: string) =>
-      (await clientNow()).invite(roomId, userId, reason),
-    kick: async (roomId: string, userId: string, reason: string) =>
-      (await clientNow()).kick(roomId, userId, reason),
+    async invite(roomId: string, userId: string, reason?: string): Promise<void> {
+      await (await clientNow()).invite(roomId, userId, reason);
+      expect(roomId, userId, "invite");
+    },
+    async kick(roomId: string, userId: string, reason: string): Promise<void> {
+      await (await clientNow()).kick(roomId, userId, reason);
+      expect(roomId, userId, "leave");
+    },
 
     /** Who of the channel's members (publishers and the bot aside) read the post and who reacted to it. */
     async stats(roomId: string, eventId: string, publishers: readonly string[]): Promise<PostStats> {

@@ -16,6 +16,9 @@ export const PERMISSIONS = {
   "roles.manage": ["org_admin"],
   "channels.manage": ["org_admin"],
   "departments.manage": ["org_admin"],
+  // Reviewers and auditors see the groups and their pending knocks; only org admins act on them.
+  "groups.read": ["org_admin", "reviewer", "auditor"],
+  "groups.manage": ["org_admin"],
 } as const satisfies Record<string, readonly Role[]>;
 export type Permission = keyof typeof PERMISSIONS;
 

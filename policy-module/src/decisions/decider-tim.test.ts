@@ -3,11 +3,12 @@ import { createDecider } from "./decider.ts";
 import type { Profile } from "../rooms/profile.ts";
 
 const permissionChecks: [string, string][] = [];
+const OFF_THE_LIST = "gone.example";
 const deciderFor = (profile: Profile, serverName: string) =>
   createDecider({
     serverName,
     profile,
-    trust: { isTrusted: () => true },
+    trust: { isTrusted: (server) => server !== OFF_THE_LIST },
     invites: {
       check: (inviter, invitee) => {
         permissionChecks.push([inviter, invitee]);
@@ -18,6 +19,7 @@ const deciderFor = (profile: Profile, serverName: string) =>
     verification: { isVerified: () => Promise.resolve(true) },
     rooms: { allow_public_rooms: false },
     groups: { membership: () => Promise.resolve({ allowed: true }) },
+    accounts: { deactivated: () => Promise.resolve() },
   });
 const pro = deciderFor("tim-pro", "pro.example");
 const epa = deciderFor("tim-epa", "epa.example");
@@ -83,6 +85,63 @@ describe("decider with a TI-M profile", () => {
     expect(
       medmesh.stateEvent({ ...room, type: "m.room.join_rules", content: { join_rule: "public" } }).allowed,
     ).toBe(false);
+  });
+
+  it("encryption added later: refused only in a room created public (m.federate false, unencrypted)", () => {
+    const encryption = (facts: { room_federates?: boolean; room_encrypted?: boolean }) =>
+      pro.stateEvent({
+        ...room,
+        type: "m.room.encryption",
+        content: { algorithm: "m.megolm.v1.aes-sha2" },
+        ...facts,
+      });
+    expect(encryption({ room_federates: false, room_encrypted: false })).toEqual({
+      allowed: false,
+      reason:
+        "Public rooms on this TI-Messenger server are not end-to-end encrypted: encryption cannot be " +
+        "added to this room (m.federate false) later",
+    });
+    expect(encryption({ room_federates: true, room_encrypted: false })).toEqual({ allowed: true });
+    // a non-federating room that is already encrypted is no public room
+    expect(encryption({ room_federates: false, room_encrypted: true })).toEqual({ allowed: true });
+    // createRoom's own initial state: the room is not known yet (checkTimCreateRoom decides)
+    expect(encryption({})).toEqual({ allowed: true });
+    // MedMesh's profile has no public rooms: only the algorithm rule applies
+    expect(
+      medmesh.stateEvent({
+        ...room,
+        type: "m.room.encryption",
+        content: { algorithm: "m.megolm.v1.aes-sha2" },
+        room_federates: false,
+        room_encrypted: false,
+      }),
+    ).toEqual({ allowed: true });
+    // the algorithm rule still applies in TI-M rooms
+    expect(
+      pro.stateEvent({
+        ...room,
+        type: "m.room.encryption",
+        content: { algorithm: "m.olm.v1" },
+        room_federates: true,
+        room_encrypted: true,
+      }).allowed,
+    ).toBe(false);
+  });
+
+  it("a message to a room with a member's server off the trust list is refused, naming the server", () => {
+    const send = (servers: string[]) =>
+      pro.message({ sender: "@x:pro.example", room_id: "!r:pro.example", servers });
+    expect(send(["epa.example", "other.example"])).toEqual({ allowed: true });
+    expect(send(["epa.example", OFF_THE_LIST])).toEqual({
+      allowed: false,
+      reason:
+        "Cannot send to !r:pro.example: gone.example, a member's server, is not an organisation on " +
+        "this network's trust list, so the message would not reach it",
+    });
+    // this server itself needs no trust-list entry
+    expect(
+      pro.message({ sender: "@x:pro.example", room_id: "!r:pro.example", servers: ["pro.example"] }),
+    ).toEqual({ allowed: true });
   });
 
   it("insured persons list no rooms in the directory; the defaults come only with a TI-M profile", async () => {

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { createDecider } from "./decider.ts";
 
 const checks: [string, string][] = [];
+const deactivations: [string, boolean][] = [];
 const decider = createDecider({
   serverName: "a.example",
   trust: { isTrusted: (s) => s === "b.example" },
@@ -23,6 +24,12 @@ const decider = createDecider({
           ? { allowed: false, reason: "for pharmacists only" }
           : { allowed: true },
       ),
+  },
+  accounts: {
+    deactivated: (u, byAdmin) => {
+      deactivations.push([u, byAdmin]);
+      return Promise.resolve();
+    },
   },
 });
 
@@ -107,5 +114,18 @@ describe("decider", () => {
       reason: expect.stringMatching(/listed/) as unknown,
     });
     expect(listing({ listed: true, scope: "world" }).allowed).toBe(false);
+  });
+
+  it("account status: only this organisation's deactivations act; the answer is always allowed", async () => {
+    const report = (user_id: string, deactivated: boolean, by_admin = false) =>
+      decider.accountStatus({ user_id, deactivated, by_admin });
+    expect(await report("@ann:a.example", true)).toEqual({ allowed: true });
+    expect(await report("@carl:a.example", true, true)).toEqual({ allowed: true });
+    expect(await report("@ann:a.example", false)).toEqual({ allowed: true }); // reactivated: nothing
+    expect(await report("@bob:b.example", true)).toEqual({ allowed: true }); // B's to revoke
+    expect(deactivations).toEqual([
+      ["@ann:a.example", false],
+      ["@carl:a.example", true],
+    ]);
   });
 });

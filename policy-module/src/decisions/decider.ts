@@ -3,11 +3,13 @@ import { serverOf, type Decision, type InviteGate, type TrustView } from "../pro
 import { checkListing, GROUP_EVENT, type MembershipQuestion } from "../groups/index.ts";
 import { checkRoomState, presetJoinRule, type RoomRulesPolicy, type StateContent } from "../rooms/rules.ts";
 import { insuredPerson, isTim, type Profile } from "../rooms/profile.ts";
-import { checkTimCreateRoom, checkTimJoinRule, timRoomDefaults } from "../rooms/tim.ts";
+import { checkTimCreateRoom, checkTimEncryption, checkTimJoinRule, timRoomDefaults } from "../rooms/tim.ts";
 import type {
+  AccountStatusQuestion,
   CreateRoomQuestion,
   InviteQuestion,
   JoinQuestion,
+  MessageQuestion,
   PublishQuestion,
   SsoClaimsQuestion,
   SsoLoginQuestion,
@@ -32,6 +34,8 @@ export interface DeciderDeps {
     claims(q: SsoClaimsQuestion): Promise<Decision>;
     login(q: SsoLoginQuestion): Promise<Decision>;
   };
+  /** This organisation's accounts: a deactivated one loses its verification (identity/). */
+  accounts: { deactivated(userId: string, byAdmin: boolean): Promise<unknown> };
 }
 
 /** Synapse's decision points, answered from the capabilities that own each rule. */
@@ -44,8 +48,12 @@ export interface Decider {
   join(q: JoinQuestion): Promise<Decision>;
   publish(q: PublishQuestion): Promise<Decision>;
   stateEvent(q: StateContent & Partial<StateQuestion>): Decision;
+  /** A local user's message into a room with members on these other servers. */
+  message(q: MessageQuestion): Decision;
   ssoClaims(q: SsoClaimsQuestion): Promise<Decision>;
   ssoLogin(q: SsoLoginQuestion): Promise<Decision>;
+  /** Synapse's report of a (de)activation; acted on, always answered allowed. */
+  accountStatus(q: AccountStatusQuestion): Promise<Decision>;
 }
 
 const ALLOWED: Decision = { allowed: true };
@@ -65,10 +73,9 @@ export function createDecider(d: DeciderDeps): Decider {
   const tim = isTim(profile);
   const insured =
     d.insured ?? ((userId: string): boolean => insuredPerson(userId, { serverName: d.serverName, profile }));
-  const untrusted = (id: string): string | undefined => {
-    const server = serverOf(id);
-    return server !== undefined && server !== d.serverName && !d.trust.isTrusted(server) ? server : undefined;
-  };
+  const untrustedServer = (server: string | undefined): string | undefined =>
+    server !== undefined && server !== d.serverName && !d.trust.isTrusted(server) ? server : undefined;
+  const untrusted = (id: string): string | undefined => untrustedServer(serverOf(id));
 
   const invite = async (q: InviteQuestion): Promise<Decision> => {
     for (const id of [q.inviter, q.invitee]) {
@@ -102,6 +109,10 @@ export function createDecider(d: DeciderDeps): Decider {
 
   const stateEvent: Decider["stateEvent"] = (e) => {
     if (e.type === GROUP_EVENT) return checkListing(e.content);
+    if (tim && e.type === "m.room.encryption") {
+      const decision = checkTimEncryption({ federates: e.room_federates, encrypted: e.room_encrypted });
+      if (!decision.allowed) return decision;
+    }
     if (tim && e.type === "m.room.join_rules") {
       return checkTimJoinRule(e.content.join_rule, profile, {
         federates: e.room_federates,
@@ -168,11 +179,30 @@ export function createDecider(d: DeciderDeps): Decider {
       }
       return d.groups.membership({ user_id, room_id, membership });
     },
+    message({ room_id, servers }) {
+      // Nothing is sent to a server off the trust list (Synapse's federation whitelist); the sender
+      // is told so instead of the message silently never reaching that server's members.
+      const server = servers.find((s) => untrustedServer(s) !== undefined);
+      return server === undefined
+        ? ALLOWED
+        : {
+            allowed: false,
+            reason:
+              `Cannot send to ${room_id}: ${server}, a member's server, is not an organisation on ` +
+              `this network's trust list, so the message would not reach it`,
+          };
+    },
     roomDefaults: ({ config }) => (tim ? timRoomDefaults(config) : undefined),
     publish: ({ user_id }) => publish(user_id),
     stateEvent,
     ssoClaims: (q) => (d.sso ? d.sso.claims(q) : Promise.resolve(NO_SSO)),
     ssoLogin: (q) => (d.sso ? d.sso.login(q) : Promise.resolve(NO_SSO)),
+    async accountStatus({ user_id, deactivated, by_admin }) {
+      // A reactivated account stays unverified until its holder verifies again; another server's
+      // accounts are that organisation's to revoke.
+      if (deactivated && serverOf(user_id) === d.serverName) await d.accounts.deactivated(user_id, by_admin);
+      return ALLOWED;
+    },
   };
 }
 

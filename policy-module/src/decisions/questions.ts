@@ -35,10 +35,19 @@ export const QUESTIONS = {
     sender: MatrixId("@"),
     room_id: MatrixId("!"),
     content: z.record(z.string(), z.unknown()),
-    /** For m.room.join_rules: whether the room federates (its create event's m.federate) … */
+    /** For m.room.join_rules and m.room.encryption: whether the room federates (its create event's m.federate) … */
     room_federates: z.boolean().optional(),
     /** … and whether it is end-to-end encrypted (has m.room.encryption state). */
     room_encrypted: z.boolean().optional(),
+  }),
+  /**
+   * check_event_for_spam with room_servers (TI-M): a local user's message (not state, not a
+   * redaction) into a room where these other servers have joined members.
+   */
+  message: z.object({
+    sender: MatrixId("@"),
+    room_id: MatrixId("!"),
+    servers: z.array(z.string().min(1).max(255)).min(1).max(10_000),
   }),
   /** on_create_room: the createRoom request, for the profile to complete (TI-M's defaults). */
   room_defaults: z.object({ user_id: MatrixId("@"), config: z.record(z.string(), z.unknown()) }),
@@ -50,6 +59,11 @@ export const QUESTIONS = {
   }),
   /** on_user_login of type m.login.sso: Synapse completed an SSO login of this account. */
   sso_login: z.object({ user_id: MatrixId("@"), idp_id: z.string().min(1).max(255) }),
+  /**
+   * on_user_deactivation_status_changed: a report, not a question (the answer is always allowed).
+   * Synapse calls it after every (re)activation, whatever the path: the user's own, the admin API.
+   */
+  account_status: z.object({ user_id: MatrixId("@"), deactivated: z.boolean(), by_admin: z.boolean() }),
 } as const;
 
 export type Check = keyof typeof QUESTIONS;
@@ -58,6 +72,8 @@ export type ThreepidInviteQuestion = z.infer<(typeof QUESTIONS)["invite_3pid"]>;
 export type CreateRoomQuestion = z.infer<(typeof QUESTIONS)["create_room"]>;
 export type JoinQuestion = z.infer<(typeof QUESTIONS)["join"]>;
 export type PublishQuestion = z.infer<(typeof QUESTIONS)["publish"]>;
+export type MessageQuestion = z.infer<(typeof QUESTIONS)["message"]>;
 export type StateQuestion = z.infer<(typeof QUESTIONS)["state_event"]>;
 export type SsoClaimsQuestion = z.infer<(typeof QUESTIONS)["sso_claims"]>;
 export type SsoLoginQuestion = z.infer<(typeof QUESTIONS)["sso_login"]>;
+export type AccountStatusQuestion = z.infer<(typeof QUESTIONS)["account_status"]>;

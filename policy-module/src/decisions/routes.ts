@@ -92,12 +92,16 @@ function decide(decider: Decider, check: Check, body: unknown): Promise<Decision
       return decider.publish(parse(check, q.publish, body));
     case "state_event":
       return decider.stateEvent(parse(check, q.state_event, body));
+    case "message":
+      return decider.message(parse(check, q.message, body));
     case "sso_claims":
       return decider.ssoClaims(parse(check, q.sso_claims, body));
     case "room_defaults":
       return { allowed: true }; // answered in the route (it returns a config)
     case "sso_login":
       return decider.ssoLogin(parse(check, q.sso_login, body));
+    case "account_status":
+      return decider.accountStatus(parse(check, q.account_status, body));
   }
 }
 

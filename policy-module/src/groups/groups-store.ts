@@ -60,6 +60,11 @@ export function groupsStore(knex: Knex) {
     async remove(roomId: string): Promise<void> {
       await table().where({ room_id: roomId }).delete();
     },
+    /** Every listed room, whatever its join rule (the console shows those a join rule keeps out too). */
+    async allListed(limit: number): Promise<GroupEntry[]> {
+      const rows = await table().where({ listed: true }).orderBy("name").limit(limit);
+      return rows.map(fromRow);
+    },
     /** Listed rooms people can ask to join; `network`: only those listed for every trusted organisation. */
     async listed(opts: { networkOnly: boolean; search?: string; limit: number }): Promise<GroupEntry[]> {
       let q = table()

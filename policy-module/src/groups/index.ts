@@ -5,11 +5,14 @@ import type { PeerClient } from "../directory/index.ts";
 import { groupsStore, type GroupEntry } from "./groups-store.ts";
 import { createGroupIndexer } from "./indexer.ts";
 import { GROUP_EVENT, GroupListingSchema } from "./listing.ts";
+import { createModeration } from "./moderation.ts";
 import { createGroupRoutes } from "./routes.ts";
 import { createGroupRules } from "./rules.ts";
 
 export { GROUPS_MIGRATIONS } from "./migrations.ts";
 export { checkListing, GROUP_EVENT } from "./listing.ts";
+export { groupConsoleRoutes } from "./console-routes.ts";
+export { isRoomAdminBot } from "./moderation.ts";
 export type { GroupRules, MembershipQuestion } from "./rules.ts";
 
 /** How long the listing of a room homed elsewhere, read from this server's Synapse, is used. */
@@ -46,8 +49,10 @@ export function startGroups(d: {
       const { state } = await d.admin.request<{
         state: { type: string; state_key: string; content: Record<string, unknown> }[];
       }>("GET", `/_synapse/admin/v1/rooms/${encodeURIComponent(roomId)}/state`);
-      known = true;
       const content = (type: string) => state.find((e) => e.type === type && e.state_key === "")?.content;
+      // A room this server only knows from its users' knocks or invites (out of band: no room
+      // state of its own) is one it does not take part in; its listing is not known here.
+      known = content("m.room.create") !== undefined;
       const listing = GroupListingSchema.safeParse(content(GROUP_EVENT) ?? {});
       const joinRule = content("m.room.join_rules")?.join_rule;
       const name = content("m.room.name")?.name;
@@ -173,6 +178,8 @@ export function startGroups(d: {
   return {
     rules,
     recheck,
+    /** The console's groups page (console-routes.ts): knocks, approve, refuse, unlist, as the bot. */
+    moderation: createModeration({ ...d, groups, bot, rules, refresh: indexer.refresh }),
     onEvents: async (events: readonly AppserviceEvent[]): Promise<void> => {
       await indexer.onEvents(events);
       for (const e of events) {

@@ -1,4 +1,5 @@
 import { ApiError, type AuditLog } from "@medmesh/common";
+import { BINDING_STATUSES } from "./number-binding.ts";
 import { NumberInUseError, type VerificationRecord, type VerificationRecords } from "./records.ts";
 
 /*
@@ -22,6 +23,7 @@ export interface NumberClaimsDeps {
     action: string,
     actor: string,
     extra?: Record<string, unknown>,
+    log?: AuditLog,
   ) => Promise<void>;
   onChange?: (record: VerificationRecord, actor: string) => void;
   duplicateNumber: "refuse" | "review";
@@ -30,6 +32,10 @@ export interface NumberClaimsDeps {
   /** MedMesh itself, as the actor of a release. */
   actor: string;
 }
+
+/** Where a release's writes go (the record and its audit), and who runs them (e.g. a transaction). */
+type ReleaseWriters = { records: Pick<VerificationRecords, "put">; audit: AuditLog };
+type ReleaseCommit = (next: VerificationRecord, write: (w: ReleaseWriters) => Promise<void>) => Promise<void>;
 
 export function createNumberClaims(d: NumberClaimsDeps) {
   /** Gives up a record's number: a verified record is revoked, a claim in progress rejected. */
@@ -42,6 +48,29 @@ export function createNumberClaims(d: NumberClaimsDeps) {
   });
 
   return {
+    /**
+     * The account was deactivated (Synapse's report, or found by the re-verification run): a
+     * record that holds its number gives it up — verified → revoked, a claim in progress →
+     * rejected — audited as a release, and told to everyone a revocation is told. Nothing to do
+     * (undefined) when the record holds no number, so a repeated report changes nothing.
+     */
+    async deactivated(
+      r: VerificationRecord | undefined,
+      how: { by_admin: boolean } | { found_by: "reverify" },
+      commit?: ReleaseCommit,
+    ): Promise<VerificationRecord | undefined> {
+      if (!r || !BINDING_STATUSES.has(r.status)) return undefined;
+      const released = losing(r, RELEASED_REASON, new Date());
+      const write = async (w: ReleaseWriters): Promise<void> => {
+        await w.records.put(released);
+        const details = { cause: "account_deactivated", ...how };
+        await d.auditRecord(released, "identity.release", d.actor, details, w.audit);
+      };
+      await (commit ? commit(released, write) : write({ records: d.records, audit: d.audit }));
+      d.onChange?.(released, d.actor);
+      return released;
+    },
+
     /** The other account bound to the record's number, after releasing a deactivated account's. */
     async holderOf(record: VerificationRecord): Promise<string | undefined> {
       const holder = await d.records.holderOf(record.registry, record.registration_number, record.user_id);

@@ -5,8 +5,8 @@ import cron, { type ScheduledTask } from "node-cron";
 import type { Logger } from "pino";
 import { Counter, Gauge, type Registry } from "prom-client";
 import { createRateLimiter } from "../proxy/rate-limit.ts";
-import { verificationRecords, type VerificationRecords } from "./records.ts";
-import type { Verifier } from "./verifier.ts";
+import { verificationRecords, type VerificationRecord, type VerificationRecords } from "./records.ts";
+import type { CheckCommit, Verifier } from "./verifier.ts";
 
 export interface ReverifyConfig {
   schedule: string;
@@ -53,6 +53,8 @@ export function createReverifier(deps: {
   knex: Knex;
   documents: DocumentStore;
   config: ReverifyConfig;
+  /** This server's deactivated accounts: their records are released, not looked up (docs/identity.md). */
+  deactivatedAccounts?: () => Promise<ReadonlySet<string>>;
   log: Logger;
   metrics: Registry;
 }) {
@@ -99,6 +101,28 @@ export function createReverifier(deps: {
       perSecond: deps.config.rate_per_second,
       burst: deps.config.concurrency,
     });
+    // A deactivation Synapse reported while this service was down never arrived: found here.
+    const gone = await (deps.deactivatedAccounts?.() ?? Promise.resolve(new Set<string>())).catch(
+      (err: unknown) => {
+        deps.log.warn({ err }, "could not list deactivated accounts; every clinician is checked");
+        return new Set<string>();
+      },
+    );
+    const commit =
+      (record: VerificationRecord): CheckCommit =>
+      (next, write) =>
+        deps.knex.transaction(async (trx) => {
+          await deps.leader.fence(trx);
+          await write({ records: verificationRecords(trx), audit: audit(trx) });
+          await audit(trx).record({
+            actor,
+            on_behalf_of: record.user_id,
+            action: "identity.reverify",
+            object: record.user_id,
+            outcome: next.status,
+            details: { registry: next.registry, run: run.id },
+          });
+        });
     let cursor = "";
     for (;;) {
       // Records not yet checked in this run (last checked before it started), in user order.
@@ -116,20 +140,9 @@ export function createReverifier(deps: {
             if (!deps.leader.isLeader()) throw new LeadershipLost(REVERIFY_JOB);
             let after;
             try {
-              after = await deps.verifier.check(record, actor, new Date(), (next, write) =>
-                deps.knex.transaction(async (trx) => {
-                  await deps.leader.fence(trx);
-                  await write({ records: verificationRecords(trx), audit: audit(trx) });
-                  await audit(trx).record({
-                    actor,
-                    on_behalf_of: record.user_id,
-                    action: "identity.reverify",
-                    object: record.user_id,
-                    outcome: next.status,
-                    details: { registry: next.registry, run: run.id },
-                  });
-                }),
-              );
+              after = gone.has(record.user_id)
+                ? ((await deps.verifier.releaseDeactivated(record, commit(record))) ?? record)
+                : await deps.verifier.check(record, actor, new Date(), commit(record));
             } catch (err) {
               if (err instanceof LeadershipLost) throw err;
               // One record that cannot be checked never stops the run: it is reported, the rest go on.

@@ -13,6 +13,7 @@ import type { PeerRoute } from "../peer-api.ts";
 import { publicJwkOf } from "../trust/trust-list.ts";
 import type { OrgKey } from "../trust/request-signing.ts";
 import { startBot, type Bot } from "../bot/index.ts";
+import { accountGone, deactivatedAccounts } from "./accounts.ts";
 import { signAttestation } from "./attestation.ts";
 import { describeChange, reviewWaiting, verificationConversation } from "./bot-commands.ts";
 import { storedClinicians } from "./clinicians.ts";
@@ -190,13 +191,7 @@ export async function startIdentity(config: IdentityConfig, d: IdentityDeps) {
     validityMs: config.validity_hours * 3_600_000,
     requireDocument: config.require_id_document,
     duplicateNumber: config.duplicate_number,
-    accountGone: async (userId: string) => {
-      // Unknown or unreachable: the number stays bound (the safe side).
-      const user = await d.admin
-        .request<{ deactivated?: boolean }>("GET", `/_synapse/admin/v2/users/${encodeURIComponent(userId)}`)
-        .catch(() => ({ deactivated: false }));
-      return user.deactivated === true;
-    },
+    accountGone: (userId: string) => accountGone(d.admin, userId),
     documents,
     ...(config.sso
       ? {
@@ -240,6 +235,7 @@ export async function startIdentity(config: IdentityConfig, d: IdentityDeps) {
     knex: d.store.knex,
     documents: d.store.documents,
     config: config.reverify,
+    deactivatedAccounts: () => deactivatedAccounts(d.admin),
     log: d.log,
     metrics: d.metrics,
   });

@@ -1,7 +1,14 @@
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createLogger, createStore, electedLeader, type Store, createAuditLog } from "@medmesh/common";
+import {
+  createAuditLog,
+  createLogger,
+  createStore,
+  electedLeader,
+  type Leader,
+  type Store,
+} from "@medmesh/common";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { verificationConversation } from "./bot-commands.ts";
 import { IDENTITY_MIGRATIONS } from "./migrations.ts";
@@ -16,12 +23,9 @@ import { Registry } from "prom-client";
 const number = (base: string, q = "000"): string => `${base}${rizivCheckDigits(base).mod97}${q}`;
 const MARIE = number("112345");
 // One number binds one account: the cases that are about other things use numbers of their own.
-const [SSO, TYPED, SELF, BOT] = ["112346", "112347", "112348", "112349"].map((b) => number(b)) as [
-  string,
-  string,
-  string,
-  string,
-];
+const [SSO, TYPED, SELF, BOT, ANN, CARL] = ["112346", "112347", "112348", "112349", "112350", "112351"].map(
+  (b) => number(b),
+) as [string, string, string, string, string, string];
 
 describe("verification workflow (store, audit, registry adapter)", () => {
   let store: Store;
@@ -42,7 +46,7 @@ describe("verification workflow (store, audit, registry adapter)", () => {
       { migrations: IDENTITY_MIGRATIONS },
     );
     riziv = await startRizivTestServer(
-      [MARIE, SSO, TYPED, SELF, BOT].map((n) => practitioner("active", n) as never),
+      [MARIE, SSO, TYPED, SELF, BOT, ANN, CARL].map((n) => practitioner("active", n) as never),
       { delayMs: 2000 },
     );
   });
@@ -50,6 +54,11 @@ describe("verification workflow (store, audit, registry adapter)", () => {
     await riziv.stop();
     await store.close();
   });
+
+  // One lease holder for the file's re-verification runs (a second would wait for the first's lease).
+  let leader: Promise<Leader> | undefined;
+  const reverifyLeader = (): Promise<Leader> =>
+    (leader ??= electedLeader(store, REVERIFY_JOB, createLogger("test", "silent")));
 
   const setup = (requireDocument = false, proven: Record<string, string> = {}) => {
     const records = verificationRecords(store.knex);
@@ -91,7 +100,7 @@ describe("verification workflow (store, audit, registry adapter)", () => {
     const reverifier = createReverifier({
       verifier,
       records,
-      leader: await electedLeader(store, REVERIFY_JOB, createLogger("test", "silent")),
+      leader: await reverifyLeader(),
       knex: store.knex,
       documents: store.documents,
       config: { schedule: "0 3 * * *", concurrency: 2, rate_per_second: 100 },
@@ -235,5 +244,58 @@ describe("verification workflow (store, audit, registry adapter)", () => {
     expect(await text("@marie2:be.example", "status")).toMatch(/for review/);
     await verifier.review("@marie2:be.example", true, "", "@admin:be.example");
     expect(await text("@marie2:be.example", "STATUS")).toMatch(/verified as physician until/);
+  });
+
+  it("a deactivated account gives up its number: when Synapse reports it, and when the report never came", async () => {
+    const { verifier, records, audit, changes } = setup();
+    const ask = (user: string, n: string) =>
+      verifier.start(user, { registry: "riziv", number: n, claimed_name: "M. Dubois" });
+    expect(await ask("@ann:be.example", ANN)).toMatchObject({ status: "verified" });
+    expect(await ask("@carl:be.example", CARL)).toMatchObject({ status: "verified" });
+    const releases = async (user: string) =>
+      (await audit.find({ object: user })).filter((e) => e.action === "identity.release");
+
+    // Synapse's report: revoked at once, once.
+    const released = await verifier.deactivated("@ann:be.example", false);
+    expect(released).toMatchObject({
+      status: "revoked",
+      reason: expect.stringMatching(/deactivated/) as unknown,
+    });
+    expect(await verifier.deactivated("@ann:be.example", false)).toBeUndefined();
+    expect((await releases("@ann:be.example")).map((e) => e.details)).toEqual([
+      expect.objectContaining({ cause: "account_deactivated", by_admin: false }),
+    ]);
+    expect(changes).toContain("@ann:be.example:revoked");
+    expect(await ask("@ann2:be.example", ANN)).toMatchObject({ status: "verified" }); // the number is free
+
+    // No report (the policy module was down): the run releases the account without asking the
+    // registry, which answers 500 now — a look-up would have left Carl verified and "unavailable".
+    riziv.setMode("http500");
+    const reverifier = createReverifier({
+      verifier,
+      records,
+      leader: await reverifyLeader(),
+      knex: store.knex,
+      documents: store.documents,
+      config: { schedule: "0 3 * * *", concurrency: 2, rate_per_second: 100 },
+      deactivatedAccounts: () => Promise.resolve(new Set(["@carl:be.example"])),
+      log: createLogger("test", "silent"),
+      metrics: new Registry(),
+    });
+    const before = (await records.get("@carl:be.example"))!;
+    await reverifier.run();
+    riziv.setMode("normal");
+    const carl = await records.get("@carl:be.example");
+    expect(carl).toMatchObject({ status: "revoked", attempts: before.attempts });
+    expect(carl?.last_checked_at).toEqual(before.last_checked_at);
+    expect((await releases("@carl:be.example")).map((e) => e.details)).toEqual([
+      expect.objectContaining({ cause: "account_deactivated", found_by: "reverify" }),
+    ]);
+    const reverified = (await audit.find({ object: "@carl:be.example" })).filter(
+      (e) => e.action === "identity.reverify",
+    );
+    expect(reverified.map((e) => e.outcome)).toEqual(["revoked"]);
+    expect(await ask("@carl2:be.example", CARL)).toMatchObject({ status: "verified" });
+    expect(await audit.verify()).toMatchObject({ ok: true });
   });
 });

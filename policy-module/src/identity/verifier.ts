@@ -380,6 +380,12 @@ export function createVerifier(d: VerifierDeps) {
       return outcomeOf(next);
     },
     reviewQueue: () => d.records.withStatus("in_review"),
+    /** Synapse reported this account deactivated: its number is released (docs/identity.md). */
+    deactivated: async (userId: string, byAdmin: boolean) =>
+      claims.deactivated(await d.records.get(userId), { by_admin: byAdmin }),
+    /** The re-verification run found the account deactivated (a report that never arrived). */
+    releaseDeactivated: (record: VerificationRecord, commit?: CheckCommit) =>
+      claims.deactivated(record, { found_by: "reverify" }, commit),
     async status(
       userId: string,
     ): Promise<(VerificationOutcome & { registry: string; identity_proven_by?: string }) | undefined> {

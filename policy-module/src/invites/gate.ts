@@ -6,6 +6,7 @@ import {
   evaluateInvite,
   evaluateOrgDefault,
   explicitlyAllows,
+  EPA_PERMISSION_CONFIG_TYPE,
   parsePermissionConfig,
   PERMISSION_CONFIG_TYPE,
   type OrgInvitePolicy,
@@ -18,14 +19,20 @@ const CACHE_MS = 30_000;
  * Invite permissions of this organisation's users: their TI-Messenger permission config (read
  * from Synapse account data through the admin API, cached briefly and dropped when the proxy
  * sees the user change it), then the organisation default. Unreadable settings refuse the invite.
+ * An insured person's config is the ePA type (the Pro type when they have no ePA one).
  */
 export function createInviteGate(deps: {
   admin: SynapseAdmin;
   policy: OrgInvitePolicy;
   verification: Verification;
   log: Logger;
-  /** TI-M's isInsuredPerson group (rooms/profile.ts): whether an inviter is one. */
+  /** TI-M's isInsuredPerson group (rooms/profile.ts): whether an inviter (or invitee) is one. */
   isInsuredPerson?: (userId: string) => boolean;
+  /**
+   * Inviters that invite only on an organisation's own decision and so count as verified
+   * inviters (never as verified invitees: anyone may still invite them).
+   */
+  vouchedInviter?: (userId: string) => boolean;
 }): InviteGate {
   const cache = new Map<string, { config: PermissionConfig | undefined; expires: number }>();
 
@@ -42,7 +49,10 @@ export function createInviteGate(deps: {
       if (err instanceof MatrixRequestError && err.status === 404) return "missing-user";
       throw err;
     }
-    const raw = data.account_data?.global?.[PERMISSION_CONFIG_TYPE];
+    const global = data.account_data?.global ?? {};
+    const raw =
+      (deps.isInsuredPerson?.(userId) ? global[EPA_PERMISSION_CONFIG_TYPE] : undefined) ??
+      global[PERMISSION_CONFIG_TYPE];
     let config: PermissionConfig | undefined;
     if (raw !== undefined) {
       const parsed = parsePermissionConfig(raw);
@@ -74,7 +84,7 @@ export function createInviteGate(deps: {
       });
       if (!own.allowed) return own;
       const [inviterVerified, inviteeVerified] = await Promise.all([
-        deps.verification.isVerified(inviter),
+        deps.vouchedInviter?.(inviter) ? true : deps.verification.isVerified(inviter),
         deps.verification.isVerified(invitee),
       ]);
       return evaluateOrgDefault(deps.policy, {

@@ -7,6 +7,15 @@ import { z } from "zod";
  * settings made in any TI-M client mean the same here.
  */
 export const PERMISSION_CONFIG_TYPE = "de.gematik.tim.account.permissionconfig.pro.v1";
+/**
+ * The same format for insured persons (TI-M ePA clients): their permission config is kept in this
+ * type; the invite gate reads it for users of a tim-epa organisation, the Pro type as a fallback.
+ */
+export const EPA_PERMISSION_CONFIG_TYPE = "de.gematik.tim.account.permissionconfig.epa.v1";
+export const PERMISSION_CONFIG_TYPES: readonly string[] = [
+  PERMISSION_CONFIG_TYPE,
+  EPA_PERMISSION_CONFIG_TYPE,
+];
 
 /** The only group TI-M defines so far. */
 export const INSURED_PERSON_GROUP = "isInsuredPerson";

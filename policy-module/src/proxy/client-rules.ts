@@ -1,5 +1,5 @@
 import { stripImageFile, walkerFor } from "../media/index.ts";
-import { PERMISSION_CONFIG_TYPE, parsePermissionConfig } from "../invites/index.ts";
+import { PERMISSION_CONFIG_TYPES, parsePermissionConfig } from "../invites/index.ts";
 import { forbidden, Refusal, type ProxyContext } from "./context.ts";
 import type { ProxyConfig } from "./config.ts";
 import { isTim, type Profile } from "../rooms/profile.ts";
@@ -103,7 +103,8 @@ export function clientRules(d: ClientRuleDeps): Route[] {
       return Promise.resolve(undefined);
     }),
     route("PUT", `${CLIENT}/user/{}/account_data/{}`, async (ctx, [userId = "", type]) => {
-      if (type !== PERMISSION_CONFIG_TYPE) return undefined;
+      // Both TI-M types (Pro, ePA): the invite gate reads either, so either must be well-formed.
+      if (type === undefined || !PERMISSION_CONFIG_TYPES.includes(type)) return undefined;
       const parsed = parsePermissionConfig(await ctx.json(limit));
       if (!parsed.ok) throw new Refusal(400, "M_BAD_JSON", `Invalid permission config: ${parsed.reason}`);
       d.invites.changed(userId);

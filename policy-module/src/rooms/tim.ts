@@ -135,3 +135,21 @@ export function checkTimJoinRule(
           "as such (unencrypted, m.federate false)",
       );
 }
+
+/**
+ * End-to-end encryption added later (m.room.encryption in the state API): refused in a TI-M public
+ * room, which by its create event does not federate and is not encrypted; public rooms stay
+ * unencrypted. A room Synapse does not know yet (createRoom's own initial state, decided by
+ * checkTimCreateRoom) sends no facts.
+ */
+export function checkTimEncryption(room: {
+  federates?: boolean | undefined;
+  encrypted?: boolean | undefined;
+}): Decision {
+  return room.federates === false && room.encrypted === false
+    ? refuse(
+        "Public rooms on this TI-Messenger server are not end-to-end encrypted: encryption cannot be " +
+          "added to this room (m.federate false) later",
+      )
+    : ALLOWED;
+}

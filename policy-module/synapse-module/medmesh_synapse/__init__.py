@@ -9,7 +9,7 @@ answer. No answer in time means no (fail closed). See docs/synapse-module.md.
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal, Optional, Union
+from typing import AbstractSet, Any, Literal, Optional, Union
 
 from synapse.module_api import NOT_SPAM, EventBase, ModuleApi
 from synapse.module_api.errors import Codes, SynapseError
@@ -41,6 +41,7 @@ class MedMeshPolicy:
     def __init__(self, config: Config, api: ModuleApi):
         self._api = api
         self._decisions = DecisionClient(config, api)
+        self._room_servers = config.room_servers
         # Single sign-on: a completed SSO login is reported, so that MedMesh learns which account
         # the identity provider's subject is (Synapse's external_ids). Other logins are not.
         api.register_account_validity_callbacks(on_user_login=self.on_user_login)
@@ -56,8 +57,14 @@ class MedMeshPolicy:
         # Before Synapse builds a new room: the organisation's profile completes the request
         # (TI-M's room type and defaults); user_may_create_room then decides on the result.
         # Asked only where the generator says the profile has defaults (room_defaults: true).
+        # A deactivated account loses its verification, whatever the path (its own request, the
+        # admin API, the console); Synapse runs this on the main process after every change.
+        third_party: dict[str, Any] = {
+            "on_user_deactivation_status_changed": self.on_user_deactivation_status_changed
+        }
         if config.room_defaults:
-            api.register_third_party_rules_callbacks(on_create_room=self.on_create_room)
+            third_party["on_create_room"] = self.on_create_room
+        api.register_third_party_rules_callbacks(**third_party)
         api.register_web_resource(remote_media.PATH, remote_media.RemoteMediaDelete(api))
 
     @staticmethod
@@ -134,7 +141,7 @@ class MedMeshPolicy:
 
     async def _question(self, event: EventBase) -> Optional[tuple[str, dict[str, Any]]]:
         if not event.is_state():
-            return None
+            return await self._message_question(event)
         if event.type in GUARDED_STATE:
             question: dict[str, Any] = {
                 "type": event.type,
@@ -143,7 +150,7 @@ class MedMeshPolicy:
                 "room_id": event.room_id,
                 "content": dict(event.content),
             }
-            if event.type == "m.room.join_rules":
+            if event.type in ("m.room.join_rules", "m.room.encryption"):
                 question.update(await self._room_facts(event.room_id))
             return "state_event", question
         if event.type != "m.room.member":
@@ -184,6 +191,22 @@ class MedMeshPolicy:
             "room_encrypted": ("m.room.encryption", "") in state,
         }
 
+    async def _message_question(self, event: EventBase) -> Optional[tuple[str, dict[str, Any]]]:
+        # TI-M (room_servers: true): a local user's message into a room where another server has a
+        # member is refused when that server is off the trust list (a 403 to the sender rather than
+        # a message that silently never arrives). The room's servers come from Synapse's cached
+        # get_current_hosts_in_room; a room of local members only causes no call. A redaction only
+        # removes content and stays possible.
+        if not self._room_servers or event.type == "m.room.redaction":
+            return None
+        if not self._api.is_mine(event.sender):
+            return None
+        hosts = await _room_hosts(self._api, event.room_id)
+        servers = sorted(h for h in hosts if h != self._api.server_name)
+        if not servers:
+            return None
+        return "message", {"sender": event.sender, "room_id": event.room_id, "servers": servers}
+
     # --- logins -------------------------------------------------------------------------------
 
     async def on_user_login(
@@ -197,10 +220,29 @@ class MedMeshPolicy:
         if not answer.allow:
             raise SynapseError(403, answer.error, _errcode(answer.errcode))
 
+    # --- accounts -----------------------------------------------------------------------------
+
+    async def on_user_deactivation_status_changed(
+        self, user_id: str, deactivated: bool, by_admin: bool
+    ) -> None:
+        # A report: the change is made whatever the answer. One that does not arrive (the policy
+        # module down) is found by its next re-verification run.
+        answer = await self._ask(
+            "account_status", {"user_id": user_id, "deactivated": deactivated, "by_admin": by_admin}
+        )
+        if not answer.allow:
+            logger.warning("the policy module did not take the report on %s: %s", user_id, answer.error)
+
     # --- the call -----------------------------------------------------------------------------
 
     async def _ask(self, check: str, body: dict[str, Any]) -> Answer:
         return await self._decisions.ask(check, body)
+
+
+async def _room_hosts(api: ModuleApi, room_id: str) -> AbstractSet[str]:
+    # The ModuleApi has no public call for the servers in a room; its store has Synapse's cached
+    # one (the joined members' servers, from the current state), on the main process and workers.
+    return await api._store.get_current_hosts_in_room(room_id)
 
 
 def _errcode(errcode: str) -> Codes:

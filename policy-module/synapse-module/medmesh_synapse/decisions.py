@@ -26,6 +26,9 @@ class DecisionConfig:
     timeout_seconds: float
     # Whether the organisation's profile completes createRoom requests (TI-M; on_create_room).
     room_defaults: bool = False
+    # Whether a local user's message into a room with members on other servers is first checked
+    # against the trust list (TI-M: a 403 to the sender; check_event_for_spam).
+    room_servers: bool = False
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,10 @@ def parse_decision_config(config: dict[str, Any], who: str = "medmesh_synapse") 
     room_defaults = config.get("room_defaults", False)
     if not isinstance(room_defaults, bool):
         raise ConfigError(f"{who}: room_defaults must be true or false")
-    return DecisionConfig(url.rstrip("/"), token, timeout_ms / 1000, room_defaults)
+    room_servers = config.get("room_servers", False)
+    if not isinstance(room_servers, bool):
+        raise ConfigError(f"{who}: room_servers must be true or false")
+    return DecisionConfig(url.rstrip("/"), token, timeout_ms / 1000, room_defaults, room_servers)
 
 
 class DecisionClient:
