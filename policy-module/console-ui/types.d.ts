@@ -150,6 +150,15 @@ export interface Department {
   on_duty_now: string[];
 }
 
+export interface DepartmentRetired {
+  id: string;
+  user_id: string;
+  retired: true;
+  conversations_left: number;
+  desks_left: number;
+  deactivated: boolean;
+}
+
 export interface ListedGroup {
   room_id: string;
   name?: string;

@@ -22,6 +22,7 @@ import {
   departmentConsoleRoutes,
   isDepartmentAccount,
   mountDepartmentsApi,
+  SHIFTS_JOB,
   startDepartments,
   type Departments,
 } from "./departments/index.ts";
@@ -402,6 +403,7 @@ async function startProxyRole(
     asToken: ctx.registration.as_token,
     admin,
     botUserId,
+    leader: leadership.job(SHIFTS_JOB),
   }));
   onStarted(
     identity,

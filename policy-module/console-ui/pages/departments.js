@@ -72,6 +72,21 @@ export function DepartmentsPage({ session }) {
       setError(messageOf(err));
     }
   };
+  /** Ending is final (the account is deactivated): asked first, with what it does. */
+  const end = async (d) => {
+    if (!confirm(t("departments.confirmEnd", { name: d.name, account: d.user_id }))) return;
+    setError("");
+    setMessage("");
+    try {
+      const ended = /** @type {import("../types").DepartmentRetired} */ (
+        await api("DELETE", `/departments/${encodeURIComponent(d.id)}`)
+      );
+      setMessage(t("departments.ended", { name: d.name, conversations: ended.conversations_left }));
+      await load();
+    } catch (err) {
+      setError(messageOf(err));
+    }
+  };
   return html`<h1>${t("departments.heading")}</h1>
     <p>${t("departments.intro")}</p>
     ${
@@ -84,6 +99,7 @@ export function DepartmentsPage({ session }) {
             <th scope="col">${t("departments.onDutyNow")}</th>
             <th scope="col">${t("departments.members")}</th>
             <th scope="col">${t("departments.edit")}</th>
+            <th scope="col">${t("departments.end")}</th>
           </tr>
         </thead>
         <tbody>
@@ -95,6 +111,17 @@ export function DepartmentsPage({ session }) {
                 <td>${d.on_duty_now.length ? d.on_duty_now.join(", ") : t("departments.nobody")}</td>
                 <td>${d.members.length}</td>
                 <td><button type="button" onClick=${() => edit(d)}>${t("departments.edit")}</button></td>
+                <td>
+                  <button
+                    type="button"
+                    class="end-department"
+                    data-department=${d.id}
+                    aria-label=${t("departments.endDepartment", { name: d.name })}
+                    onClick=${() => end(d)}
+                  >
+                    ${t("departments.end")}
+                  </button>
+                </td>
               </tr>`,
           )}
         </tbody>

@@ -31,9 +31,23 @@ export type BotMessage =
       sender: string;
       roomId: string;
       eventId: string;
+      msgtype: "m.image" | "m.file";
+      /** The file's name as sent (the event's body). */
+      name: string;
       contentType: string;
       size: number;
       download(): Promise<Buffer>;
+    };
+
+/** What the bot sends: text, or a file it uploaded (`file` in an encrypted room, `url` in another). */
+export type BotContent =
+  | { msgtype: "m.text" | "m.notice"; body: string }
+  | {
+      msgtype: "m.image" | "m.file";
+      body: string;
+      info: { mimetype: string; size: number };
+      file?: Record<string, unknown>;
+      url?: string;
     };
 
 export interface BotDeps {
@@ -71,11 +85,7 @@ export interface Bot {
    * Sends in a room the bot is in (encrypted where the room is); `key` makes a retry send nothing
    * new (the transaction ID is derived from it). The members' devices the client knows of receive it.
    */
-  send(
-    roomId: string,
-    content: { msgtype: "m.text" | "m.notice"; body: string },
-    key?: string,
-  ): Promise<string>;
+  send(roomId: string, content: BotContent, key?: string): Promise<string>;
   /** The bot's matrix-js-sdk client (room state as its sync saw it; creating rooms, inviting, kicking). */
   readonly client: MatrixClient;
   /** The bot's device (the same across restarts). */
@@ -308,7 +318,9 @@ export async function startBot(d: BotDeps): Promise<Bot> {
       const message =
         content.msgtype === "m.text"
           ? ({ msgtype: MsgType.Text, body: content.body } as const)
-          : ({ msgtype: MsgType.Notice, body: content.body } as const);
+          : content.msgtype === "m.notice"
+            ? ({ msgtype: MsgType.Notice, body: content.body } as const)
+            : (content as never);
       const sent = key
         ? await client.sendMessage(roomId, message, txnIdFor(key))
         : await client.sendMessage(roomId, message);

@@ -1,1 +1,1 @@
-export { startBot, type Bot, type BotDeps, type BotMessage } from "./bot.ts";
+export { startBot, type Bot, type BotContent, type BotDeps, type BotMessage } from "./bot.ts";

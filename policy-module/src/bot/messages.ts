@@ -29,6 +29,8 @@ export function botMessage(
     sender,
     roomId,
     eventId,
+    msgtype: content.msgtype,
+    name: typeof content.body === "string" && content.body ? content.body : "file",
     contentType: content.info?.mimetype ?? "application/octet-stream",
     size: content.info?.size ?? 0,
     download: async () => {

@@ -2,12 +2,13 @@ import { audited, consoleRoute, json, type ApiDeps } from "../console/index.ts";
 import { Refusal, type Route } from "../proxy/index.ts";
 import { DepartmentIdSchema, onDuty, type Department } from "./department.ts";
 import type { Departments } from "./index.ts";
+import { retiredDetails, retiredView } from "./routes.ts";
 
 const view = (d: Department, now: Date) => ({ ...d, on_duty_now: onDuty(d.rota, now) });
 
 /**
- * The console's departments page API (org admins): list, create or replace. The same check as the
- * admin API; every change, and every refused one, audited with the console user as actor.
+ * The console's departments page API (org admins): list, create or replace, end. The same check and
+ * ending as the admin API; every change, and every refused one, audited with the console user as actor.
  */
 export function departmentConsoleRoutes(d: ApiDeps, departments: () => Departments | undefined): Route[] {
   const running = (): Departments => {
@@ -44,6 +45,22 @@ export function departmentConsoleRoutes(d: ApiDeps, departments: () => Departmen
         },
       );
       return json(view(department, new Date()), created ? 201 : 200);
+    }),
+    consoleRoute(d, "DELETE", "/departments/{}", "departments.manage", async (_ctx, actor, [raw]) => {
+      const id = DepartmentIdSchema.safeParse(raw ?? "");
+      if (!id.success)
+        throw new Refusal(400, "M_INVALID_PARAM", `departmentId ${id.error.issues[0]?.message ?? ""}`);
+      const ended = await running().retire(id.data);
+      if (!ended) throw new Refusal(404, "M_NOT_FOUND", `No department ${id.data}`);
+      await audited(
+        d,
+        actor,
+        "department_retired",
+        ended.department.user_id,
+        "ok",
+        retiredDetails(id.data, ended),
+      );
+      return json(retiredView(id.data, ended));
     }),
   ];
 }

@@ -1,4 +1,10 @@
-import { createAuditLog, type AppserviceEvent, type DocumentStore, type SynapseAdmin } from "@medmesh/common";
+import {
+  createAuditLog,
+  type AppserviceEvent,
+  type DocumentStore,
+  type Leader,
+  type SynapseAdmin,
+} from "@medmesh/common";
 import type { Knex } from "knex";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
@@ -20,12 +26,15 @@ import {
   type DepartmentEntry,
 } from "./fhir.ts";
 import { createRelay } from "./relay.ts";
+import { closeDepartment, type Closing } from "./retire.ts";
+import { createShiftTimer } from "./shift-timer.ts";
 import { departmentsStore } from "./store.ts";
 
 export { DEPARTMENTS_MIGRATIONS } from "./migrations.ts";
 export { mountDepartmentsApi } from "./routes.ts";
 export { departmentConsoleRoutes } from "./console-routes.ts";
 export { HEALTHCARE_SERVICE_PATH, type DepartmentEntry } from "./fhir.ts";
+export { SHIFTS_JOB } from "./shift-timer.ts";
 export { checkDepartment, onDuty, departmentUserId, type Department } from "./department.ts";
 
 export interface DepartmentsDeps {
@@ -39,6 +48,8 @@ export interface DepartmentsDeps {
   botUserId: string;
   log: Logger;
   metrics: Registry;
+  /** The shift change's (SHIFTS_JOB): desks are re-staffed at a boundary by the elected replica only. */
+  leader: Leader;
   now?: () => Date;
 }
 
@@ -56,6 +67,7 @@ export async function startDepartments(d: DepartmentsDeps) {
   const audit = createAuditLog(d.knex);
   const now = d.now ?? (() => new Date());
   const accounts = new Map<string, Promise<Bot>>();
+  const relays = new Map<string, ReturnType<typeof createRelay>>();
 
   const account = (dept: Department): Promise<Bot> => {
     let bot = accounts.get(dept.id);
@@ -69,6 +81,7 @@ export async function startDepartments(d: DepartmentsDeps) {
       log: d.log,
       now,
     });
+    relays.set(dept.id, relay);
     bot = startBot({
       homeserverUrl: d.homeserverUrl,
       asToken: d.asToken,
@@ -100,6 +113,18 @@ export async function startDepartments(d: DepartmentsDeps) {
   };
   for (const dept of await store.list()) await account(dept);
   await refresh();
+  // The shift change: desks re-staffed at each boundary, by the same staffing as a message's.
+  const shifts = createShiftTimer({
+    leader: d.leader,
+    list: () => store.list(),
+    restaff: async (dept) => {
+      const bot = await account(dept);
+      await relays.get(dept.id)?.restaff(bot, dept);
+    },
+    now,
+    log: d.log,
+  });
+  shifts.start();
 
   /** A trusted peer's search (its signature checked by the peer API), as the Practitioner one. */
   const serveFhir = (ctx: ProxyContext): OwnResponse => {
@@ -124,6 +149,11 @@ export async function startDepartments(d: DepartmentsDeps) {
       id: string,
       body: unknown,
     ): Promise<{ checked: Checked; created?: boolean; department?: Department }> {
+      const prior = await store.retirement(id);
+      if (prior?.retired_at) {
+        const message = `was ended on ${prior.retired_at} and its account deactivated; choose another ID`;
+        return { checked: { ok: false, field: "departmentId", message } };
+      }
       const checked = checkDepartment(body, d.serverName);
       if (!checked.ok) return { checked };
       const userId = departmentUserId(id, d.serverName);
@@ -133,12 +163,52 @@ export async function startDepartments(d: DepartmentsDeps) {
       await refresh();
       const bot = await account(department);
       if (!created) await bot.client.setDisplayName(departmentDisplayName(department.name, d.serverName));
+      shifts.rearm();
       return { checked, created, department };
+    },
+    /**
+     * Ends a department: from now on nothing is relayed; its conversations are told and left, its
+     * desks emptied and left, its account deactivated (not erased); the rows stay, marked. Undefined
+     * when there is nothing to end (no such department, or ended already). An ending interrupted
+     * half-way is completed by the next call.
+     */
+    async retire(id: string): Promise<(Closing & { department: Department }) | undefined> {
+      const found = await store.retirement(id);
+      if (!found || found.closed_at) return undefined;
+      const dept = found.department;
+      await store.retire(id, now());
+      await refresh();
+      shifts.rearm();
+      const bot = await (accounts.get(id) ?? account(dept)).catch(async (err: unknown) => {
+        // An earlier try may have deactivated it already (then it cannot log in); otherwise a failure.
+        const user = await d.admin
+          .request<{ deactivated?: boolean }>(
+            "GET",
+            `/_synapse/admin/v2/users/${encodeURIComponent(dept.user_id)}`,
+          )
+          .catch(() => ({ deactivated: false }));
+        if (user.deactivated === true) return undefined;
+        throw err;
+      });
+      const closing = await closeDepartment({
+        dept,
+        displayName: departmentDisplayName(dept.name, d.serverName),
+        bot,
+        store,
+        admin: d.admin,
+        keep: [d.botUserId],
+        log: d.log,
+      });
+      accounts.delete(id);
+      relays.delete(id);
+      await store.closed(id, now());
+      return { ...closing, department: dept };
     },
     onEvents: async (events: readonly AppserviceEvent[]): Promise<void> => {
       for (const bot of accounts.values()) await (await bot).onEvents(events);
     },
     stop(): void {
+      void shifts.stop();
       for (const bot of accounts.values())
         void bot.then(
           (b) => {

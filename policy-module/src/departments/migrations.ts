@@ -33,4 +33,17 @@ export const DEPARTMENTS_MIGRATIONS: readonly Migration[] = [
       });
     },
   },
+  {
+    version: 37,
+    capability: "departments",
+    name: "retired departments",
+    up: async (trx) => {
+      // A department ended (DELETE) stays in the table: its audit names the account and its desks.
+      // retired_at: nothing is relayed from then on; closed_at: its rooms left, its account deactivated.
+      await trx.schema.alterTable("departments", (t) => {
+        t.timestamp("retired_at", { useTz: true }).nullable();
+        t.timestamp("closed_at", { useTz: true }).nullable();
+      });
+    },
+  },
 ];

@@ -1,8 +1,9 @@
 import type { AuditLog } from "@medmesh/common";
 import { Preset, type MatrixClient } from "matrix-js-sdk";
 import type { Logger } from "pino";
-import type { Bot, BotMessage } from "../bot/index.ts";
+import type { Bot, BotContent, BotMessage } from "../bot/index.ts";
 import { onDuty, type Department } from "./department.ts";
+import { createFileRelay, FileTooLarge, tooLargeText } from "./files.ts";
 import type { DepartmentsStore, Desk } from "./store.ts";
 
 export interface RelayDeps {
@@ -26,6 +27,7 @@ const STAFF_WAIT_MS = 15_000;
  */
 export function createRelay(d: RelayDeps): {
   onMessage(bot: Bot, m: BotMessage): Promise<string | undefined>;
+  restaff(bot: Bot, dept: Department): Promise<void>;
 } {
   const audit = (
     dept: Department,
@@ -44,17 +46,25 @@ export function createRelay(d: RelayDeps): {
       details: { department: dept.id, ...details },
     });
 
-  /** The desk holds exactly the members on duty (besides the account and MedMesh's bots). */
+  /**
+   * The desk holds exactly the members on duty (besides the account and MedMesh's bots): the
+   * others are removed first (a refused invite must not keep an off-duty member in), then the
+   * missing invited. Answers who was added and removed.
+   */
   const staff = async (client: MatrixClient, dept: Department, deskRoomId: string, duty: string[]) => {
     const keep = new Set([dept.user_id, ...d.ignoredSenders, ...duty]);
     const room = client.getRoom(deskRoomId);
+    // The client syncs with lazy-loaded members: the whole list before deciding who is missing.
+    await room?.loadMembersIfNeeded();
     const members = room?.getMembers() ?? [];
     const present = (u: string) =>
       members.some((m) => m.userId === u && (m.membership === "join" || m.membership === "invite"));
-    for (const u of duty) if (!present(u)) await client.invite(deskRoomId, u);
-    for (const m of members)
-      if (!keep.has(m.userId) && (m.membership === "join" || m.membership === "invite"))
-        await client.kick(deskRoomId, m.userId, `Not on duty for ${dept.name} now`);
+    const removed = members
+      .filter((m) => !keep.has(m.userId) && (m.membership === "join" || m.membership === "invite"))
+      .map((m) => m.userId);
+    const added = duty.filter((u) => !present(u));
+    for (const u of removed) await client.kick(deskRoomId, u, `Not on duty for ${dept.name} now`);
+    for (const u of added) await client.invite(deskRoomId, u);
     // The room key goes to the members the client knows of: wait until its sync shows the change.
     const deadline = Date.now() + STAFF_WAIT_MS;
     for (;;) {
@@ -63,11 +73,36 @@ export function createRelay(d: RelayDeps): {
       const settled =
         duty.every((u) => state(u) === "join" || state(u) === "invite") &&
         now.every((m) => keep.has(m.userId) || (m.membership !== "join" && m.membership !== "invite"));
-      if (settled) return;
+      if (settled) return { added, removed };
       if (Date.now() > deadline)
         throw new Error(`desk ${deskRoomId} did not show the members on duty in time`);
       await new Promise((r) => setTimeout(r, 100));
     }
+  };
+
+  /** One staffing of a desk at a time (a message and the shift change may meet); each change audited. */
+  let staffing: Promise<unknown> = Promise.resolve();
+  const restaffDesk = (
+    client: MatrixClient,
+    dept: Department,
+    desk: Desk,
+    duty: string[],
+    trigger: "message" | "shift_change",
+  ): Promise<void> => {
+    const run = staffing.then(async () => {
+      const { added, removed } = await staff(client, dept, desk.desk_room_id, duty);
+      if (added.length > 0 || removed.length > 0)
+        await audit(dept, dept.user_id, "department.restaffed", desk.desk_room_id, "ok", {
+          desk_room_id: desk.desk_room_id,
+          room_id: desk.room_id,
+          added,
+          removed,
+          on_duty: duty,
+          trigger,
+        });
+    });
+    staffing = run.catch(() => undefined);
+    return run;
   };
 
   const creatorListed = async (client: MatrixClient): Promise<boolean> => {
@@ -115,7 +150,23 @@ export function createRelay(d: RelayDeps): {
     return desk;
   };
 
-  const fromOutside = async (bot: Bot, dept: Department, m: BotMessage & { kind: "text" }) => {
+  let files: ReturnType<typeof createFileRelay> | undefined;
+  /** What goes into `roomId` for the message: the text given, or the file uploaded again (files.ts). */
+  const contentOf = (bot: Bot, m: BotMessage, roomId: string, text: string): Promise<BotContent> =>
+    m.kind === "text"
+      ? Promise.resolve({ msgtype: "m.text", body: text })
+      : (files ??= createFileRelay(bot.client)).content(m, roomId, text);
+  /** A file that cannot be passed on: too large (the sender is told the limit), or not fetched/uploaded. */
+  const fileRefusal = (err: unknown, dept: Department): { outcome: string; text: string } => {
+    if (err instanceof FileTooLarge) return { outcome: "too_large", text: tooLargeText(dept.name, err) };
+    d.log.warn({ err }, "a department could not pass on a file");
+    return {
+      outcome: "not_delivered",
+      text: `${dept.name} could not pass on your file just now: it was not passed on. Please try again.`,
+    };
+  };
+
+  const fromOutside = async (bot: Bot, dept: Department, m: BotMessage) => {
     const duty = onDuty(dept.rota, d.now());
     if (duty.length === 0) {
       await audit(dept, m.sender, "department.message", m.roomId, "nobody_on_duty", { event_id: m.eventId });
@@ -123,7 +174,7 @@ export function createRelay(d: RelayDeps): {
     }
     const desk = await deskFor(bot.client, dept, m.roomId, m.sender, duty);
     try {
-      await staff(bot.client, dept, desk.desk_room_id, duty);
+      await restaffDesk(bot.client, dept, desk, duty, "message");
     } catch (err) {
       // An invite refused (a member's invite settings) or Synapse away: the sender is told, not left waiting.
       d.log.warn({ err, room_id: desk.desk_room_id }, "could not staff a department desk");
@@ -134,21 +185,35 @@ export function createRelay(d: RelayDeps): {
       });
       return `${dept.name} could not reach the members on duty just now: your message was not passed on. Please try again or call.`;
     }
-    const relayed = await bot.send(
-      desk.desk_room_id,
-      { msgtype: "m.text", body: `${m.sender}: ${m.body}` },
-      `in:${m.eventId}`,
-    );
+    let content: BotContent;
+    try {
+      content = await contentOf(
+        bot,
+        m,
+        desk.desk_room_id,
+        `${m.sender}: ${m.kind === "text" ? m.body : m.name}`,
+      );
+    } catch (err) {
+      const refused = fileRefusal(err, dept);
+      await audit(dept, m.sender, "department.message", m.roomId, refused.outcome, {
+        event_id: m.eventId,
+        desk_room_id: desk.desk_room_id,
+        kind: m.kind,
+      });
+      return refused.text;
+    }
+    const relayed = await bot.send(desk.desk_room_id, content, `in:${m.eventId}`);
     await audit(dept, m.sender, "department.message", m.roomId, "relayed", {
       event_id: m.eventId,
       desk_room_id: desk.desk_room_id,
       desk_event_id: relayed,
       on_duty: duty,
+      kind: m.kind,
     });
     return undefined;
   };
 
-  const fromDesk = async (bot: Bot, dept: Department, desk: Desk, m: BotMessage & { kind: "text" }) => {
+  const fromDesk = async (bot: Bot, dept: Department, desk: Desk, m: BotMessage) => {
     const duty = onDuty(dept.rota, d.now());
     if (!duty.includes(m.sender)) {
       await audit(dept, m.sender, "department.reply", desk.room_id, "refused_not_on_duty", {
@@ -157,26 +222,64 @@ export function createRelay(d: RelayDeps): {
       });
       return `You are not on duty for ${dept.name} now: your answer was not sent.`;
     }
-    const signed = dept.show_responder
-      ? `${m.body}\n— ${bot.client.getRoom(desk.desk_room_id)?.getMember(m.sender)?.name ?? m.sender}`
-      : m.body;
-    const sent = await bot.send(desk.room_id, { msgtype: "m.text", body: signed }, `out:${m.eventId}`);
+    // A file keeps its name; a text answer is signed where the organisation chose so.
+    const signed =
+      m.kind !== "text"
+        ? m.name
+        : dept.show_responder
+          ? `${m.body}\n— ${bot.client.getRoom(desk.desk_room_id)?.getMember(m.sender)?.name ?? m.sender}`
+          : m.body;
+    let content: BotContent;
+    try {
+      content = await contentOf(bot, m, desk.room_id, signed);
+    } catch (err) {
+      const refused = fileRefusal(err, dept);
+      await audit(dept, m.sender, "department.reply", desk.room_id, refused.outcome, {
+        desk_room_id: desk.desk_room_id,
+        desk_event_id: m.eventId,
+        kind: m.kind,
+      });
+      return refused.text;
+    }
+    const sent = await bot.send(desk.room_id, content, `out:${m.eventId}`);
     await audit(dept, m.sender, "department.reply", desk.room_id, "sent", {
       event_id: sent,
       desk_room_id: desk.desk_room_id,
       desk_event_id: m.eventId,
       responder_shown: dept.show_responder,
+      kind: m.kind,
     });
     return undefined;
   };
 
   return {
+    /**
+     * Every desk of the department staffed with who is on duty now (the shift change): the same
+     * staffing as before a message is relayed. A desk that fails is logged and audited; the others go on.
+     */
+    async restaff(bot, dept) {
+      if (!(await d.store.get(dept.id))) return; // ended meanwhile
+      const duty = onDuty(dept.rota, d.now());
+      for (const desk of await d.store.desksOf(dept.id)) {
+        try {
+          await restaffDesk(bot.client, dept, desk, duty, "shift_change");
+        } catch (err) {
+          d.log.warn({ err, room_id: desk.desk_room_id }, "could not re-staff a department desk");
+          await audit(dept, dept.user_id, "department.restaffed", desk.desk_room_id, "failed", {
+            desk_room_id: desk.desk_room_id,
+            room_id: desk.room_id,
+            on_duty: duty,
+            trigger: "shift_change",
+            error: err instanceof Error ? err.message : String(err),
+          });
+        }
+      }
+    },
     async onMessage(bot, m) {
       if (d.ignoredSenders.includes(m.sender)) return undefined;
       const dept = await d.store.get(d.departmentId);
       if (!dept || m.sender === dept.user_id) return undefined;
       const desk = await d.store.deskByDeskRoom(m.roomId);
-      if (m.kind !== "text") return `${dept.name} passes on text messages only; please write your message.`;
       if (desk) return fromDesk(bot, dept, desk, m);
       return fromOutside(bot, dept, m);
     },

@@ -2,6 +2,7 @@ import { adminActorOf, ApiError, asyncHandler, createAuditLog, type Store } from
 import type { Express } from "express";
 import { DepartmentIdSchema, onDuty, type Department } from "./department.ts";
 import type { Departments } from "./index.ts";
+import type { Closing } from "./retire.ts";
 
 const PATH = "/_medmesh/admin/v1/departments";
 
@@ -9,8 +10,8 @@ const view = (d: Department, now: Date) => ({ ...d, on_duty_now: onDuty(d.rota, 
 
 /**
  * The organisation admin's API for departments, on the internal (admin) listener: list, read,
- * create or replace (PUT, with members and rota). Every change, and every refused one, is audited
- * with the admin as actor.
+ * create or replace (PUT, with members and rota), end (DELETE). Every change, and every refused
+ * one, is audited with the admin as actor.
  */
 export function mountDepartmentsApi(
   app: Express,
@@ -77,4 +78,39 @@ export function mountDepartmentsApi(
       res.status(created ? 201 : 200).json(view(department, new Date()));
     }),
   );
+  app.delete(
+    `${PATH}/:departmentId`,
+    asyncHandler(async (req, res) => {
+      const id = idOf(req.params.departmentId);
+      const ended = await running().retire(id);
+      // Unknown, or ended already: nothing done (a second DELETE is a 404).
+      if (!ended) throw new ApiError("M_NOT_FOUND", `No department ${id}`);
+      await audit.record({
+        actor: adminActorOf(req) ?? "unknown",
+        action: "department.retired",
+        object: ended.department.user_id,
+        outcome: "ok",
+        details: retiredDetails(id, ended),
+      });
+      res.json(retiredView(id, ended));
+    }),
+  );
 }
+
+/** What the audit keeps of an ending: the rooms (never a message). */
+export const retiredDetails = (id: string, ended: Closing) => ({
+  department: id,
+  conversations: ended.conversations,
+  desks: ended.desks,
+  removed: ended.removed,
+  deactivated: true,
+});
+
+export const retiredView = (id: string, ended: Closing & { department: Department }) => ({
+  id,
+  user_id: ended.department.user_id,
+  retired: true,
+  conversations_left: ended.conversations.length,
+  desks_left: ended.desks.length,
+  deactivated: true,
+});

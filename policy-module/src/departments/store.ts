@@ -9,6 +9,15 @@ interface Row {
   rota: string;
   show_responder: boolean | number;
   updated_at: Date | string;
+  retired_at: Date | string | null;
+  closed_at: Date | string | null;
+}
+
+/** Where a department's ending stands: retired (nothing relayed), then closed (rooms left, account deactivated). */
+export interface Retirement {
+  department: Department;
+  retired_at: string | null;
+  closed_at: string | null;
 }
 
 export interface Desk {
@@ -27,17 +36,38 @@ const fromRow = (r: Row): Department => ({
   updated_at: new Date(r.updated_at).toISOString(),
 });
 
-/** The `departments` and `department_desks` tables: their queries, in one place. */
+const iso = (t: Date | string | null): string | null => (t === null ? null : new Date(t).toISOString());
+
+/**
+ * The `departments` and `department_desks` tables: their queries, in one place. A retired
+ * department is neither listed nor found (`retirement` still reads it).
+ */
 export function departmentsStore(knex: Knex) {
   const departments = () => knex<Row>("departments");
+  const current = () => departments().whereNull("retired_at");
   const desks = () => knex<Desk>("department_desks");
   return {
     async list(): Promise<Department[]> {
-      return (await departments().select().orderBy("id")).map(fromRow);
+      return (await current().select().orderBy("id")).map(fromRow);
     },
     async get(id: string): Promise<Department | undefined> {
-      const row: Row | undefined = await departments().where({ id }).first();
+      const row: Row | undefined = await current().where({ id }).first();
       return row && fromRow(row);
+    },
+    /** A department whether retired or not, and where its ending stands. */
+    async retirement(id: string): Promise<Retirement | undefined> {
+      const row: Row | undefined = await departments().where({ id }).first();
+      return (
+        row && { department: fromRow(row), retired_at: iso(row.retired_at), closed_at: iso(row.closed_at) }
+      );
+    },
+    /** From now on nothing is relayed (a second call keeps the first time). */
+    async retire(id: string, now = new Date()): Promise<void> {
+      await departments().where({ id }).whereNull("retired_at").update({ retired_at: now });
+    },
+    /** Its rooms left and its account deactivated: the ending is complete. */
+    async closed(id: string, now = new Date()): Promise<void> {
+      await departments().where({ id }).update({ closed_at: now });
     },
     /** Creates or replaces; answers whether it was new. */
     async put(id: string, userId: string, d: DepartmentInput, now = new Date()): Promise<boolean> {

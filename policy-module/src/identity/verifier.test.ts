@@ -209,6 +209,8 @@ describe("verification workflow (store, audit, registry adapter)", () => {
         sender,
         eventId: "$f",
         roomId: "!dm",
+        msgtype: "m.image",
+        name: "id.jpg",
         contentType,
         size: data.length,
         download: () => Promise.resolve(data),
