@@ -258,10 +258,16 @@ describe("TI-M test driver: scenarios across two organisations", () => {
     // a1 logs out: its only device gone, the room key of the next message goes to its dehydrated
     // device alone — no device of a1 receives it, so a1's key backup never has it.
     await ok(a, "POST", "/devices/1/logout");
+    // a1's device list changed (a device gone, a fresh dehydrated device at its last login): B's
+    // server hears of it over federation, and b1's client encrypts for the list it then queries.
+    await new Promise((r) => setTimeout(r, 3000));
     await ok(b, "POST", `/devices/1/rooms/${encodeURIComponent(room.roomId)}/messages`, {
       msgtype: "m.text",
       body: "while away",
     });
+    // The room key travels to A's server as a to-device message for the dehydrated device; a login
+    // before it is there would rehydrate without it (and replace the dehydrated device).
+    await new Promise((r) => setTimeout(r, 3000));
     await ok(a, "POST", "/devices/1/login", {});
     await waitForBodies(a, 1, room.roomId, ["while away"], "the message sent while a1 had no device");
   });

@@ -113,14 +113,17 @@ export class DevicePool {
         continue;
       }
       try {
-        if (crypto) await state.restoreCrypto(crypto);
         device.session = await DeviceSession.start(
           this.clientUrl,
           stored.creds,
           `medmesh-tim-${String(poolId)}`,
           this.log.child({ device: poolId }),
           this.keys,
-          stored.login,
+          {
+            login: stored.login,
+            restore: (prefix) =>
+              crypto ? state.restoreCrypto(crypto, stored.cryptoPrefix, prefix) : Promise.resolve(),
+          },
         );
         this.log.info({ device: poolId, deviceId: stored.login.deviceId }, "device resumed");
       } catch (err) {
@@ -145,7 +148,7 @@ export class DevicePool {
     const s = device.session;
     if (!this.state || !s) return;
     await this.state
-      .saveDevice(device.id, { creds: s.creds, login: s.login }, s.cryptoPrefix)
+      .saveDevice(device.id, { creds: s.creds, login: s.login, cryptoPrefix: s.cryptoPrefix })
       .catch((err: unknown) => {
         this.log.warn({ device: device.id, err: (err as Error).message }, "could not save a device's state");
       });

@@ -1,4 +1,4 @@
-import type { MatrixClient } from "matrix-js-sdk";
+import { Method, type MatrixClient } from "matrix-js-sdk";
 import type { Logger } from "pino";
 import type { Credentials } from "./session.ts";
 
@@ -44,10 +44,18 @@ export async function setUpKeyBackup(
   const crypto = client.getCrypto();
   const userId = client.getUserId();
   if (!crypto || !userId) return;
-  const hasStorage = await client
-    .getAccountDataFromServer(DEFAULT_KEY_TYPE as never)
-    .then((c) => c !== null)
-    .catch(() => false);
+  // A failed look-up fails the set-up: taking it for "no secret storage" would replace the
+  // account's cross-signing identity and recovery key.
+  // Asked of the server itself (matrix-js-sdk answers from its sync cache once synced).
+  const hasStorage = await client.http
+    .authedRequest(Method.Get, `/user/${encodeURIComponent(userId)}/account_data/${DEFAULT_KEY_TYPE}`)
+    .then(
+      () => true,
+      (err: unknown) => {
+        if ((err as { errcode?: string }).errcode === "M_NOT_FOUND") return false;
+        throw err;
+      },
+    );
   const auth = {
     authUploadDeviceSigningKeys: async (
       makeRequest: (auth: Record<string, unknown> | null) => Promise<unknown>,

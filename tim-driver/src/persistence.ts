@@ -8,6 +8,8 @@ import type { Credentials, LoginResult } from "./session.ts";
 export interface StoredDevice {
   creds: Credentials;
   login: LoginResult;
+  /** The name prefix of the device's crypto databases when they were written. */
+  cryptoPrefix: string;
 }
 
 /**
@@ -31,7 +33,11 @@ export class DriverState {
   /** Every recovery key the driver made or imported, by account. */
   recoveryKeys(): Map<string, Uint8Array> {
     const raw = (this.read("recovery-keys.json") ?? {}) as Record<string, string>;
-    return new Map(Object.entries(raw).map(([user, key]) => [user, Buffer.from(key, "base64")]));
+    // A copy with an ArrayBuffer of its own: a small Buffer is a view into Node's shared pool, and
+    // the crypto code reads the key's whole buffer.
+    return new Map(
+      Object.entries(raw).map(([user, key]) => [user, new Uint8Array(Buffer.from(key, "base64"))]),
+    );
   }
 
   saveRecoveryKeys(keys: ReadonlyMap<string, Uint8Array>): void {
@@ -50,18 +56,19 @@ export class DriverState {
         const device = this.read(join("devices", f)) as (StoredDevice & { crypto?: string }) | undefined;
         if (!device?.login.accessToken) return [];
         const crypto = device.crypto ? Buffer.from(device.crypto, "base64") : undefined;
-        return [{ poolId, device: { creds: device.creds, login: device.login }, crypto }];
+        const { creds, login, cryptoPrefix } = device;
+        return [{ poolId, device: { creds, login, cryptoPrefix }, crypto }];
       });
   }
 
-  /** Puts a stored device's crypto databases back, before its client opens them. */
-  restoreCrypto(data: Buffer): Promise<void> {
-    return restore(data);
+  /** Puts a stored device's crypto databases back under a new prefix, before its client opens them. */
+  restoreCrypto(data: Buffer, from: string, to: string): Promise<void> {
+    return restore(data, (name) => (name.startsWith(from) ? to + name.slice(from.length) : name));
   }
 
   /** Records a device's login and its crypto store now (skipped when the store did not change). */
-  async saveDevice(poolId: number, device: StoredDevice, cryptoPrefix: string): Promise<void> {
-    const crypto = await snapshot(cryptoPrefix);
+  async saveDevice(poolId: number, device: StoredDevice): Promise<void> {
+    const crypto = await snapshot(device.cryptoPrefix);
     const hash = createHash("sha256").update(crypto).update(device.login.accessToken).digest("base64");
     if (this.hashes.get(poolId) === hash) return;
     this.write(

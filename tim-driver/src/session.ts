@@ -83,6 +83,8 @@ function sdkLogger(log: Logger): SdkLogger {
   return l;
 }
 
+let starts = 0;
+
 /**
  * One logged-in Matrix device: matrix-js-sdk with Rust crypto whose state lives in IndexedDB
  * (fake-indexeddb in Node, one database set per Matrix device), started and synced.
@@ -113,10 +115,12 @@ export class DeviceSession {
     deviceName: string,
     log: Logger,
     keys: RecoveryKeys,
-    resumed?: LoginResult,
+    resumed?: { login: LoginResult; restore: (cryptoPrefix: string) => Promise<void> },
   ): Promise<DeviceSession> {
-    const login = resumed ?? (await passwordLogin(clientUrl, creds, deviceName));
-    const cryptoPrefix = `tim-driver:${login.userId}:${login.deviceId}`;
+    const login = resumed?.login ?? (await passwordLogin(clientUrl, creds, deviceName));
+    // Unique per start: a resumed device's databases go back under new names (see restore()).
+    const cryptoPrefix = `tim-driver:${String(++starts)}:${login.userId}:${login.deviceId}`;
+    await resumed?.restore(cryptoPrefix);
     const client = createClient({
       baseUrl: clientUrl,
       userId: login.userId,
@@ -132,9 +136,12 @@ export class DeviceSession {
         },
       },
     });
+    const t0 = Date.now();
     try {
       await client.initRustCrypto({ useIndexedDB: true, cryptoDatabasePrefix: cryptoPrefix });
+      const crypto = Date.now() - t0;
       await startAndSync(client, login.userId);
+      log.info({ userId: login.userId, cryptoMs: crypto, syncMs: Date.now() - t0 - crypto }, "device synced");
       // Without it the device still works, it only cannot read what was sent before it existed.
       await setUpKeyBackup(client, creds, keys, log)
         .then(() => startDehydration(client, resumed === undefined, log))

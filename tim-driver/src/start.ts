@@ -34,7 +34,9 @@ export async function startTimDriver(
       return current.pool;
     },
     async restart() {
+      const t0 = Date.now();
       await current.stop();
+      log.info({ ms: Date.now() - t0 }, "driver stopped for a restart");
       current = await boot(
         { ...config, listen: { ...config.listen, port: Number(new URL(current.url).port) } },
         log,

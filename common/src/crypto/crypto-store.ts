@@ -183,7 +183,12 @@ export async function snapshot(prefix: string): Promise<Buffer> {
   return serialize(dumps);
 }
 
-/** Puts a snapshot back (replacing databases of the same names). */
-export async function restore(data: Buffer): Promise<void> {
-  for (const dump of deserialize(data) as DatabaseDump[]) await restoreDatabase(dump);
+/**
+ * Puts a snapshot back (replacing databases of the same names), each under `rename(name)` when
+ * given: a process that still has a connection open to the old names (the wasm side closes them
+ * only when collected) would otherwise block the replacement.
+ */
+export async function restore(data: Buffer, rename: (name: string) => string = (n) => n): Promise<void> {
+  for (const dump of deserialize(data) as DatabaseDump[])
+    await restoreDatabase({ ...dump, name: rename(dump.name) });
 }
