@@ -1,27 +1,17 @@
 import { randomBytes } from "node:crypto";
-import { createAuditLog, decryptAttachment, encryptAttachment, isEncryptedFile } from "@medmesh/common";
-import type { RunningOrganisation } from "@medmesh/deploy";
+import { decryptAttachment, encryptAttachment, isEncryptedFile } from "@medmesh/common";
 import type { MatrixClient, MatrixEvent } from "matrix-js-sdk";
+import { departmentsKit, hour } from "./departments-kit.ts";
 import { describe, expect, it } from "vitest";
-import { adminApi, namedUsers, useTestNetwork, waitForRoomEvent, waitUntil } from "../harness/index.ts";
+import { adminApi, waitForRoomEvent, waitUntil } from "../harness/index.ts";
 
 // Files and images through a department account (docs/departments.md): decrypted by the account,
 // uploaded again under a fresh key into the desk or the conversation, within A's Synapse upload
 // limit (1 MiB here); a larger file is not passed on and the sender is told.
 const MiB = 1024 * 1024;
-const net = useTestNetwork({
-  name: "departments-files",
-  organisations: 2,
+const { net, user, A, auditA } = departmentsKit("departments-files", {
   organisationSettings: { 0: { proxy_limits: { media_body_bytes: MiB } } },
-  verifiedClinicians: {
-    0: [{ localpart: "anna", display_name: "Anna Hart", profession: "physician" }],
-    1: [{ localpart: "gerda", display_name: "Gerda Huisarts", profession: "general practitioner" }],
-  },
 });
-const user = namedUsers(net);
-const A = (): RunningOrganisation => net().orgs[0]!;
-const auditA = () => createAuditLog(A().services.find((s) => s.name === "policy-module")!.store.knex);
-const hour = 3_600_000;
 
 /** An attachment as clients send one in an encrypted room: ciphertext uploaded, the key in the event. */
 const sendFile = async (c: MatrixClient, roomId: string, msgtype: string, name: string, data: Buffer) => {

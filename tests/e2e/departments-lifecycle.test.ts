@@ -1,15 +1,9 @@
 import { randomBytes } from "node:crypto";
-import { join } from "node:path";
-import { createAuditLog } from "@medmesh/common";
-import { REPO_ROOT, type RunningOrganisation } from "@medmesh/deploy";
 import type { MatrixClient } from "matrix-js-sdk";
+import { departmentsKit, DEPARTMENTS_PATH, hour } from "./departments-kit.ts";
 import { describe, expect, it } from "vitest";
 import { capture, openSection, pageSignIn, registerWithPassword, text } from "./console-helpers.ts";
 import {
-  adminApi,
-  namedUsers,
-  OpenApiContract,
-  useTestNetwork,
   waitForMembership,
   waitForRoomEvent,
   startChromium,
@@ -19,34 +13,8 @@ import {
 
 // Department accounts over time (docs/departments.md): the desk is re-staffed at the shift change
 // itself, without a message; a department ended (DELETE) closes its conversations and account.
-const net = useTestNetwork({
-  name: "departments-lifecycle",
-  organisations: 2,
-  verifiedClinicians: {
-    0: [
-      { localpart: "anna", display_name: "Anna Hart", profession: "physician" },
-      { localpart: "bert", display_name: "Bert Klop", profession: "physician" },
-    ],
-    1: [{ localpart: "gerda", display_name: "Gerda Huisarts", profession: "general practitioner" }],
-  },
-});
-const user = namedUsers(net);
-const A = (): RunningOrganisation => net().orgs[0]!;
-const contract = new OpenApiContract(join(REPO_ROOT, "policy-module", "openapi", "policy-module.yaml"));
-const PATH = "/_medmesh/admin/v1/departments";
-
-const call = async (method: string, path: string, body?: unknown) => {
-  const res = await adminApi(A(), "policy-module").fetch(path, {
-    method,
-    ...(body === undefined
-      ? {}
-      : { headers: { "content-type": "application/json" }, body: JSON.stringify(body) }),
-  });
-  await contract.check(contract.match(method, path) ?? `${method} ${path}`, res.clone());
-  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
-};
-const auditA = () => createAuditLog(A().services.find((s) => s.name === "policy-module")!.store.knex);
-const hour = 3_600_000;
+const { net, user, A, call, auditA } = departmentsKit("departments-lifecycle");
+const PATH = DEPARTMENTS_PATH;
 const iso = (ms: number) => new Date(ms).toISOString();
 const bodyOf = (e: { getContent(): Record<string, unknown> }) => e.getContent().body;
 const sees = (c: MatrixClient, room: string, text: string, who: string) =>

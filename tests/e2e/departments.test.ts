@@ -1,53 +1,16 @@
 import { randomBytes } from "node:crypto";
-import { join } from "node:path";
-import { createAuditLog, type AuditRecord } from "@medmesh/common";
-import { REPO_ROOT, type RunningOrganisation } from "@medmesh/deploy";
+import type { AuditRecord } from "@medmesh/common";
 import type { MatrixClient } from "matrix-js-sdk";
+import { departmentsKit, DEPARTMENTS_PATH, hour } from "./departments-kit.ts";
 import { describe, expect, it } from "vitest";
 import { capture, openSection, pageSignIn, registerWithPassword, text } from "./console-helpers.ts";
-import {
-  adminApi,
-  namedUsers,
-  OpenApiContract,
-  useTestNetwork,
-  waitForMembership,
-  waitForRoomEvent,
-  waitUntil,
-  startChromium,
-} from "../harness/index.ts";
+import { waitForMembership, waitForRoomEvent, waitUntil, startChromium } from "../harness/index.ts";
 
 // Department (functional) accounts (docs/departments.md): "Cardiology on duty" of A, written to by
 // a GP of B. Messages reach only the member on duty (the test switches the rota), the answer
 // comes from the department account, and the audit log names who answered.
-const net = useTestNetwork({
-  name: "departments",
-  organisations: 2,
-  verifiedClinicians: {
-    0: [
-      { localpart: "anna", display_name: "Anna Hart", profession: "physician" },
-      { localpart: "bert", display_name: "Bert Klop", profession: "physician" },
-    ],
-    1: [{ localpart: "gerda", display_name: "Gerda Huisarts", profession: "general practitioner" }],
-  },
-});
-const user = namedUsers(net);
-const A = (): RunningOrganisation => net().orgs[0]!;
-const contract = new OpenApiContract(join(REPO_ROOT, "policy-module", "openapi", "policy-module.yaml"));
-const PATH = "/_medmesh/admin/v1/departments";
-
-/** An admin API call on A's policy module, its answer checked against the OpenAPI document. */
-const call = async (method: string, path: string, body?: unknown) => {
-  const res = await adminApi(A(), "policy-module").fetch(path, {
-    method,
-    ...(body === undefined
-      ? {}
-      : { headers: { "content-type": "application/json" }, body: JSON.stringify(body) }),
-  });
-  await contract.check(contract.match(method, path) ?? `${method} ${path}`, res.clone());
-  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
-};
-const auditA = () => createAuditLog(A().services.find((s) => s.name === "policy-module")!.store.knex);
-const hour = 3_600_000;
+const { net, user, A, call, auditA } = departmentsKit("departments");
+const PATH = DEPARTMENTS_PATH;
 const iso = (offsetMs: number) => new Date(Date.now() + offsetMs).toISOString();
 const bodyOf = (e: { getContent(): Record<string, unknown> }) => e.getContent().body;
 

@@ -54,14 +54,14 @@ class MedMeshPolicy:
             check_event_for_spam=self.check_event_for_spam,
             user_may_send_3pid_invite=self.user_may_send_3pid_invite,
         )
-        # Before Synapse builds a new room: the organisation's profile completes the request
-        # (TI-M's room type and defaults); user_may_create_room then decides on the result.
-        # Asked only where the generator says the profile has defaults (room_defaults: true).
         # A deactivated account loses its verification, whatever the path (its own request, the
         # admin API, the console); Synapse runs this on the main process after every change.
         third_party: dict[str, Any] = {
             "on_user_deactivation_status_changed": self.on_user_deactivation_status_changed
         }
+        # Before Synapse builds a new room: the organisation's profile completes the request
+        # (TI-M's room type and defaults); user_may_create_room then decides on the result.
+        # Asked only where the generator says the profile has defaults (room_defaults: true).
         if config.room_defaults:
             third_party["on_create_room"] = self.on_create_room
         api.register_third_party_rules_callbacks(**third_party)
