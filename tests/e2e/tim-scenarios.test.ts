@@ -257,10 +257,16 @@ describe("TI-M test driver: scenarios across two organisations", () => {
     await joinInvite(b, 1, room.roomId);
     // a1 logs out: its only device gone, the room key of the next message goes to its dehydrated
     // device alone — no device of a1 receives it, so a1's key backup never has it.
+    const gone = a.driver.pool.devices[0]?.session?.login.deviceId;
     await ok(a, "POST", "/devices/1/logout");
-    // a1's device list changed (a device gone, a fresh dehydrated device at its last login): B's
-    // server hears of it over federation, and b1's client encrypts for the list it then queries.
-    await new Promise((r) => setTimeout(r, 3000));
+    // b1 encrypts for the devices of a1 its client knows: wait until that list has lost the device
+    // that logged out and holds only a1's dehydrated device (B's server hears of the change over
+    // federation).
+    const b1Crypto = b.driver.pool.devices[0]?.session?.client.getCrypto();
+    await waitUntil(async () => {
+      const devices = (await b1Crypto?.getUserDeviceInfo([mxid.a1!], true))?.get(mxid.a1!);
+      return devices && devices.size >= 1 && !devices.has(gone ?? "") ? true : undefined;
+    }, "b1's client knowing only a1's dehydrated device");
     await ok(b, "POST", `/devices/1/rooms/${encodeURIComponent(room.roomId)}/messages`, {
       msgtype: "m.text",
       body: "while away",

@@ -3,7 +3,7 @@ import { EventType, type MatrixClient, type MatrixEvent, type Room } from "matri
 import type { DevicePool } from "./devices.ts";
 import { DriverError, asyncRoute, badRequest, notFound } from "./errors.ts";
 import type { MediaFiles } from "./media.ts";
-import { requireRoom, until } from "./rooms.ts";
+import { directRecorded, requireRoom, until } from "./rooms.ts";
 
 /**
  * "Delete by replace" (TI-M V3): an edit whose new content carries this marker. The message then
@@ -265,6 +265,7 @@ async function directRoom(client: MatrixClient, to: string): Promise<Room> {
     ...direct,
     [to]: [...(direct[to] ?? []), room_id],
   });
+  await directRecorded(client, to, room_id);
   return until(() => {
     const room = client.getRoom(room_id);
     return room?.getMyMembership() === "join" && room.getMember(to) ? room : undefined;

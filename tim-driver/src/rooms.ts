@@ -8,6 +8,16 @@ const JOIN_RULES = new Set(["public", "knock", "invite", "private", "restricted"
 const HISTORY = new Set(["invited", "joined", "shared", "world_readable"]);
 
 /** Polls until `probe` returns a value; the sync that reflects a change arrives shortly after. */
+/**
+ * Until the client's own copy of m.direct (its sync) shows the room: a sendMessage right after
+ * reads that copy, and would make a second direct room.
+ */
+export const directRecorded = (client: MatrixClient, userId: string, roomId: string): Promise<true> =>
+  until(() => {
+    const direct = client.getAccountData(EventType.Direct)?.getContent<Record<string, string[]>>() ?? {};
+    return direct[userId]?.includes(roomId) || undefined;
+  }, `m.direct recording ${roomId}`);
+
 export async function until<T>(probe: () => T | undefined, what: string, ms = 15_000): Promise<T> {
   const deadline = Date.now() + ms;
   for (;;) {
@@ -241,11 +251,13 @@ export function mountRooms(router: Router, pool: DevicePool): void {
       if (inviter) {
         const direct: Record<string, string[]> =
           client.getAccountData(EventType.Direct)?.getContent<Record<string, string[]>>() ?? {};
-        if (!(direct[inviter] ?? []).includes(roomId))
+        if (!(direct[inviter] ?? []).includes(roomId)) {
           await client.setAccountData(EventType.Direct, {
             ...direct,
             [inviter]: [...(direct[inviter] ?? []), roomId],
           });
+          await directRecorded(client, inviter, roomId);
+        }
       }
       res.json(roomView(await until(membershipIs(client, roomId, "join"), `joining ${roomId}`)));
     }),

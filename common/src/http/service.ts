@@ -102,6 +102,9 @@ export interface RunningServer {
 
 export async function listen(app: Express, host: string, port: number): Promise<RunningServer> {
   const server: Server = createServer(app);
+  // Idle connections stay open longer than Synapse keeps them in its pool (120 s): closed first
+  // here, a request Synapse sent on one at that moment would fail (RequestTransmissionFailed).
+  server.keepAliveTimeout = 180_000;
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(port, host, () => {

@@ -66,20 +66,31 @@ def parse_decision_config(config: dict[str, Any], who: str = "medmesh_synapse") 
     return DecisionConfig(url.rstrip("/"), token, timeout_ms / 1000, room_defaults, room_servers)
 
 
+# Twisted's names for a request that failed on the connection before any answer.
+_STALE_CONNECTION = frozenset({"RequestTransmissionFailed", "ResponseNeverReceived"})
+
+
 class DecisionClient:
     def __init__(self, config: DecisionConfig, api: ModuleApi):
         self._config = config
         self._api = api
 
     async def ask(self, check: str, body: dict[str, Any]) -> Answer:
-        try:
-            call = run_in_background(self._post, check, body)
-            call.addTimeout(self._config.timeout_seconds, reactor)
-            return await make_deferred_yieldable(call)
-        except defer.TimeoutError:
-            reason = "did not answer in time"
-        except Exception as e:  # noqa: BLE001 - every failure is a refusal (fail closed)
-            reason = f"could not be reached ({type(e).__name__})"
+        reason = ""
+        # Once more on a pooled connection the policy module had just closed (the request never
+        # got through): every question may be asked twice, and account_status is idempotent.
+        for attempt in (1, 2):
+            try:
+                call = run_in_background(self._post, check, body)
+                call.addTimeout(self._config.timeout_seconds, reactor)
+                return await make_deferred_yieldable(call)
+            except defer.TimeoutError:
+                reason = "did not answer in time"
+                break
+            except Exception as e:  # noqa: BLE001 - every failure is a refusal (fail closed)
+                reason = f"could not be reached ({type(e).__name__})"
+                if attempt == 2 or type(e).__name__ not in _STALE_CONNECTION:
+                    break
         logger.warning("MedMesh policy decision %s refused: the policy module %s", check, reason)
         return Answer(
             allow=False,
