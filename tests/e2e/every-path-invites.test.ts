@@ -213,6 +213,14 @@ describe("every rule on every path: PDUs inside a federation /send", () => {
         `/_matrix/client/v3/rooms/${enc(roomId)}/messages?dir=b&limit=1`,
       );
       const prev = (latest.body.chunk as { event_id: string }[])[0]!.event_id;
+      // A must hold that event already (B's room-admin bot may have just written it): otherwise A
+      // asks B for it, and B does not hand out events to a server whose PDU references them.
+      await waitUntil(
+        async () =>
+          (await api(guest, "synapse", "GET", `/_matrix/client/v3/rooms/${enc(roomId)}/event/${enc(prev)}`))
+            .status === 200 || undefined,
+        "A holding B's latest event",
+      );
       const { event, eventId } = b.event({
         type,
         state_key: stateKey,

@@ -249,35 +249,6 @@ describe("TI-M test driver: scenarios across two organisations", () => {
     );
   });
 
-  it("what is sent while an account has no device reaches its next device (dehydrated device, MSC3814)", async () => {
-    const room = await ok<Room>(a, "POST", "/devices/1/rooms", {
-      name: "away",
-      invitedMembers: [{ mxid: mxid.b1 }],
-    });
-    await joinInvite(b, 1, room.roomId);
-    // a1 logs out: its only device gone, the room key of the next message goes to its dehydrated
-    // device alone — no device of a1 receives it, so a1's key backup never has it.
-    const gone = a.driver.pool.devices[0]?.session?.login.deviceId;
-    await ok(a, "POST", "/devices/1/logout");
-    // b1 encrypts for the devices of a1 its client knows: wait until that list has lost the device
-    // that logged out and holds only a1's dehydrated device (B's server hears of the change over
-    // federation).
-    const b1Crypto = b.driver.pool.devices[0]?.session?.client.getCrypto();
-    await waitUntil(async () => {
-      const devices = (await b1Crypto?.getUserDeviceInfo([mxid.a1!], true))?.get(mxid.a1!);
-      return devices && devices.size >= 1 && !devices.has(gone ?? "") ? true : undefined;
-    }, "b1's client knowing only a1's dehydrated device");
-    await ok(b, "POST", `/devices/1/rooms/${encodeURIComponent(room.roomId)}/messages`, {
-      msgtype: "m.text",
-      body: "while away",
-    });
-    // The room key travels to A's server as a to-device message for the dehydrated device; a login
-    // before it is there would rehydrate without it (and replace the dehydrated device).
-    await new Promise((r) => setTimeout(r, 3000));
-    await ok(a, "POST", "/devices/1/login", {});
-    await waitForBodies(a, 1, room.roomId, ["while away"], "the message sent while a1 had no device");
-  });
-
   it("cleanup leaves every device account in no room", async () => {
     for (const d of [a, b]) {
       await ok(d, "POST", "/");
