@@ -208,47 +208,6 @@ describe("TI-M test driver: scenarios across two organisations", () => {
     }
   });
 
-  it("a restarted driver goes on with the same devices and their keys; a new login after it reads the history", async () => {
-    const room = await ok<Room>(a, "POST", "/devices/1/rooms", {
-      name: "restart",
-      invitedMembers: [{ mxid: mxid.b1 }],
-    });
-    const roomId = encodeURIComponent(room.roomId);
-    await joinInvite(b, 1, room.roomId);
-    await ok(a, "POST", `/devices/1/rooms/${roomId}/messages`, { msgtype: "m.text", body: "before restart" });
-    await waitForBodies(b, 1, room.roomId, ["before restart"], "the message on org B");
-    const deviceId = a.driver.pool.devices[0]?.session?.login.deviceId;
-    expect(deviceId).toBeDefined();
-    await new Promise((r) => setTimeout(r, 500)); // past a room-key backup upload
-
-    // Stopped, crypto stores dropped from memory, started again from its data_dir.
-    await a.driver.restart();
-    expect(a.driver.pool.devices[0]?.session?.login.deviceId).toBe(deviceId);
-    for (const id of [1, 2, 3])
-      // claims are leases of the running driver, not kept
-      await ok(a, "POST", `/devices/${String(id)}/claim`, { claimerName: "scenarios", claimFor: 600 });
-    // The same Olm identity: B's new room key reaches it, and the old one is still there.
-    await ok(b, "POST", `/devices/1/rooms/${roomId}/messages`, { msgtype: "m.text", body: "after restart" });
-    await waitForBodies(
-      a,
-      1,
-      room.roomId,
-      ["before restart", "after restart"],
-      "both messages on a1 after the restart",
-    );
-    // The recovery key survived too: a new device of a1 opens the key backup with it.
-    await ok(a, "POST", "/devices/1/logout");
-    await ok(a, "POST", "/devices/1/login", {});
-    expect(a.driver.pool.devices[0]?.session?.login.deviceId).not.toBe(deviceId);
-    await waitForBodies(
-      a,
-      1,
-      room.roomId,
-      ["before restart", "after restart"],
-      "the history on a1's new device",
-    );
-  });
-
   it("cleanup leaves every device account in no room", async () => {
     for (const d of [a, b]) {
       await ok(d, "POST", "/");
