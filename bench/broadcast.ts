@@ -34,6 +34,8 @@ const started = Date.now();
 const net = await startTestNetwork({
   name: "bench-broadcast",
   organisations: 2,
+  // Thousands of members: both Synapses and stores on PostgreSQL when a server is given.
+  ...(process.env.MEDMESH_TEST_POSTGRES_URL ? { postgresUrl: process.env.MEDMESH_TEST_POSTGRES_URL } : {}),
   verifiedClinicians: {
     0: [...names("a", local), { localpart: "pub", display_name: "Publisher", profession: "physician" }],
     1: names("b", remote),
