@@ -5,11 +5,12 @@ import { readFileSync } from "node:fs";
 import { rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { createLogger, ensureUser, type RegisteredUser, type RunningService } from "@medmesh/common";
-import { start as startPolicyModule } from "@medmesh/policy-module";
 import { start as startBridge, startReferenceVendor } from "@medmesh/bridge";
 import { startTimDriver, type RunningTimDriver } from "@medmesh/tim-driver";
 import type { DeploymentConfig } from "./config/schema.ts";
+import type { RunningBalancer } from "./balancer.ts";
 import { generateNetwork, type GeneratedOrganisation } from "./generate.ts";
+import { startPolicyModules, type PolicyModuleReplicas } from "./policy-replicas.ts";
 import { superviseSynapse, type SupervisedSynapse } from "./synapse/process.ts";
 import { startRedis, startSynapseWithWorkers, workerPorts } from "./workers/processes.ts";
 
@@ -22,6 +23,8 @@ export interface RunningOrganisation extends GeneratedOrganisation {
   services: RunningService[];
   /** Policy-module replicas beyond the first (`policy_module_replicas`; docs/replicas.md). */
   policyModuleReplicas?: RunningService[];
+  /** With replicas: the balancers on the policy module's configured ports (policy-replicas.ts). */
+  policyModuleBalancers?: RunningBalancer[];
   demoUsers: RegisteredUser[];
   /** The reference messenger of a demo network (its REST API is under `${url}/api`). */
   demoVendor?: { url: string; stop(): Promise<void> };
@@ -187,32 +190,17 @@ async function startOrganisation(
     stop: stopSynapse,
   };
   const services: RunningService[] = [];
-  const replicas: RunningService[] = [];
+  let policy: PolicyModuleReplicas | undefined;
   let demoVendor: { url: string; stop(): Promise<void> } | undefined;
   let timDriver: RunningTimDriver | undefined;
   try {
     const logDir = join(g.paths.root, "logs");
     say(`starting MedMesh services for ${g.org.name}`);
-    services.push(
-      await startPolicyModule(g.policyModule, {
-        log: createLogger("policy-module", g.policyModule.log_level, join(logDir, "policy-module.log")),
-        // Synapse reads its federation whitelist only at start-up: a changed trust list restarts it.
-        onSynapseWhitelistChanged: async () => {
-          say(`trust list changed: restarting Synapse of ${g.org.name} with the new federation whitelist`);
-          await synapse.restart();
-        },
-      }),
-    );
-    // Further replicas: the same config on free ports, without the verification bot's device;
-    // only the first restarts Synapse on a trust-list change.
-    for (let i = 2; i <= g.org.policy_module_replicas; i++) {
-      const name = `policy-module-${String(i)}`;
-      replicas.push(
-        await startPolicyModule(replicaConfig(g.policyModule), {
-          log: createLogger(name, g.policyModule.log_level, join(logDir, `${name}.log`)),
-        }),
-      );
-    }
+    policy = await startPolicyModules(g, logDir, async () => {
+      say(`trust list changed: restarting Synapse of ${g.org.name} with the new federation whitelist`);
+      await synapse.restart();
+    });
+    services.push(policy.first);
     services.push(
       await startBridge(g.bridge, {
         log: createLogger("bridge", g.bridge.log_level, join(logDir, "bridge.log")),
@@ -239,7 +227,8 @@ async function startOrganisation(
       registrationSecret,
       synapse: running,
       services,
-      policyModuleReplicas: replicas,
+      policyModuleReplicas: policy.further,
+      policyModuleBalancers: policy.balancers,
       demoUsers,
       ...(demoVendor ? { demoVendor } : {}),
       ...(timDriver ? { timDriver } : {}),
@@ -247,28 +236,11 @@ async function startOrganisation(
   } catch (err) {
     await timDriver?.stop();
     await demoVendor?.stop();
-    await Promise.allSettled([...replicas, ...services].map((s) => s.stop()));
+    await Promise.allSettled(services.slice(1).map((s) => s.stop()));
+    await policy?.stop();
     await stopSynapse();
     throw err;
   }
-}
-
-/** A further policy-module replica's config: the first's, on ports of its own, without the bot's device. */
-function replicaConfig(c: GeneratedOrganisation["policyModule"]): GeneratedOrganisation["policyModule"] {
-  return {
-    ...c,
-    listen: { ...c.listen, port: 0 },
-    ...(c.proxy
-      ? {
-          proxy: {
-            ...c.proxy,
-            client: { ...c.proxy.client, port: 0 },
-            federation: { ...c.proxy.federation, port: 0 },
-          },
-        }
-      : {}),
-    identity: { ...c.identity, bot: false },
-  };
 }
 
 /**
@@ -344,6 +316,7 @@ async function startOrganisationTimDriver(
 async function stopOrganisation(o: RunningOrganisation): Promise<void> {
   await o.timDriver?.stop();
   await o.demoVendor?.stop();
+  await Promise.allSettled((o.policyModuleBalancers ?? []).map((b) => b.stop()));
   await Promise.allSettled([...(o.policyModuleReplicas ?? []), ...o.services].map((s) => s.stop()));
   await o.synapse.stop();
 }
