@@ -1,9 +1,11 @@
+import { EventType } from "matrix-js-sdk";
 import { describe, expect, it } from "vitest";
 import {
   timDrivers,
   timOrganisations,
   useTestNetwork,
   waitUntil,
+  withSynapseDb,
   type TimDriverHandle,
 } from "../harness/index.ts";
 
@@ -75,6 +77,7 @@ describe("TI-M test driver: scenarios across two organisations", () => {
     organisations: 2,
     organisationSettingsFor: timOrganisations(["tim-pro", "tim-pro"]),
   });
+  const A = () => net().orgs[0]!;
   let a: TimDriverHandle;
   let b: TimDriverHandle;
   const mxid: Record<string, string> = {};
@@ -111,7 +114,17 @@ describe("TI-M test driver: scenarios across two organisations", () => {
       msgtype: "m.text",
       body: "reply",
     });
-    expect(reply.room_id).toBe(sent.room_id);
+    // What b1's client knew when it chose (a second direct room was seen under load).
+    const b1Client = b.driver.pool.devices[0]?.session?.client;
+    const mine = b1Client?.getRoom(sent.room_id)?.getMember(mxid.b1!)?.events.member;
+    const seen = JSON.stringify({
+      direct: b1Client?.getAccountData(EventType.Direct)?.getContent(),
+      member: mine?.getContent(),
+      prev: mine?.getPrevContent(),
+      unsigned: mine?.getUnsigned(),
+      a1: b1Client?.getRoom(sent.room_id)?.getMember(mxid.a1!)?.membership,
+    });
+    expect(reply.room_id, seen).toBe(sent.room_id);
     await waitForBodies(a, 1, sent.room_id, ["direct across organisations", "reply"], "the reply on org A");
   });
 
@@ -206,6 +219,98 @@ describe("TI-M test driver: scenarios across two organisations", () => {
         "an empty list",
       );
     }
+  });
+
+  it("a restarted driver goes on with the same devices and their keys; a new login after it reads the history", async () => {
+    const room = await ok<Room>(a, "POST", "/devices/1/rooms", {
+      name: "restart",
+      invitedMembers: [{ mxid: mxid.b1 }],
+    });
+    const roomId = encodeURIComponent(room.roomId);
+    await joinInvite(b, 1, room.roomId);
+    await ok(a, "POST", `/devices/1/rooms/${roomId}/messages`, { msgtype: "m.text", body: "before restart" });
+    await waitForBodies(b, 1, room.roomId, ["before restart"], "the message on org B");
+    const deviceId = a.driver.pool.devices[0]?.session?.login.deviceId;
+    expect(deviceId).toBeDefined();
+
+    // Stopped, crypto stores dropped from memory, started again from its data_dir.
+    await a.driver.restart();
+    expect(a.driver.pool.devices[0]?.session?.login.deviceId).toBe(deviceId);
+    for (const id of [1, 2, 3])
+      // claims are leases of the running driver, not kept
+      await ok(a, "POST", `/devices/${String(id)}/claim`, { claimerName: "scenarios", claimFor: 600 });
+    // The same Olm identity: B's new room key reaches it, and the old one is still there.
+    await ok(b, "POST", `/devices/1/rooms/${roomId}/messages`, { msgtype: "m.text", body: "after restart" });
+    await waitForBodies(
+      a,
+      1,
+      room.roomId,
+      ["before restart", "after restart"],
+      "both messages on a1 after the restart",
+    );
+    // The recovery key survived too: a new device of a1 opens the key backup with it.
+    await ok(a, "POST", "/devices/1/logout");
+    await ok(a, "POST", "/devices/1/login", {});
+    expect(a.driver.pool.devices[0]?.session?.login.deviceId).not.toBe(deviceId);
+    await waitForBodies(
+      a,
+      1,
+      room.roomId,
+      ["before restart", "after restart"],
+      "the history on a1's new device",
+    );
+  });
+
+  it("what is sent while an account has no device reaches its next device (dehydrated device, MSC3814)", async () => {
+    const room = await ok<Room>(a, "POST", "/devices/1/rooms", {
+      name: "away",
+      invitedMembers: [{ mxid: mxid.b1 }],
+    });
+    await joinInvite(b, 1, room.roomId);
+    // a1 logs out: its only device gone, the room key of the next message goes to its dehydrated
+    // device alone — no device of a1 receives it, so a1's key backup never has it.
+    const gone = a.driver.pool.devices[0]?.session?.login.deviceId;
+    await ok(a, "POST", "/devices/1/logout");
+    const dehydrated = await withSynapseDb(A(), async (db) =>
+      (
+        await db.all<{ device_id: string }>("SELECT device_id FROM dehydrated_devices WHERE user_id = ?", [
+          mxid.a1!,
+        ])
+      ).map((r) => r.device_id),
+    );
+    expect(dehydrated).toHaveLength(1);
+    const toDehydrated = () =>
+      withSynapseDb(A(), async (db) =>
+        Number(
+          (
+            await db.all<{ n: number | string }>(
+              "SELECT COUNT(*) AS n FROM device_inbox WHERE user_id = ? AND device_id = ?",
+              [mxid.a1!, dehydrated[0]!],
+            )
+          )[0]?.n ?? 0,
+        ),
+      );
+    const before = await toDehydrated();
+    // b1 encrypts for the devices of a1 its client knows: wait until that list has lost the device
+    // that logged out and holds a1's dehydrated device (B's server hears of the change over
+    // federation).
+    const b1Crypto = b.driver.pool.devices[0]?.session?.client.getCrypto();
+    await waitUntil(async () => {
+      const devices = (await b1Crypto?.getUserDeviceInfo([mxid.a1!], true))?.get(mxid.a1!);
+      return devices?.has(dehydrated[0]!) && !devices.has(gone ?? "") ? true : undefined;
+    }, "b1's client knowing only a1's dehydrated device");
+    await ok(b, "POST", `/devices/1/rooms/${encodeURIComponent(room.roomId)}/messages`, {
+      msgtype: "m.text",
+      body: "while away",
+    });
+    // The room key travels to A's server as a to-device message for the dehydrated device; a login
+    // before it is there would rehydrate without it (and replace the dehydrated device).
+    await waitUntil(
+      async () => ((await toDehydrated()) > before ? true : undefined),
+      "the room key on A's server, for a1's dehydrated device",
+    );
+    await ok(a, "POST", "/devices/1/login", {});
+    await waitForBodies(a, 1, room.roomId, ["while away"], "the message sent while a1 had no device");
   });
 
   it("cleanup leaves every device account in no room", async () => {

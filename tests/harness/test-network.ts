@@ -159,7 +159,7 @@ export async function startTestNetwork(opts: TestNetworkOptions): Promise<TestNe
       for (const c of clients) c.stopClient();
       await network.stop();
       const unknown = opts.allowUnknownEndpoints ? [] : await unknownEndpointRefusals(network.organisations);
-      const keep = failed || unknown.length > 0;
+      const keep = failed || unknown.length > 0 || process.env.MEDMESH_KEEP_TEST_RUNS === "1";
       if (!keep) await databases?.drop();
       if (keep) {
         process.stderr.write(`test network data kept for inspection (Synapse logs, databases): ${dataDir}\n`);

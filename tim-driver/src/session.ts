@@ -1,5 +1,6 @@
 import "@medmesh/common/crypto-store";
-import { ClientEvent, createClient, SyncState, type MatrixClient } from "matrix-js-sdk";
+import { randomUUID } from "node:crypto";
+import { ClientEvent, createClient, Filter, SyncState, type MatrixClient } from "matrix-js-sdk";
 import type { Logger as SdkLogger } from "matrix-js-sdk/lib/logger.js";
 import { CryptoEvent } from "matrix-js-sdk/lib/crypto-api/index.js";
 import { RustBackupManager } from "matrix-js-sdk/lib/rust-crypto/backup.js";
@@ -70,8 +71,15 @@ function sdkLogger(log: Logger): SdkLogger {
   const l: SdkLogger = {
     trace: () => undefined,
     debug: () => undefined,
-    info: () => undefined,
-    warn: () => undefined,
+    // Dehydrated devices (MSC3814) are logged: whether a login found one and what it held.
+    info: (...msg: unknown[]) => {
+      const text = msg.map((m) => (m instanceof Error ? m.message : typeof m === "string" ? m : "")).join(" ");
+      if (/dehydrat/i.test(text)) log.info({ sdk: text }, "matrix-js-sdk");
+    },
+    warn: (...msg: unknown[]) => {
+      const text = msg.map((m) => (m instanceof Error ? m.message : typeof m === "string" ? m : "")).join(" ");
+      if (/dehydrat/i.test(text)) log.warn({ sdk: text }, "matrix-js-sdk");
+    },
     error: (...msg: unknown[]) => {
       log.warn(
         { sdk: msg.map((m) => (m instanceof Error ? m.message : typeof m === "string" ? m : "")).join(" ") },
@@ -208,7 +216,13 @@ async function startAndSync(client: MatrixClient, userId: string): Promise<void>
     };
     client.on(ClientEvent.Sync, onSync);
   });
-  await client.startClient({ initialSyncLimit: 50, lazyLoadMembers: false });
+  // Synapse answers a repeated initial sync (same token, same filter) from its response cache for
+  // a couple of minutes: a device resumed after a restart would be shown the rooms of its first
+  // sync again. A filter of its own per start (leaving out a presence type nobody sends) makes
+  // every initial sync a fresh one.
+  const filter = new Filter(userId);
+  filter.setDefinition({ presence: { not_types: [`org.medmesh.tim.start.${randomUUID()}`] } });
+  await client.startClient({ initialSyncLimit: 50, lazyLoadMembers: false, filter });
   await prepared;
 }
 

@@ -36,8 +36,20 @@ export function findRoute(
 }
 
 /**
+ * Endpoints one of whose segments is an opaque ID that may itself contain "/", sent as %2F: a
+ * dehydrated device's ID is unpadded base64 (MSC3814), and it is listed and deleted as a device.
+ * Synapse splits the raw path on "/" before decoding, as the proxy's own matching does, so an
+ * encoded slash there is read as part of the one segment by both.
+ */
+const SLASH_IN_SEGMENT = [
+  /^\/_matrix\/client\/unstable\/org\.matrix\.msc3814\.v1\/dehydrated_device\/[^/]+\/events$/,
+  /^\/_matrix\/client\/(r0|v3)\/devices\/[^/]+$/,
+];
+
+/**
  * Paths Synapse would read differently from the proxy are refused outright: dot segments,
- * empty segments, backslashes, encoded slashes or dots, control characters, broken encoding.
+ * empty segments, backslashes, encoded dots, encoded slashes (except inside the opaque ID segment
+ * of SLASH_IN_SEGMENT), control characters, broken encoding.
  */
 export function isAmbiguousPath(path: string): boolean {
   try {
@@ -48,7 +60,8 @@ export function isAmbiguousPath(path: string): boolean {
   return (
     /(^|\/)\.{1,2}(\/|$)/.test(path) ||
     path.includes("//") ||
-    /%(2e|2f|5c|00)/i.test(path) ||
+    /%(2e|5c|00)/i.test(path) ||
+    (/%2f/i.test(path) && !SLASH_IN_SEGMENT.some((r) => r.test(path))) ||
     // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
     /[\\\u0000-\u001f\u007f]/.test(path)
   );
