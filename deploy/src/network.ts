@@ -253,7 +253,7 @@ async function startOrganisation(
   }
 }
 
-/** A further policy-module replica's config: the first's, on ports of its own, without the bot's device. */
+/** A further policy-module replica's config: the first's, on ports of its own (a candidate for the bots' leader too). */
 function replicaConfig(c: GeneratedOrganisation["policyModule"]): GeneratedOrganisation["policyModule"] {
   return {
     ...c,
@@ -267,7 +267,6 @@ function replicaConfig(c: GeneratedOrganisation["policyModule"]): GeneratedOrgan
           },
         }
       : {}),
-    identity: { ...c.identity, bot: false },
   };
 }
 
