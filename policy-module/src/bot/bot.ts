@@ -21,6 +21,7 @@ import {
   download,
   loginAsAppservice,
   sdkLogger,
+  sendOnce,
   txnIdFor,
   waitForRoom,
 } from "./session.ts";
@@ -168,7 +169,7 @@ export async function startBot(d: BotDeps): Promise<Bot> {
   /** Answers carry a transaction ID derived from what they answer: a second try sends nothing new. */
   const send = async (roomId: string, body: string, key: string): Promise<void> => {
     await waitForRoom(client, roomId);
-    await client.sendMessage(roomId, { msgtype: MsgType.Notice, body } as const, txnIdFor(key));
+    await sendOnce(client, roomId, { msgtype: MsgType.Notice, body }, txnIdFor(key));
   };
 
   const outbox = createBotOutbox(knex, d.botUserId);
@@ -350,10 +351,8 @@ export async function startBot(d: BotDeps): Promise<Bot> {
           : content.msgtype === "m.notice"
             ? ({ msgtype: MsgType.Notice, body: content.body } as const)
             : (content as never);
-      const sent = key
-        ? await client.sendMessage(roomId, message, txnIdFor(key))
-        : await client.sendMessage(roomId, message);
-      return sent.event_id;
+      if (key) return sendOnce(client, roomId, message, txnIdFor(key));
+      return (await client.sendMessage(roomId, message)).event_id;
     },
     async tell(userId, text) {
       await outbox.queue(userId, text);

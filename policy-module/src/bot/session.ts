@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { ensureAppserviceUser, MatrixRequestError, type SynapseAdmin } from "@medmesh/common";
-import type { MatrixClient } from "matrix-js-sdk";
+import { EventStatus, type IContent, type MatrixClient } from "matrix-js-sdk";
 import type { Logger as SdkLogger } from "matrix-js-sdk/lib/logger.js";
 import type { Logger } from "pino";
 
@@ -15,6 +15,25 @@ interface SessionDeps {
 /** Answers carry a transaction ID derived from what they answer: a second try sends nothing new. */
 export const txnIdFor = (key: string): string =>
   `mmbot-${createHash("sha256").update(key).digest("base64url").slice(0, 24)}`;
+
+/**
+ * Sends with a transaction ID once: a try that failed in this client (its local echo kept, the
+ * ID taken) is resent as it was; one that went out answers with its event.
+ */
+export async function sendOnce(
+  client: MatrixClient,
+  roomId: string,
+  content: IContent,
+  txnId: string,
+): Promise<string> {
+  const room = client.getRoom(roomId);
+  const earlier = room?.getEventForTxnId(txnId);
+  if (room && earlier) {
+    if (earlier.status === EventStatus.NOT_SENT) return (await client.resendEvent(earlier, room)).event_id;
+    if (earlier.status === null) return earlier.getId() ?? "";
+  }
+  return (await client.sendMessage(roomId, content as never, txnId)).event_id;
+}
 
 /** The bot's other devices (of runs before its device was kept, or never stored) are removed. */
 export async function deleteOtherDevices(d: SessionDeps, keep: string): Promise<void> {
@@ -71,7 +90,11 @@ export function sdkLogger(log: Logger): SdkLogger {
     trace: () => undefined,
     debug: () => undefined,
     info: () => undefined,
-    warn: () => undefined,
+    // Its warnings are many; those of the crypto layer say why a room cannot be encrypted to.
+    warn: (...msg: unknown[]) => {
+      const text = msg.map(String).join(" ");
+      if (/crypto event|encrypt/i.test(text)) log.warn({ sdk: text }, "matrix-js-sdk warning in the bot");
+    },
     error: (...msg: unknown[]) => {
       log.error({ sdk: msg.map(String).join(" ") }, "matrix-js-sdk error in the bot");
     },
