@@ -125,12 +125,6 @@ export async function startDepartments(d: DepartmentsDeps) {
       d.log.warn({ err, department: id }, "could not announce a department change to the other replicas");
     });
   };
-  const reloadLogged = (): void => {
-    reload().catch((err: unknown) => {
-      d.log.warn({ err }, "could not reload the departments");
-    });
-  };
-  await d.notifications.listen(CHANGED, reloadLogged, reloadLogged);
   // The shift change: desks re-staffed at each boundary, by the same staffing as a message's.
   const shifts = createShiftTimer({
     leader: d.bots.leader,
@@ -143,6 +137,18 @@ export async function startDepartments(d: DepartmentsDeps) {
     log: d.log,
   });
   shifts.start();
+  // A change made through another replica: its accounts registered here, its rota re-armed.
+  const reloadLogged = (): void => {
+    reload().then(
+      () => {
+        shifts.rearm();
+      },
+      (err: unknown) => {
+        d.log.warn({ err }, "could not reload the departments");
+      },
+    );
+  };
+  await d.notifications.listen(CHANGED, reloadLogged, reloadLogged);
 
   /** A trusted peer's search (its signature checked by the peer API), as the Practitioner one. */
   const serveFhir = (ctx: ProxyContext): OwnResponse => {
