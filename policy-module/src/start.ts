@@ -281,6 +281,8 @@ async function startProxyRole(
     store: ctx.store,
     isBot: (u) =>
       u === verifyBotUserId || u === channelBotOf(serverName) || isDepartmentAccount(u, serverName),
+    homeserverUrl: config.homeserver.url,
+    asToken: ctx.registration.as_token,
     log: ctx.log,
   });
   const identity = await startIdentity(config.identity, {

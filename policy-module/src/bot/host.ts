@@ -8,7 +8,7 @@ import {
 import type { Knex } from "knex";
 import type { Logger } from "pino";
 import { startBot, type Bot, type BotDeps } from "./bot.ts";
-import { createBotOutbox } from "./outbox.ts";
+import { botRooms, createBotOutbox } from "./outbox.ts";
 import { createBotRecorder } from "./recorder.ts";
 
 /** The singleton job of the policy module's E2EE bots: each device runs on one replica, its leader. */
@@ -42,6 +42,9 @@ export function createBotHost(d: {
   store: { knex: Knex; documents: DocumentStore; notifications: NotificationStore };
   /** Whether a user ID is one of the bots (department accounts may be created on any replica). */
   isBot(userId: string): boolean;
+  /** For the bots' rooms as Synapse knows them, when the store knows none yet (an upgrade). */
+  homeserverUrl: string;
+  asToken: string;
   log: Logger;
 }) {
   const entries = new Map<
@@ -101,6 +104,24 @@ export function createBotHost(d: {
   const wakeAll = (): void => {
     for (const userId of entries.keys()) wake(userId);
   };
+  /**
+   * A bot of which `bot_rooms` knows no room (the first start after the upgrade that made the
+   * table, before its client ran anywhere): its rooms are asked of Synapse, as the appservice,
+   * before the next transaction is recorded — else its events would be taken for another room's.
+   */
+  const seeds: Promise<void>[] = [];
+  const seed = async (userId: string): Promise<void> => {
+    if (await d.store.knex("bot_rooms").where({ bot_user_id: userId }).first("room_id")) return;
+    const url = new URL("/_matrix/client/v3/joined_rooms", d.homeserverUrl);
+    url.searchParams.set("user_id", userId);
+    const res = await fetch(url, {
+      headers: { authorization: `Bearer ${d.asToken}` },
+      signal: AbortSignal.timeout(10_000),
+    });
+    if (!res.ok) return; // not registered yet: it is in no room
+    const { joined_rooms: joined } = (await res.json()) as { joined_rooms?: string[] };
+    if (joined?.length) await botRooms(d.store.knex).replace(userId, joined);
+  };
   d.leader.onElected(launchAll);
   d.leader.onLost(stopAll);
   let timer: NodeJS.Timeout | undefined;
@@ -110,7 +131,14 @@ export function createBotHost(d: {
     leading: (): boolean => d.leader.isLeader(),
     /** Registers a bot (on every replica); it starts here now or once this replica is elected. */
     add(userId: string, deps: () => HostedBotDeps | Promise<HostedBotDeps>): HostedBot {
-      if (!entries.has(userId)) entries.set(userId, { deps });
+      if (!entries.has(userId)) {
+        entries.set(userId, { deps });
+        seeds.push(
+          seed(userId).catch((err: unknown) => {
+            log.warn({ err, bot: userId }, "could not ask Synapse for a bot's rooms");
+          }),
+        );
+      }
       launch(userId)?.catch(() => undefined);
       const outbox = createBotOutbox(d.store.knex, userId);
       return {
@@ -135,6 +163,7 @@ export function createBotHost(d: {
     },
     /** The transaction's events for the bots, recorded (any replica); the bots' replica is told. */
     async onEvents(events: readonly AppserviceEvent[]): Promise<void> {
+      if (seeds.length) await Promise.all(seeds.splice(0));
       for (const bot of await record(events)) {
         wake(bot);
         await d.store.notifications.notify(CHANNEL, bot).catch((err: unknown) => {
