@@ -300,5 +300,46 @@ if (!postgresUrl && process.env.CI) {
       await botSays(carlaClient, dm, /You are verified as physician/);
       expect(await storedDevice()).toBe(device);
     });
+
+    it("a channel is made and posted to by the bots' replica; the standby refuses, storing nothing", async () => {
+      const channelBot = `@medmesh-channels:${org().serverName}`;
+      const channelsApi = async (r: Replica, path: string, body: unknown) => {
+        const res = await fetch(`${r.internalUrl}/_medmesh/admin/v1/channels${path}`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${token()}`, "content-type": "application/json" },
+          body: JSON.stringify(body),
+        });
+        return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+      };
+      const spec = { name: "Ward news", publishers: [adminUser.userId] };
+      expect(await channelsApi(second, "", spec)).toMatchObject({
+        status: 503,
+        body: { errcode: "M_UNAVAILABLE", error: expect.stringContaining(BOTS_JOB) as unknown },
+      });
+      expect(await store.knex("channels").count<{ n: string }[]>({ n: "*" })).toEqual([{ n: "0" }]);
+      expect(
+        await store.documents.get(`bot.device:${channelBot}`),
+        "no channel bot device yet",
+      ).toBeUndefined();
+
+      const created = await channelsApi(first, "", spec);
+      expect(created.status).toBe(201);
+      const roomId = String(created.body.room_id);
+      expect(
+        await channelsApi(second, `/${encodeURIComponent(roomId)}/posts`, { body: "hello" }),
+      ).toMatchObject({
+        status: 503,
+        body: { errcode: "M_UNAVAILABLE" },
+      });
+      const posted = await channelsApi(first, `/${encodeURIComponent(roomId)}/posts`, { body: "hello" });
+      expect(posted.status).toBe(200);
+      expect(await store.knex("channel_posts").count<{ n: string }[]>({ n: "*" })).toEqual([{ n: "1" }]);
+      // One device of the channel bot, run by the bots' leader only.
+      const devices = await fetch(
+        `${org().synapseUrl}/_synapse/admin/v2/users/${encodeURIComponent(channelBot)}/devices`,
+        { headers: { authorization: `Bearer ${adminUser.accessToken}` } },
+      ).then((r) => r.json() as Promise<{ devices: { device_id: string }[] }>);
+      expect(devices.devices).toHaveLength(1);
+    });
   });
 }
