@@ -341,5 +341,53 @@ if (!postgresUrl && process.env.CI) {
       ).then((r) => r.json() as Promise<{ devices: { device_id: string }[] }>);
       expect(devices.devices).toHaveLength(1);
     });
+
+    it("a department made on the standby: the leader starts its account (one device); only the leader ends it", async () => {
+      const deptUser = `@medmesh-dept-cardio:${org().serverName}`;
+      const departmentsApi = async (r: Replica, method: string, body?: unknown) => {
+        const res = await fetch(`${r.internalUrl}/_medmesh/admin/v1/departments/cardio`, {
+          method,
+          headers: { authorization: `Bearer ${token()}`, "content-type": "application/json" },
+          ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        });
+        return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+      };
+      const now = Date.now();
+      const made = await departmentsApi(second, "PUT", {
+        name: "Cardiology",
+        members: [carla.userId],
+        rota: [
+          {
+            from: new Date(now - 3_600_000).toISOString(),
+            until: new Date(now + 86_400_000).toISOString(),
+            on_duty: [carla.userId],
+          },
+        ],
+      });
+      expect(made.status).toBe(201);
+      // Announced to the leader, which starts the account (only the leader can write its device).
+      await waitUntil(
+        async () =>
+          (JSON.parse((await store.documents.get(`bot.device:${deptUser}`)) ?? "{}") as { crypto?: unknown })
+            .crypto != null,
+        "the leader started the department's account",
+        30_000,
+      );
+      const devices = await fetch(
+        `${org().synapseUrl}/_synapse/admin/v2/users/${encodeURIComponent(deptUser)}/devices`,
+        { headers: { authorization: `Bearer ${adminUser.accessToken}` } },
+      ).then((r) => r.json() as Promise<{ devices: unknown[] }>);
+      expect(devices.devices).toHaveLength(1);
+
+      expect(await departmentsApi(second, "DELETE")).toMatchObject({
+        status: 503,
+        body: { errcode: "M_UNAVAILABLE" },
+      });
+      const row = (): Promise<{ retired_at: unknown } | undefined> =>
+        store.knex("departments").where({ id: "cardio" }).first("retired_at");
+      expect((await row())?.retired_at, "still in service").toBeNull();
+      expect((await departmentsApi(first, "DELETE")).status).toBe(200);
+      expect((await row())?.retired_at).not.toBeNull();
+    });
   });
 }
