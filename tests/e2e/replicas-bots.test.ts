@@ -161,6 +161,8 @@ if (!postgresUrl && process.env.CI) {
   let dm: string;
   let adminUser: TestUser;
   let device: string | undefined;
+  /** The curve25519 key of the device the bot's answers were encrypted by. */
+  let senderKey: string | null = null;
   /** What Carla sent the bot (each must be answered once). */
   const sent: string[] = [];
   const say = async (body: string): Promise<void> => {
@@ -205,12 +207,17 @@ if (!postgresUrl && process.env.CI) {
       expect(answer.isDecryptionFailure()).toBe(false);
       device = await storedDevice();
       expect(device).toBeDefined();
-      // The event reached the standby (Synapse's URL) and was handled by the leader's bot from the store.
-      const row: { handled_at: unknown } | undefined = await store
-        .knex("bot_inbox")
-        .where({ bot_user_id: botOf(), event_id: sent[0] })
-        .first("handled_at");
-      expect(row?.handled_at).not.toBeNull();
+      senderKey = answer.getSenderKey();
+      expect(senderKey, "the bot's device key, as Carla's client decrypted with").toBeTruthy();
+      // The event reached the standby (Synapse's URL) and was handled by the leader's bot from the
+      // store (marked handled just after the answer went out).
+      await waitUntil(async () => {
+        const row: { handled_at: unknown } | undefined = await store
+          .knex("bot_inbox")
+          .where({ bot_user_id: botOf(), event_id: sent[0] })
+          .first("handled_at");
+        return row !== undefined && row.handled_at !== null;
+      }, "the inbox row is marked handled");
 
       // A notice decided on the standby: Carla's ID document, uploaded there, waits for review;
       // the organisation's admin hears it from the bot, on the leader's device.
@@ -259,6 +266,7 @@ if (!postgresUrl && process.env.CI) {
       const answer = await botSays(carlaClient, dm, /with your organisation's admin for review/);
       expect(answer.isEncrypted()).toBe(true);
       expect(answer.isDecryptionFailure()).toBe(false);
+      expect(answer.getSenderKey(), "encrypted by the same device (its keys restored)").toBe(senderKey);
 
       // The same device: in the store, and the bot's only device on Synapse.
       expect(await storedDevice()).toBe(device);
