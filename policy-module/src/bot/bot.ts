@@ -99,6 +99,8 @@ export interface Bot {
 }
 
 const dmKey = (userId: string): string => `bot.dm:${userId}`;
+/** Notices not delivered in this time are given up. */
+const OUTBOX_DAYS = 7;
 
 /**
  * The MedMesh verification bot as a real, end-to-end encrypting Matrix client (matrix-js-sdk with
@@ -244,6 +246,8 @@ export async function startBot(d: BotDeps): Promise<Bot> {
   // Which events are the bot's is decided by any replica from this table (bot/recorder.ts).
   await roomsTable.replace(d.botUserId, (await client.getJoinedRooms()).joined_rooms);
   const failures = new Map<string, number>();
+  /** Users the bot could not open a direct chat with: when to try again. */
+  const backoff = new Map<string, { ms: number; until: number }>();
   let draining = false;
   let again = false;
   /** Handles the inbox in order. A failing event is tried three times, then given up (logged). */
@@ -275,12 +279,22 @@ export async function startBot(d: BotDeps): Promise<Bot> {
           failures.delete(id);
           await inbox.done(id);
         }
-        // Notices queued (on any replica) for users in their direct chat now.
+        // Notices queued (on any replica) for users in their direct chat now; a user the bot cannot
+        // open a chat with (their invite settings) is tried again later, and given up after a week.
+        if (!isStopped() && (await outbox.prune(Date.now() - OUTBOX_DAYS * 86_400_000)) > 0)
+          d.log.warn({ days: OUTBOX_DAYS }, "notices older than this were given up");
         for (const userId of isStopped() ? [] : await outbox.users()) {
+          const wait = backoff.get(userId);
+          if (wait && wait.until > Date.now()) continue;
           await roomFor(userId).then(
-            (roomId) => flush(userId, roomId),
+            async (roomId) => {
+              backoff.delete(userId);
+              await flush(userId, roomId);
+            },
             (err: unknown) => {
-              d.log.warn({ err, user_id: userId }, "the bot could not open a direct chat");
+              const ms = Math.min((wait?.ms ?? 15_000) * 2, 3_600_000);
+              backoff.set(userId, { ms, until: Date.now() + ms });
+              d.log.warn({ err, user_id: userId, retry_ms: ms }, "the bot could not open a direct chat");
             },
           );
         }

@@ -139,6 +139,10 @@ for (const backend of storeBackends()) {
         );
         await outbox.sent(waiting[0]!.seq);
         expect(await outbox.waiting("@ann:a.example")).toHaveLength(19);
+        // Given up after their time: only the older ones.
+        await outbox.queue("@bob:a.example", "old", 1000);
+        expect(await outbox.prune(2000)).toBe(1);
+        expect(await outbox.users()).toEqual(["@ann:a.example"]);
       }));
 
     it("moves the documents of earlier versions into the tables (nothing pending is lost)", async () => {

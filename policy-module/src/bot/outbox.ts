@@ -33,6 +33,12 @@ export function createBotOutbox(knex: Knex, botUserId: string) {
     async sent(seq: number): Promise<void> {
       await mine().where({ seq }).delete();
     },
+    /** Notices older than `before` (ms) are given up: the user never joined, or cannot be invited. */
+    async prune(before: number): Promise<number> {
+      // The rows, not the count: the embedded driver answers a delete with a result object.
+      const gone: unknown[] = await mine().where("created_at", "<", before).delete().returning("seq");
+      return gone.length;
+    },
   };
 }
 export type BotOutbox = ReturnType<typeof createBotOutbox>;
