@@ -39,10 +39,7 @@ export async function startPolicyModules(
     // With replicas, each gets ports of its own, chosen first: the balancers must know them before
     // the first replica starts (its start-up pings itself through Synapse, i.e. through them).
     const configs: PolicyModuleConfig[] = [];
-    for (let i = 1; i <= n; i++) {
-      const own = n > 1 ? await ownPorts(c) : c;
-      configs.push(i === 1 ? own : { ...own, identity: { ...own.identity, bot: false } });
-    }
+    for (let i = 1; i <= n; i++) configs.push(n > 1 ? await ownPorts(c) : c);
     if (n > 1) {
       const log = createLogger("balancer", c.log_level, join(logDir, "balancer.log"));
       type Listener = (r: PolicyModuleConfig) => Backend | undefined;
@@ -60,8 +57,8 @@ export async function startPolicyModules(
       }
     }
     for (const [i, config] of configs.entries()) {
-      // Only the first restarts Synapse on a trust-list change; the further ones run without the
-      // verification bot's device.
+      // Only the first restarts Synapse on a trust-list change; every one may lead the E2EE bots
+      // (docs/replicas.md).
       const name = i === 0 ? "policy-module" : `policy-module-${String(i + 1)}`;
       started.push(
         await startPolicyModule(config, {

@@ -1,4 +1,5 @@
 import type { Migration } from "@medmesh/common";
+import { BOT_MIGRATIONS } from "./bot/index.ts";
 import { CHANNELS_MIGRATIONS } from "./channels/index.ts";
 import { GROUPS_MIGRATIONS } from "./groups/index.ts";
 import { CONSOLE_MIGRATIONS } from "./console/index.ts";
@@ -14,4 +15,5 @@ export const POLICY_MODULE_MIGRATIONS: readonly Migration[] = [
   ...CONSOLE_MIGRATIONS,
   ...CHANNELS_MIGRATIONS,
   ...DEPARTMENTS_MIGRATIONS,
+  ...BOT_MIGRATIONS,
 ];

@@ -22,13 +22,13 @@ import {
   departmentConsoleRoutes,
   isDepartmentAccount,
   mountDepartmentsApi,
-  SHIFTS_JOB,
   startDepartments,
   type Departments,
 } from "./departments/index.ts";
 import { groupConsoleRoutes, isRoomAdminBot, startGroups, type Groups } from "./groups/index.ts";
 import { channelBotOf, mountChannelsAdmin, startChannels, type Channels } from "./channels/index.ts";
 import { startIdentity, type Identity } from "./identity/service.ts";
+import { BOTS_JOB, createBotHost, neverLeader, type BotHost } from "./bot/index.ts";
 import { identityDocuments } from "./identity/records.ts";
 import { mountOperatorRoutes } from "./operator-routes.ts";
 import { createConsole } from "./console/index.ts";
@@ -71,6 +71,7 @@ export async function start(
   let decider: Decider | undefined;
   let audit: AuditService | undefined;
   let departments: Departments | undefined;
+  let bots: BotHost | undefined;
   // Synapse resends what queued while the service was down as soon as its ping succeeds, before the
   // roles run: those transactions wait for them instead of being acknowledged unhandled.
   const roleStarted = Promise.withResolvers<undefined>();
@@ -85,10 +86,11 @@ export async function start(
         await roleStarted.promise;
         await retention?.onEvents(events);
         await identity?.onEvents(events);
+        // The E2EE bots' inboxes, on whichever replica the transaction reached.
+        await bots?.onEvents(events);
         await groups?.onEvents(events);
         await timMirror?.onEvents(events);
         await channels?.onEvents(events);
-        await departments?.onEvents(events);
       },
       // The room-admin bot is in every room created through the proxy: it reads them for the
       // frame's catch-up on held-back transactions (retention must not miss an event).
@@ -155,7 +157,8 @@ export async function start(
                   trust,
                   () => audit,
                   (d) => (decider = d),
-                  (i, r, g, c, dp, m) => {
+                  (i, r, g, c, dp, b, m) => {
+                    bots = b;
                     identity = i;
                     retention = r;
                     groups = g;
@@ -187,6 +190,7 @@ async function startProxyRole(
     groups: Groups,
     channels: Channels,
     departments: Departments,
+    bots: BotHost,
     tim?: TimMirror,
   ) => void,
 ): Promise<StartedRole> {
@@ -269,12 +273,25 @@ async function startProxyRole(
     },
     ...(config.listen.port ? { holder: `${hostname()}:${String(config.listen.port)}` } : {}),
   });
+  // The E2EE bots (verification, channels, departments) run on one replica: BOTS_JOB's leader
+  // among those configured with `identity.bot` (the others never campaign for it).
+  const verifyBotUserId = `@medmesh-verify:${serverName}`;
+  const bots = createBotHost({
+    leader: config.identity.bot ? leadership.job(BOTS_JOB) : neverLeader(BOTS_JOB),
+    store: ctx.store,
+    isBot: (u) =>
+      u === verifyBotUserId || u === channelBotOf(serverName) || isDepartmentAccount(u, serverName),
+    homeserverUrl: config.homeserver.url,
+    asToken: ctx.registration.as_token,
+    log: ctx.log,
+  });
   const identity = await startIdentity(config.identity, {
     leadership,
+    bots,
     homeserverUrl: config.homeserver.url,
     asToken: ctx.registration.as_token,
     botUserId,
-    verifyBotUserId: `@medmesh-verify:${serverName}`,
+    verifyBotUserId,
     admin,
     serverName,
     store: ctx.store,
@@ -346,7 +363,7 @@ async function startProxyRole(
   const channels = await startChannels({
     ...{ serverName, store: ctx.store, admin, peers, log: ctx.log, metrics: ctx.metrics },
     ...{ homeserverUrl: config.homeserver.url, asToken: ctx.registration.as_token },
-    ...{ clinicians: identity.clinicians, roomAdminBotUserId: botUserId },
+    ...{ clinicians: identity.clinicians, roomAdminBotUserId: botUserId, bots },
     peerServers: () => trustView.status().servers,
     peerTimeoutMs: config.directory.peer_timeout_ms,
   });
@@ -397,13 +414,13 @@ async function startProxyRole(
   const departments = (late.departments = await startDepartments({
     ...ctx,
     knex: ctx.store.knex,
-    documents: ctx.store.documents,
+    notifications: ctx.store.notifications,
     serverName,
     homeserverUrl: config.homeserver.url,
     asToken: ctx.registration.as_token,
     admin,
     botUserId,
-    leader: leadership.job(SHIFTS_JOB),
+    bots,
   }));
   onStarted(
     identity,
@@ -411,6 +428,7 @@ async function startProxyRole(
     groups,
     channels,
     departments,
+    bots,
     isTim(config.profile) ? createTimMirror(mirror) : undefined,
   );
   const running = await startProxy(proxy, new URL(config.homeserver.url), {
@@ -445,12 +463,14 @@ async function startProxyRole(
   });
   identity.reverifier.start();
   retention.start();
+  await bots.start();
   await leadership.start();
   return {
     endpoints: { client: running.clientUrl, federation: running.federationUrl },
     stop: async () => {
       trust?.stop();
-      await leadership.stop();
+      await leadership.stop(); // the bots stop with their lease
+      bots.stop();
       await identity.reverifier.stop();
       await retention.stop();
       await channels.stop();

@@ -80,7 +80,7 @@ if (!postgresUrl && process.env.CI) {
       config.listen.port = internal!;
       config.proxy.client.port = client!;
       config.proxy.federation.port = federation!;
-      config.identity.bot = false; // the verification bot's device lives on one replica
+      config.identity.bot = false; // never runs the E2EE bots: this file is about the other jobs (replicas-bots.test.ts)
     }
     config.leader = { lease_seconds: LEASE_SECONDS };
     config.retention = { ...config.retention, batch_size: BATCH, allow_clock_override: true };

@@ -73,11 +73,15 @@ function sdkLogger(log: Logger): SdkLogger {
     debug: () => undefined,
     // Dehydrated devices (MSC3814) are logged: whether a login found one and what it held.
     info: (...msg: unknown[]) => {
-      const text = msg.map((m) => (m instanceof Error ? m.message : typeof m === "string" ? m : "")).join(" ");
+      const text = msg
+        .map((m) => (m instanceof Error ? m.message : typeof m === "string" ? m : ""))
+        .join(" ");
       if (/dehydrat/i.test(text)) log.info({ sdk: text }, "matrix-js-sdk");
     },
     warn: (...msg: unknown[]) => {
-      const text = msg.map((m) => (m instanceof Error ? m.message : typeof m === "string" ? m : "")).join(" ");
+      const text = msg
+        .map((m) => (m instanceof Error ? m.message : typeof m === "string" ? m : ""))
+        .join(" ");
       if (/dehydrat/i.test(text)) log.warn({ sdk: text }, "matrix-js-sdk");
     },
     error: (...msg: unknown[]) => {

@@ -71,12 +71,16 @@ describe("leader election", () => {
   it("a leader whose lease was taken stops: isLeader false and the fence refuses", async () => {
     const a = replica("a2", 60);
     const job = a.leadership.job("reverify");
+    let lost = 0;
+    job.onLost(() => lost++);
     await a.leadership.start();
     expect(job.isLeader()).toBe(true);
+    expect(lost).toBe(0);
     // Someone else holds it now (the lease ran out while this instance stalled).
     await store.knex("leases").where({ name: "reverify" }).update({ holder: "other" });
     await expect(job.fence()).rejects.toBeInstanceOf(LeadershipLost);
     expect(job.isLeader()).toBe(false);
+    expect(lost, "what runs on the leader is told at once (the E2EE bots stop)").toBe(1);
     expect(await gauge(a.metrics, "reverify")).toBe(0);
     await a.leadership.stop();
     // Its clean stop released nothing that was not its own.

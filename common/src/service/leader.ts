@@ -43,6 +43,8 @@ export interface Leader {
   fence(trx?: Knex): Promise<void>;
   /** Called each time this instance becomes the leader: the first election or a standby taking over. */
   onElected(listener: () => void): void;
+  /** Called each time this instance stops leading (a failed renewal, the fence finding the lease gone, a stop). */
+  onLost(listener: () => void): void;
 }
 
 /**
@@ -72,7 +74,17 @@ export function createLeadership(d: {
     labelNames: ["job"] as const,
     registers: [d.metrics],
   });
-  const jobs = new Map<string, { leading: boolean; listeners: (() => void)[] }>();
+  interface JobState {
+    leading: boolean;
+    listeners: (() => void)[];
+    lost: (() => void)[];
+  }
+  const jobs = new Map<string, JobState>();
+  const lose = (job: string, state: JobState): void => {
+    state.leading = false;
+    gauge.set({ job }, 0);
+    for (const listener of state.lost) listener();
+  };
   let timer: NodeJS.Timeout | undefined;
   let ticking: Promise<void> | undefined;
 
@@ -88,12 +100,13 @@ export function createLeadership(d: {
       held = false;
     }
     if (held === state.leading) return;
-    state.leading = held;
-    gauge.set({ job }, held ? 1 : 0);
     if (!held) {
       d.log.warn({ job, holder }, "leadership lost: the job stops");
+      lose(job, state);
       return;
     }
+    state.leading = true;
+    gauge.set({ job }, 1);
     d.log.info({ job, holder }, "elected leader");
     for (const listener of state.listeners) listener();
   };
@@ -110,10 +123,10 @@ export function createLeadership(d: {
     /** The leader handle of `job` (elected at the next tick; `start` runs the first one). */
     job(job: string): Leader {
       if (!jobs.has(job)) {
-        jobs.set(job, { leading: false, listeners: [] });
+        jobs.set(job, { leading: false, listeners: [], lost: [] });
         gauge.set({ job }, 0);
       }
-      const state = jobs.get(job) ?? { leading: false, listeners: [] };
+      const state = jobs.get(job) ?? { leading: false, listeners: [], lost: [] };
       return {
         job,
         isLeader: () => state.leading,
@@ -124,13 +137,15 @@ export function createLeadership(d: {
             [job, holder, new Date()],
           );
           if (rows.rows.length === 0) {
-            state.leading = false;
-            gauge.set({ job }, 0);
+            lose(job, state);
             throw new LeadershipLost(job);
           }
         },
         onElected: (listener) => {
           state.listeners.push(listener);
+        },
+        onLost: (listener) => {
+          state.lost.push(listener);
         },
       };
     },
@@ -146,8 +161,7 @@ export function createLeadership(d: {
       await ticking;
       for (const [job, state] of jobs) {
         if (!state.leading) continue;
-        state.leading = false;
-        gauge.set({ job }, 0);
+        lose(job, state);
         await d.leases.release(job, holder).catch((err: unknown) => {
           d.log.warn({ err, job }, "could not release a leader lease");
         });

@@ -1,11 +1,4 @@
-import { createHash } from "node:crypto";
-import {
-  ensureAppserviceUser,
-  MatrixRequestError,
-  type AppserviceEvent,
-  type DocumentStore,
-  type SynapseAdmin,
-} from "@medmesh/common";
+import { LeadershipLost, type DocumentStore, type Leader, type SynapseAdmin } from "@medmesh/common";
 import {
   ClientEvent,
   createClient,
@@ -16,12 +9,22 @@ import {
   SyncState,
   type MatrixClient,
 } from "matrix-js-sdk";
-import type { Logger as SdkLogger } from "matrix-js-sdk/lib/logger.js";
+import type { Knex } from "knex";
 import type { Logger } from "pino";
 import { Counter, type Registry } from "prom-client";
 import { loadBotDeviceState, needsSnapshotBefore } from "./device-state.ts";
 import { botMessage } from "./messages.ts";
-import { createBotInbox, type InboxEntry, type RawEvent } from "./inbox.ts";
+import { createBotInbox, type InboxEntry } from "./inbox.ts";
+import { botRooms, createBotOutbox } from "./outbox.ts";
+import {
+  deleteOtherDevices,
+  download,
+  loginAsAppservice,
+  sdkLogger,
+  sendOnce,
+  txnIdFor,
+  waitForRoom,
+} from "./session.ts";
 
 /** What a user sent the bot in a direct chat, decrypted. */
 export type BotMessage =
@@ -57,7 +60,12 @@ export interface BotDeps {
   /** Members that do not make a chat less direct (the room-admin bot the proxy adds to every room). */
   ignoredMembers: readonly string[];
   admin: SynapseAdmin;
-  documents: DocumentStore;
+  store: { knex: Knex; documents: DocumentStore };
+  /**
+   * The bots' lease (BOTS_JOB, bot/host.ts): a replica that lost it sends nothing more from the
+   * device and writes no snapshot over its successor's.
+   */
+  leader: Leader;
   log: Logger;
   metrics: Registry;
   /** The answer to a direct message (plain text), or undefined for none. */
@@ -74,13 +82,10 @@ export interface BotDeps {
 }
 
 export interface Bot {
-  /** Tells a local user something in their direct chat with the bot (created, encrypted, when missing). */
+  /** Tells a local user something in their direct chat with the bot (queued in its outbox; created, encrypted, when missing). */
   tell(userId: string, text: string): Promise<void>;
-  /**
-   * The appservice transaction's events: those of the bot's direct chats go to its durable inbox
-   * (before the transaction is acknowledged) and are handled from there, in order.
-   */
-  onEvents(events: readonly AppserviceEvent[]): Promise<void>;
+  /** Its inbox or outbox has new rows (recorded by any replica, bot/host.ts): handle them now. */
+  wake(): void;
   /**
    * Sends in a room the bot is in (encrypted where the room is); `key` makes a retry send nothing
    * new (the transaction ID is derived from it). The members' devices the client knows of receive it.
@@ -94,7 +99,8 @@ export interface Bot {
 }
 
 const dmKey = (userId: string): string => `bot.dm:${userId}`;
-const pendingKey = (userId: string): string => `bot.pending:${userId}`;
+/** Notices not delivered in this time are given up. */
+const OUTBOX_DAYS = 7;
 
 /**
  * The MedMesh verification bot as a real, end-to-end encrypting Matrix client (matrix-js-sdk with
@@ -106,8 +112,9 @@ const pendingKey = (userId: string): string => `bot.pending:${userId}`;
  * logged in to again) and its Rust crypto store is snapshotted to the policy module's store before
  * every request that would make a newer state irreversible (see `needsSnapshotBefore`), so room
  * keys the server has handed over are never lost. What users write comes from the appservice
- * transactions (which Synapse retries while the service is down), through a durable inbox, not
- * from the client's live timeline; the client's /sync only carries keys and room state.
+ * transactions (which Synapse retries while the service is down), through a durable inbox that any
+ * replica fills (bot/host.ts), not from the client's live timeline; the client's /sync only carries
+ * keys and room state. It runs on one replica at a time, the leader of BOTS_JOB.
  */
 export async function startBot(d: BotDeps): Promise<Bot> {
   // Department accounts are bots too: one counter for all, by account.
@@ -125,7 +132,17 @@ export async function startBot(d: BotDeps): Promise<Bot> {
     },
   };
   const keyWaitMs = d.keyWaitMs ?? 20_000;
-  const state = await loadBotDeviceState(d.documents, d.botUserId);
+  const { knex, documents } = d.store;
+  // The snapshot is written only while this replica holds the bots' lease (in the same transaction).
+  const state = await loadBotDeviceState(documents, d.botUserId, (name, value) =>
+    knex.transaction(async (trx) => {
+      await d.leader.fence(trx);
+      await trx("documents")
+        .insert({ name, value, updated_at: new Date() })
+        .onConflict("name")
+        .merge(["value", "updated_at"]);
+    }),
+  );
   const login = await loginAsAppservice(d, state.restored);
   if (login.device_id !== state.restored) await state.adopt(login.device_id);
   await deleteOtherDevices(d, login.device_id);
@@ -136,6 +153,8 @@ export async function startBot(d: BotDeps): Promise<Bot> {
     deviceId: login.device_id,
     logger: sdkLogger(d.log),
     fetchFn: async (input, init) => {
+      // A bot whose replica lost the lease is being stopped: its successor has the device now.
+      if (!d.leader.isLeader()) throw new LeadershipLost(d.leader.job);
       const url = new URL(input instanceof Request ? input.url : String(input));
       if (needsSnapshotBefore(init?.method ?? "GET", url)) await state.save();
       return fetch(input, init);
@@ -150,22 +169,28 @@ export async function startBot(d: BotDeps): Promise<Bot> {
   const isStopped = (): boolean => stopped;
 
   /** Answers carry a transaction ID derived from what they answer: a second try sends nothing new. */
-  const send = async (roomId: string, body: string, inReplyTo?: string): Promise<void> => {
+  const send = async (roomId: string, body: string, key: string): Promise<void> => {
     await waitForRoom(client, roomId);
-    const content = { msgtype: MsgType.Notice, body } as const;
-    if (inReplyTo) await client.sendMessage(roomId, content, txnIdFor(inReplyTo));
-    else await client.sendMessage(roomId, content);
+    await sendOnce(client, roomId, { msgtype: MsgType.Notice, body }, txnIdFor(key));
   };
 
+  const outbox = createBotOutbox(knex, d.botUserId);
+  const roomsTable = botRooms(knex);
   /**
-   * Notices for a user who has not joined their direct chat yet wait in the store: a message
+   * Notices for a user wait in the outbox until they joined their direct chat: a message
    * encrypted before they join would not be shared with their devices.
    */
   const flush = async (userId: string, roomId: string): Promise<void> => {
-    const waiting = await d.documents.get(pendingKey(userId));
-    if (!waiting || (await d.documents.get(dmKey(userId))) !== roomId) return;
-    for (const text of JSON.parse(waiting) as string[]) await send(roomId, text);
-    await d.documents.put(pendingKey(userId), "[]");
+    if ((await documents.get(dmKey(userId))) !== roomId) return;
+    if (client.getRoom(roomId)?.getMember(userId)?.membership !== "join") {
+      // Their join may be in the transactions but not in this client's sync yet: the inbox has it.
+      const { joined } = await client.getJoinedRoomMembers(roomId);
+      if (!(userId in joined)) return;
+    }
+    for (const n of await outbox.waiting(userId)) {
+      await send(roomId, n.text, `outbox:${String(n.seq)}`);
+      await outbox.sent(n.seq);
+    }
   };
 
   /** Whether the room is (still) a direct chat between the bot and `sender`, as Synapse says now. */
@@ -211,17 +236,18 @@ export async function startBot(d: BotDeps): Promise<Bot> {
     );
     if (!message) return;
     // Where the user talks to the bot is where the bot tells them about later changes.
-    if ((await d.documents.get(dmKey(sender))) !== raw.room_id)
-      await d.documents.put(dmKey(sender), raw.room_id);
+    if ((await documents.get(dmKey(sender))) !== raw.room_id) await documents.put(dmKey(sender), raw.room_id);
     const answer = await d.onMessage(message);
     if (answer) await send(raw.room_id, answer, raw.event_id);
     handled.inc({ outcome: "answered" });
   };
 
-  const inbox = createBotInbox(d.documents, d.botUserId);
-  /** The rooms the bot is joined to, kept up to date from the transactions' membership events. */
-  const rooms = new Set(await client.getJoinedRooms().then((r) => r.joined_rooms));
+  const inbox = createBotInbox(knex, d.botUserId);
+  // Which events are the bot's is decided by any replica from this table (bot/recorder.ts).
+  await roomsTable.replace(d.botUserId, (await client.getJoinedRooms()).joined_rooms);
   const failures = new Map<string, number>();
+  /** Users the bot could not open a direct chat with: when to try again. */
+  const backoff = new Map<string, { ms: number; until: number }>();
   let draining = false;
   let again = false;
   /** Handles the inbox in order. A failing event is tried three times, then given up (logged). */
@@ -253,6 +279,25 @@ export async function startBot(d: BotDeps): Promise<Bot> {
           failures.delete(id);
           await inbox.done(id);
         }
+        // Notices queued (on any replica) for users in their direct chat now; a user the bot cannot
+        // open a chat with (their invite settings) is tried again later, and given up after a week.
+        if (!isStopped() && (await outbox.prune(Date.now() - OUTBOX_DAYS * 86_400_000)) > 0)
+          d.log.warn({ days: OUTBOX_DAYS }, "notices older than this were given up");
+        for (const userId of isStopped() ? [] : await outbox.users()) {
+          const wait = backoff.get(userId);
+          if (wait && wait.until > Date.now()) continue;
+          await roomFor(userId).then(
+            async (roomId) => {
+              backoff.delete(userId);
+              await flush(userId, roomId);
+            },
+            (err: unknown) => {
+              const ms = Math.min((wait?.ms ?? 15_000) * 2, 3_600_000);
+              backoff.set(userId, { ms, until: Date.now() + ms });
+              d.log.warn({ err, user_id: userId, retry_ms: ms }, "the bot could not open a direct chat");
+            },
+          );
+        }
       }
     })()
       .catch((err: unknown) => {
@@ -267,7 +312,7 @@ export async function startBot(d: BotDeps): Promise<Bot> {
   client.on(RoomEvent.MyMembership, (room, membership) => {
     if (membership === "invite")
       client.joinRoom(room.roomId).then(
-        () => rooms.add(room.roomId),
+        () => roomsTable.joined(d.botUserId, room.roomId),
         (err: unknown) => {
           d.log.warn({ err, room_id: room.roomId }, "bot could not join");
         },
@@ -291,10 +336,8 @@ export async function startBot(d: BotDeps): Promise<Bot> {
     { device_id: login.device_id, restored: state.restored === login.device_id },
     "bot started with end-to-end encryption",
   );
-  drain(); // what an earlier run stored but did not finish
-
   const roomFor = async (userId: string): Promise<string> => {
-    const known = await d.documents.get(dmKey(userId));
+    const known = await documents.get(dmKey(userId));
     if (known && client.getRoom(known)?.getMember(userId)?.membership !== "leave") return known;
     const { room_id: roomId } = await client.createRoom({
       invite: [userId],
@@ -305,10 +348,11 @@ export async function startBot(d: BotDeps): Promise<Bot> {
         { type: "m.room.encryption", state_key: "", content: { algorithm: "m.megolm.v1.aes-sha2" } },
       ],
     });
-    rooms.add(roomId);
-    await d.documents.put(dmKey(userId), roomId);
+    await roomsTable.joined(d.botUserId, roomId);
+    await documents.put(dmKey(userId), roomId);
     return roomId;
   };
+  drain(); // what an earlier run (here or on another replica) stored but did not finish
 
   return {
     deviceId: login.device_id,
@@ -321,113 +365,17 @@ export async function startBot(d: BotDeps): Promise<Bot> {
           : content.msgtype === "m.notice"
             ? ({ msgtype: MsgType.Notice, body: content.body } as const)
             : (content as never);
-      const sent = key
-        ? await client.sendMessage(roomId, message, txnIdFor(key))
-        : await client.sendMessage(roomId, message);
-      return sent.event_id;
+      if (key) return sendOnce(client, roomId, message, txnIdFor(key));
+      return (await client.sendMessage(roomId, message)).event_id;
     },
     async tell(userId, text) {
-      const roomId = await roomFor(userId);
-      await waitForRoom(client, roomId);
-      if (client.getRoom(roomId)?.getMember(userId)?.membership === "join") {
-        await send(roomId, text);
-        return;
-      }
-      const waiting = JSON.parse((await d.documents.get(pendingKey(userId))) ?? "[]") as string[];
-      await d.documents.put(pendingKey(userId), JSON.stringify([...waiting, text]));
-      // They may have joined while the notice was being stored.
-      if (client.getRoom(roomId)?.getMember(userId)?.membership === "join") await flush(userId, roomId);
+      await outbox.queue(userId, text);
+      drain();
     },
-    async onEvents(events) {
-      const mine: RawEvent[] = [];
-      for (const e of events) {
-        if (!e.room_id || !e.event_id) continue;
-        if (e.type === (EventType.RoomMember as string) && e.state_key === d.botUserId) {
-          const membership = (e as { content?: { membership?: unknown } }).content?.membership;
-          if (membership === "join") rooms.add(e.room_id);
-          else if (membership === "leave" || membership === "ban") rooms.delete(e.room_id);
-          continue;
-        }
-        if (!rooms.has(e.room_id) || e.sender === d.botUserId) continue;
-        if (
-          e.type === (EventType.RoomMessageEncrypted as string) ||
-          e.type === (EventType.RoomMessage as string) ||
-          e.type === (EventType.RoomMember as string)
-        )
-          mine.push(e as unknown as RawEvent);
-      }
-      if (mine.length > 0 && (await inbox.add(mine)) > 0) drain();
-    },
+    wake: drain,
     stop() {
       stopped = true;
       client.stopClient();
     },
   };
-}
-
-const txnIdFor = (eventId: string): string =>
-  `mmbot-${createHash("sha256").update(eventId).digest("base64url").slice(0, 24)}`;
-
-/** The bot's other devices (of runs before its device was kept, or never stored) are removed. */
-async function deleteOtherDevices(d: BotDeps, keep: string): Promise<void> {
-  const path = `/_synapse/admin/v2/users/${encodeURIComponent(d.botUserId)}`;
-  const { devices } = await d.admin
-    .request<{ devices: { device_id: string }[] }>("GET", `${path}/devices`)
-    .catch((err: unknown) => {
-      if (err instanceof MatrixRequestError && err.status === 404) return { devices: [] };
-      throw err;
-    });
-  const others = devices.map((x) => x.device_id).filter((id) => id !== keep);
-  if (others.length > 0) await d.admin.request("POST", `${path}/delete_devices`, { devices: others });
-}
-
-/** Logs in to the stored device again (same ID, same keys), or to a new one on first start. */
-async function loginAsAppservice(
-  d: BotDeps,
-  deviceId: string | undefined,
-): Promise<{ access_token: string; device_id: string }> {
-  await ensureAppserviceUser(d.homeserverUrl, d.asToken, d.botUserId.slice(1, d.botUserId.indexOf(":")));
-  const res = await fetch(new URL("/_matrix/client/v3/login", d.homeserverUrl), {
-    method: "POST",
-    headers: { authorization: `Bearer ${d.asToken}`, "content-type": "application/json" },
-    body: JSON.stringify({
-      type: "m.login.application_service",
-      identifier: { type: "m.id.user", user: d.botUserId },
-      initial_device_display_name: "MedMesh bot",
-      ...(deviceId ? { device_id: deviceId } : {}),
-    }),
-    signal: AbortSignal.timeout(15_000),
-  });
-  const body = (await res.json()) as { access_token?: string; device_id?: string; error?: string };
-  if (!res.ok || !body.access_token || !body.device_id)
-    throw new Error(`the bot could not log in: ${body.error ?? String(res.status)}`);
-  return { access_token: body.access_token, device_id: body.device_id };
-}
-
-async function download(client: MatrixClient, mxc: string, token: string): Promise<Buffer> {
-  const url = client.mxcUrlToHttp(mxc, undefined, undefined, undefined, false, true, true);
-  if (!url) throw new Error("not an mxc:// URL");
-  const res = await fetch(url, { headers: { authorization: `Bearer ${token}` } });
-  if (!res.ok) throw new Error(`media download failed with ${String(res.status)}`);
-  return Buffer.from(await res.arrayBuffer());
-}
-
-/** A room the bot just created appears in its sync shortly after; encrypting needs it there. */
-async function waitForRoom(client: MatrixClient, roomId: string): Promise<void> {
-  for (let i = 0; i < 100 && !client.getRoom(roomId)?.hasEncryptionStateEvent(); i++)
-    await new Promise((r) => setTimeout(r, 100));
-}
-
-function sdkLogger(log: Logger): SdkLogger {
-  const logger: SdkLogger = {
-    trace: () => undefined,
-    debug: () => undefined,
-    info: () => undefined,
-    warn: () => undefined,
-    error: (...msg: unknown[]) => {
-      log.error({ sdk: msg.map(String).join(" ") }, "matrix-js-sdk error in the bot");
-    },
-    getChild: () => logger,
-  };
-  return logger;
 }

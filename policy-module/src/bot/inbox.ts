@@ -1,4 +1,4 @@
-import type { DocumentStore } from "@medmesh/common";
+import type { Knex } from "knex";
 
 /** A room event as Synapse pushes it to the appservice (client format). */
 export type RawEvent = Readonly<Record<string, unknown>> & { event_id: string; room_id: string };
@@ -9,57 +9,80 @@ export interface InboxEntry {
   received_at: number;
 }
 
-interface Journal {
-  pending: InboxEntry[];
-  /** The most recent handled event IDs, so a resent transaction is not handled twice. */
-  handled: string[];
-}
-
 export interface BotInbox {
   /** Records the events not seen before; durable when it returns (before the transaction's ack). */
   add(events: readonly RawEvent[], now?: number): Promise<number>;
   /** The oldest event not handled yet. */
   next(): Promise<InboxEntry | undefined>;
   /** The event was handled (or given up): it leaves the inbox and is remembered as handled. */
-  done(eventId: string): Promise<void>;
+  done(eventId: string, now?: number): Promise<void>;
+}
+
+export interface InboxLimits {
+  /** Handled events remembered at most (the newest), so a resent transaction is not handled twice. */
+  keepHandled?: number;
+  /** …and for at most this long (ms; Synapse resends a transaction only until it was acknowledged). */
+  keepHandledMs?: number;
 }
 
 /**
- * The bot's durable inbox in one document of the policy module's store: what the appservice
- * transactions brought for the bot waits here until it was handled, so the transaction can be
- * acknowledged at once (a room key may take a while) and a crash loses nothing.
+ * The bot's durable inbox: one row per (bot, event) in `bot_inbox`. What the appservice
+ * transactions brought waits here until the bot (on the replica that runs it) handled it, so the
+ * transaction can be acknowledged at once and a crash loses nothing. Any replica may add (inserts
+ * on conflict ignored: the same event from a resent transaction, on whichever replica, is one row).
  */
-export function createBotInbox(documents: DocumentStore, userId: string, keepHandled = 1000): BotInbox {
-  const key = `bot.inbox:${userId}`;
-  const read = async (): Promise<Journal> => {
-    const raw = await documents.get(key);
-    return raw ? (JSON.parse(raw) as Journal) : { pending: [], handled: [] };
-  };
-  // Read-modify-write of one document: changes run one after another.
-  let queue: Promise<unknown> = Promise.resolve();
-  const serial = <T>(fn: () => Promise<T>): Promise<T> => {
-    const next = queue.then(fn, fn);
-    queue = next.catch(() => undefined);
-    return next;
+export function createBotInbox(knex: Knex, botUserId: string, limits: InboxLimits = {}): BotInbox {
+  const keep = limits.keepHandled ?? 1000;
+  const keepMs = limits.keepHandledMs ?? 7 * 86_400_000;
+  const mine = () => knex("bot_inbox").where({ bot_user_id: botUserId });
+  const prune = async (now: number): Promise<void> => {
+    const cutoff: { seq: string | number } | undefined = await mine()
+      .whereNotNull("handled_at")
+      .orderBy("seq", "desc")
+      .offset(keep)
+      .first("seq");
+    await mine()
+      .whereNotNull("handled_at")
+      .where((q) => {
+        void q.where("handled_at", "<", now - keepMs);
+        if (cutoff) void q.orWhere("seq", "<=", cutoff.seq);
+      })
+      .delete();
   };
   return {
-    add: (events, now = Date.now()) =>
-      serial(async () => {
-        const j = await read();
-        const known = new Set([...j.handled, ...j.pending.map((p) => p.event.event_id)]);
-        const fresh = events.filter((e) => !known.has(e.event_id) && known.add(e.event_id));
-        if (fresh.length === 0) return 0;
-        j.pending.push(...fresh.map((event) => ({ event, received_at: now })));
-        await documents.put(key, JSON.stringify(j));
-        return fresh.length;
-      }),
-    next: () => serial(async () => (await read()).pending[0]),
-    done: (eventId) =>
-      serial(async () => {
-        const j = await read();
-        j.pending = j.pending.filter((p) => p.event.event_id !== eventId);
-        if (!j.handled.includes(eventId)) j.handled = [...j.handled, eventId].slice(-keepHandled);
-        await documents.put(key, JSON.stringify(j));
-      }),
+    async add(events, now = Date.now()) {
+      if (events.length === 0) return 0;
+      const seen = new Set<string>();
+      const rows = events
+        .filter((e) => !seen.has(e.event_id) && seen.add(e.event_id))
+        .map((e) => ({
+          bot_user_id: botUserId,
+          event_id: e.event_id,
+          room_id: e.room_id,
+          event: JSON.stringify(e),
+          received_at: now,
+        }));
+      const inserted: unknown[] = await knex("bot_inbox")
+        .insert(rows)
+        .onConflict(["bot_user_id", "event_id"])
+        .ignore()
+        .returning("seq");
+      return inserted.length;
+    },
+    async next() {
+      const row: { event: string; received_at: string | number } | undefined = await mine()
+        .whereNull("handled_at")
+        .orderBy("seq")
+        .first("event", "received_at");
+      return row && { event: JSON.parse(row.event) as RawEvent, received_at: Number(row.received_at) };
+    },
+    async done(eventId, now = Date.now()) {
+      await mine()
+        .where({ event_id: eventId })
+        .whereNull("handled_at")
+        .update({ handled_at: now, event: "{}" });
+      // The content (still encrypted) is not kept once handled; the ID is, for a while.
+      await prune(now);
+    },
   };
 }

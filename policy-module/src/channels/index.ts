@@ -1,7 +1,7 @@
 import { createAuditLog, type AppserviceEvent, type Store, type SynapseAdmin } from "@medmesh/common";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
-import { startBot, type Bot } from "../bot/index.ts";
+import type { BotHost, HostedBot } from "../bot/index.ts";
 import type { PeerClient } from "../directory/index.ts";
 import { createPublisher } from "./publisher.ts";
 import { createReconciler, type Member } from "./reconciler.ts";
@@ -29,6 +29,8 @@ export async function startChannels(d: {
   /** The room-admin bot (`@medmesh`), invited into every channel. */
   roomAdminBotUserId: string;
   store: Pick<Store, "knex" | "leases" | "documents">;
+  /** The channel bot's device runs on the bots' leader: channels are made and posted to there. */
+  bots: BotHost;
   homeserverUrl: string;
   asToken: string;
   admin: SynapseAdmin;
@@ -46,37 +48,30 @@ export async function startChannels(d: {
   const channels = channelsStore(d.store.knex);
   const auditLog = createAuditLog(d.store.knex);
   const audit = () => auditLog;
-  const startChannelBot = () =>
-    startBot({
+  // Registered where there are channels, or at the first use (made on the bots' leader).
+  let hosted: HostedBot | undefined;
+  const register = (): HostedBot =>
+    (hosted ??= d.bots.add(botUserId, () => ({
       homeserverUrl: d.homeserverUrl,
       asToken: d.asToken,
-      botUserId,
       displayName: "MedMesh channels",
       ignoredMembers: [],
       admin: d.admin,
-      documents: d.store.documents,
       log,
       metrics: d.metrics,
       // Members cannot post in channels; nothing the bot is sent is answered.
       onMessage: () => Promise.resolve(undefined),
-    });
-  let bot: Promise<Bot> | undefined;
-  const botNow = (): Promise<Bot> => {
-    bot ??= startChannelBot().catch((err: unknown) => {
-      bot = undefined; // tried again on the next use
-      throw err;
-    });
-    return bot;
-  };
+    })));
   const publisher = createPublisher({
-    client: async () => (await botNow()).client,
+    // Elsewhere than on the bots' leader: LeadershipLost (M_UNAVAILABLE), naming the job.
+    client: async () => (await register().running()).client,
     botUserId,
     roomAdminBotUserId: d.roomAdminBotUserId,
     channels,
     log,
   });
   // The bot runs where there are channels; an organisation without any starts it at the first.
-  if ((await channels.all()).length > 0) await botNow();
+  if ((await channels.all()).length > 0) register();
   const localMembers = (): Member[] =>
     d.clinicians.all().map((c) => ({ user_id: c.user_id, profession: c.profession }));
   const reconciler = createReconciler({
@@ -107,6 +102,8 @@ export async function startChannels(d: {
 
   let running: Promise<unknown> = Promise.resolve();
   const cycle = (why: string): void => {
+    // The reconciler invites and removes through the channel bot: where it runs.
+    if (!d.bots.leading()) return;
     running = running
       .then(() => reconciler.run())
       .then((r) => {
@@ -139,7 +136,6 @@ export async function startChannels(d: {
       clearInterval(periodic);
       clearInterval(watch);
       await running;
-      if (bot) (await bot.catch(() => undefined))?.stop();
     },
   };
 }

@@ -1,14 +1,8 @@
-import {
-  createAuditLog,
-  type AppserviceEvent,
-  type DocumentStore,
-  type Leader,
-  type SynapseAdmin,
-} from "@medmesh/common";
+import { createAuditLog, LeadershipLost, type NotificationStore, type SynapseAdmin } from "@medmesh/common";
 import type { Knex } from "knex";
 import type { Logger } from "pino";
 import type { Registry } from "prom-client";
-import { startBot, type Bot } from "../bot/index.ts";
+import { BOTS_JOB, type BotHost, type HostedBot } from "../bot/index.ts";
 import {
   checkDepartment,
   DEPARTMENT_LOCALPART_PREFIX,
@@ -40,7 +34,8 @@ export { checkDepartment, onDuty, departmentUserId, type Department } from "./de
 export interface DepartmentsDeps {
   serverName: string;
   knex: Knex;
-  documents: DocumentStore;
+  /** Department changes made on one replica reach the others' accounts and directory. */
+  notifications: NotificationStore;
   homeserverUrl: string;
   asToken: string;
   admin: SynapseAdmin;
@@ -48,8 +43,11 @@ export interface DepartmentsDeps {
   botUserId: string;
   log: Logger;
   metrics: Registry;
-  /** The shift change's (SHIFTS_JOB): desks are re-staffed at a boundary by the elected replica only. */
-  leader: Leader;
+  /**
+   * The accounts' devices run on the bots' leader (BOTS_JOB), and so does the shift change: desks
+   * are re-staffed by the department's own account.
+   */
+  bots: BotHost;
   now?: () => Date;
 }
 
@@ -57,22 +55,24 @@ export interface DepartmentsDeps {
 export const isDepartmentAccount = (userId: string, serverName: string): boolean =>
   userId.startsWith(`@${DEPARTMENT_LOCALPART_PREFIX}`) && userId.endsWith(`:${serverName}`);
 
+const CHANGED = "medmesh_departments";
+
 /**
  * Department (functional) accounts (docs/departments.md): each is an end-to-end encrypting client
  * of its own (the bot's machinery: a kept device, a durable inbox) that relays between outside
- * conversations and desks of the members on duty.
+ * conversations and desks of the members on duty. Every replica registers them; the bots' leader
+ * runs them.
  */
 export async function startDepartments(d: DepartmentsDeps) {
   const store = departmentsStore(d.knex);
   const audit = createAuditLog(d.knex);
   const now = d.now ?? (() => new Date());
-  const accounts = new Map<string, Promise<Bot>>();
+  const accounts = new Map<string, HostedBot>();
   const relays = new Map<string, ReturnType<typeof createRelay>>();
 
-  const account = (dept: Department): Promise<Bot> => {
-    let bot = accounts.get(dept.id);
-    if (bot) return bot;
-    const ready = Promise.withResolvers<Bot>();
+  const account = (dept: Department): HostedBot => {
+    const known = accounts.get(dept.id);
+    if (known) return known;
     const relay = createRelay({
       departmentId: dept.id,
       store,
@@ -82,25 +82,26 @@ export async function startDepartments(d: DepartmentsDeps) {
       now,
     });
     relays.set(dept.id, relay);
-    bot = startBot({
+    const hosted: HostedBot = d.bots.add(dept.user_id, async () => ({
       homeserverUrl: d.homeserverUrl,
       asToken: d.asToken,
-      botUserId: dept.user_id,
       ignoredMembers: [d.botUserId],
       admin: d.admin,
-      documents: d.documents,
       log: d.log.child({ component: "department", department: dept.id }),
       metrics: d.metrics,
-      displayName: departmentDisplayName(dept.name, d.serverName),
+      // Its name now (it may have been renamed since it was registered).
+      displayName: departmentDisplayName((await store.get(dept.id))?.name ?? dept.name, d.serverName),
       accepts: () => Promise.resolve(true),
-      onMessage: async (m) => relay.onMessage(await ready.promise, m),
-    });
-    bot.then(ready.resolve, (err: unknown) => {
-      accounts.delete(dept.id);
-      ready.reject(err);
-    });
-    accounts.set(dept.id, bot);
-    return bot;
+      onMessage: async (m) => relay.onMessage(await hosted.running(), m),
+    }));
+    accounts.set(dept.id, hosted);
+    return hosted;
+  };
+  const forget = (id: string): void => {
+    const hosted = accounts.get(id);
+    if (hosted) d.bots.remove(hosted.userId);
+    accounts.delete(id);
+    relays.delete(id);
   };
 
   /** The directory's entries, kept in memory (the directory searches synchronously). */
@@ -111,20 +112,43 @@ export async function startDepartments(d: DepartmentsDeps) {
       display_name: departmentDisplayName(x.name, d.serverName),
     }));
   };
-  for (const dept of await store.list()) await account(dept);
-  await refresh();
+  /** The departments as the store has them now (another replica may have changed them). */
+  const reload = async (): Promise<void> => {
+    const listed = await store.list();
+    for (const dept of listed) account(dept);
+    for (const id of accounts.keys()) if (!listed.some((x) => x.id === id)) forget(id);
+    await refresh();
+  };
+  await reload();
+  const changed = async (id: string): Promise<void> => {
+    await d.notifications.notify(CHANGED, id).catch((err: unknown) => {
+      d.log.warn({ err, department: id }, "could not announce a department change to the other replicas");
+    });
+  };
   // The shift change: desks re-staffed at each boundary, by the same staffing as a message's.
   const shifts = createShiftTimer({
-    leader: d.leader,
+    leader: d.bots.leader,
     list: () => store.list(),
     restaff: async (dept) => {
-      const bot = await account(dept);
+      const bot = await account(dept).running();
       await relays.get(dept.id)?.restaff(bot, dept);
     },
     now,
     log: d.log,
   });
   shifts.start();
+  // A change made through another replica: its accounts registered here, its rota re-armed.
+  const reloadLogged = (): void => {
+    reload().then(
+      () => {
+        shifts.rearm();
+      },
+      (err: unknown) => {
+        d.log.warn({ err }, "could not reload the departments");
+      },
+    );
+  };
+  await d.notifications.listen(CHANGED, reloadLogged, reloadLogged);
 
   /** A trusted peer's search (its signature checked by the peer API), as the Practitioner one. */
   const serveFhir = (ctx: ProxyContext): OwnResponse => {
@@ -161,9 +185,12 @@ export async function startDepartments(d: DepartmentsDeps) {
       const department = await store.get(id);
       if (!department) throw new Error(`department ${id} vanished after it was stored`);
       await refresh();
-      const bot = await account(department);
-      if (!created) await bot.client.setDisplayName(departmentDisplayName(department.name, d.serverName));
+      account(department);
+      // Renamed from any replica: as the account, through the appservice (its device is elsewhere).
+      if (!created)
+        await setDisplayName(d, department.user_id, departmentDisplayName(department.name, d.serverName));
       shifts.rearm();
+      await changed(id);
       return { checked, created, department };
     },
     /**
@@ -175,21 +202,26 @@ export async function startDepartments(d: DepartmentsDeps) {
     async retire(id: string): Promise<(Closing & { department: Department }) | undefined> {
       const found = await store.retirement(id);
       if (!found || found.closed_at) return undefined;
+      // Closing speaks and leaves as the account: on the replica that runs it (refused elsewhere).
+      if (!d.bots.leading()) throw new LeadershipLost(BOTS_JOB);
       const dept = found.department;
       await store.retire(id, now());
       await refresh();
       shifts.rearm();
-      const bot = await (accounts.get(id) ?? account(dept)).catch(async (err: unknown) => {
-        // An earlier try may have deactivated it already (then it cannot log in); otherwise a failure.
-        const user = await d.admin
-          .request<{ deactivated?: boolean }>(
-            "GET",
-            `/_synapse/admin/v2/users/${encodeURIComponent(dept.user_id)}`,
-          )
-          .catch(() => ({ deactivated: false }));
-        if (user.deactivated === true) return undefined;
-        throw err;
-      });
+      const bot = await account(dept)
+        .running()
+        .catch(async (err: unknown) => {
+          if (err instanceof LeadershipLost) throw err;
+          // An earlier try may have deactivated it already (then it cannot log in); otherwise a failure.
+          const user = await d.admin
+            .request<{ deactivated?: boolean }>(
+              "GET",
+              `/_synapse/admin/v2/users/${encodeURIComponent(dept.user_id)}`,
+            )
+            .catch(() => ({ deactivated: false }));
+          if (user.deactivated === true) return undefined;
+          throw err;
+        });
       const closing = await closeDepartment({
         dept,
         displayName: departmentDisplayName(dept.name, d.serverName),
@@ -199,24 +231,29 @@ export async function startDepartments(d: DepartmentsDeps) {
         keep: [d.botUserId],
         log: d.log,
       });
-      accounts.delete(id);
-      relays.delete(id);
+      forget(id);
       await store.closed(id, now());
+      await changed(id);
       return { ...closing, department: dept };
-    },
-    onEvents: async (events: readonly AppserviceEvent[]): Promise<void> => {
-      for (const bot of accounts.values()) await (await bot).onEvents(events);
     },
     stop(): void {
       void shifts.stop();
-      for (const bot of accounts.values())
-        void bot.then(
-          (b) => {
-            b.stop();
-          },
-          () => undefined,
-        );
     },
   };
 }
 export type Departments = Awaited<ReturnType<typeof startDepartments>>;
+
+async function setDisplayName(
+  d: { homeserverUrl: string; asToken: string },
+  userId: string,
+  name: string,
+): Promise<void> {
+  const path = `/_matrix/client/v3/profile/${encodeURIComponent(userId)}/displayname`;
+  const res = await fetch(new URL(`${path}?user_id=${encodeURIComponent(userId)}`, d.homeserverUrl), {
+    method: "PUT",
+    headers: { authorization: `Bearer ${d.asToken}`, "content-type": "application/json" },
+    body: JSON.stringify({ displayname: name }),
+    signal: AbortSignal.timeout(15_000),
+  });
+  if (!res.ok) throw new Error(`the department's name could not be set: ${String(res.status)}`);
+}

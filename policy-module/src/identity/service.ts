@@ -12,7 +12,7 @@ import { forbidden, Refusal } from "../proxy/index.ts";
 import type { PeerRoute } from "../peer-api.ts";
 import { publicJwkOf } from "../trust/trust-list.ts";
 import type { OrgKey } from "../trust/request-signing.ts";
-import { startBot, type Bot } from "../bot/index.ts";
+import type { BotHost } from "../bot/index.ts";
 import { accountGone, deactivatedAccounts } from "./accounts.ts";
 import { signAttestation } from "./attestation.ts";
 import { describeChange, reviewWaiting, verificationConversation } from "./bot-commands.ts";
@@ -34,6 +34,8 @@ export interface IdentityDeps {
   store: Store;
   /** Singleton jobs (re-verification) run on the elected leader among the replicas. */
   leadership: Leadership;
+  /** The E2EE bots' host: the verification bot runs on its leader (docs/replicas.md). */
+  bots: BotHost;
   log: Logger;
   metrics: Registry;
   orgKey: OrgKey | undefined;
@@ -291,16 +293,39 @@ export async function startIdentity(config: IdentityConfig, d: IdentityDeps) {
     rev.peerRoute,
   ];
 
-  let bot: Bot | undefined;
+  /**
+   * The verification bot, registered on every replica (`identity.bot` decides whether this one may
+   * run it): what it must tell is queued in the store here and sent by the replica that runs it.
+   */
+  const bot = d.bots.add(d.verifyBotUserId, () => ({
+    homeserverUrl: d.homeserverUrl,
+    asToken: d.asToken,
+    ignoredMembers: [d.botUserId],
+    admin: d.admin,
+    log: d.log.child({ component: "bot" }),
+    metrics: d.metrics,
+    onMessage: verificationConversation({
+      verifier,
+      displayName: async (userId) =>
+        (
+          await d.admin
+            .request<{ displayname?: string }>(
+              "GET",
+              `/_matrix/client/v3/profile/${encodeURIComponent(userId)}`,
+            )
+            .catch(() => ({ displayname: undefined }))
+        ).displayname,
+      idDocument: { types: config.id_document.content_types, maxBytes: config.id_document.max_bytes },
+    }),
+  }));
   const notify = async (r: VerificationRecord): Promise<void> => {
     const text = describeChange(r);
-    if (!bot || !text) return;
+    if (!text) return;
     await bot.tell(r.user_id, text.user);
     if (text.admins) for (const admin of await organisationAdmins()) await bot.tell(admin, text.admins);
   };
   /** A document waits: everyone who may decide is told (no registration number, no document). */
   const tellReviewers = async (r: VerificationRecord): Promise<void> => {
-    if (!bot) return;
     const text = reviewWaiting(r);
     for (const reviewer of (await d.reviewers?.()) ?? (await organisationAdmins())) {
       if (reviewer !== r.user_id) await bot.tell(reviewer, text);
@@ -313,32 +338,6 @@ export async function startIdentity(config: IdentityConfig, d: IdentityDeps) {
     );
     return users.map((u) => u.name).filter((u) => u !== d.admin.userId);
   };
-  if (config.bot) {
-    bot = await startBot({
-      homeserverUrl: d.homeserverUrl,
-      asToken: d.asToken,
-      botUserId: d.verifyBotUserId,
-      ignoredMembers: [d.botUserId],
-      admin: d.admin,
-      documents: d.store.documents,
-      log: d.log.child({ component: "bot" }),
-      metrics: d.metrics,
-      onMessage: verificationConversation({
-        verifier,
-        displayName: async (userId) =>
-          (
-            await d.admin
-              .request<{ displayname?: string }>(
-                "GET",
-                `/_matrix/client/v3/profile/${encodeURIComponent(userId)}`,
-              )
-              .catch(() => ({ displayname: undefined }))
-          ).displayname,
-        idDocument: { types: config.id_document.content_types, maxBytes: config.id_document.max_bytes },
-      }),
-    });
-  }
-
   return {
     clinicians,
     verifier,
@@ -352,14 +351,12 @@ export async function startIdentity(config: IdentityConfig, d: IdentityDeps) {
     revocation: rev,
     /** Single sign-on with the organisation's identity provider, when configured. */
     sso,
-    /** The transaction's events: badges, and the verification bot's direct chats. */
+    /** The transaction's events: badges (the verification bot's direct chats: the bots' host). */
     onEvents: async (events: readonly AppserviceEvent[]): Promise<void> => {
       await badges.onEvents(events);
-      await bot?.onEvents(events);
     },
     stop: async () => {
       await rev.stop();
-      bot?.stop();
     },
   };
 }

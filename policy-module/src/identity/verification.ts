@@ -105,8 +105,11 @@ export const IdentityConfigSchema = z
       .boolean()
       .default(true)
       .describe(
-        "Run the MedMesh bot's encrypted direct chats: `verify BIG <number>` and status notices to users " +
-          "and the organisation's admins.",
+        "Whether this replica may run the policy module's end-to-end encrypting bots (the verification " +
+          "bot's direct chats — `verify BIG <number>`, status notices to users and admins — the channel bot " +
+          "and the department accounts): it is a candidate for their leader (job `e2ee-bots`), which runs " +
+          "them all. false: never here (it still records what they are sent and queues what they must say, " +
+          "for the replica that runs them); with no replica allowed, they do not run.",
       ),
     sso: SsoIdentityConfigSchema.optional(),
     remote_refresh_seconds: z
