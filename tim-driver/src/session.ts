@@ -1,10 +1,10 @@
 import "@medmesh/common/crypto-store";
-import { randomUUID } from "node:crypto";
 import { ClientEvent, createClient, Filter, SyncState, type MatrixClient } from "matrix-js-sdk";
 import type { Logger as SdkLogger } from "matrix-js-sdk/lib/logger.js";
 import { CryptoEvent } from "matrix-js-sdk/lib/crypto-api/index.js";
 import { RustBackupManager } from "matrix-js-sdk/lib/rust-crypto/backup.js";
 import type { Logger } from "pino";
+import { freshSyncFilter } from "@medmesh/common";
 import { DriverError } from "./errors.ts";
 import { setUpKeyBackup, startDehydration, type RecoveryKeys } from "./key-backup.ts";
 
@@ -220,12 +220,10 @@ async function startAndSync(client: MatrixClient, userId: string): Promise<void>
     };
     client.on(ClientEvent.Sync, onSync);
   });
-  // Synapse answers a repeated initial sync (same token, same filter) from its response cache for
-  // a couple of minutes: a device resumed after a restart would be shown the rooms of its first
-  // sync again. A filter of its own per start (leaving out a presence type nobody sends) makes
-  // every initial sync a fresh one.
+  // A filter of its own per start: an initial sync is never answered from Synapse's cache of an
+  // earlier one (freshSyncFilter).
   const filter = new Filter(userId);
-  filter.setDefinition({ presence: { not_types: [`org.medmesh.tim.start.${randomUUID()}`] } });
+  filter.setDefinition(freshSyncFilter());
   await client.startClient({ initialSyncLimit: 50, lazyLoadMembers: false, filter });
   await prepared;
 }

@@ -1,8 +1,15 @@
-import { LeadershipLost, type DocumentStore, type Leader, type SynapseAdmin } from "@medmesh/common";
+import {
+  freshSyncFilter,
+  LeadershipLost,
+  type DocumentStore,
+  type Leader,
+  type SynapseAdmin,
+} from "@medmesh/common";
 import {
   ClientEvent,
   createClient,
   EventType,
+  Filter,
   MatrixEvent,
   MsgType,
   RoomEvent,
@@ -330,7 +337,10 @@ export async function startBot(d: BotDeps): Promise<Bot> {
       }
     };
     client.on(ClientEvent.Sync, onSync);
-    void client.startClient({ initialSyncLimit: 1, lazyLoadMembers: true });
+    // Never the cached answer to the previous leader's (or run's) initial sync (freshSyncFilter).
+    const filter = new Filter(d.botUserId);
+    filter.setDefinition(freshSyncFilter());
+    void client.startClient({ initialSyncLimit: 1, lazyLoadMembers: true, filter });
   });
   d.log.info(
     { device_id: login.device_id, restored: state.restored === login.device_id },
