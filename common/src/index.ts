@@ -76,7 +76,7 @@ export {
   type NotificationStore,
 } from "./store/index.ts";
 export { asUser, type AsUser, type AsUserOptions } from "./synapse/as-user.ts";
-export { freshSyncFilter } from "./synapse/sync-filter.ts";
+export { freshSyncFilter, refreshTrackedDevices } from "./synapse/sync-filter.ts";
 export {
   decryptAttachment,
   encryptAttachment,

@@ -4,7 +4,7 @@ import type { Logger as SdkLogger } from "matrix-js-sdk/lib/logger.js";
 import { CryptoEvent } from "matrix-js-sdk/lib/crypto-api/index.js";
 import { RustBackupManager } from "matrix-js-sdk/lib/rust-crypto/backup.js";
 import type { Logger } from "pino";
-import { freshSyncFilter } from "@medmesh/common";
+import { freshSyncFilter, refreshTrackedDevices } from "@medmesh/common";
 import { DriverError } from "./errors.ts";
 import { setUpKeyBackup, startDehydration, type RecoveryKeys } from "./key-backup.ts";
 
@@ -153,6 +153,7 @@ export class DeviceSession {
       await client.initRustCrypto({ useIndexedDB: true, cryptoDatabasePrefix: cryptoPrefix });
       const crypto = Date.now() - t0;
       await startAndSync(client, login.userId);
+      if (resumed) await refreshTrackedDevices(client.getCrypto());
       log.info({ userId: login.userId, cryptoMs: crypto, syncMs: Date.now() - t0 - crypto }, "device synced");
       // Without it the device still works, it only cannot read what was sent before it existed.
       await setUpKeyBackup(client, creds, keys, log)

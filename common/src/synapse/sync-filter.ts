@@ -11,3 +11,15 @@ import { randomUUID } from "node:crypto";
 export function freshSyncFilter(): { presence: { not_types: string[] } } {
   return { presence: { not_types: [`org.medmesh.start.${randomUUID()}`] } };
 }
+
+/**
+ * After that fresh initial sync, for a device whose crypto store was restored from an earlier run:
+ * only an incremental sync (`since`) carries the device-list changes of the time the device was
+ * stopped, so every user it tracks has their devices asked again — else it would share room keys
+ * with the devices it knew then and not with those added since (matrix-js-sdk's
+ * `markAllTrackedUsersAsDirty`, on its Rust crypto backend).
+ */
+export async function refreshTrackedDevices(crypto: unknown): Promise<void> {
+  const backend = crypto as { markAllTrackedUsersAsDirty?: () => Promise<void> } | undefined;
+  await backend?.markAllTrackedUsersAsDirty?.();
+}

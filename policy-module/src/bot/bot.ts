@@ -1,5 +1,6 @@
 import {
   freshSyncFilter,
+  refreshTrackedDevices,
   LeadershipLost,
   type DocumentStore,
   type Leader,
@@ -342,6 +343,7 @@ export async function startBot(d: BotDeps): Promise<Bot> {
     filter.setDefinition(freshSyncFilter());
     void client.startClient({ initialSyncLimit: 1, lazyLoadMembers: true, filter });
   });
+  if (state.restored === login.device_id) await refreshTrackedDevices(client.getCrypto());
   d.log.info(
     { device_id: login.device_id, restored: state.restored === login.device_id },
     "bot started with end-to-end encryption",
