@@ -11,8 +11,13 @@
  * acknowledged statistics.
  */
 import { randomBytes } from "node:crypto";
-import { Agent, fetch as patientFetch } from "undici";
+import { Agent, fetch as patientFetch, setGlobalDispatcher } from "undici";
 import { adminApi, startClient, startTestNetwork, type TestUser } from "../tests/harness/index.ts";
+
+// A Synapse busy with joins to a room of thousands can leave a new connection unaccepted for tens
+// of seconds: every request of the bench (and of the clients it starts) waits for it instead of
+// failing after fetch's default 10 s.
+setGlobalDispatcher(new Agent({ connect: { timeout: 120_000 }, headersTimeout: 0, bodyTimeout: 0 }));
 
 const MEMBERS = Number(process.env.BENCH_MEMBERS ?? 300);
 const REMOTE_SHARE = Number(process.env.BENCH_REMOTE_SHARE ?? 0.5);
@@ -31,6 +36,7 @@ const ms = (since: bigint): number => Number(process.hrtime.bigint() - since) / 
 const p50 = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 
 const started = Date.now();
+const elapsed = (): string => `${((Date.now() - started) / 1000).toFixed(0)} s`;
 const net = await startTestNetwork({
   name: "bench-broadcast",
   organisations: 2,
@@ -82,8 +88,9 @@ try {
     const text = await res.text();
     return { status: res.status, body: (text ? JSON.parse(text) : {}) as Record<string, unknown> };
   };
-  const joinAll = (roomId: string) =>
-    inParallel(members, async (m) => {
+  const joinAll = (roomId: string) => {
+    let joined = 0;
+    return inParallel(members, async (m) => {
       for (let i = 0; i < 5; i++) {
         const r = await call(
           m,
@@ -91,11 +98,15 @@ try {
           `/_matrix/client/v3/join/${enc(roomId)}?server_name=${enc(a.serverName)}`,
           {},
         );
-        if (r.status === 200) return;
+        if (r.status === 200) {
+          if (++joined % 500 === 0) console.log(`${String(joined)} joined ${roomId} (${elapsed()})`);
+          return;
+        }
         await new Promise((res) => setTimeout(res, 200 * (i + 1)));
       }
       throw new Error(`${m.userId} could not join ${roomId}`);
     });
+  };
   /** Until B's server has the event (a B member can fetch it there). */
   const onB = async (roomId: string, eventId: string): Promise<void> => {
     for (;;) {

@@ -4,6 +4,7 @@ import { serverOf } from "../proxy/policy.ts";
 import type { GroupsStore } from "./groups-store.ts";
 import { GROUP_EVENT, GroupListingSchema } from "./listing.ts";
 
+const HOMES_CACHED = 10_000;
 const WATCHED = new Set([GROUP_EVENT, "m.room.join_rules", "m.room.name", "m.room.topic"]);
 
 /**
@@ -32,14 +33,26 @@ export function createGroupIndexer(d: {
   };
   const text = (v: unknown): string | undefined => (typeof v === "string" && v.trim() ? v : undefined);
 
-  const refresh = async (roomId: string): Promise<void> => {
-    // Only this organisation's rooms are its groups: a room of another organisation the bot was
-    // invited into is that organisation's to list (its rules come from this server's copy of it).
+  /** Each room's creating server (it never changes): asked of Synapse once per room. */
+  const homes = new Map<string, string>();
+  const homeOf = async (roomId: string): Promise<string> => {
+    const known = homes.get(roomId);
+    if (known !== undefined) return known;
     const create = await d.bot<{ sender?: string }>(
       "GET",
       `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/state/m.room.create/?format=event`,
     );
-    if (serverOf(create.sender ?? "") !== d.serverName) {
+    const home = serverOf(create.sender ?? "") ?? "";
+    // Bounded: the oldest entry goes first (Map keeps insertion order).
+    if (homes.size >= HOMES_CACHED) homes.delete(homes.keys().next().value ?? "");
+    homes.set(roomId, home);
+    return home;
+  };
+
+  const refresh = async (roomId: string): Promise<void> => {
+    // Only this organisation's rooms are its groups: a room of another organisation the bot was
+    // invited into is that organisation's to list (its rules come from this server's copy of it).
+    if ((await homeOf(roomId)) !== d.serverName) {
       await d.groups.remove(roomId);
       return;
     }
