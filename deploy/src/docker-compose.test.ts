@@ -68,21 +68,25 @@ function stringsIn(value: unknown): string[] {
   return [];
 }
 
-beforeAll(async () => {
-  // Generate exactly what an operator would, with the secrets in a temp folder.
+/** Generates exactly what an operator would, with the secrets in a temp folder (and `org` merged in). */
+async function generate(orgExtra: Record<string, unknown> = {}) {
   const tmp = mkdtempSync(join(tmpdir(), "medmesh-compose-"));
   for (const [name, value] of Object.entries(secretValues)) writeFileSync(join(tmp, name), value);
   const text = readFileSync(CONFIG, "utf8").replaceAll("../../deploy/docker/secrets/", `${tmp}/`);
-  const raw = parseYaml(text) as Record<string, unknown>;
-  containerRoot = join(tmp, "data");
-  deployment = parseConfig(
+  const raw = parseYaml(text) as { organisations: Record<string, unknown>[] };
+  const root = join(tmp, "data");
+  const config = parseConfig(
     DeploymentSchema,
-    { ...raw, data_dir: containerRoot },
+    { ...raw, data_dir: root, organisations: raw.organisations.map((o) => ({ ...o, ...orgExtra })) },
     CONFIG,
     join(REPO_ROOT, "config", "docker"),
   );
-  const net = await generateNetwork(deployment, join(REPO_ROOT, "config", "docker"));
-  org = net.organisations[0]!;
+  const net = await generateNetwork(config, join(REPO_ROOT, "config", "docker"));
+  return { config, root, org: net.organisations[0]! };
+}
+
+beforeAll(async () => {
+  ({ config: deployment, root: containerRoot, org } = await generate());
 });
 
 describe("docker-compose.yml (production reference for one organisation)", () => {
@@ -296,6 +300,61 @@ describe("docker-compose.yml (production reference for one organisation)", () =>
     for (const [, file] of config.matchAll(/\$\{file:\.\.\/\.\.\/(deploy\/docker\/secrets\/\w+)\}/g)) {
       expect(Object.values(compose.secrets).map((s) => s.file)).toContain(`./${file!}`);
     }
+  });
+
+  it("runs an organisation's Synapse workers as containers of their own, named as instance_map names them", async () => {
+    const g = await generate({
+      workers: {
+        generic: 2,
+        event_persister: 1,
+        federation_sender: 1,
+        media_repository: 1,
+        // Redis in its own container listens on its default port (the redis service's command).
+        ports: { replication: 9093, redis: 6379, first_worker: 9110 },
+      },
+    });
+    const file = join(g.root, "hospital-a", "docker-compose.workers.yml");
+    const overlay = parseYaml(readFileSync(file, "utf8")) as { services: Record<string, ComposeService> };
+    const shared = parseYaml(readFileSync(g.org.paths.homeserverYaml, "utf8")) as {
+      instance_map: Record<string, { host: string; port: number }>;
+      redis: { host: string; port: number };
+    };
+    const workerNames = Object.keys(shared.instance_map).filter((n) => n !== "main");
+    expect(workerNames).toHaveLength(6); // and the appservice pusher, there by default
+    expect(shared.instance_map.main?.host).toBe("synapse");
+    expect(shared.redis).toMatchObject({ host: "redis", port: 6379 });
+    expect(svc("redis").command).not.toContain("--port");
+    // Each worker's host is its compose service; each runs the main image, config folder and module.
+    expect(Object.keys(overlay.services).sort()).toEqual(
+      workerNames.map((n) => shared.instance_map[n]!.host).sort(),
+    );
+    for (const name of workerNames) {
+      const s = overlay.services[shared.instance_map[name]!.host]!;
+      expect(s.image).toBe(svc("synapse").image);
+      expect(s.profiles).toEqual(["workers"]);
+      expect(Object.keys(s.depends_on ?? {}).sort()).toEqual(["redis", "synapse"]);
+      const entry = (s as { entrypoint: string[] }).entrypoint;
+      expect(entry.slice(0, 2)).toEqual(["python", "-m"]);
+      const configs = entry.filter((_, i) => entry[i - 1] === "--config-path");
+      expect(configs).toEqual([
+        svc("synapse").environment?.SYNAPSE_CONFIG_PATH,
+        `/data/hospital-a/synapse/workers/${name}.yaml`,
+      ]);
+      // The worker's file, as the container sees it through its own mounts, is the generated one.
+      const own = s.volumes?.find((v) => v.endsWith(":/data"))?.split(":")[0];
+      expect(own).toBe(g.root);
+      expect(
+        readFileSync(join(g.root, "hospital-a", "synapse", "workers", `${name}.yaml`), "utf8"),
+      ).toContain(`worker_name: ${name}`);
+      expect(s.environment?.PYTHONPATH).toBe(svc("synapse").environment?.PYTHONPATH);
+    }
+    // The proxy reaches the workers by the same names.
+    const pm = parseYaml(readFileSync(join(g.root, "hospital-a", "policy-module.yaml"), "utf8")) as {
+      proxy: { workers: { upstreams: string[] }[] };
+    };
+    const hosts = new Set(pm.proxy.workers.flatMap((r) => r.upstreams.map((u) => new URL(u).hostname)));
+    expect([...hosts].every((h) => overlay.services[h] !== undefined)).toBe(true);
+    expect(hosts.size).toBeGreaterThan(0);
   });
 
   it("runs Redis for Synapse workers only under the workers profile, on the compose network only", () => {

@@ -173,7 +173,7 @@ async function generateOrganisation(
 
   const limits = proxyLimits(deployment, org);
   const workers = org.workers
-    ? await generateWorkers(org.workers, paths, view.path, view.synapseHost, view.synapseBind)
+    ? await generateWorkers(org.workers, paths, { ...view, dataDir, container: deployment.container })
     : undefined;
   // 0600: with a Postgres password it holds a secret.
   await writeYaml(
@@ -367,7 +367,6 @@ function runtimeView(deployment: DeploymentConfig, dataDir: string, org: Organis
   const localHost = hostForUrl(org.bind_address);
   return {
     synapseBind: container ? "0.0.0.0" : "127.0.0.1",
-    synapseHost: container ? container.hosts.synapse : "127.0.0.1",
     path: (p: string): string =>
       container && (p === dataDir || p.startsWith(dataDir + sep))
         ? join(container.data_dir, relative(dataDir, p))

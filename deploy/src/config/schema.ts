@@ -251,8 +251,9 @@ export const DeploymentSchema = z
             synapse: z.string().default("synapse"),
             policy_module: z.string().default("policy-module"),
             bridge: z.string().default("bridge"),
+            redis: z.string().default("redis"),
           })
-          .default({ synapse: "synapse", policy_module: "policy-module", bridge: "bridge" })
+          .default({ synapse: "synapse", policy_module: "policy-module", bridge: "bridge", redis: "redis" })
           .describe("Host names of the services on the container network (docker compose service names)."),
       })
       .optional()

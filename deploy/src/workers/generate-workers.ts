@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { chmod, mkdir, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { stringify } from "yaml";
-import type { WorkersConfig } from "../config/workers-schema.ts";
+import type { WorkerSpec, WorkersConfig } from "../config/workers-schema.ts";
 import { ensureSecretFile, randomToken } from "../secrets.ts";
 import type { OrganisationPaths } from "../synapse/homeserver-config.ts";
 import { workerRouting, type ResolvedRoute } from "./routes.ts";
@@ -12,7 +12,9 @@ import {
   workerFiles,
   workerLogConfig,
   type WorkerFiles,
+  workerHosts,
 } from "./synapse-workers.ts";
+import { writeWorkerCompose } from "./compose-workers.ts";
 
 export interface GeneratedWorkers {
   shared: ReturnType<typeof sharedWorkerConfig>;
@@ -26,39 +28,60 @@ export interface GeneratedWorkers {
   };
 }
 
-/** Writes every worker's config and log config; returns what homeserver.yaml and the proxy need. */
+/**
+ * Writes every worker's config and log config (and, in containers, their compose services);
+ * returns what homeserver.yaml and the proxy need.
+ */
 export async function generateWorkers(
   w: WorkersConfig,
   paths: OrganisationPaths,
-  runtimePath: (p: string) => string,
-  host: string,
-  bindAddress: string,
+  view: {
+    /** A host path as the running processes see it. */
+    path: (p: string) => string;
+    synapseBind: string;
+    dataDir: string;
+    container: { data_dir: string; hosts: { synapse: string; redis: string } } | undefined;
+  },
 ): Promise<GeneratedWorkers> {
+  const runtimePath = view.path;
+  const bindAddress = view.synapseBind;
+  const hosts = workerHosts(view.container?.hosts);
   const secretFile = join(dirname(paths.registrationSecret), "worker_replication_secret");
   await ensureSecretFile(secretFile, () => randomToken());
   const files = workerFiles(paths.synapseDir, w);
   await mkdir(join(paths.synapseDir, "workers"), { recursive: true });
-  const url = (port: number) => `http://${host}:${String(port)}`;
+  const url = (x: WorkerSpec) => `http://${hosts.worker(x.name)}:${String(x.port)}`;
   for (const f of files) {
     const runtime = { ...f, logConfig: runtimePath(f.logConfig), logFile: runtimePath(f.logFile) };
     await writeGenerated(f.configFile, workerConfig(runtime, bindAddress));
     await writeGenerated(f.logConfig, workerLogConfig(runtime));
   }
   const media = files.find((f) => f.spec.kind === "media_repository");
-  return {
+  const generated: GeneratedWorkers = {
     shared: sharedWorkerConfig({
       workers: w,
-      host,
+      hosts,
       bindAddress,
       replicationSecret: readFileSync(secretFile, "utf8").trim(),
     }),
     routing: workerRouting(w, url),
-    ...(media ? { mediaUrl: url(media.spec.port) } : {}),
+    ...(media ? { mediaUrl: url(media.spec) } : {}),
     processes: {
       redis: { port: w.ports.redis, dir: join(paths.synapseDir, "redis") },
-      workers: files.map((f) => ({ ...f, url: url(f.spec.port) })),
+      workers: files.map((f) => ({ ...f, url: url(f.spec) })),
     },
   };
+  if (view.container)
+    await writeWorkerCompose(join(paths.root, "docker-compose.workers.yml"), {
+      workers: generated,
+      synapse: view.container.hosts.synapse,
+      redis: view.container.hosts.redis,
+      dataDir: view.dataDir,
+      containerDataDir: view.container.data_dir,
+      inContainer: view.path,
+      synapseDir: paths.synapseDir,
+    });
+  return generated;
 }
 
 const WORKER_POOL_MAX = 5;

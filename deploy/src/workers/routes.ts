@@ -1,5 +1,5 @@
 import { WORKER_ROUTES, type WorkerRoute } from "@medmesh/policy-module";
-import { streamWriters, workerList, type WorkersConfig } from "../config/workers-schema.ts";
+import { streamWriters, workerList, type WorkerSpec, type WorkersConfig } from "../config/workers-schema.ts";
 
 export interface ResolvedRoute {
   name: string;
@@ -15,7 +15,7 @@ export interface ResolvedRoute {
  * worker, one route per pattern, in the data file's order. An entry whose target is the main
  * process (a stream it still writes, no generic workers) is left out: unrouted requests go there.
  */
-export function workerRouting(w: WorkersConfig, url: (port: number) => string): ResolvedRoute[] {
+export function workerRouting(w: WorkersConfig, url: (worker: WorkerSpec) => string): ResolvedRoute[] {
   const list = workerList(w);
   const writers = streamWriters(w);
   const out: ResolvedRoute[] = [];
@@ -24,7 +24,7 @@ export function workerRouting(w: WorkersConfig, url: (port: number) => string): 
       "stream" in r.target
         ? (writers[r.target.stream] ?? []).map((n) => list.find((x) => x.name === n))
         : list.filter((x) => "kind" in r.target && x.kind === r.target.kind);
-    const upstreams = targets.flatMap((x) => (x ? [url(x.port)] : []));
+    const upstreams = targets.flatMap((x) => (x ? [url(x)] : []));
     if (!upstreams.length) continue;
     for (const pattern of r.patterns) {
       out.push({

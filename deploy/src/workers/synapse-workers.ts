@@ -21,6 +21,28 @@ export function workerResources(kind: WorkerSpec["kind"]): string[] {
   return ["replication"];
 }
 
+/** The host names Synapse's processes reach each other and Redis at. */
+export interface WorkerHosts {
+  main: string;
+  redis: string;
+  worker(name: string): string;
+}
+
+/** All on one host (the local runner), or each in its container (compose service names). */
+export function workerHosts(container: { synapse: string; redis: string } | undefined): WorkerHosts {
+  if (!container) return { main: "127.0.0.1", redis: "127.0.0.1", worker: () => "127.0.0.1" };
+  return {
+    main: container.synapse,
+    redis: container.redis,
+    worker: (name) => workerService(container.synapse, name),
+  };
+}
+
+/** A worker's compose service (and host) name: `synapse-generic1`, `synapse-event-persister1`. */
+export function workerService(synapse: string, name: string): string {
+  return `${synapse}-${name.replaceAll("_", "-")}`;
+}
+
 export interface WorkerFiles {
   spec: WorkerSpec;
   app: string;
@@ -48,11 +70,11 @@ export function workerFiles(synapseDir: string, w: WorkersConfig): WorkerFiles[]
 export function sharedWorkerConfig(opts: {
   workers: WorkersConfig;
   /** Where the processes reach each other (loopback, or the container network). */
-  host: string;
+  hosts: WorkerHosts;
   bindAddress: string;
   replicationSecret: string;
 }): { listener: Record<string, unknown>; config: Record<string, unknown> } {
-  const { workers: w, host } = opts;
+  const { workers: w, hosts } = opts;
   const list = workerList(w);
   const names = (kind: WorkerSpec["kind"]) => list.filter((x) => x.kind === kind).map((x) => x.name);
   const media = names("media_repository")[0];
@@ -68,11 +90,11 @@ export function sharedWorkerConfig(opts: {
     },
     config: {
       instance_map: {
-        main: { host, port: w.ports.replication },
-        ...Object.fromEntries(list.map((x) => [x.name, { host, port: x.port }])),
+        main: { host: hosts.main, port: w.ports.replication },
+        ...Object.fromEntries(list.map((x) => [x.name, { host: hosts.worker(x.name), port: x.port }])),
       },
       stream_writers: streamWriters(w),
-      redis: { enabled: true, host, port: w.ports.redis },
+      redis: { enabled: true, host: hosts.redis, port: w.ports.redis },
       // The replication API has no other authentication; it stays on loopback as well.
       worker_replication_secret: opts.replicationSecret,
       ...(senders.length ? { federation_sender_instances: senders } : {}),

@@ -88,8 +88,11 @@ class DecisionClient:
                 reason = "did not answer in time"
                 break
             except Exception as e:  # noqa: BLE001 - every failure is a refusal (fail closed)
-                reason = f"could not be reached ({type(e).__name__})"
-                if attempt == 2 or type(e).__name__ not in _STALE_CONNECTION:
+                # Synapse's HTTP client logs a failed request with `e.args[0]`, which raises
+                # IndexError for a failure without args: that failure is the IndexError's context.
+                cause = e.__context__ if isinstance(e, IndexError) and e.__context__ else e
+                reason = f"could not be reached ({type(cause).__name__})"
+                if attempt == 2 or type(cause).__name__ not in _STALE_CONNECTION:
                     break
         logger.warning("MedMesh policy decision %s refused: the policy module %s", check, reason)
         return Answer(
