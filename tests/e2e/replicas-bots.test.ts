@@ -1,11 +1,9 @@
-import { readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { readFileSync } from "node:fs";
 import { createStore, registerWithSharedSecret, type Store } from "@medmesh/common";
 import type { RunningOrganisation } from "@medmesh/deploy";
 import type { MatrixClient } from "matrix-js-sdk";
 import { RoomEvent } from "matrix-js-sdk";
 import { afterAll, describe, expect, it } from "vitest";
-import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 import { BOTS_JOB } from "../../policy-module/src/bot/index.ts";
 import {
   startBigTestServer,
@@ -13,14 +11,13 @@ import {
 } from "../../policy-module/src/identity/registries/big/test-server.ts";
 import { JPEG_WITH_GPS } from "../../policy-module/src/media/test-images.ts";
 import {
-  freePorts,
   useTestNetwork,
   waitForRoomEvent,
   waitUntil,
   withSynapseDb,
   type TestUser,
 } from "../harness/index.ts";
-import { answers, serviceProcess } from "../harness/service-process.ts";
+import { leads as leadsJob, policyModuleReplica, type ReplicaProcess } from "../harness/replica-process.ts";
 
 // The policy module's E2EE bots on replicas (docs/replicas.md): two policy-module processes on one
 // PostgreSQL store; the bots run on the leader of BOTS_JOB, the other replica receives Synapse's
@@ -60,57 +57,12 @@ if (!postgresUrl && process.env.CI) {
   const org = (): RunningOrganisation => net().orgs[0]!;
   const botOf = (): string => `@medmesh-verify:${org().serverName}`;
 
-  interface Replica {
-    name: string;
-    process: ReturnType<typeof serviceProcess>;
-    internalUrl: string;
-    clientUrl: string;
-  }
-  /** A replica from the generated config: the first keeps its ports (Synapse's appservice and module URLs name them). */
-  const replica = async (name: string, ownPorts: boolean): Promise<Replica> => {
-    const config = parseYaml(readFileSync(org().paths.policyModuleConfig, "utf8")) as {
-      listen: { port: number };
-      proxy: { client: { port: number }; federation: { port: number } };
-      leader?: { lease_seconds: number };
-    };
-    if (ownPorts) {
-      const [internal, client, federation] = await freePorts(3);
-      config.listen.port = internal!;
-      config.proxy.client.port = client!;
-      config.proxy.federation.port = federation!;
-    }
-    // Both may run the bots (identity.bot: true, the default): the leader of BOTS_JOB does.
-    config.leader = { lease_seconds: LEASE_SECONDS };
-    const file = join(net().dataDir, `policy-module-${name}.yaml`);
-    writeFileSync(file, stringifyYaml(config), { mode: 0o600 });
-    const internalUrl = `http://127.0.0.1:${String(config.listen.port)}`;
-    const clientUrl = `http://127.0.0.1:${String(config.proxy.client.port)}`;
-    return {
-      name,
-      internalUrl,
-      clientUrl,
-      process: serviceProcess({
-        service: "policy-module",
-        config: () => file,
-        dataDir: () => net().dataDir,
-        ready: async () =>
-          (await answers(`${internalUrl}/health`)) && answers(`${clientUrl}/_matrix/client/versions`),
-        readyTimeoutMs: 90_000,
-      }),
-    };
-  };
+  type Replica = ReplicaProcess;
+  // Both may run the bots (identity.bot: true, the default): the leader of BOTS_JOB does.
+  const replica = (name: string, ownPorts: boolean): Promise<Replica> =>
+    policyModuleReplica(org(), net().dataDir, name, { ownPorts, leaseSeconds: LEASE_SECONDS });
   const token = () => readFileSync(org().adminTokenFiles["policy-module"], "utf8").trim();
-  /** medmesh_leader{job} of a replica: 1 leader, 0 standby, undefined unreachable. */
-  const leads = async (r: Replica, job: string): Promise<boolean | undefined> => {
-    const res = await fetch(`${r.internalUrl}/metrics`, {
-      headers: { authorization: `Bearer ${token()}` },
-    }).catch(() => undefined);
-    if (!res?.ok) return undefined;
-    const line = (await res.text())
-      .split("\n")
-      .find((l) => l.startsWith("medmesh_leader{") && l.includes(`job="${job}"`));
-    return line === undefined ? undefined : line.endsWith(" 1");
-  };
+  const leads = (r: Replica, job: string) => leadsJob(org(), r, job);
   const clientApi = async (user: TestUser, base: string, method: string, path: string, body?: unknown) => {
     const res = await fetch(`${base}${path}`, {
       method,

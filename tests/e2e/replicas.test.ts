@@ -1,17 +1,15 @@
-import { readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { readFileSync } from "node:fs";
 import { createAuditLog, createStore, type Store } from "@medmesh/common";
 import type { RunningOrganisation } from "@medmesh/deploy";
 import { afterAll, describe, expect, it } from "vitest";
-import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 import {
   startBigTestServer,
   type BigTestRecord,
 } from "../../policy-module/src/identity/registries/big/test-server.ts";
 import { REVERIFY_JOB } from "../../policy-module/src/identity/reverify.ts";
 import { SWEEP_JOB } from "../../policy-module/src/retention/index.ts";
-import { freePorts, useTestNetwork, waitUntil, withSynapseDb, type TestUser } from "../harness/index.ts";
-import { answers, serviceProcess } from "../harness/service-process.ts";
+import { useTestNetwork, waitUntil, withSynapseDb, type TestUser } from "../harness/index.ts";
+import { leads as leadsJob, policyModuleReplica, type ReplicaProcess } from "../harness/replica-process.ts";
 
 // Replicas (docs/replicas.md): two policy-module processes on one PostgreSQL store. The singleton
 // jobs run on the elected leader; the leader is killed with SIGKILL in the middle of a retention
@@ -60,49 +58,17 @@ if (!postgresUrl && process.env.CI) {
   });
   const org = (): RunningOrganisation => net().orgs[0]!;
 
-  interface Replica {
-    name: string;
-    process: ReturnType<typeof serviceProcess>;
-    internalUrl: string;
-    clientUrl: string;
-  }
-  /** A replica from the generated config: the first keeps its ports (Synapse's appservice and module URLs name them). */
-  const replica = async (name: string, ownPorts: boolean): Promise<Replica> => {
-    const config = parseYaml(readFileSync(org().paths.policyModuleConfig, "utf8")) as {
-      listen: { port: number };
-      proxy: { client: { port: number }; federation: { port: number } };
-      identity: { bot?: boolean };
-      retention: Record<string, unknown>;
-      leader?: { lease_seconds: number };
-    };
-    if (ownPorts) {
-      const [internal, client, federation] = await freePorts(3);
-      config.listen.port = internal!;
-      config.proxy.client.port = client!;
-      config.proxy.federation.port = federation!;
-      config.identity.bot = false; // never runs the E2EE bots: this file is about the other jobs (replicas-bots.test.ts)
-    }
-    config.leader = { lease_seconds: LEASE_SECONDS };
-    config.retention = { ...config.retention, batch_size: BATCH, allow_clock_override: true };
-    const file = join(net().dataDir, `policy-module-${name}.yaml`);
-    writeFileSync(file, stringifyYaml(config), { mode: 0o600 });
-    const internalUrl = `http://127.0.0.1:${String(config.listen.port)}`;
-    const clientUrl = `http://127.0.0.1:${String(config.proxy.client.port)}`;
-    return {
-      name,
-      internalUrl,
-      clientUrl,
-      process: serviceProcess({
-        service: "policy-module",
-        config: () => file,
-        dataDir: () => net().dataDir,
-        // /health answers before the roles run: the proxy is the last to listen.
-        ready: async () =>
-          (await answers(`${internalUrl}/health`)) && answers(`${clientUrl}/_matrix/client/versions`),
-        readyTimeoutMs: 90_000,
-      }),
-    };
-  };
+  type Replica = ReplicaProcess;
+  const replica = (name: string, ownPorts: boolean): Promise<Replica> =>
+    policyModuleReplica(org(), net().dataDir, name, {
+      ownPorts,
+      leaseSeconds: LEASE_SECONDS,
+      tweak: (config) => {
+        // A further replica never runs the E2EE bots: this file is about the other jobs (replicas-bots.test.ts).
+        if (ownPorts) config.identity.bot = false;
+        config.retention = { ...config.retention, batch_size: BATCH, allow_clock_override: true };
+      },
+    });
   const token = () => readFileSync(org().adminTokenFiles["policy-module"], "utf8").trim();
   const admin = async <T>(r: Replica, method: string, path: string, body?: unknown): Promise<T> => {
     const res = await fetch(`${r.internalUrl}${path}`, {
@@ -114,17 +80,7 @@ if (!postgresUrl && process.env.CI) {
     if (!res.ok) throw new Error(`${r.name} ${method} ${path}: ${String(res.status)} ${text}`);
     return JSON.parse(text) as T;
   };
-  /** medmesh_leader{job} of a replica: 1 leader, 0 standby, undefined unreachable. */
-  const leads = async (r: Replica, job: string): Promise<boolean | undefined> => {
-    const res = await fetch(`${r.internalUrl}/metrics`, {
-      headers: { authorization: `Bearer ${token()}` },
-    }).catch(() => undefined);
-    if (!res?.ok) return undefined;
-    const line = (await res.text())
-      .split("\n")
-      .find((l) => l.startsWith("medmesh_leader{") && l.includes(`job="${job}"`));
-    return line === undefined ? undefined : line.endsWith(" 1");
-  };
+  const leads = (r: Replica, job: string) => leadsJob(org(), r, job);
   const clientApi = async (user: TestUser, base: string, method: string, path: string, body?: unknown) => {
     const res = await fetch(`${base}${path}`, {
       method,
