@@ -67,28 +67,26 @@ export async function logoutToken(clientUrl: string, accessToken: string): Promi
   });
 }
 
+/** The SDK's arguments as one line (errors by their message). */
+const sdkText = (msg: unknown[]): string =>
+  msg.map((m) => (m instanceof Error ? m.message : typeof m === "string" ? m : "")).join(" ");
+
 function sdkLogger(log: Logger): SdkLogger {
+  // Besides errors, only dehydrated devices (MSC3814) are logged: whether a login found one and
+  // what it held.
+  const dehydration =
+    (level: "info" | "warn") =>
+    (...msg: unknown[]) => {
+      const text = sdkText(msg);
+      if (/dehydrat/i.test(text)) log[level]({ sdk: text }, "matrix-js-sdk");
+    };
   const l: SdkLogger = {
     trace: () => undefined,
     debug: () => undefined,
-    // Dehydrated devices (MSC3814) are logged: whether a login found one and what it held.
-    info: (...msg: unknown[]) => {
-      const text = msg
-        .map((m) => (m instanceof Error ? m.message : typeof m === "string" ? m : ""))
-        .join(" ");
-      if (/dehydrat/i.test(text)) log.info({ sdk: text }, "matrix-js-sdk");
-    },
-    warn: (...msg: unknown[]) => {
-      const text = msg
-        .map((m) => (m instanceof Error ? m.message : typeof m === "string" ? m : ""))
-        .join(" ");
-      if (/dehydrat/i.test(text)) log.warn({ sdk: text }, "matrix-js-sdk");
-    },
+    info: dehydration("info"),
+    warn: dehydration("warn"),
     error: (...msg: unknown[]) => {
-      log.warn(
-        { sdk: msg.map((m) => (m instanceof Error ? m.message : typeof m === "string" ? m : "")).join(" ") },
-        "matrix-js-sdk error",
-      );
+      log.warn({ sdk: sdkText(msg) }, "matrix-js-sdk error");
     },
     getChild: () => l,
   };
