@@ -1,22 +1,10 @@
 import knexFactory from "knex";
 import { describe, expect, it } from "vitest";
-import { sharedRoom, useTestNetwork, waitForRoomEvent } from "../harness/index.ts";
+import { sharedRoom, useTestNetwork, waitForRoomEvent, postgresForSuite } from "../harness/index.ts";
 
-const postgresUrl = process.env.MEDMESH_TEST_POSTGRES_URL;
+const postgresUrl = postgresForSuite("organisations on PostgreSQL");
 
-if (!postgresUrl && process.env.CI) {
-  describe("organisations on PostgreSQL", () => {
-    it("need MEDMESH_TEST_POSTGRES_URL in CI", () => {
-      throw new Error(
-        "MEDMESH_TEST_POSTGRES_URL is not set: run .ci/start-postgres.sh and export the URL it prints",
-      );
-    });
-  });
-} else if (!postgresUrl) {
-  describe.skip("organisations on PostgreSQL (set MEDMESH_TEST_POSTGRES_URL, e.g. from .ci/start-postgres.sh)", () => {
-    it("are skipped without a server", () => undefined);
-  });
-} else {
+if (postgresUrl) {
   describe("organisations on PostgreSQL (Synapse and the MedMesh stores)", () => {
     const net = useTestNetwork({ name: "postgres", postgresUrl });
 

@@ -2,27 +2,17 @@ import { randomBytes } from "node:crypto";
 import { Agent, fetch as undiciFetch } from "undici";
 import { describe, expect, it } from "vitest";
 import { everyPathKit, type Answer } from "../harness/every-path.ts";
-import { useTestNetwork, waitUntil } from "../harness/index.ts";
+import { useTestNetwork, waitUntil, postgresForSuite } from "../harness/index.ts";
 
 // The local runner with `policy_module_replicas: 2` (docs/replicas.md, deploy/src/policy-replicas.ts):
 // both replicas on ports of their own behind a balancer on each configured port, so clients (the
 // client proxy), Synapse's module decisions and its appservice transactions have one address each.
 // When the first replica stops, the other answers all three at the same addresses — and the rules
 // still hold there.
-const postgresUrl = process.env.MEDMESH_TEST_POSTGRES_URL;
+const postgresUrl = postgresForSuite("replicas behind the balancer");
 const MEGOLM = "m.megolm.v1.aes-sha2";
 
-if (!postgresUrl && process.env.CI) {
-  describe("replicas behind the balancer", () => {
-    it("needs MEDMESH_TEST_POSTGRES_URL in CI", () => {
-      throw new Error("MEDMESH_TEST_POSTGRES_URL is not set: run .ci/start-postgres.sh and export the URL");
-    });
-  });
-} else if (!postgresUrl) {
-  describe.skip("replicas behind the balancer (set MEDMESH_TEST_POSTGRES_URL)", () => {
-    it("is skipped without a server", () => undefined);
-  });
-} else {
+if (postgresUrl) {
   describe("replicas behind the balancer", () => {
     const net = useTestNetwork({
       name: "replicas-balancer",

@@ -16,6 +16,7 @@ import {
   waitUntil,
   withSynapseDb,
   type TestUser,
+  postgresForSuite,
 } from "../harness/index.ts";
 import { leads as leadsJob, policyModuleReplica, type ReplicaProcess } from "../harness/replica-process.ts";
 
@@ -25,7 +26,7 @@ import { leads as leadsJob, policyModuleReplica, type ReplicaProcess } from "../
 // clinician talks to the verification bot; the bots' leader is killed with SIGKILL; the standby's
 // bot — the same Matrix device, its crypto store restored — answers the next messages, which the
 // clinician decrypts. Each message is answered once (Synapse's own events table says so).
-const postgresUrl = process.env.MEDMESH_TEST_POSTGRES_URL;
+const postgresUrl = postgresForSuite("replicas: bots");
 const LEASE_SECONDS = 3;
 const CARLA: BigTestRecord = {
   number: "39012345603",
@@ -35,17 +36,7 @@ const CARLA: BigTestRecord = {
   professionCode: "01",
 };
 
-if (!postgresUrl && process.env.CI) {
-  describe("replicas: bots", () => {
-    it("needs MEDMESH_TEST_POSTGRES_URL in CI", () => {
-      throw new Error("MEDMESH_TEST_POSTGRES_URL is not set: run .ci/start-postgres.sh and export the URL");
-    });
-  });
-} else if (!postgresUrl) {
-  describe.skip("replicas: bots (set MEDMESH_TEST_POSTGRES_URL, e.g. from .ci/start-postgres.sh)", () => {
-    it("is skipped without a server", () => undefined);
-  });
-} else {
+if (postgresUrl) {
   const big = await startBigTestServer([CARLA]);
   afterAll(() => big.stop());
   const net = useTestNetwork({

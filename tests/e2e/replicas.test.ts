@@ -8,14 +8,20 @@ import {
 } from "../../policy-module/src/identity/registries/big/test-server.ts";
 import { REVERIFY_JOB } from "../../policy-module/src/identity/reverify.ts";
 import { SWEEP_JOB } from "../../policy-module/src/retention/index.ts";
-import { useTestNetwork, waitUntil, withSynapseDb, type TestUser } from "../harness/index.ts";
+import {
+  useTestNetwork,
+  waitUntil,
+  withSynapseDb,
+  type TestUser,
+  postgresForSuite,
+} from "../harness/index.ts";
 import { leads as leadsJob, policyModuleReplica, type ReplicaProcess } from "../harness/replica-process.ts";
 
 // Replicas (docs/replicas.md): two policy-module processes on one PostgreSQL store. The singleton
 // jobs run on the elected leader; the leader is killed with SIGKILL in the middle of a retention
 // sweep and of a re-verification run, and the standby finishes each — every item handled once,
 // as the audit log and Synapse's own database say. Both refuse a revoked clinician at once.
-const postgresUrl = process.env.MEDMESH_TEST_POSTGRES_URL;
+const postgresUrl = postgresForSuite("replicas");
 const LEASE_SECONDS = 3;
 /** Expired messages of the sweep; small batches keep it going long enough to be killed mid-way. */
 const MESSAGES = 60;
@@ -33,17 +39,7 @@ const clinician = (i: number): BigTestRecord => ({
 });
 const RECORDS = Array.from({ length: CLINICIANS }, (_, i) => clinician(i + 1));
 
-if (!postgresUrl && process.env.CI) {
-  describe("replicas", () => {
-    it("needs MEDMESH_TEST_POSTGRES_URL in CI", () => {
-      throw new Error("MEDMESH_TEST_POSTGRES_URL is not set: run .ci/start-postgres.sh and export the URL");
-    });
-  });
-} else if (!postgresUrl) {
-  describe.skip("replicas (set MEDMESH_TEST_POSTGRES_URL, e.g. from .ci/start-postgres.sh)", () => {
-    it("is skipped without a server", () => undefined);
-  });
-} else {
+if (postgresUrl) {
   const big = await startBigTestServer(RECORDS, { delayMs: REGISTRY_DELAY_MS });
   afterAll(() => big.stop());
   const net = useTestNetwork({

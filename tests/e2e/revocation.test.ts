@@ -21,6 +21,7 @@ import {
   waitForMembership,
   waitUntil,
   type TestUser,
+  postgresForSuite,
 } from "../harness/index.ts";
 import { answers, serviceProcess } from "../harness/service-process.ts";
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
@@ -28,7 +29,7 @@ import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 // Revocation that travels (docs/identity.md, "Revocation"): a clinician of A struck off, in a room
 // homed on B. Both organisations' stores are on PostgreSQL, so a second policy-module process of
 // A (its own OS process, started from A's generated config with other ports) can share A's store.
-const postgresUrl = process.env.MEDMESH_TEST_POSTGRES_URL;
+const postgresUrl = postgresForSuite("revocation that travels");
 
 const record = (number: string, initials: string, surname: string): BigTestRecord => ({
   number,
@@ -95,17 +96,7 @@ async function postNotice(
 const PROPAGATION_TARGET_S = 120;
 const ATTESTATION_TTL_S = 20;
 
-if (!postgresUrl && process.env.CI) {
-  describe("revocation that travels", () => {
-    it("needs MEDMESH_TEST_POSTGRES_URL in CI", () => {
-      throw new Error("MEDMESH_TEST_POSTGRES_URL is not set: run .ci/start-postgres.sh and export the URL");
-    });
-  });
-} else if (!postgresUrl) {
-  describe.skip("revocation that travels (set MEDMESH_TEST_POSTGRES_URL, e.g. from .ci/start-postgres.sh)", () => {
-    it("is skipped without a server", () => undefined);
-  });
-} else {
+if (postgresUrl) {
   const big = await startBigTestServer([ANN, CARL, DORA, EVA]);
   afterAll(() => big.stop());
   const net = useTestNetwork({

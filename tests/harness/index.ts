@@ -5,7 +5,7 @@ export {
   type TestUser,
   type TestNetworkOptions,
 } from "./test-network.ts";
-export { useTestNetwork } from "./vitest.ts";
+export { postgresForSuite, useTestNetwork } from "./vitest.ts";
 export { roomBodies, startClient, type ClientUser } from "./clients.ts";
 export { nextRoom, waitForRoomEvent, waitForMembership, waitUntil, type WaitOptions } from "./wait.ts";
 export { freePorts, freeOrganisationPorts, type OrganisationPorts } from "./ports.ts";
