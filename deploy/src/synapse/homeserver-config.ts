@@ -169,8 +169,12 @@ export function homeserverConfig(i: HomeserverInputs): Record<string, unknown> {
     enable_authenticated_media: org.profile === "medmesh",
     presence: { enabled: false },
     // Dehydrated devices (MSC3814): an account with no device online still receives room keys,
-    // and its next device takes them over (docs/tim-driver.md). The one experimental feature.
-    experimental_features: { msc3814_enabled: true },
+    // and its next device takes them over (docs/tim-driver.md).
+    // `state_after` in /sync (MSC4222, asked for by matrix-js-sdk and so Element): without it a
+    // room whose history forked (a remote join made before that server saw a local invite) can
+    // have an older member event sent in an incremental sync's `state`, after the newer one in
+    // the previous timeline, and the client shows the stale membership (docs/federation.md).
+    experimental_features: { msc3814_enabled: true, msc4222_enabled: true },
     // Second line behind the proxy's policies: every locally created room is encrypted, and
     // profiles and the user directory show only people one shares a room with (the proxy answers
     // verified clinicians from the verified directory itself).
