@@ -14,6 +14,7 @@ export {
   adminActorOf,
   adminAuthenticator,
   bearerToken,
+  bearerTokenCheck,
   cachedTokenLookup,
   routeGuard,
   synapseTokenLookup,
@@ -54,6 +55,12 @@ export {
   type LeaderConfig,
   type Leadership,
 } from "./service/leader.ts";
+export {
+  createLeaderCalls,
+  leaderCallsRouteGroup,
+  type LeaderCalls,
+  type LeaderOperation,
+} from "./service/leader-calls.ts";
 export {
   ensureUser,
   loginWithPassword,

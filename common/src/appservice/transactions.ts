@@ -1,7 +1,7 @@
-import { createHash, timingSafeEqual } from "node:crypto";
-import type { Express, Request } from "express";
+import { createHash } from "node:crypto";
+import type { Express } from "express";
 import type { Counter } from "prom-client";
-import { bearerToken, type Authenticate } from "../http/auth.ts";
+import { bearerTokenCheck, type Authenticate } from "../http/auth.ts";
 import { ApiError, asyncHandler } from "../http/errors.ts";
 import type { Registration } from "./registration.ts";
 
@@ -42,15 +42,7 @@ export function transactionKey(txnId: string, body: Readonly<Record<string, unkn
  * in constant time. A wrong token is 403, as the appservice API specifies.
  */
 export function homeserverTokenCheck(registration: Registration): Authenticate {
-  const expected = createHash("sha256").update(registration.hs_token).digest();
-  return (req: Request) => {
-    const token = bearerToken(req);
-    if (token === undefined)
-      return Promise.reject(new ApiError("M_MISSING_TOKEN", "Missing homeserver token"));
-    if (!timingSafeEqual(createHash("sha256").update(token).digest(), expected))
-      return Promise.reject(new ApiError("M_FORBIDDEN", "Invalid homeserver token"));
-    return Promise.resolve();
-  };
+  return bearerTokenCheck(registration.hs_token, "homeserver token");
 }
 
 /**

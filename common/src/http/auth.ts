@@ -29,6 +29,21 @@ export function bearerToken(req: Request): string | undefined {
   return m?.[1];
 }
 
+/**
+ * Checks a fixed bearer token (both sides hashed: equal lengths for the constant-time comparison,
+ * and no length leaks): M_MISSING_TOKEN without one, M_FORBIDDEN for another.
+ */
+export function bearerTokenCheck(token: string, what: string): Authenticate {
+  const expected = createHash("sha256").update(token).digest();
+  return (req) => {
+    const given = bearerToken(req);
+    if (given === undefined) return Promise.reject(new ApiError("M_MISSING_TOKEN", `Missing ${what}`));
+    if (!timingSafeEqual(createHash("sha256").update(given).digest(), expected))
+      return Promise.reject(new ApiError("M_FORBIDDEN", `Invalid ${what}`));
+    return Promise.resolve();
+  };
+}
+
 // Neither Node nor Express resolves dot segments, so `/_matrix/app/../x` cannot reach `/x`; should
 // anything in front ever resolve them, such a path is still left to the default check.
 const DOT_SEGMENT = /(^|\/)\.\.?(\/|$)/;

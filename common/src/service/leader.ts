@@ -17,6 +17,12 @@ export const LeaderConfigSchema = z
       .describe(
         "How long a leader's lease on a singleton job lasts unrenewed (renewed every third of it): a standby takes the job over at most this plus a third of it after its leader died.",
       ),
+    advertise_url: z
+      .url({ protocol: /^https?$/ })
+      .optional()
+      .describe(
+        "The URL of this replica's internal listener as the other replicas reach it (operations that need a job's leader are sent there). Default: http://<listen.host, or the host name when it binds every address>:<listen.port>.",
+      ),
   })
   .describe(
     "Leader election for singleton jobs (retention sweep, re-verification, …) between the replicas on one store.",
@@ -41,6 +47,8 @@ export interface Leader {
    * takes the job over only after (or instead of) the item's writes — never alongside them.
    */
   fence(trx?: Knex): Promise<void>;
+  /** Who holds the job's lease now (unexpired): its holder, or undefined. Asked in the store. */
+  current(): Promise<string | undefined>;
   /** Called each time this instance becomes the leader: the first election or a standby taking over. */
   onElected(listener: () => void): void;
   /** Called each time this instance stops leading (a failed renewal, the fence finding the lease gone, a stop). */
@@ -85,6 +93,14 @@ export function createLeadership(d: {
     gauge.set({ job }, 0);
     for (const listener of state.lost) listener();
   };
+  const holderOf = async (job: string): Promise<string | undefined> => {
+    const row = await d
+      .knex<{ holder: string }>("leases")
+      .where("name", job)
+      .andWhere("expires_at", ">", new Date())
+      .first("holder");
+    return row?.holder;
+  };
   let timer: NodeJS.Timeout | undefined;
   let ticking: Promise<void> | undefined;
 
@@ -120,6 +136,8 @@ export function createLeadership(d: {
   return {
     holder,
     ttlMs,
+    /** Who holds a job's lease now (unexpired), whether or not this instance campaigns for it. */
+    holderOf,
     /** The leader handle of `job` (elected at the next tick; `start` runs the first one). */
     job(job: string): Leader {
       if (!jobs.has(job)) {
@@ -141,6 +159,7 @@ export function createLeadership(d: {
             throw new LeadershipLost(job);
           }
         },
+        current: () => holderOf(job),
         onElected: (listener) => {
           state.listeners.push(listener);
         },

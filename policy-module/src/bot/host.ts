@@ -3,6 +3,7 @@ import {
   type AppserviceEvent,
   type DocumentStore,
   type Leader,
+  type LeaderCalls,
   type NotificationStore,
 } from "@medmesh/common";
 import type { Knex } from "knex";
@@ -37,8 +38,11 @@ export interface HostedBot {
  * leader of rows another replica added.
  */
 export function createBotHost(d: {
-  /** BOTS_JOB's leader handle; on a replica that must not run bots (`identity.bot: false`), one that never leads. */
-  leader: Leader;
+  /**
+   * The calls on BOTS_JOB's leader, and its leader handle (on a replica that must not run bots,
+   * `identity.bot: false`, one that never leads).
+   */
+  calls: LeaderCalls;
   store: { knex: Knex; documents: DocumentStore; notifications: NotificationStore };
   /** Whether a user ID is one of the bots (department accounts may be created on any replica). */
   isBot(userId: string): boolean;
@@ -47,6 +51,7 @@ export function createBotHost(d: {
   asToken: string;
   log: Logger;
 }) {
+  const leader = d.calls.leader;
   const entries = new Map<
     string,
     { deps: () => HostedBotDeps | Promise<HostedBotDeps>; bot?: Promise<Bot> }
@@ -56,16 +61,16 @@ export function createBotHost(d: {
 
   const launch = (userId: string): Promise<Bot> | undefined => {
     const e = entries.get(userId);
-    if (!e || !d.leader.isLeader()) return undefined;
+    if (!e || !leader.isLeader()) return undefined;
     e.bot ??= (async () => {
       const bot = await startBot({
         ...(await e.deps()),
         botUserId: userId,
         store: d.store,
-        leader: d.leader,
+        leader,
       });
       // Lost (or removed) while it started: stopped at once.
-      if (!d.leader.isLeader() || entries.get(userId) !== e) {
+      if (!leader.isLeader() || entries.get(userId) !== e) {
         bot.stop();
         throw new LeadershipLost(BOTS_JOB);
       }
@@ -122,13 +127,18 @@ export function createBotHost(d: {
     const { joined_rooms: joined } = (await res.json()) as { joined_rooms?: string[] };
     if (joined?.length) await botRooms(d.store.knex).replace(userId, joined);
   };
-  d.leader.onElected(launchAll);
-  d.leader.onLost(stopAll);
+  leader.onElected(launchAll);
+  leader.onLost(stopAll);
   let timer: NodeJS.Timeout | undefined;
 
   return {
-    leader: d.leader,
-    leading: (): boolean => d.leader.isLeader(),
+    leader,
+    leading: (): boolean => leader.isLeader(),
+    /**
+     * An operation that needs a bot's device: run here on the leader, sent to the leader from a
+     * standby (its answer or error returned as if run here).
+     */
+    onLeader: d.calls.define,
     /** Registers a bot (on every replica); it starts here now or once this replica is elected. */
     add(userId: string, deps: () => HostedBotDeps | Promise<HostedBotDeps>): HostedBot {
       if (!entries.has(userId)) {
@@ -191,11 +201,12 @@ export function createBotHost(d: {
 export type BotHost = ReturnType<typeof createBotHost>;
 
 /** BOTS_JOB's handle on a replica that never runs the bots: it never leads. */
-export function neverLeader(job: string): Leader {
+export function neverLeader(job: string, current: () => Promise<string | undefined>): Leader {
   return {
     job,
     isLeader: () => false,
     fence: () => Promise.reject(new LeadershipLost(job)),
+    current,
     onElected: () => undefined,
     onLost: () => undefined,
   };

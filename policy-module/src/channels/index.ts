@@ -7,7 +7,7 @@ import { createPublisher } from "./publisher.ts";
 import { createReconciler, type Member } from "./reconciler.ts";
 import { CHANNEL_MEMBERS_PATH, channelPeerRoutes } from "./routes.ts";
 import { createChannelService } from "./service.ts";
-import { channelsStore } from "./store.ts";
+import { channelsStore, type Channel } from "./store.ts";
 
 export { CHANNELS_MIGRATIONS } from "./migrations.ts";
 export { mountChannelsAdmin, channelJson } from "./routes.ts";
@@ -98,7 +98,27 @@ export async function startChannels(d: {
     log,
     metrics: d.metrics,
   });
-  const service = createChannelService({ channels, publisher, reconciler, audit });
+  // What speaks or reads as the channel bot runs on the bots' leader: sent there from a standby.
+  const local = createChannelService({ channels, publisher, reconciler, audit });
+  const service: typeof local = {
+    ...local,
+    create: d.bots.onLeader(
+      "channels.create",
+      (body: unknown, actor: string) => local.create(body, actor),
+      (json) => {
+        const c = json as Channel & { invited: number; created_at: string };
+        return { ...c, created_at: new Date(c.created_at) };
+      },
+    ),
+    post: d.bots.onLeader("channels.post", (roomId: string, body: unknown, actor: string, key: string) =>
+      local.post(roomId, body, actor, key),
+    ),
+    stats: d.bots.onLeader("channels.stats", (roomId: string, eventId: string) =>
+      local.stats(roomId, eventId),
+    ),
+    urgent: d.bots.onLeader("channels.urgent", (roomId: string) => local.urgent(roomId)),
+    reconcile: d.bots.onLeader("channels.reconcile", () => local.reconcile()),
+  };
 
   let running: Promise<unknown> = Promise.resolve();
   const cycle = (why: string): void => {

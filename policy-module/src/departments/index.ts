@@ -159,7 +159,7 @@ export async function startDepartments(d: DepartmentsDeps) {
     return { status: 200, body: healthcareServiceBundle(searchDepartments(entries, name, count)) };
   };
 
-  return {
+  const departments = {
     store,
     entries: (): readonly DepartmentEntry[] => entries,
     peerRoutes: [
@@ -202,7 +202,7 @@ export async function startDepartments(d: DepartmentsDeps) {
     async retire(id: string): Promise<(Closing & { department: Department }) | undefined> {
       const found = await store.retirement(id);
       if (!found || found.closed_at) return undefined;
-      // Closing speaks and leaves as the account: on the replica that runs it (refused elsewhere).
+      // Closing speaks and leaves as the account: on the replica that runs it (sent there, below).
       if (!d.bots.leading()) throw new LeadershipLost(BOTS_JOB);
       const dept = found.department;
       await store.retire(id, now());
@@ -239,6 +239,11 @@ export async function startDepartments(d: DepartmentsDeps) {
     stop(): void {
       void shifts.stop();
     },
+  };
+  // Ending speaks and leaves as the account: on the bots' leader, sent there from a standby.
+  return {
+    ...departments,
+    retire: d.bots.onLeader("departments.retire", (id: string) => departments.retire(id)),
   };
 }
 export type Departments = Awaited<ReturnType<typeof startDepartments>>;
