@@ -8,11 +8,13 @@
  * fan-out, federation and MedMesh's own work, not per-device key sharing. Measured: from the
  * request until the event is on B's server (every member's server), p50 over BENCH_POSTS posts;
  * the policy module's own cost per member: the reconciliation that invites them, and the read /
- * acknowledged statistics.
+ * acknowledged statistics. From 500 members (or BENCH_PROCESSES=1) each organisation's policy
+ * module runs as a process of its own, as in production.
  */
 import { randomBytes } from "node:crypto";
 import { Agent, setGlobalDispatcher } from "undici";
 import { adminApi, startClient, startTestNetwork, type TestUser } from "../tests/harness/index.ts";
+import { policyModuleReplica, type ReplicaProcess } from "../tests/harness/replica-process.ts";
 
 // A Synapse busy with joins to a room of thousands can leave a new connection unaccepted for tens
 // of seconds, and the channel's first reconciliation answers only when every member is invited:
@@ -24,6 +26,10 @@ const MEMBERS = Number(process.env.BENCH_MEMBERS ?? 300);
 const REMOTE_SHARE = Number(process.env.BENCH_REMOTE_SHARE ?? 0.5);
 const POSTS = Number(process.env.BENCH_POSTS ?? 5);
 const CONCURRENCY = 8;
+// Each organisation's policy module as a process of its own (its own event loop, as in
+// production), not inside the bench's: with thousands of members the bench's own requests kept
+// the in-process services from answering Synapse's decisions in time. Default from 500 members.
+const PROCESSES = (process.env.BENCH_PROCESSES ?? (MEMBERS >= 500 ? "1" : "0")) === "1";
 const remote = Math.round(MEMBERS * REMOTE_SHARE);
 const local = MEMBERS - remote;
 const names = (prefix: string, n: number) =>
@@ -48,9 +54,21 @@ const net = await startTestNetwork({
     1: names("b", remote),
   },
 });
+const processes: ReplicaProcess[] = [];
 try {
   const [a, b] = net.orgs;
   if (!a || !b) throw new Error("two organisations expected");
+  if (PROCESSES)
+    for (const o of [a, b]) {
+      await o.services.find((s) => s.name === "policy-module")?.stop();
+      const pmProcess = await policyModuleReplica(o, net.dataDir, "bench", {
+        ownPorts: false,
+        leaseSeconds: 30,
+      });
+      await pmProcess.process.start();
+      processes.push(pmProcess);
+      console.log(`${o.serverName}: policy module as a process of its own (${elapsed()})`);
+    }
   const inParallel = async <T>(items: T[], fn: (x: T) => Promise<void>): Promise<void> => {
     const queue = [...items];
     await Promise.all(
@@ -189,5 +207,6 @@ try {
   row("read/ack statistics of one post, per member (ms)", "", (statsMs / MEMBERS).toFixed(3));
   console.log(`(bench ran ${((Date.now() - started) / 1000).toFixed(0)} s in all)`);
 } finally {
+  for (const p of processes) await p.process.stop("SIGTERM");
   await net.stop(false);
 }

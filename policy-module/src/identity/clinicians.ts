@@ -1,7 +1,7 @@
 import type { NotificationStore } from "@medmesh/common";
 import type { LocalClinicians, VerifiedClinician } from "./verification.ts";
 import type { VerificationRecord, VerificationRecords } from "./records.ts";
-import { clinicianOf, isCurrentlyVerified } from "./verifier.ts";
+import { clinicianOf, isCurrentlyVerified } from "./records.ts";
 
 /** Announced (user ID as payload) whenever an instance changed a clinician's status in the store. */
 export const STATUS_CHANNEL = "medmesh_identity_status";

@@ -1,6 +1,7 @@
 import { ApiError } from "@medmesh/common";
 import type { Knex } from "knex";
 import { BINDING_STATUSES, isNumberTaken, numberHash, numberKey } from "./number-binding.ts";
+import type { VerifiedClinician } from "./verification.ts";
 
 export type VerificationStatus =
   "pending" | "awaiting_document" | "in_review" | "verified" | "rejected" | "revoked";
@@ -165,3 +166,16 @@ export function identityDocuments(knex: Knex) {
   };
 }
 export type IdentityDocuments = ReturnType<typeof identityDocuments>;
+
+/** The directory entry of a verified record: the registered name where the registry gave one. */
+export function clinicianOf(r: VerificationRecord): VerifiedClinician {
+  return {
+    user_id: r.user_id,
+    display_name: r.registered_name ?? r.claimed_name,
+    profession: r.profession ?? "unknown",
+  };
+}
+
+export function isCurrentlyVerified(r: VerificationRecord | undefined, now = new Date()): boolean {
+  return r?.status === "verified" && r.expires_at !== null && r.expires_at > now;
+}

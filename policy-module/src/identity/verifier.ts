@@ -1,6 +1,5 @@
 import { ApiError, type AuditLog } from "@medmesh/common";
 import type { Logger } from "pino";
-import type { VerifiedClinician } from "./verification.ts";
 import {
   NumberInUseError,
   NUMBER_IN_USE_MESSAGE,
@@ -400,17 +399,5 @@ export function createVerifier(d: VerifierDeps) {
   };
 }
 export type Verifier = ReturnType<typeof createVerifier>;
-
-export function clinicianOf(r: VerificationRecord): VerifiedClinician {
-  return {
-    user_id: r.user_id,
-    display_name: r.registered_name ?? r.claimed_name,
-    profession: r.profession ?? "unknown",
-  };
-}
-
-export function isCurrentlyVerified(r: VerificationRecord | undefined, now = new Date()): boolean {
-  return r?.status === "verified" && r.expires_at !== null && r.expires_at > now;
-}
 
 export type { VerificationStatus };
