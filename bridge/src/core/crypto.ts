@@ -8,31 +8,15 @@ import {
   initAsync,
   OlmMachine,
   ProcessedToDeviceEventType,
-  RequestType,
   RoomId,
   TrustRequirement,
   UserId,
-  type KeysBackupRequest,
-  type KeysClaimRequest,
-  type KeysQueryRequest,
-  type KeysUploadRequest,
-  type RoomMessageRequest,
-  type SignatureUploadRequest,
-  type ToDeviceRequest,
 } from "@matrix-org/matrix-sdk-crypto-wasm";
 import type { Logger } from "pino";
 import type { GhostStore, PortalStore } from "../store/index.ts";
 import { restore, snapshot } from "@medmesh/common/crypto-store";
+import { routeOf, type Outgoing } from "./device-requests.ts";
 import { vendorJob, type VendorLeaders } from "./leaders.ts";
-
-type Outgoing =
-  | KeysUploadRequest
-  | KeysQueryRequest
-  | KeysClaimRequest
-  | ToDeviceRequest
-  | SignatureUploadRequest
-  | RoomMessageRequest
-  | KeysBackupRequest;
 
 interface CryptoDeps {
   homeserverUrl: string;
@@ -301,46 +285,13 @@ export class BridgeCrypto {
   }
 
   private async send(device: Device, r: Outgoing): Promise<void> {
+    const route = routeOf(r);
+    if (!route) return;
     // Nothing leaves a device whose vendor this replica no longer leads.
-    const call = (method: string, path: string, body: string) => {
-      if (!this.d.leaders.leadsGhost(device.userId)) throw this.lost(device.userId);
-      return device.client(method, path, JSON.parse(body), { deviceId: device.deviceId });
-    };
-    let response: unknown;
-    switch (r.type) {
-      case RequestType.KeysUpload:
-        response = await call("POST", "/_matrix/client/v3/keys/upload", r.body);
-        break;
-      case RequestType.KeysQuery:
-        response = await call("POST", "/_matrix/client/v3/keys/query", r.body);
-        break;
-      case RequestType.KeysClaim:
-        response = await call("POST", "/_matrix/client/v3/keys/claim", r.body);
-        break;
-      case RequestType.SignatureUpload:
-        response = await call("POST", "/_matrix/client/v3/keys/signatures/upload", r.body);
-        break;
-      case RequestType.ToDevice: {
-        const t = r as unknown as { event_type: string; txn_id: string; body: string };
-        response = await call(
-          "PUT",
-          `/_matrix/client/v3/sendToDevice/${encodeURIComponent(t.event_type)}/${encodeURIComponent(t.txn_id)}`,
-          t.body,
-        );
-        break;
-      }
-      case RequestType.RoomMessage: {
-        const m = r as RoomMessageRequest;
-        response = await call(
-          "PUT",
-          `/_matrix/client/v3/rooms/${encodeURIComponent(m.room_id)}/send/${encodeURIComponent(m.event_type)}/${encodeURIComponent(m.txn_id)}`,
-          m.body,
-        );
-        break;
-      }
-      default:
-        return; // key backup: the bridge keeps its keys in its own store instead
-    }
+    if (!this.d.leaders.leadsGhost(device.userId)) throw this.lost(device.userId);
+    const response = await device.client(route.method, route.path, JSON.parse(route.body), {
+      deviceId: device.deviceId,
+    });
     if (r.id) await device.machine.markRequestAsSent(r.id, r.type, JSON.stringify(response));
   }
 

@@ -183,31 +183,28 @@ export function createBridgeCore(
     onFailed: out.notifyUndelivered,
   });
 
+  const announceHere = (): void => {
+    inbound.wake();
+    delivery.wake();
+  };
   /**
    * New rows: the queues here look at once; where this replica does not lead every vendor, the
    * store's notification tells the leaders (the standby's rows reach them without the 500 ms poll).
    */
   const announce = (): void => {
-    inbound.wake();
-    delivery.wake();
+    announceHere();
     if (leaders.led().length < vendorIds.length)
       d.notifications.notify(ROWS, "").catch((err: unknown) => {
         d.log.warn({ err }, "could not announce new bridge rows (the leader polls them)");
       });
   };
   leaders.onElected(() => {
-    inbound.wake();
-    delivery.wake();
+    announceHere();
     verification.wake();
   });
   leaders.onLost((vendor) => {
     crypto.release(vendor);
   });
-
-  const announceHere = (): void => {
-    inbound.wake();
-    delivery.wake();
-  };
 
   const status = bridgeStatus({ store, vendors: vendorIds, log });
   mountAdminApi(app, {

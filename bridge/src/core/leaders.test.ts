@@ -151,14 +151,12 @@ for (const backend of storeBackends())
       expect(Buffer.from(row.crypto_store).toString()).toBe("the successor's snapshot");
       expect(row.sync_token).toBeNull();
       // The vendor this replica still leads writes as before.
-      await store
-        .knex("bridge_ghosts")
-        .insert({
-          user_id: "@bridge_other_bo:h.example",
-          vendor: "other",
-          remote_id: "bo",
-          device_id: "MMBOTHER",
-        });
+      await store.knex("bridge_ghosts").insert({
+        user_id: "@bridge_other_bo:h.example",
+        vendor: "other",
+        remote_id: "bo",
+        device_id: "MMBOTHER",
+      });
       await bridge.ghosts.saveCrypto(
         "@bridge_other_bo:h.example",
         "MMBOTHER",

@@ -64,18 +64,3 @@ export function vendorLeaders(job: (name: string) => Leader, vendors: readonly s
     },
   };
 }
-
-/** Leads every vendor, fencing nothing: one bridge process on its own (unit tests, tools). */
-export function soleLeader(vendors: readonly string[]): VendorLeaders {
-  const leaders = vendorLeaders(
-    (name) => ({
-      job: name,
-      isLeader: () => true,
-      fence: () => Promise.resolve(),
-      onElected: () => undefined,
-      onLost: () => undefined,
-    }),
-    vendors,
-  );
-  return leaders;
-}
