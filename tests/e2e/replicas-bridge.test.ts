@@ -80,6 +80,7 @@ if (postgresUrl) {
 
   describe("the bridge on replicas", () => {
     afterAll(async () => {
+      second.process.signal("SIGCONT"); // a failed pause test would leave it stopped
       await first.process.stop("SIGTERM");
       await second.process.stop("SIGTERM");
       await store.close();
@@ -225,6 +226,78 @@ if (postgresUrl) {
         `replicas-bridge: the standby led ${JOB} ${takeover.toFixed(2)} s after the kill -9 of its leader ` +
           `(lease ${String(LEASE_SECONDS)} s), carried its first row to the vendor ${firstAfter === undefined ? "?" : ((firstAfter - killed) / 1000).toFixed(2)} s after; ` +
           `${String(MESSAGES)} messages each way, ${String(retries)} vendor retries, ${String(vendor.duplicates)} repeats absorbed by the webhook\n`,
+      );
+    });
+
+    it("a paused leader (SIGSTOP) is deposed: resumed, it carries nothing more; every message once, the devices the same", async () => {
+      // The roles of the kill again: the first hands the vendor to the second and stands by.
+      await second.process.start();
+      expect(await leads(second)).toBe(false);
+      await first.process.stop("SIGTERM");
+      await waitUntil(async () => (await leads(second)) === true, "the second leads again");
+      await first.process.start();
+      const duplicatesBefore = vendor.duplicates;
+      const count = 20;
+      const pTexts = Array.from({ length: count }, (_, i) => `p${String(i + 1).padStart(3, "0")}`);
+      const qTexts = Array.from({ length: count }, (_, i) => `q${String(i + 1).padStart(3, "0")}`);
+      const vendorSending = vendor.sendTexts("rep", "anna", pTexts, 150);
+      const matrixSending = (async () => {
+        for (const body of qTexts) {
+          await client.sendMessage(roomId, { msgtype: MsgType.Text, body });
+          await new Promise((r) => setTimeout(r, 150));
+        }
+      })();
+      await vendor.delivered(
+        () => vendor.texts(/^q\d{3}$/).length >= 3,
+        "some Matrix messages at the vendor",
+      );
+
+      second.process.signal("SIGSTOP");
+      const paused = Date.now();
+      // A leader paused inside a row's transaction holds the lease row's share lock: the takeover
+      // then waits for its resumption (docs/replicas.md). So it is resumed after 15 s at the latest.
+      await waitUntil(async () => (await leads(first)) === true, "the standby took over", 15_000).catch(
+        () => undefined,
+      );
+      const takeover = (Date.now() - paused) / 1000;
+      await new Promise((r) => setTimeout(r, 2000)); // the new leader carries rows meanwhile
+      second.process.signal("SIGCONT");
+      await waitUntil(async () => (await leads(second)) === false, "the resumed replica stands by");
+      await waitUntil(async () => (await leads(first)) === true, "the first leads");
+      await vendorSending;
+      await matrixSending;
+      await waitForRoomEvent(client, roomId, (e) => e.getContent().body === pTexts.at(-1), {
+        description: "the last vendor message",
+        timeoutMs: 120_000,
+      });
+      await vendor.delivered(
+        (e) => e.text === qTexts.at(-1),
+        "the last Matrix message at the vendor",
+        120_000,
+      );
+      await new Promise((r) => setTimeout(r, 3000));
+
+      expect(vendor.texts(/^q\d{3}$/)).toEqual(qTexts);
+      const { concurrency } = loadConfigFile(BridgeConfigSchema, org().paths.bridgeConfig).interop!.delivery;
+      expect(vendor.duplicates - duplicatesBefore, "repeats absorbed by the webhook").toBeLessThanOrEqual(
+        concurrency,
+      );
+      const bodies = await roomBodies(client, roomId);
+      expect(bodies.filter((b) => /^p\d{3}$/.test(b))).toEqual(pTexts);
+      expect(bodies.filter((b) => b.startsWith("⚠ Not delivered"))).toEqual([]);
+      expect((await encryptedEventsBy(roomId, ghost("anna"))).length, "Anna's events in Synapse").toBe(
+        MESSAGES + count + 1,
+      );
+      expect(await storedDevice(ghost("anna"))).toBe(annaDevice);
+      expect(await synapseDevices(ghost("anna"))).toEqual([annaDevice]);
+      const last = await waitForRoomEvent(client, roomId, (e) => e.getContent().body === pTexts.at(-1), {
+        description: "the last vendor message",
+      });
+      expect(last.isDecryptionFailure()).toBe(false);
+      expect(last.getSenderKey(), "sent from the same device").toBe(senderKey);
+      process.stdout.write(
+        `replicas-bridge: the standby led ${JOB} ${takeover.toFixed(2)} s after its leader was paused; ` +
+          `resumed 2 s later, the old leader stood by; ${String(count)} messages each way once\n`,
       );
     });
   });

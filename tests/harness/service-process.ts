@@ -54,6 +54,10 @@ export function serviceProcess(o: {
     },
     stop,
     kill: () => stop("SIGKILL"),
+    /** Pauses (SIGSTOP) or resumes (SIGCONT) the running process: a hung host, not a dead one. */
+    signal: (signal: "SIGSTOP" | "SIGCONT"): void => {
+      child?.kill(signal);
+    },
   };
 }
 
