@@ -51,6 +51,7 @@ export async function policyModuleReplica(
     clientUrl,
     process: serviceProcess({
       service: "policy-module",
+      name: `policy-module-${name}`,
       config: () => file,
       dataDir: () => dataDir,
       // /health answers before the roles run: the proxy is the last to listen.
@@ -61,13 +62,58 @@ export async function policyModuleReplica(
   };
 }
 
+/** The generated bridge config, as far as the replica tests change it. */
+interface BridgeReplicaConfig {
+  listen: { port: number };
+  interop: { listen: { port: number } };
+  leader?: { lease_seconds: number };
+}
+
+/**
+ * A bridge replica as a process of its own, from the organisation's generated config with
+ * `lease_seconds`: the first keeps its ports (Synapse's appservice URL and the vendors' interop URL
+ * name them), a further one gets free ones. `clientUrl` is its interop listener.
+ */
+export async function bridgeReplica(
+  org: RunningOrganisation,
+  dataDir: string,
+  name: string,
+  opts: { ownPorts: boolean; leaseSeconds: number },
+): Promise<ReplicaProcess> {
+  const config = parseYaml(readFileSync(org.paths.bridgeConfig, "utf8")) as BridgeReplicaConfig;
+  if (opts.ownPorts) {
+    const [internal, interop] = await freePorts(2);
+    config.listen.port = internal!;
+    config.interop.listen.port = interop!;
+  }
+  config.leader = { lease_seconds: opts.leaseSeconds };
+  const file = join(dataDir, `bridge-${name}.yaml`);
+  writeFileSync(file, stringifyYaml(config), { mode: 0o600 });
+  const internalUrl = `http://127.0.0.1:${String(config.listen.port)}`;
+  const clientUrl = `http://127.0.0.1:${String(config.interop.listen.port)}`;
+  return {
+    name,
+    internalUrl,
+    clientUrl,
+    process: serviceProcess({
+      service: "bridge",
+      name: `bridge-${name}`,
+      config: () => file,
+      dataDir: () => dataDir,
+      ready: () => answers(`${internalUrl}/health`),
+      readyTimeoutMs: 90_000,
+    }),
+  };
+}
+
 /** medmesh_leader{job} of a replica: true on the leader, false on a standby, undefined unreachable. */
 export async function leads(
   org: RunningOrganisation,
   r: ReplicaProcess,
   job: string,
+  service: "policy-module" | "bridge" = "policy-module",
 ): Promise<boolean | undefined> {
-  const token = readFileSync(org.adminTokenFiles["policy-module"], "utf8").trim();
+  const token = readFileSync(org.adminTokenFiles[service], "utf8").trim();
   const res = await fetch(`${r.internalUrl}/metrics`, {
     headers: { authorization: `Bearer ${token}` },
   }).catch(() => undefined);

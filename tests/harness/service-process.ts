@@ -9,10 +9,12 @@ const MAIN = { bridge: "bridge/src/main.ts", "policy-module": "policy-module/src
 /**
  * A MedMesh service as its own process, as a supervisor (systemd, compose) runs it: started from
  * its generated config, killed with SIGKILL in the middle of work, started again. Each start logs
- * to `<dataDir>/<service>-process-<n>.log` (kept with a failed test run).
+ * to `<dataDir>/<name>-process-<n>.log` (kept with a failed test run).
  */
 export function serviceProcess(o: {
   service: keyof typeof MAIN;
+  /** Names its log files (default: the service); replicas of one service need one each. */
+  name?: string;
   config: () => string;
   dataDir: () => string;
   /** When a start counts as done (the service answers). */
@@ -34,7 +36,7 @@ export function serviceProcess(o: {
   };
   return {
     start: async (): Promise<void> => {
-      const log = openSync(join(o.dataDir(), `${o.service}-process-${String(++starts)}.log`), "a");
+      const log = openSync(join(o.dataDir(), `${o.name ?? o.service}-process-${String(++starts)}.log`), "a");
       const started = spawn(process.execPath, [MAIN[o.service], "--config", o.config()], {
         cwd: REPO_ROOT,
         stdio: ["ignore", log, log],
@@ -52,6 +54,10 @@ export function serviceProcess(o: {
     },
     stop,
     kill: () => stop("SIGKILL"),
+    /** Pauses (SIGSTOP) or resumes (SIGCONT) the running process: a hung host, not a dead one. */
+    signal: (signal: "SIGSTOP" | "SIGCONT"): void => {
+      child?.kill(signal);
+    },
   };
 }
 

@@ -2,20 +2,20 @@ import { ApiError, asyncHandler } from "@medmesh/common";
 import type { Express } from "express";
 import type { InteropConfig } from "../interop/config.ts";
 import type { Pruner } from "../lifecycle/index.ts";
-import type { BridgeStore, InboundRow, OutboundRow, QueueRow, QueueTable } from "../store/index.ts";
-import type { OrderedQueue } from "./queue.ts";
+import type { BridgeStore, QueueRow, QueueTable } from "../store/index.ts";
 import type { BridgeStatus } from "./status.ts";
 
 /**
  * The bridge's admin API, on the service's internal port (not the public interop URL): dead
  * letters (what could not be carried either way, without content) and a retry, the prune, and the
- * vendors' queues for the console's status page.
+ * vendors' queues for the console's status page. It only reads and writes rows: any replica serves it.
  */
 export function mountAdminApi(
   app: Express,
   d: {
     store: BridgeStore;
-    queues: { inbound: OrderedQueue<InboundRow>; delivery: OrderedQueue<OutboundRow> };
+    /** Told of a row queued again (on a standby: the vendor's leader is told through the store). */
+    queues: { inbound: { wake(): void }; delivery: { wake(): void } };
     pruner: Pruner;
     status: BridgeStatus;
     lifecycle: InteropConfig["lifecycle"];

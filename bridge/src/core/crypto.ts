@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { asUser, type AsUser } from "@medmesh/common";
+import { asUser, LeadershipLost, type AsUser } from "@medmesh/common";
 import {
   DecryptionSettings,
   DeviceId,
@@ -8,36 +8,25 @@ import {
   initAsync,
   OlmMachine,
   ProcessedToDeviceEventType,
-  RequestType,
   RoomId,
   TrustRequirement,
   UserId,
-  type KeysBackupRequest,
-  type KeysClaimRequest,
-  type KeysQueryRequest,
-  type KeysUploadRequest,
-  type RoomMessageRequest,
-  type SignatureUploadRequest,
-  type ToDeviceRequest,
 } from "@matrix-org/matrix-sdk-crypto-wasm";
 import type { Logger } from "pino";
 import type { GhostStore, PortalStore } from "../store/index.ts";
 import { restore, snapshot } from "@medmesh/common/crypto-store";
-
-type Outgoing =
-  | KeysUploadRequest
-  | KeysQueryRequest
-  | KeysClaimRequest
-  | ToDeviceRequest
-  | SignatureUploadRequest
-  | RoomMessageRequest
-  | KeysBackupRequest;
+import { routeOf, type Outgoing } from "./device-requests.ts";
+import { vendorJob, type VendorLeaders } from "./leaders.ts";
 
 interface CryptoDeps {
   homeserverUrl: string;
   asToken: string;
   ghosts: GhostStore;
   portals: PortalStore;
+  /** A ghost's device runs only where its vendor is led; its snapshots are fenced by that lease. */
+  leaders: VendorLeaders;
+  /** Asks the vendor's leader to make a ghost's device (a standby cannot drive one). */
+  askLeader?: (userId: string) => Promise<void>;
   log: Logger;
   /** Called when room keys may have arrived (events waiting for them can be tried again). */
   onKeys?: () => void;
@@ -54,6 +43,8 @@ interface SyncResponse {
 interface Device {
   userId: string;
   deviceId: string;
+  /** The name prefix of its IndexedDB databases in this run. */
+  prefix: string;
   machine: OlmMachine;
   client: AsUser;
   /** Operations on one machine run one after another. */
@@ -91,8 +82,9 @@ export class BridgeCrypto {
     await initAsync();
   }
 
-  /** The ghost's device: the one of earlier runs, restored, or a new one on first use. */
+  /** The ghost's device: the one of earlier runs, restored, or a new one on first use (its vendor's leader only). */
   device(userId: string): Promise<Device> {
+    if (this.closed || !this.d.leaders.leadsGhost(userId)) return Promise.reject(this.lost(userId));
     let device = this.devices.get(userId);
     if (!device) {
       device = this.createDevice(userId);
@@ -102,21 +94,66 @@ export class BridgeCrypto {
     return device;
   }
 
+  private lost(userId: string): LeadershipLost {
+    return new LeadershipLost(vendorJob(this.d.leaders.vendorOf(userId) ?? "?"));
+  }
+
+  /**
+   * The ghost's device exists (before it joins a room, so the members' clients share room keys
+   * with it from the first message on): made here on the vendor's leader; on a standby (an
+   * appservice transaction's invite) the leader is asked and its device awaited in the store.
+   */
+  async ensureDevice(userId: string): Promise<void> {
+    if (this.d.leaders.leadsGhost(userId)) {
+      await this.device(userId);
+      return;
+    }
+    const has = async () => {
+      const saved = await this.d.ghosts.device(userId);
+      return saved?.device_id != null && saved.crypto_store != null;
+    };
+    if (await has()) return;
+    await this.d.askLeader?.(userId);
+    const deadline = Date.now() + ASK_LEADER_MS;
+    while (Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 250));
+      if (await has()) return;
+      if (this.d.leaders.leadsGhost(userId)) return this.ensureDevice(userId); // elected meanwhile
+    }
+    // Answered 500: Synapse sends the transaction again.
+    throw new Error(
+      `the leader of ${vendorJob(this.d.leaders.vendorOf(userId) ?? "?")} made no device for ${userId}`,
+    );
+  }
+
+  /** Stops the devices of a vendor's ghosts (its lease was lost): they are not driven from here any more. */
+  release(vendor: string): void {
+    for (const [userId, device] of this.devices) {
+      if (this.d.leaders.vendorOf(userId) !== vendor) continue;
+      this.devices.delete(userId);
+      void device.then(shut, () => undefined);
+    }
+  }
+
   private async createDevice(userId: string): Promise<Device> {
     await this.start();
     const client = asUser(this.d.homeserverUrl, this.d.asToken, userId);
     const saved = await this.d.ghosts.device(userId);
+    // Each run opens its databases under names of its own: a replica that drove the device before
+    // (and lost its lease) may still hold the old ones open, which would block their replacement.
+    const run = randomBytes(6).toString("hex");
     if (saved?.device_id && saved.crypto_store) {
       // The device of an earlier run, with its keys: it goes on as if nothing happened.
-      await restore(saved.crypto_store);
-      const machine = await OlmMachine.initialize(
-        new UserId(userId),
-        new DeviceId(saved.device_id),
-        storeName(userId, saved.device_id),
+      const was = storeName(userId, saved.device_id);
+      const prefix = storeName(userId, saved.device_id, run);
+      await restore(saved.crypto_store, (name) =>
+        name.startsWith(was) ? prefix + name.slice(was.length).replace(/^\|[0-9a-f]{12}/, "") : name,
       );
+      const machine = await OlmMachine.initialize(new UserId(userId), new DeviceId(saved.device_id), prefix);
       const device: Device = {
         userId,
         deviceId: saved.device_id,
+        prefix,
         machine,
         client,
         queue: Promise.resolve(),
@@ -131,6 +168,7 @@ export class BridgeCrypto {
       this.syncLoop(device, saved.sync_token);
       return device;
     }
+    if (!this.d.leaders.leadsGhost(userId)) throw this.lost(userId);
     if (saved?.device_id) {
       // Created, but its keys never reached the store: useless, replaced.
       await client("DELETE", `/_matrix/client/v3/devices/${encodeURIComponent(saved.device_id)}`, {}).catch(
@@ -141,15 +179,13 @@ export class BridgeCrypto {
     }
     const deviceId = `MMB${randomBytes(6).toString("hex").toUpperCase()}`;
     await client("PUT", `/_matrix/client/v3/devices/${deviceId}`, { display_name: "MedMesh bridge" });
-    await this.d.ghosts.newDevice(userId, deviceId);
-    const machine = await OlmMachine.initialize(
-      new UserId(userId),
-      new DeviceId(deviceId),
-      storeName(userId, deviceId),
-    );
+    await this.d.ghosts.newDevice(userId, deviceId, (trx) => this.d.leaders.fenceGhost(userId, trx));
+    const prefix = storeName(userId, deviceId, run);
+    const machine = await OlmMachine.initialize(new UserId(userId), new DeviceId(deviceId), prefix);
     const device: Device = {
       userId,
       deviceId,
+      prefix,
       machine,
       client,
       queue: Promise.resolve(),
@@ -162,13 +198,17 @@ export class BridgeCrypto {
     return device;
   }
 
-  /** Writes the device's crypto state to the store (after every change, before it is acknowledged). */
+  /**
+   * Writes the device's crypto state to the store (after every change, before it is acknowledged),
+   * fenced by the vendor's lease: a deposed leader never overwrites its successor's snapshot.
+   */
   private async persist(device: Device, syncToken?: string): Promise<void> {
     await this.d.ghosts.saveCrypto(
       device.userId,
       device.deviceId,
-      await snapshot(storeName(device.userId, device.deviceId)),
+      await snapshot(device.prefix),
       syncToken,
+      (trx) => this.d.leaders.fenceGhost(device.userId, trx),
     );
   }
 
@@ -187,7 +227,7 @@ export class BridgeCrypto {
     });
     let token = since;
     let failures = 0;
-    const stopped = (): boolean => device.abort.signal.aborted;
+    const stopped = (): boolean => device.abort.signal.aborted || !this.d.leaders.leadsGhost(device.userId);
     void (async () => {
       while (!stopped()) {
         try {
@@ -245,43 +285,13 @@ export class BridgeCrypto {
   }
 
   private async send(device: Device, r: Outgoing): Promise<void> {
-    const call = (method: string, path: string, body: string) =>
-      device.client(method, path, JSON.parse(body), { deviceId: device.deviceId });
-    let response: unknown;
-    switch (r.type) {
-      case RequestType.KeysUpload:
-        response = await call("POST", "/_matrix/client/v3/keys/upload", r.body);
-        break;
-      case RequestType.KeysQuery:
-        response = await call("POST", "/_matrix/client/v3/keys/query", r.body);
-        break;
-      case RequestType.KeysClaim:
-        response = await call("POST", "/_matrix/client/v3/keys/claim", r.body);
-        break;
-      case RequestType.SignatureUpload:
-        response = await call("POST", "/_matrix/client/v3/keys/signatures/upload", r.body);
-        break;
-      case RequestType.ToDevice: {
-        const t = r as unknown as { event_type: string; txn_id: string; body: string };
-        response = await call(
-          "PUT",
-          `/_matrix/client/v3/sendToDevice/${encodeURIComponent(t.event_type)}/${encodeURIComponent(t.txn_id)}`,
-          t.body,
-        );
-        break;
-      }
-      case RequestType.RoomMessage: {
-        const m = r as RoomMessageRequest;
-        response = await call(
-          "PUT",
-          `/_matrix/client/v3/rooms/${encodeURIComponent(m.room_id)}/send/${encodeURIComponent(m.event_type)}/${encodeURIComponent(m.txn_id)}`,
-          m.body,
-        );
-        break;
-      }
-      default:
-        return; // key backup: the bridge keeps its keys in its own store instead
-    }
+    const route = routeOf(r);
+    if (!route) return;
+    // Nothing leaves a device whose vendor this replica no longer leads.
+    if (!this.d.leaders.leadsGhost(device.userId)) throw this.lost(device.userId);
+    const response = await device.client(route.method, route.path, JSON.parse(route.body), {
+      deviceId: device.deviceId,
+    });
     if (r.id) await device.machine.markRequestAsSent(r.id, r.type, JSON.stringify(response));
   }
 
@@ -323,8 +333,8 @@ export class BridgeCrypto {
   ): Promise<{ type: string; content: Record<string, unknown> }> {
     let last = "no ghost of this room has a device";
     for (const userId of ghosts) {
-      const device = await this.device(userId);
       try {
+        const device = await this.device(userId);
         return await this.serial(device, async () => {
           const decrypted = await device.machine.decryptRoomEvent(
             JSON.stringify(event),
@@ -340,20 +350,29 @@ export class BridgeCrypto {
     throw new Error(last);
   }
 
+  private closed = false;
+
   close(): void {
-    for (const d of this.devices.values())
-      void d
-        .then((x) => {
-          x.abort.abort();
-          x.machine.close();
-        })
-        .catch(() => undefined);
+    this.closed = true;
+    for (const d of this.devices.values()) void d.then(shut, () => undefined);
     this.devices.clear();
   }
 }
 
-/** Each device's IndexedDB databases are named after it. */
-const storeName = (userId: string, deviceId: string): string => `medmesh-bridge|${userId}|${deviceId}`;
+/** How long a standby waits for the vendor's leader to make a ghost's device. */
+const ASK_LEADER_MS = 15_000;
+
+/** Stops a device's sync loop at once, and closes its machine after what is running on it. */
+function shut(device: Device): void {
+  device.abort.abort();
+  void device.queue.then(() => {
+    device.machine.close();
+  });
+}
+
+/** Each device's IndexedDB databases are named after it (and the run: ` |<12 hex digits>`). */
+const storeName = (userId: string, deviceId: string, run?: string): string =>
+  `medmesh-bridge|${userId}|${deviceId}${run === undefined ? "" : `|${run}`}`;
 
 /** wasm errors are objects with a message or description, not always Errors. */
 function describe(err: unknown): string {

@@ -10,7 +10,9 @@ import {
   isEncryptedFile,
   jsonBody,
   type EventHandler,
+  type Leader,
   type LeaseStore,
+  type NotificationStore,
   type Registration,
 } from "@medmesh/common";
 import type { Express } from "express";
@@ -26,10 +28,15 @@ import { bridgeStatus } from "./status.ts";
 import { BridgeCrypto } from "./crypto.ts";
 import { createGhosts } from "./ghosts.ts";
 import { inboundHandler } from "./inbound.ts";
+import { vendorLeaders } from "./leaders.ts";
 import { MatrixSide } from "./matrix.ts";
 import { outbound } from "./outbound.ts";
 import { OrderedQueue } from "./queue.ts";
 import { ghostVerification } from "./verification.ts";
+
+/** The store's notification channels: rows for the vendors' leaders; a ghost's device asked of its leader. */
+const ROWS = "medmesh_bridge_rows";
+const DEVICES = "medmesh_bridge_devices";
 
 export interface BridgeCore {
   onEvents: EventHandler;
@@ -47,6 +54,11 @@ export interface BridgeCore {
  * portals work. Appservice transactions are recorded in the outbound queue before Synapse gets
  * its answer; vendor events are stored before the vendor gets its 202. What it keeps goes when
  * delivered, redacted or out of its time (lifecycle/).
+ *
+ * On replicas (docs/replicas.md): every replica serves the interop API, the appservice API and the
+ * admin API (they write rows); each vendor's queue rows, its ghosts' devices and their
+ * verification run on the leader of `bridge:<vendor>` only (leaders.ts). A replica that writes a
+ * row for a vendor it does not lead tells the leader through the store's notifications.
  */
 export function createBridgeCore(
   app: Express,
@@ -56,6 +68,9 @@ export function createBridgeCore(
     registration: Registration;
     knex: Knex;
     leases: LeaseStore;
+    notifications: NotificationStore;
+    /** A singleton job's leader handle (`createLeadership(…).job`). */
+    leader: (job: string) => Leader;
     log: Logger;
     metrics: Registry;
   },
@@ -65,11 +80,15 @@ export function createBridgeCore(
   const audit = createAuditLog(d.knex);
   const removed = removedCounter(d.metrics);
   const asToken = d.registration.as_token;
+  const vendorIds = d.config.vendors.map((v) => v.id);
+  const leaders = vendorLeaders(d.leader, vendorIds);
   const crypto = new BridgeCrypto({
     homeserverUrl: d.homeserver.url,
     asToken,
     ghosts: store.ghosts,
     portals: store.portals,
+    leaders,
+    askLeader: (userId) => d.notifications.notify(DEVICES, userId),
     log: d.log,
     // Events waiting for a room key are tried again as soon as keys arrive.
     onKeys: () => {
@@ -87,6 +106,7 @@ export function createBridgeCore(
     homeserverUrl: d.homeserver.url,
     asToken,
     ghosts: store.ghosts,
+    leaders,
     log: d.log,
     metrics: d.metrics,
   });
@@ -95,7 +115,7 @@ export function createBridgeCore(
     asToken,
     serverName: d.homeserver.server_name,
     store: store.ghosts,
-    vendors: d.config.vendors.map((v) => v.id),
+    vendors: vendorIds,
     avatarOrigins: new Map(
       d.config.vendors.map((v) => [v.id, v.avatar_origins.map((u) => new URL(u).origin)]),
     ),
@@ -111,6 +131,7 @@ export function createBridgeCore(
     maxAttempts: c.max_attempts,
     initialBackoffMs: c.initial_backoff_ms,
     maxBackoffMs: c.max_backoff_ms,
+    leaders,
     log: d.log,
     metrics: d.metrics,
   };
@@ -162,10 +183,33 @@ export function createBridgeCore(
     onFailed: out.notifyUndelivered,
   });
 
-  const status = bridgeStatus({ store, vendors: d.config.vendors.map((v) => v.id), log });
+  const announceHere = (): void => {
+    inbound.wake();
+    delivery.wake();
+  };
+  /**
+   * New rows: the queues here look at once; where this replica does not lead every vendor, the
+   * store's notification tells the leaders (the standby's rows reach them without the 500 ms poll).
+   */
+  const announce = (): void => {
+    announceHere();
+    if (leaders.led().length < vendorIds.length)
+      d.notifications.notify(ROWS, "").catch((err: unknown) => {
+        d.log.warn({ err }, "could not announce new bridge rows (the leader polls them)");
+      });
+  };
+  leaders.onElected(() => {
+    announceHere();
+    verification.wake();
+  });
+  leaders.onLost((vendor) => {
+    crypto.release(vendor);
+  });
+
+  const status = bridgeStatus({ store, vendors: vendorIds, log });
   mountAdminApi(app, {
     store,
-    queues: { inbound, delivery },
+    queues: { inbound: { wake: announce }, delivery: { wake: announce } },
     pruner,
     status,
     lifecycle: d.config.lifecycle,
@@ -191,9 +235,7 @@ export function createBridgeCore(
         store,
         log: d.log,
         metrics: d.metrics,
-        onAccepted: () => {
-          inbound.wake();
-        },
+        onAccepted: announce,
         media: {
           fetch: async (row) => {
             if (!row.mxc) throw new ApiError("M_NOT_FOUND", "The file has no content");
@@ -205,7 +247,7 @@ export function createBridgeCore(
     },
     onEvents: async (events, transaction) => {
       await out.record(events, transaction);
-      delivery.wake();
+      announce();
     },
     // A ghost in the portal reads it (the frame's catch-up, a dead letter fetched again).
     readerFor: async (roomId) => (await store.portals.ghostsIn(roomId))[0],
@@ -216,9 +258,16 @@ export function createBridgeCore(
         action: "bridge.access_point",
         object: hostname(),
         outcome: "started",
-        details: { public_url: d.config.public_url, vendors: d.config.vendors.map((v) => v.id) },
+        details: { public_url: d.config.public_url, vendors: vendorIds },
       });
       await crypto.start();
+      await d.notifications.listen(ROWS, announceHere, announceHere);
+      await d.notifications.listen(DEVICES, (userId) => {
+        if (leaders.leadsGhost(userId))
+          crypto.ensureDevice(userId).catch((err: unknown) => {
+            d.log.warn({ err, user_id: userId }, "could not make a ghost's device a replica asked for");
+          });
+      });
       inbound.start();
       delivery.start();
       verification.start();
@@ -226,6 +275,7 @@ export function createBridgeCore(
       status.start();
     },
     stop: async () => {
+      // Before the leases are released (start.ts): rows in flight are recorded, not repeated.
       await Promise.all([inbound.stop(), delivery.stop(), verification.stop(), pruner.stop(), status.stop()]);
       crypto.close();
     },

@@ -125,11 +125,11 @@ export class MatrixSide {
   }
 
   /**
-   * Joins as the ghost. Its device exists first, so the members' clients share the room key with
-   * it from the first message on.
+   * Joins as the ghost. Its device exists first (made by its vendor's leader), so the members'
+   * clients share the room key with it from the first message on.
    */
   async join(userId: string, roomId: string): Promise<void> {
-    await this.crypto.device(userId);
+    await this.crypto.ensureDevice(userId);
     await this.call(userId, "POST", `/_matrix/client/v3/join/${encodeURIComponent(roomId)}`, {});
   }
 

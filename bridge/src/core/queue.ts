@@ -1,7 +1,8 @@
-import { Permanent } from "@medmesh/common";
+import { LeadershipLost, Permanent } from "@medmesh/common";
 import type { Logger } from "pino";
 import { Counter, Gauge, type Registry } from "prom-client";
 import type { Completion, QueueRow, QueueTable } from "../store/index.ts";
+import type { VendorLeaders } from "./leaders.ts";
 
 export type { QueueRow } from "../store/index.ts";
 
@@ -11,6 +12,8 @@ export { Permanent };
 export interface QueueOptions<Row extends QueueRow> {
   name: "inbound" | "outbound";
   table: QueueTable<Row>;
+  /** Only the rows of the vendors this replica leads are carried, each outcome under their lease. */
+  leaders: VendorLeaders;
   /** The state a given-up row ends in (for the metric). */
   failedState: string;
   log: Logger;
@@ -31,7 +34,9 @@ export interface QueueOptions<Row extends QueueRow> {
  * nothing else. Conversations proceed in parallel. A row is marked done in the same database
  * transaction that records its effects, after the effect: a crash in between repeats the effect
  * with the same deterministic IDs (Matrix transaction IDs, Idempotency-Keys), which the other side
- * recognises.
+ * recognises. Only the rows of the vendors whose lease this replica holds are taken; each
+ * outcome (done, retry, given up) commits in a transaction that fences the row's vendor lease, so
+ * a deposed leader records nothing and its successor repeats the row with the same IDs.
  */
 export class OrderedQueue<Row extends QueueRow> {
   private readonly o: QueueOptions<Row>;
@@ -81,8 +86,9 @@ export class OrderedQueue<Row extends QueueRow> {
   private async run(): Promise<void> {
     while (this.running) {
       let rows: Row[] = [];
+      const vendors = this.o.leaders.led();
       try {
-        rows = await this.o.table.heads(this.o.concurrency * 4);
+        if (vendors.length > 0) rows = await this.o.table.heads(this.o.concurrency * 4, vendors);
       } catch (err) {
         this.o.log.error({ err, queue: this.o.name }, "could not read the queue");
       }
@@ -91,7 +97,8 @@ export class OrderedQueue<Row extends QueueRow> {
         const worker = async () => {
           while (next < rows.length && this.running) {
             const row = rows[next++];
-            if (row) await this.carry(row);
+            // Stops before doing more once the vendor's lease is lost.
+            if (row && this.o.leaders.leads(row.vendor)) await this.carry(row);
           }
         };
         const outcomes = await Promise.allSettled(
@@ -118,16 +125,26 @@ export class OrderedQueue<Row extends QueueRow> {
   }
 
   private async carry(row: Row): Promise<void> {
-    const { table, log } = this.o;
+    const { table, log, leaders } = this.o;
+    const fence: Completion = (trx) => leaders.fence(row.vendor, trx);
     try {
-      await table.complete(row, await this.o.handle(row));
+      const record = await this.o.handle(row);
+      await table.complete(row, async (trx) => {
+        await fence(trx);
+        await record?.(trx);
+      });
       this.processed.inc({ outcome: "done" });
     } catch (err) {
+      // Deposed meanwhile: nothing is recorded; the vendor's new leader carries the row again.
+      if (err instanceof LeadershipLost || !leaders.leads(row.vendor)) {
+        log.info({ queue: this.o.name, seq: row.seq, vendor: row.vendor }, "left to the vendor's new leader");
+        return;
+      }
       const reason = err instanceof Error ? err.message : String(err);
       const attempts = row.attempts + 1;
       const permanent = err instanceof Permanent || attempts >= this.o.maxAttempts;
       if (permanent) {
-        await table.giveUp(row, attempts, reason);
+        await table.giveUp(row, attempts, reason, fence);
         this.processed.inc({ outcome: "failed" });
         log.warn({ queue: this.o.name, seq: row.seq, conversation: row.conversation_id, reason }, "given up");
         await this.o.onFailed?.(row, reason).catch((e: unknown) => {
@@ -136,7 +153,7 @@ export class OrderedQueue<Row extends QueueRow> {
         return;
       }
       const delay = Math.min(this.o.maxBackoffMs, this.o.initialBackoffMs * 2 ** (attempts - 1));
-      await table.retryLater(row, attempts, reason, new Date(Date.now() + delay));
+      await table.retryLater(row, attempts, reason, new Date(Date.now() + delay), fence);
       this.processed.inc({ outcome: "retried" });
       log.info({ queue: this.o.name, seq: row.seq, attempts, delay_ms: delay, reason }, "will retry");
     }

@@ -2,6 +2,7 @@ import { asUser, MatrixRequestError } from "@medmesh/common";
 import type { Logger } from "pino";
 import type { DueGhost, GhostStore } from "../store/index.ts";
 import { Counter, type Registry } from "prom-client";
+import type { VendorLeaders } from "./leaders.ts";
 
 const RETRY_MS = 60_000;
 
@@ -12,12 +13,13 @@ const RETRY_MS = 60_000;
  * there the identity module owns the status: registry check, re-verification, revocation, and
  * the badge in every room the ghost is in. Due requests are kept in the store (nothing is lost
  * in a crash); an unreachable identity module is asked again a minute later. The registration
- * number is never logged.
+ * number is never logged. Each vendor's ghosts are submitted by that vendor's leader only.
  */
 export function ghostVerification(d: {
   homeserverUrl: string;
   asToken: string;
   ghosts: GhostStore;
+  leaders: VendorLeaders;
   log: Logger;
   metrics: Registry;
 }) {
@@ -68,9 +70,12 @@ export function ghostVerification(d: {
   const run = async (): Promise<void> => {
     do {
       again = false;
-      const due = await d.ghosts.dueForVerification(100);
+      const vendors = d.leaders.led();
+      if (vendors.length === 0) return;
+      const due = await d.ghosts.dueForVerification(100, vendors);
       for (const ghost of due) {
         if (stopped) return;
+        if (!d.leaders.leadsGhost(ghost.user_id)) continue; // its vendor's new leader submits it
         if (!(await submit(ghost))) {
           retry ??= setTimeout(() => {
             retry = undefined;

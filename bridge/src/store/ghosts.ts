@@ -1,5 +1,8 @@
 import type { Knex } from "knex";
 
+/** Runs first in a write's transaction (the ghost's vendor lease): throws to write nothing. */
+export type Fence = (trx: Knex.Transaction) => Promise<void>;
+
 export interface GhostProfile {
   display_name: string | null;
   registration: unknown;
@@ -48,19 +51,33 @@ export function ghostStore(knex: Knex) {
     device: (userId: string): Promise<GhostDevice | undefined> =>
       ghost(userId).first<GhostDevice | undefined>("device_id", "crypto_store", "sync_token"),
     /** A new device replaces the last one; its crypto state starts empty. */
-    async newDevice(userId: string, deviceId: string): Promise<void> {
-      await ghost(userId).update({ device_id: deviceId, crypto_store: null, sync_token: null });
-    },
-    async saveCrypto(userId: string, deviceId: string, snapshot: Buffer, syncToken?: string): Promise<void> {
-      await knex("bridge_ghosts")
-        .where({ user_id: userId, device_id: deviceId })
-        .update({ crypto_store: snapshot, ...(syncToken === undefined ? {} : { sync_token: syncToken }) });
-    },
+    newDevice: (userId: string, deviceId: string, fence?: Fence): Promise<void> =>
+      knex.transaction(async (trx) => {
+        await fence?.(trx);
+        await trx("bridge_ghosts")
+          .where({ user_id: userId })
+          .update({ device_id: deviceId, crypto_store: null, sync_token: null });
+      }),
+    /** The device's crypto snapshot; `fence` first, in the same transaction (a deposed leader writes nothing). */
+    saveCrypto: (
+      userId: string,
+      deviceId: string,
+      snapshot: Buffer,
+      syncToken?: string,
+      fence?: Fence,
+    ): Promise<void> =>
+      knex.transaction(async (trx) => {
+        await fence?.(trx);
+        await trx("bridge_ghosts")
+          .where({ user_id: userId, device_id: deviceId })
+          .update({ crypto_store: snapshot, ...(syncToken === undefined ? {} : { sync_token: syncToken }) });
+      }),
 
-    /** Ghosts whose registration is due for the identity module. */
-    dueForVerification: (limit: number): Promise<DueGhost[]> =>
+    /** Ghosts (of the `vendors`) whose registration is due for the identity module. */
+    dueForVerification: (limit: number, vendors: readonly string[]): Promise<DueGhost[]> =>
       knex("bridge_ghosts")
         .where({ verification_due: true })
+        .whereIn("vendor", vendors)
         .orderBy("user_id")
         .limit(limit)
         .select<DueGhost[]>("user_id", "display_name", "registration"),

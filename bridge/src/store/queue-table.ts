@@ -20,13 +20,19 @@ export type Completion = (trx: Knex.Transaction) => Promise<void>;
 
 /** The table behind an ordered queue (core/queue.ts): its rows' life from pending to settled. */
 export interface QueueTable<Row extends QueueRow> {
-  /** The oldest pending row of each conversation that is due, oldest first. */
-  heads(limit: number, now?: Date): Promise<Row[]>;
+  /**
+   * The oldest pending row of each conversation that is due, oldest first; only the `vendors`'
+   * rows when given (the vendors whose lease this replica holds).
+   */
+  heads(limit: number, vendors?: readonly string[], now?: Date): Promise<Row[]>;
   /** Marks the row carried together with its effects, and drops the content only delivery needed. */
   complete(row: Row, record?: Completion): Promise<void>;
-  /** Given up: kept (with its content) for an operator's retry until the retention period ends. */
-  giveUp(row: Row, attempts: number, reason: string): Promise<void>;
-  retryLater(row: Row, attempts: number, reason: string, at: Date): Promise<void>;
+  /**
+   * Given up: kept (with its content) for an operator's retry until the retention period ends.
+   * `fence` runs first in the same transaction (the vendor's lease: a deposed leader records nothing).
+   */
+  giveUp(row: Row, attempts: number, reason: string, fence?: Completion): Promise<void>;
+  retryLater(row: Row, attempts: number, reason: string, at: Date, fence?: Completion): Promise<void>;
   counts(): Promise<{ pending: number; failed: number }>;
   /** Pending and given-up rows per vendor, and how long the oldest pending one has waited. */
   countsByVendor(): Promise<VendorCounts[]>;
@@ -59,9 +65,12 @@ export function queueTable<Row extends QueueRow>(
 ): QueueTable<Row> {
   const cleared = Object.fromEntries([...t.contentColumns, t.errorColumn].map((c) => [c, null]));
   return {
-    heads: (limit, now = new Date()) =>
+    heads: (limit, vendors, now = new Date()) =>
       knex(`${t.table} as r`)
         .where("r.state", "pending")
+        .modify((q) => {
+          if (vendors) void q.whereIn("r.vendor", vendors);
+        })
         .where((q) => {
           void q.whereNull("r.next_attempt_at").orWhere("r.next_attempt_at", "<=", now);
         })
@@ -81,16 +90,20 @@ export function queueTable<Row extends QueueRow>(
           .where({ seq: row.seq })
           .update({ state: t.states.done, delivered_at: new Date(), ...cleared });
       }),
-    giveUp: async (row, attempts, reason) => {
-      await knex(t.table)
-        .where({ seq: row.seq })
-        .update({ state: t.states.failed, attempts, [t.errorColumn]: reason });
-    },
-    retryLater: async (row, attempts, reason, at) => {
-      await knex(t.table)
-        .where({ seq: row.seq })
-        .update({ attempts, [t.errorColumn]: reason, next_attempt_at: at });
-    },
+    giveUp: (row, attempts, reason, fence) =>
+      knex.transaction(async (trx) => {
+        await fence?.(trx);
+        await trx(t.table)
+          .where({ seq: row.seq })
+          .update({ state: t.states.failed, attempts, [t.errorColumn]: reason });
+      }),
+    retryLater: (row, attempts, reason, at, fence) =>
+      knex.transaction(async (trx) => {
+        await fence?.(trx);
+        await trx(t.table)
+          .where({ seq: row.seq })
+          .update({ attempts, [t.errorColumn]: reason, next_attempt_at: at });
+      }),
     counts: async () => {
       const rows = await knex(t.table)
         .whereIn("state", ["pending", t.states.failed])

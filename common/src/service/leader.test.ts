@@ -89,6 +89,23 @@ describe("leader election", () => {
     });
   });
 
+  it("a paused leader stops the moment it resumes, before its overdue renewal", async () => {
+    const a = replica("a4", 1);
+    const job = a.leadership.job("paused");
+    await a.leadership.start();
+    expect(job.isLeader()).toBe(true);
+    // The event loop blocked past the lease (as SIGSTOP or a VM freeze would): no renewal ran.
+    const until = Date.now() + 1100;
+    while (Date.now() < until) {
+      /* blocked */
+    }
+    expect(job.isLeader(), "its lease may be another's by now").toBe(false);
+    await expect(job.fence()).rejects.toBeInstanceOf(LeadershipLost);
+    // Nobody took it meanwhile: the next renewal holds it again.
+    await expect.poll(() => job.isLeader(), { timeout: 3000, interval: 50 }).toBe(true);
+    await a.leadership.stop();
+  });
+
   it("a clean stop hands the lease over at once", async () => {
     const a = replica("a3", 60);
     const b = replica("b3", 60);

@@ -39,7 +39,11 @@ export class LeadershipLost extends ApiError {
 
 export interface Leader {
   readonly job: string;
-  /** Whether the last renewal succeeded (cheap: a check before each item). */
+  /**
+   * Whether the last renewal succeeded and its lease has not run out by this host's clock since
+   * (cheap: a check before each item). The clock part stops a process that was paused (SIGSTOP, a
+   * VM freeze, a long GC) the moment it resumes, before its overdue renewal finds the lease taken.
+   */
   isLeader(): boolean;
   /**
    * The fence, asked in the store: throws LeadershipLost unless this instance holds the lease now.
@@ -84,9 +88,12 @@ export function createLeadership(d: {
   });
   interface JobState {
     leading: boolean;
+    /** When the lease runs out unrenewed, by this host's clock (counted from before the renewal asked). */
+    validUntil: number;
     listeners: (() => void)[];
     lost: (() => void)[];
   }
+  const leads = (state: JobState): boolean => state.leading && Date.now() < state.validUntil;
   const jobs = new Map<string, JobState>();
   const lose = (job: string, state: JobState): void => {
     state.leading = false;
@@ -108,6 +115,7 @@ export function createLeadership(d: {
     const state = jobs.get(job);
     if (!state) return;
     let held: boolean;
+    const asked = Date.now();
     try {
       held = await d.leases.tryAcquire(job, holder, ttlMs);
     } catch (err) {
@@ -115,6 +123,7 @@ export function createLeadership(d: {
       d.log.warn({ err, job }, "could not renew a leader lease");
       held = false;
     }
+    if (held) state.validUntil = asked + ttlMs;
     if (held === state.leading) return;
     if (!held) {
       d.log.warn({ job, holder }, "leadership lost: the job stops");
@@ -141,15 +150,15 @@ export function createLeadership(d: {
     /** The leader handle of `job` (elected at the next tick; `start` runs the first one). */
     job(job: string): Leader {
       if (!jobs.has(job)) {
-        jobs.set(job, { leading: false, listeners: [], lost: [] });
+        jobs.set(job, { leading: false, validUntil: 0, listeners: [], lost: [] });
         gauge.set({ job }, 0);
       }
-      const state = jobs.get(job) ?? { leading: false, listeners: [], lost: [] };
+      const state = jobs.get(job) ?? { leading: false, validUntil: 0, listeners: [], lost: [] };
       return {
         job,
-        isLeader: () => state.leading,
+        isLeader: () => leads(state),
         fence: async (trx = d.knex) => {
-          if (!state.leading) throw new LeadershipLost(job);
+          if (!leads(state)) throw new LeadershipLost(job);
           const rows = await trx.raw<{ rows: unknown[] }>(
             "SELECT 1 FROM leases WHERE name = ? AND holder = ? AND expires_at > ? FOR SHARE",
             [job, holder, new Date()],
