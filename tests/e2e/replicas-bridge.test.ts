@@ -60,6 +60,14 @@ if (postgresUrl) {
       ).map((d) => d.device_id),
     );
   /** What a user sent in a room, as Synapse stored it (encrypted: counted, not read). */
+  /** The last message of each direction arrived: in Alice's client, and at the vendor. */
+  const bothArrived = async (fromVendor: string | undefined, fromMatrix: string | undefined) => {
+    await waitForRoomEvent(client, roomId, (e) => e.getContent().body === fromVendor, {
+      description: "the last vendor message",
+      timeoutMs: 120_000,
+    });
+    await vendor.delivered((e) => e.text === fromMatrix, "the last Matrix message at the vendor", 120_000);
+  };
   const encryptedEventsBy = (roomId: string, userId: string) =>
     withSynapseDb(org(), (db) =>
       db.all<{ event_id: string }>(
@@ -183,15 +191,7 @@ if (postgresUrl) {
       const retries = await vendorSending;
       await matrixSending;
 
-      await waitForRoomEvent(client, roomId, (e) => e.getContent().body === vTexts.at(-1), {
-        description: "the last vendor message",
-        timeoutMs: 120_000,
-      });
-      await vendor.delivered(
-        (e) => e.text === mTexts.at(-1),
-        "the last Matrix message at the vendor",
-        120_000,
-      );
+      await bothArrived(vTexts.at(-1), mTexts.at(-1));
       // The killed leader delivers nothing after its exit: what arrives after it, the new leader carried.
       const firstAfter = vendor.received.find((r) => r.at > killed)?.at;
       await new Promise((r) => setTimeout(r, 3000)); // anything repeated would have arrived by now
@@ -266,15 +266,7 @@ if (postgresUrl) {
       await waitUntil(async () => (await leads(first)) === true, "the first leads");
       await vendorSending;
       await matrixSending;
-      await waitForRoomEvent(client, roomId, (e) => e.getContent().body === pTexts.at(-1), {
-        description: "the last vendor message",
-        timeoutMs: 120_000,
-      });
-      await vendor.delivered(
-        (e) => e.text === qTexts.at(-1),
-        "the last Matrix message at the vendor",
-        120_000,
-      );
+      await bothArrived(pTexts.at(-1), qTexts.at(-1));
       await new Promise((r) => setTimeout(r, 3000));
 
       expect(vendor.texts(/^q\d{3}$/)).toEqual(qTexts);
