@@ -98,7 +98,7 @@ export function createLeaderCalls(d: {
       operations.set(op, (args) => run(...(args as A)));
       return async (...args: A): Promise<R> => {
         if (d.leader.isLeader()) {
-          count("here", "ok");
+          count("here", "run");
           return run(...args);
         }
         return decode(await forward(op, args));
