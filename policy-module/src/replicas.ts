@@ -22,12 +22,7 @@ export function replicaRoles(
   config: PolicyModuleConfig,
   ctx: MountContext,
 ): { leadership: Leadership; botCalls: LeaderCalls } {
-  const { host, port } = config.listen;
-  const self =
-    config.leader.advertise_url ??
-    (port
-      ? `http://${host === "0.0.0.0" || host === "::" ? hostname() : host.includes(":") ? `[${host}]` : host}:${String(port)}`
-      : undefined);
+  const self = config.leader.advertise_url ?? defaultHolder(config.listen, hostname());
   const leadership = createLeadership({
     leases: ctx.store.leases,
     knex: ctx.store.knex,
@@ -48,4 +43,17 @@ export function replicaRoles(
     metrics: ctx.metrics,
   });
   return { leadership, botCalls };
+}
+
+/**
+ * The holder (and internal URL) of a replica without `leader.advertise_url`. Bound to every
+ * address: reached at the host name. Bound to one address (loopback, as the local runner does):
+ * reached there, and the host name as the URL's fragment keeps each host's replica its own holder —
+ * two hosts' replicas with one config must never share a lease. No fixed port: none (a random one).
+ */
+export function defaultHolder(listen: { host: string; port: number }, hostName: string): string | undefined {
+  if (!listen.port) return undefined;
+  const wildcard = listen.host === "0.0.0.0" || listen.host === "::";
+  const address = wildcard ? hostName : listen.host.includes(":") ? `[${listen.host}]` : listen.host;
+  return `http://${address}:${String(listen.port)}${wildcard ? "" : `#${hostName}`}`;
 }

@@ -41,22 +41,35 @@ export async function policyModuleReplica(
   }
   config.leader = { lease_seconds: opts.leaseSeconds };
   opts.tweak?.(config);
-  const file = join(dataDir, `policy-module-${name}.yaml`);
+  const clientUrl = `http://127.0.0.1:${String(config.proxy.client.port)}`;
+  // /health answers before the roles run: the proxy is the last to listen.
+  return replicaProcess("policy-module", name, dataDir, config, clientUrl, (internalUrl) =>
+    answers(`${internalUrl}/health`).then((up) => up && answers(`${clientUrl}/_matrix/client/versions`)),
+  );
+}
+
+/** A replica's config written beside the network's, and the process that runs it. */
+function replicaProcess(
+  service: "policy-module" | "bridge",
+  name: string,
+  dataDir: string,
+  config: { listen: { port: number } },
+  clientUrl: string,
+  ready: (internalUrl: string) => Promise<boolean>,
+): ReplicaProcess {
+  const file = join(dataDir, `${service}-${name}.yaml`);
   writeFileSync(file, stringifyYaml(config), { mode: 0o600 });
   const internalUrl = `http://127.0.0.1:${String(config.listen.port)}`;
-  const clientUrl = `http://127.0.0.1:${String(config.proxy.client.port)}`;
   return {
     name,
     internalUrl,
     clientUrl,
     process: serviceProcess({
-      service: "policy-module",
-      name: `policy-module-${name}`,
+      service,
+      name: `${service}-${name}`,
       config: () => file,
       dataDir: () => dataDir,
-      // /health answers before the roles run: the proxy is the last to listen.
-      ready: async () =>
-        (await answers(`${internalUrl}/health`)) && answers(`${clientUrl}/_matrix/client/versions`),
+      ready: () => ready(internalUrl),
       readyTimeoutMs: 90_000,
     }),
   };
@@ -87,23 +100,10 @@ export async function bridgeReplica(
     config.interop.listen.port = interop!;
   }
   config.leader = { lease_seconds: opts.leaseSeconds };
-  const file = join(dataDir, `bridge-${name}.yaml`);
-  writeFileSync(file, stringifyYaml(config), { mode: 0o600 });
-  const internalUrl = `http://127.0.0.1:${String(config.listen.port)}`;
   const clientUrl = `http://127.0.0.1:${String(config.interop.listen.port)}`;
-  return {
-    name,
-    internalUrl,
-    clientUrl,
-    process: serviceProcess({
-      service: "bridge",
-      name: `bridge-${name}`,
-      config: () => file,
-      dataDir: () => dataDir,
-      ready: () => answers(`${internalUrl}/health`),
-      readyTimeoutMs: 90_000,
-    }),
-  };
+  return replicaProcess("bridge", name, dataDir, config, clientUrl, (internalUrl) =>
+    answers(`${internalUrl}/health`),
+  );
 }
 
 /** medmesh_leader{job} of a replica: true on the leader, false on a standby, undefined unreachable. */

@@ -31,15 +31,19 @@ export function bearerToken(req: Request): string | undefined {
 
 /**
  * Checks a fixed bearer token (both sides hashed: equal lengths for the constant-time comparison,
- * and no length leaks): M_MISSING_TOKEN without one, M_FORBIDDEN for another.
+ * and no length leaks): M_MISSING_TOKEN without one, `invalid` (M_FORBIDDEN) for another.
  */
-export function bearerTokenCheck(token: string, what: string): Authenticate {
+export function bearerTokenCheck(
+  token: string,
+  what: string,
+  invalid: "M_FORBIDDEN" | "M_UNKNOWN_TOKEN" = "M_FORBIDDEN",
+): Authenticate {
   const expected = createHash("sha256").update(token).digest();
   return (req) => {
     const given = bearerToken(req);
     if (given === undefined) return Promise.reject(new ApiError("M_MISSING_TOKEN", `Missing ${what}`));
     if (!timingSafeEqual(createHash("sha256").update(given).digest(), expected))
-      return Promise.reject(new ApiError("M_FORBIDDEN", `Invalid ${what}`));
+      return Promise.reject(new ApiError(invalid, `Invalid ${what}`));
     return Promise.resolve();
   };
 }

@@ -27,11 +27,11 @@ async function replica(store: KnexStore, name: string, secret = SECRET) {
     config: { lease_seconds: 3 },
     log,
     metrics,
-    holder: url,
+    holder: `${url}#${name}`, // as the policy module's default: the host name as the fragment
   });
   const calls: LeaderCalls = createLeaderCalls({
     leader: leadership.job("bots"),
-    self: url,
+    self: `${url}#${name}`,
     secret,
     log,
     metrics,
@@ -87,7 +87,7 @@ describe("calls on a job's leader", () => {
     const b = await replica(store, "b");
     await a.leadership.start();
     await b.leadership.start();
-    expect(await a.leadership.holderOf("bots")).toBe(a.url);
+    expect(await a.leadership.holderOf("bots")).toBe(`${a.url}#a`);
 
     // On the leader: here. On the standby: sent to the leader, its answer decoded (the date).
     expect(await a.post("!r", { text: "one" })).toEqual({ by: "a", at: new Date(0) });
@@ -148,7 +148,9 @@ describe("calls on a job's leader", () => {
 
     // Handed over (a clean stop releases the lease): the new leader runs calls itself.
     await a.leadership.stop();
-    await expect.poll(() => b.leadership.holderOf("bots"), { timeout: 30_000, interval: 200 }).toBe(b.url);
+    await expect
+      .poll(() => b.leadership.holderOf("bots"), { timeout: 30_000, interval: 200 })
+      .toBe(`${b.url}#b`);
     await expect.poll(() => b.post("!r", { text: "six" }).then((r) => r.by), { timeout: 5_000 }).toBe("b");
     expect(b.ran).toEqual(["!r:six"]);
     for (const r of [b, other]) {

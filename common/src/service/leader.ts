@@ -21,7 +21,7 @@ export const LeaderConfigSchema = z
       .url({ protocol: /^https?$/ })
       .optional()
       .describe(
-        "The URL of this replica's internal listener as the other replicas reach it (operations that need a job's leader are sent there). Default: http://<listen.host, or the host name when it binds every address>:<listen.port>.",
+        "The URL of this replica's internal listener as the other replicas reach it (operations that need a job's leader are sent there); it is also the replica's lease holder, so it must differ between replicas. Default: http://<listen.host>:<listen.port>#<host name>, or http://<host name>:<listen.port> when it binds every address.",
       ),
   })
   .describe(

@@ -1,9 +1,8 @@
-import { createHash, timingSafeEqual } from "node:crypto";
 import type { Express } from "express";
 import type { z } from "zod";
 import type { Logger } from "pino";
 import { Counter, Histogram, type Registry } from "prom-client";
-import { ApiError, asyncHandler, bearerToken, type RouteGroup } from "@medmesh/common";
+import { ApiError, asyncHandler, bearerTokenCheck, type RouteGroup } from "@medmesh/common";
 import type { Decision } from "../proxy/policy.ts";
 import type { Decider } from "./decider.ts";
 import { QUESTIONS, type Check } from "./questions.ts";
@@ -12,18 +11,10 @@ export const DECIDE_PATH = "/_medmesh/decide/v1";
 
 /** The decision API's own authentication on the internal listener: the decision token. */
 export function decisionRouteGroup(token: string): RouteGroup {
-  const expected = createHash("sha256").update(token).digest();
   return {
     prefix: "/_medmesh/decide/",
     description: "Synapse's MedMesh module (the decision token)",
-    authenticate: (req) => {
-      const given = bearerToken(req);
-      if (given === undefined) throw new ApiError("M_MISSING_TOKEN", "The decision token is required");
-      // Both sides hashed: equal lengths for the comparison, and no length leaks.
-      if (!timingSafeEqual(createHash("sha256").update(given).digest(), expected))
-        throw new ApiError("M_UNKNOWN_TOKEN", "A valid decision token is required");
-      return Promise.resolve();
-    },
+    authenticate: bearerTokenCheck(token, "decision token", "M_UNKNOWN_TOKEN"),
   };
 }
 
