@@ -14,7 +14,7 @@ import {
 } from "@matrix-org/matrix-sdk-crypto-wasm";
 import type { Logger } from "pino";
 import type { GhostStore, PortalStore } from "../store/index.ts";
-import { restore, snapshot } from "@medmesh/common/crypto-store";
+import { drop, restore, snapshot } from "@medmesh/common/crypto-store";
 import { routeOf, type Outgoing } from "./device-requests.ts";
 import { vendorJob, type VendorLeaders } from "./leaders.ts";
 
@@ -131,7 +131,12 @@ export class BridgeCrypto {
     for (const [userId, device] of this.devices) {
       if (this.d.leaders.vendorOf(userId) !== vendor) continue;
       this.devices.delete(userId);
-      void device.then(shut, () => undefined);
+      void device.then(
+        (x) => {
+          shut(x, this.d.log);
+        },
+        () => undefined,
+      );
     }
   }
 
@@ -354,7 +359,13 @@ export class BridgeCrypto {
 
   close(): void {
     this.closed = true;
-    for (const d of this.devices.values()) void d.then(shut, () => undefined);
+    for (const d of this.devices.values())
+      void d.then(
+        (x) => {
+          shut(x, this.d.log);
+        },
+        () => undefined,
+      );
     this.devices.clear();
   }
 }
@@ -362,12 +373,20 @@ export class BridgeCrypto {
 /** How long a standby waits for the vendor's leader to make a ghost's device. */
 const ASK_LEADER_MS = 15_000;
 
-/** Stops a device's sync loop at once, and closes its machine after what is running on it. */
-function shut(device: Device): void {
+/**
+ * Stops a device's sync loop at once, and closes its machine after what is running on it; its
+ * in-memory databases go then (its state is in the store: a replica elected again restores it).
+ */
+function shut(device: Device, log: Logger): void {
   device.abort.abort();
-  void device.queue.then(() => {
-    device.machine.close();
-  });
+  void device.queue
+    .then(async () => {
+      device.machine.close();
+      await drop(device.prefix);
+    })
+    .catch((err: unknown) => {
+      log.warn({ err, user_id: device.userId }, "could not close a bridge device's databases");
+    });
 }
 
 /** Each device's IndexedDB databases are named after it (and the run: ` |<12 hex digits>`). */

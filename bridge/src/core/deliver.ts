@@ -4,6 +4,7 @@ import { REQUIRED_COMPONENTS } from "../interop/server.ts";
 import { contentDigest, signRequest } from "../interop/signatures.ts";
 import type { BridgeStore, Completion, OutboundRow, QueueRow } from "../store/index.ts";
 import type { BridgeCrypto } from "./crypto.ts";
+import { vendorOfGhost } from "./ghosts.ts";
 import type { MatrixSide } from "./matrix.ts";
 import { Permanent } from "./queue.ts";
 import type { ClearEvent, MatrixToInterop } from "./to-interop.ts";
@@ -93,7 +94,10 @@ export function deliverer(d: {
   /** The Matrix user hears, in the portal, that something did not reach the other messenger. */
   const notifyUndelivered = async (row: OutboundRow, reason: string) => {
     const portal = await store.portals.conversation(row.vendor, row.conversation_id);
-    const ghost = portal?.room_id ? (await store.portals.ghostsIn(portal.room_id))[0] : undefined;
+    // A ghost of the row's vendor: this replica leads that vendor (it carried the row), so the
+    // ghost's device runs here; a portal may hold ghosts of another vendor too.
+    const ghosts = portal?.room_id ? await store.portals.ghostsIn(portal.room_id) : [];
+    const ghost = ghosts.find((g) => vendorOfGhost(g) === row.vendor);
     if (!portal?.room_id || !ghost) return;
     await d.matrix.send(
       ghost,

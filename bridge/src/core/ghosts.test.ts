@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ghostLocalpart, parseGhostLocalpart } from "./ghosts.ts";
+import { ghostLocalpart, parseGhostLocalpart, vendorOfGhost } from "./ghosts.ts";
 
 describe("ghost user IDs", () => {
   it("keep readable IDs readable and escape the rest, reversibly", () => {
@@ -9,5 +9,7 @@ describe("ghost user IDs", () => {
       expect(parseGhostLocalpart(ghostLocalpart("refmsg", id))).toEqual({ vendor: "refmsg", remoteId: id });
     expect(parseGhostLocalpart("bridge_refmsg_UPPER")).toBeUndefined();
     expect(parseGhostLocalpart("medmesh-bridge")).toBeUndefined();
+    expect(vendorOfGhost("@bridge_refmsg_=41nna:hospital-a.example")).toBe("refmsg");
+    expect(vendorOfGhost("@anna:hospital-a.example")).toBeUndefined();
   });
 });

@@ -35,6 +35,12 @@ export function parseGhostLocalpart(localpart: string): { vendor: string; remote
   return { vendor: m[1], remoteId: Buffer.from(bytes).toString("utf8") };
 }
 
+/** The vendor of a ghost (from its user ID), undefined for any other user. */
+export function vendorOfGhost(userId: string): string | undefined {
+  const localpart = /^@([^:]+):/.exec(userId)?.[1];
+  return localpart === undefined ? undefined : parseGhostLocalpart(localpart)?.vendor;
+}
+
 export interface Ghosts {
   /** The ghost's Matrix ID, registered (and named) on first use. */
   ensure(vendor: string, remoteId: string, profile?: User): Promise<string>;

@@ -137,7 +137,14 @@ export function createBridgeCore(
   };
   const log = d.log.child({ component: "bridge-lifecycle" });
   const redactions = redactionPurge({ store, audit, log, removed });
-  const pruner = createPruner({ store, leases: d.leases, config: d.config.lifecycle, log, removed });
+  const pruner = createPruner({
+    store,
+    leases: d.leases,
+    config: d.config.lifecycle,
+    vendors: vendorIds,
+    log,
+    removed,
+  });
   const out = outbound({
     store,
     redactions,

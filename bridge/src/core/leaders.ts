@@ -1,9 +1,11 @@
 import { LeadershipLost, type Leader } from "@medmesh/common";
 import type { Knex } from "knex";
-import { parseGhostLocalpart } from "./ghosts.ts";
+import { vendorOfGhost } from "./ghosts.ts";
 
+/** The lease name of a vendor's job is this and the vendor's ID. */
+export const VENDOR_JOB_PREFIX = "bridge:";
 /** The singleton job of one vendor: its queue rows and its ghosts' devices run on its leader. */
-export const vendorJob = (vendor: string): string => `bridge:${vendor}`;
+export const vendorJob = (vendor: string): string => `${VENDOR_JOB_PREFIX}${vendor}`;
 
 /**
  * The vendors this replica leads (docs/replicas.md, "The bridge"): one lease per configured vendor
@@ -30,10 +32,7 @@ export interface VendorLeaders {
 
 export function vendorLeaders(job: (name: string) => Leader, vendors: readonly string[]): VendorLeaders {
   const leaders = new Map(vendors.map((v) => [v, job(vendorJob(v))]));
-  const vendorOf = (userId: string): string | undefined => {
-    const localpart = /^@([^:]+):/.exec(userId)?.[1];
-    return localpart === undefined ? undefined : parseGhostLocalpart(localpart)?.vendor;
-  };
+  const vendorOf = vendorOfGhost;
   const leads = (vendor: string): boolean => leaders.get(vendor)?.isLeader() === true;
   const fence = async (vendor: string, trx: Knex): Promise<void> => {
     const leader = leaders.get(vendor);

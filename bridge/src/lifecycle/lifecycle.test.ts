@@ -5,6 +5,7 @@ import { storeBackends } from "../../../common/src/store/test-backends.ts";
 import { InteropConfigSchema } from "../interop/config.ts";
 import { BRIDGE_MIGRATIONS, createBridgeStore, type BridgeStore } from "../store/index.ts";
 import { createPruner, redactionPurge, removedCounter } from "./index.ts";
+import { UNCARRIED } from "./pruner.ts";
 
 const DAY = 86_400_000;
 const PORTAL = { vendor: "refmsg", conversation_id: "c-1", room_id: "!portal:hospital-a.example" };
@@ -139,7 +140,14 @@ for (const backend of storeBackends())
       });
       const dead = (await bridge.outbound.heads(10)).find((r) => r.idempotency_key === "mx-$dead");
       await bridge.outbound.giveUp(dead!, 1, "the messenger answered 400");
-      const pruner = createPruner({ store: bridge, leases: store.leases, config: lifecycle, log, removed });
+      const pruner = createPruner({
+        store: bridge,
+        leases: store.leases,
+        config: lifecycle,
+        vendors: ["refmsg"],
+        log,
+        removed,
+      });
       const at = (days: number) => new Date(Date.now() + days * DAY);
 
       expect(await pruner.run(at(1))).toMatchObject({ ran: true, requests: 0, nonces: 1, outbound_rows: 0 });
@@ -163,5 +171,47 @@ for (const backend of storeBackends())
       expect(await count("bridge_media")).toBe(0);
       const metric = await metrics.getSingleMetricAsString("medmesh_bridge_store_removed_total");
       expect(metric).toMatch(/what="requests",why="idempotency_window"} 1/);
+    });
+
+    it("gives up the rows of a vendor no replica carries, so they go in their time; a vendor led elsewhere keeps its rows", async () => {
+      const gone = { vendor: "gone", conversation_id: "g-1" };
+      const elsewhere = { vendor: "elsewhere", conversation_id: "e-1" };
+      await bridge.outbound.enqueue(gone, "mx-$gone", { event: message("secret gone") });
+      await bridge.outbound.enqueue(elsewhere, "mx-$elsewhere", { event: message("secret elsewhere") });
+      await bridge.outbound.enqueue({ ...PORTAL, conversation_id: "c-3" }, "mx-$here", {
+        event: message("secret here"),
+      });
+      await bridge.inbound.accept(store.knex, { ...gone, event: message("from gone") });
+      // A replica with an older configuration still leads "elsewhere"; "gone" had a lease once.
+      await store.leases.tryAcquire("bridge:elsewhere", "old-replica", 60_000);
+      await store.knex("leases").insert({ name: "bridge:gone", holder: "old", expires_at: new Date(0) });
+      const pruner = createPruner({
+        store: bridge,
+        leases: store.leases,
+        config: lifecycle,
+        vendors: ["refmsg"],
+        log,
+        removed,
+      });
+      const stateOf = async (table: string, vendor: string) =>
+        store
+          .knex(table)
+          .where({ vendor })
+          .select("state", table === "interop_inbound" ? "error" : "last_error as error");
+
+      expect(await pruner.run()).toMatchObject({ ran: true, uncarried_rows: 2 });
+      expect(await stateOf("bridge_outbound", "gone")).toEqual([{ state: "dead", error: UNCARRIED }]);
+      expect(await stateOf("interop_inbound", "gone")).toEqual([{ state: "failed", error: UNCARRIED }]);
+      expect(await stateOf("bridge_outbound", "elsewhere")).toEqual([{ state: "pending", error: null }]);
+      expect(
+        await store.knex("bridge_outbound").where({ idempotency_key: "mx-$here" }).first("state"),
+      ).toEqual({ state: "pending" });
+      // Given up, the rows keep their content for an operator until the retention period ends.
+      expect((await bridge.outbound.failed(100)).some((f) => f.vendor === "gone")).toBe(true);
+      expect(await pruner.run()).toMatchObject({ uncarried_rows: 0 });
+      await pruner.run(new Date(Date.now() + 31 * DAY));
+      expect(await count("interop_inbound")).toBe(0);
+      expect(await store.knex("bridge_outbound").where({ vendor: "gone" }).first()).toBeUndefined();
+      expect(await stateOf("bridge_outbound", "elsewhere")).toEqual([{ state: "pending", error: null }]);
     });
   });

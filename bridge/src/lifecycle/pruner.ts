@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import type { LeaseStore } from "@medmesh/common";
 import type { Logger } from "pino";
+import { VENDOR_JOB_PREFIX } from "../core/leaders.ts";
 import type { InteropConfig } from "../interop/config.ts";
 import type { BridgeStore } from "../store/index.ts";
 import type { Removed } from "./metrics.ts";
@@ -9,6 +10,8 @@ const DAY_MS = 86_400_000;
 const LEASE = "bridge-prune";
 const LEASE_MS = 10 * 60_000;
 const BATCH = 1000;
+/** Why a row of a vendor no replica carries was given up (the row's error, shown to the operator). */
+export const UNCARRIED = "Not carried: no bridge replica has this messenger in its configuration";
 
 export interface PruneResult {
   ran: boolean;
@@ -16,6 +19,8 @@ export interface PruneResult {
   outbound_rows: number;
   inbound_rows: number;
   media_rows: number;
+  /** Pending rows of vendors no replica carries any more, given up (and so pruned in their time). */
+  uncarried_rows: number;
   requests: number;
   nonces: number;
   seconds: number;
@@ -26,11 +31,15 @@ export interface PruneResult {
  * (migration 14). After the retention period: settled queue rows (given-up ones with their
  * content: an operator's retry is possible until then) and file rows; after the idempotency
  * window: the vendors' request records; expired signature nonces. One instance at a time (a lease).
+ * First, the pending rows of a vendor taken out of every replica's configuration are given up: no
+ * leader would ever carry them, and pending rows (with their content) are never pruned.
  */
 export function createPruner(d: {
   store: BridgeStore;
   leases: LeaseStore;
   config: InteropConfig["lifecycle"];
+  /** The vendors configured here. */
+  vendors: readonly string[];
   log: Logger;
   removed: Removed;
 }) {
@@ -45,6 +54,7 @@ export function createPruner(d: {
       outbound_rows: 0,
       inbound_rows: 0,
       media_rows: 0,
+      uncarried_rows: 0,
       requests: 0,
       nonces: 0,
       seconds: 0,
@@ -53,6 +63,14 @@ export function createPruner(d: {
     if (!(await d.leases.tryAcquire(LEASE, holder, LEASE_MS))) return result;
     result.ran = true;
     try {
+      for (const [queue, table] of [
+        ["outbound", d.store.outbound],
+        ["inbound", d.store.inbound],
+      ] as const)
+        for (const u of await table.giveUpUncarried(d.vendors, VENDOR_JOB_PREFIX, UNCARRIED)) {
+          result.uncarried_rows += u.rows;
+          d.log.warn({ queue, vendor: u.vendor, rows: u.rows }, "given up: no replica carries the vendor");
+        }
       const retention = new Date(now.getTime() - d.config.retention_days * DAY_MS);
       const idempotency = new Date(now.getTime() - d.config.idempotency_days * DAY_MS);
       result.outbound_rows = await d.store.outbound.pruneSettled(retention, BATCH);

@@ -46,6 +46,16 @@ export interface QueueTable<Row extends QueueRow> {
   retry(seq: number): Promise<boolean>;
   /** Deletes settled rows (carried or given up) created before `before`; the count. */
   pruneSettled(before: Date, batch: number): Promise<number>;
+  /**
+   * Gives up the pending rows of the vendors no replica carries: not in `configured` (this
+   * replica's vendors) and no unexpired lease `<leasePrefix><vendor>` (a replica still running an
+   * older configuration leads it). The given-up rows per vendor.
+   */
+  giveUpUncarried(
+    configured: readonly string[],
+    leasePrefix: string,
+    reason: string,
+  ): Promise<{ vendor: string; rows: number }[]>;
 }
 
 /**
@@ -154,5 +164,20 @@ export function queueTable<Row extends QueueRow>(
         (q) => q.whereNot("state", "pending").where(t.createdColumn, "<", before),
         batch,
       ),
+    giveUpUncarried: async (configured, leasePrefix, reason) => {
+      const given = await knex(t.table)
+        .where("state", "pending")
+        .whereNotIn("vendor", configured)
+        .whereNotExists(
+          knex("leases")
+            .whereRaw("leases.name = ? || ??", [leasePrefix, `${t.table}.vendor`])
+            .where("leases.expires_at", ">", new Date()),
+        )
+        .update({ state: t.states.failed, [t.errorColumn]: reason })
+        .returning<{ vendor: string }[]>("vendor");
+      const rows = new Map<string, number>();
+      for (const g of given) rows.set(g.vendor, (rows.get(g.vendor) ?? 0) + 1);
+      return [...rows].map(([vendor, n]) => ({ vendor, rows: n }));
+    },
   };
 }

@@ -192,3 +192,14 @@ export async function restore(data: Buffer, rename: (name: string) => string = (
   for (const dump of deserialize(data) as DatabaseDump[])
     await restoreDatabase({ ...dump, name: rename(dump.name) });
 }
+
+/**
+ * Deletes every IndexedDB database whose name starts with `prefix` (a device closed for good: its
+ * state is in the store). A deletion blocked by a connection still open completes once it closes.
+ */
+export async function drop(prefix: string): Promise<void> {
+  const names = (await indexedDB.databases())
+    .map((d) => d.name)
+    .filter((n): n is string => n?.startsWith(prefix) === true);
+  await Promise.all(names.map((n) => request(indexedDB.deleteDatabase(n))));
+}
