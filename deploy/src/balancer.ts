@@ -15,8 +15,8 @@ export interface RunningBalancer {
 }
 
 /**
- * The local runner's load balancer in front of policy-module replicas (docs/replicas.md): a TCP
- * pass-through that hands each new connection to the next replica in turn, and to the one after
+ * The local runner's load balancer in front of a service's replicas (the policy module's, the
+ * bridge's; docs/replicas.md): a TCP pass-through that hands each new connection to the next replica in turn, and to the one after
  * it when that one does not accept (a stopped or killed replica). TLS and HTTP keep-alive pass
  * through unchanged; a connection stays with its replica until either side closes it. Production
  * puts the organisation's own load balancer here.

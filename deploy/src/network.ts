@@ -5,12 +5,12 @@ import { readFileSync } from "node:fs";
 import { rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { createLogger, ensureUser, type RegisteredUser, type RunningService } from "@medmesh/common";
-import { start as startBridge, startReferenceVendor } from "@medmesh/bridge";
+import { startReferenceVendor } from "@medmesh/bridge";
 import { startTimDriver, type RunningTimDriver } from "@medmesh/tim-driver";
 import type { DeploymentConfig } from "./config/schema.ts";
 import type { RunningBalancer } from "./balancer.ts";
 import { generateNetwork, type GeneratedOrganisation } from "./generate.ts";
-import { startPolicyModules, type PolicyModuleReplicas } from "./policy-replicas.ts";
+import { startBridges, startPolicyModules, type ServiceReplicas } from "./service-replicas.ts";
 import { superviseSynapse, type SupervisedSynapse } from "./synapse/process.ts";
 import { startRedis, startSynapseWithWorkers, workerPorts } from "./workers/processes.ts";
 
@@ -23,8 +23,11 @@ export interface RunningOrganisation extends GeneratedOrganisation {
   services: RunningService[];
   /** Policy-module replicas beyond the first (`policy_module_replicas`; docs/replicas.md). */
   policyModuleReplicas?: RunningService[];
-  /** With replicas: the balancers on the policy module's configured ports (policy-replicas.ts). */
+  /** With replicas: the balancers on the policy module's configured ports (service-replicas.ts). */
   policyModuleBalancers?: RunningBalancer[];
+  /** Bridge replicas beyond the first (`bridge_replicas`), and their balancers. */
+  bridgeReplicas?: RunningService[];
+  bridgeBalancers?: RunningBalancer[];
   demoUsers: RegisteredUser[];
   /** The reference messenger of a demo network (its REST API is under `${url}/api`). */
   demoVendor?: { url: string; stop(): Promise<void> };
@@ -190,7 +193,8 @@ async function startOrganisation(
     stop: stopSynapse,
   };
   const services: RunningService[] = [];
-  let policy: PolicyModuleReplicas | undefined;
+  let policy: ServiceReplicas | undefined;
+  let bridges: ServiceReplicas | undefined;
   let demoVendor: { url: string; stop(): Promise<void> } | undefined;
   let timDriver: RunningTimDriver | undefined;
   try {
@@ -201,11 +205,8 @@ async function startOrganisation(
       await synapse.restart();
     });
     services.push(policy.first);
-    services.push(
-      await startBridge(g.bridge, {
-        log: createLogger("bridge", g.bridge.log_level, join(logDir, "bridge.log")),
-      }),
-    );
+    bridges = await startBridges(g, logDir);
+    services.push(bridges.first);
     demoVendor = g.org.demo_vendor ? await startDemoVendor(g, logDir) : undefined;
     const registrationSecret = readFileSync(g.paths.registrationSecret, "utf8").trim();
     const demoUsers: RegisteredUser[] = [];
@@ -229,6 +230,8 @@ async function startOrganisation(
       services,
       policyModuleReplicas: policy.further,
       policyModuleBalancers: policy.balancers,
+      bridgeReplicas: bridges.further,
+      bridgeBalancers: bridges.balancers,
       demoUsers,
       ...(demoVendor ? { demoVendor } : {}),
       ...(timDriver ? { timDriver } : {}),
@@ -236,7 +239,7 @@ async function startOrganisation(
   } catch (err) {
     await timDriver?.stop();
     await demoVendor?.stop();
-    await Promise.allSettled(services.slice(1).map((s) => s.stop()));
+    await bridges?.stop();
     await policy?.stop();
     await stopSynapse();
     throw err;
@@ -316,8 +319,10 @@ async function startOrganisationTimDriver(
 async function stopOrganisation(o: RunningOrganisation): Promise<void> {
   await o.timDriver?.stop();
   await o.demoVendor?.stop();
-  await Promise.allSettled((o.policyModuleBalancers ?? []).map((b) => b.stop()));
-  await Promise.allSettled([...(o.policyModuleReplicas ?? []), ...o.services].map((s) => s.stop()));
+  const balancers = [...(o.policyModuleBalancers ?? []), ...(o.bridgeBalancers ?? [])];
+  await Promise.allSettled(balancers.map((b) => b.stop()));
+  const replicas = [...(o.policyModuleReplicas ?? []), ...(o.bridgeReplicas ?? [])];
+  await Promise.allSettled([...replicas, ...o.services].map((s) => s.stop()));
   await o.synapse.stop();
 }
 

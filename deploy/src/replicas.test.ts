@@ -51,3 +51,17 @@ describe("policy_module_replicas", () => {
     expect(d.organisations[0]?.policy_module_replicas).toBe(2);
   });
 });
+
+describe("bridge_replicas", () => {
+  it("is one by default, refused on the embedded store, several on PostgreSQL", () => {
+    expect(deployment({}).organisations[0]?.bridge_replicas).toBe(1);
+    expect(() => deployment({ bridge_replicas: 2 })).toThrow(
+      /organisations\.0\.bridge_replicas: replicas share one store: set store\.type: postgres/,
+    );
+    const d = deployment({
+      bridge_replicas: 3,
+      store: { type: "postgres", url: "postgres://medmesh@db/medmesh" },
+    });
+    expect(d.organisations[0]?.bridge_replicas).toBe(3);
+  });
+});

@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import { everyPathKit, type Answer } from "../harness/every-path.ts";
 import { useTestNetwork, waitUntil, postgresForSuite } from "../harness/index.ts";
 
-// The local runner with `policy_module_replicas: 2` (docs/replicas.md, deploy/src/policy-replicas.ts):
+// The local runner with `policy_module_replicas: 2` (docs/replicas.md, deploy/src/service-replicas.ts):
 // both replicas on ports of their own behind a balancer on each configured port, so clients (the
 // client proxy), Synapse's module decisions and its appservice transactions have one address each.
 // When the first replica stops, the other answers all three at the same addresses — and the rules

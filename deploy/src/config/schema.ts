@@ -136,6 +136,16 @@ export const OrganisationSchema = z.object({
       "Policy-module replicas the local runner starts on this organisation's store (PostgreSQL only); " +
         "singleton jobs run on an elected leader (docs/replicas.md).",
     ),
+  bridge_replicas: z
+    .number()
+    .int()
+    .min(1)
+    .max(8)
+    .default(1)
+    .describe(
+      "Bridge replicas the local runner starts on this organisation's store (PostgreSQL only), behind a " +
+        "balancer on the bridge's ports; each vendor is carried by the leader of its lease (docs/replicas.md).",
+    ),
   demo_users: z
     .array(DemoUserSchema)
     .default([])
@@ -336,12 +346,13 @@ export const DeploymentSchema = z
         claim(`port ${p} on ${org.bind_address}`, ["organisations", i, "ports", k]);
       }
       if (org.sso) ssoProblems(cfg, org, ["organisations", i, "sso"], ctx);
-      if (org.policy_module_replicas > 1 && org.store.type !== "postgres")
-        ctx.addIssue({
-          code: "custom",
-          path: ["organisations", i, "policy_module_replicas"],
-          message: "replicas share one store: set store.type: postgres (PGlite is one process's database)",
-        });
+      for (const field of ["policy_module_replicas", "bridge_replicas"] as const)
+        if (org[field] > 1 && org.store.type !== "postgres")
+          ctx.addIssue({
+            code: "custom",
+            path: ["organisations", i, field],
+            message: "replicas share one store: set store.type: postgres (PGlite is one process's database)",
+          });
       if (org.workers) {
         const claimPort = (p: number, path: (string | number)[]) => {
           claim(`port ${String(p)} on ${org.bind_address}`, ["organisations", i, ...path]);
