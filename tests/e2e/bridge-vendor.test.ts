@@ -1,91 +1,29 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync } from "node:crypto";
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { MsgType, type MatrixClient } from "matrix-js-sdk";
 import { describe, expect, it } from "vitest";
-import { startReferenceVendor } from "../../bridge/src/vendor/index.ts";
-import {
-  freePorts,
-  nextRoom,
-  useTestNetwork,
-  waitForRoomEvent,
-  waitUntil,
-  type TestUser,
-} from "../harness/index.ts";
+import { referenceVendor } from "../harness/reference-vendor.ts";
+import { nextRoom, useTestNetwork, waitForRoomEvent, waitUntil, type TestUser } from "../harness/index.ts";
 
 // The reference messenger (bridge/src/vendor) against the real bridge: a conversation both ways,
 // then the vendor down for minutes and Synapse restarted, with nothing lost.
 const OUTAGE_MS = Number(process.env.MEDMESH_VENDOR_OUTAGE_MS ?? 180_000);
-const keys = generateKeyPairSync("ed25519");
-const [vendorPort] = (await freePorts(1)) as [number];
+const vendor = await referenceVendor(() => ({ dataDir: net().dataDir, org: org() }));
 const net = useTestNetwork({
   name: "bridge-vendor",
   organisations: 1,
-  organisationSettings: {
-    0: {
-      bridge_vendors: [
-        {
-          id: "refmsg",
-          key_id: "refmsg-1",
-          public_key: keys.publicKey.export({ format: "jwk" }),
-          webhook_url: `http://127.0.0.1:${String(vendorPort)}/webhook`,
-        },
-      ],
-    },
-  },
+  organisationSettings: { 0: { bridge_vendors: [vendor.settings] } },
 });
 const org = () => net().orgs[0]!;
 
-type Vendor = Awaited<ReturnType<typeof startReferenceVendor>>;
-const startVendor = (): Promise<Vendor> =>
-  startReferenceVendor({
-    dataFile: join(net().dataDir, "vendor.sqlite"),
-    listen: { host: "127.0.0.1", port: vendorPort },
-    vendorId: "refmsg",
-    keyId: "refmsg-1",
-    privateKey: keys.privateKey,
-    medmesh: {
-      url: org().bridgeInteropUrl,
-      keyId: `medmesh-${org().org.id}`,
-      publicKey: createPublicKey(createPrivateKey(readFileSync(org().paths.bridgeSigningKey))).export({
-        format: "jwk",
-      }),
-    },
-  });
-
 describe("bridge with the reference messenger", () => {
-  let vendor: Vendor;
   let alice: TestUser;
   let client: MatrixClient;
   let roomId: string;
   let conversation: string;
-  const api = async <T = Record<string, unknown>>(
-    method: string,
-    path: string,
-    body?: unknown,
-  ): Promise<T> => {
-    const res = await fetch(`${vendor.url}/api${path}`, {
-      method,
-      headers: { "content-type": "application/json" },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
-    const json = (await res.json()) as T;
-    if (!res.ok)
-      throw new Error(`vendor API ${method} ${path}: ${String(res.status)} ${JSON.stringify(json)}`);
-    return json;
-  };
-  const vendorTexts = async (direction: "in" | "out") =>
-    (
-      await api<{ events: { direction: string; event: { type: string; text?: string } }[] }>(
-        "GET",
-        `/conversations/${encodeURIComponent(conversation)}/events`,
-      )
-    ).events
-      .filter((e) => e.direction === direction && e.event.type === "message")
-      .map((e) => e.event.text ?? "");
+  const api = vendor.api;
+  const vendorTexts = (direction: "in" | "out") => vendor.texts(conversation, direction);
 
   it("a vendor user and a Matrix user talk both ways", async () => {
-    vendor = await startVendor();
+    await vendor.start();
     alice = await net().registerUser(org(), "alice");
     client = await net().client(alice);
     await api("POST", "/users", { id: "anna", display_name: "Anna Smit" });
@@ -127,7 +65,7 @@ describe("bridge with the reference messenger", () => {
         await client.sendMessage(roomId, { msgtype: MsgType.Text, body: text });
         await new Promise((r) => setTimeout(r, OUTAGE_MS / texts.length));
       }
-      vendor = await startVendor();
+      await vendor.start();
       await waitUntil(
         async () =>
           (await vendorTexts("in")).filter((t) => t.startsWith("during outage")).length >= texts.length,

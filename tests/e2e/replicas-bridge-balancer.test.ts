@@ -1,18 +1,8 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync } from "node:crypto";
-import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
-import { join } from "node:path";
 import { MsgType, type MatrixClient } from "matrix-js-sdk";
 import { describe, expect, it } from "vitest";
-import { startReferenceVendor } from "../../bridge/src/vendor/index.ts";
-import {
-  freePorts,
-  nextRoom,
-  postgresForSuite,
-  useTestNetwork,
-  waitForRoomEvent,
-  waitUntil,
-} from "../harness/index.ts";
+import { nextRoom, postgresForSuite, useTestNetwork, waitForRoomEvent, waitUntil } from "../harness/index.ts";
+import { referenceVendor } from "../harness/reference-vendor.ts";
 
 // The local runner with `bridge_replicas: 2` (docs/replicas.md, deploy/src/service-replicas.ts):
 // two bridges on ports of their own behind a balancer on the bridge's internal port (Synapse's
@@ -20,54 +10,22 @@ import {
 // reference messenger goes both ways; when the first bridge stops, it goes on at the same
 // addresses, each message once.
 const postgresUrl = postgresForSuite("bridge replicas behind the balancer");
-const keys = generateKeyPairSync("ed25519");
 
 if (postgresUrl) {
-  const [vendorPort] = (await freePorts(1)) as [number];
+  const vendor = await referenceVendor(() => ({ dataDir: net().dataDir, org: org() }));
+  const net = useTestNetwork({
+    name: "replicas-bridge-balancer",
+    organisations: 1,
+    postgresUrl,
+    organisationSettings: { 0: { bridge_replicas: 2, bridge_vendors: [vendor.settings] } },
+  });
+  const org = () => net().orgs[0]!;
   describe("bridge replicas behind the balancer", () => {
-    const net = useTestNetwork({
-      name: "replicas-bridge-balancer",
-      organisations: 1,
-      postgresUrl,
-      organisationSettings: {
-        0: {
-          bridge_replicas: 2,
-          bridge_vendors: [
-            {
-              id: "refmsg",
-              key_id: "refmsg-1",
-              public_key: keys.publicKey.export({ format: "jwk" }),
-              webhook_url: `http://127.0.0.1:${String(vendorPort)}/webhook`,
-            },
-          ],
-        },
-      },
-    });
-    const org = () => net().orgs[0]!;
-    let vendor: Awaited<ReturnType<typeof startReferenceVendor>>;
     let client: MatrixClient;
     let roomId: string;
     let conversation: string;
-    const api = async <T = Record<string, unknown>>(method: string, path: string, body?: unknown) => {
-      const res = await fetch(`${vendor.url}/api${path}`, {
-        method,
-        headers: { "content-type": "application/json" },
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      });
-      const json = (await res.json()) as T;
-      if (!res.ok)
-        throw new Error(`vendor API ${method} ${path}: ${String(res.status)} ${JSON.stringify(json)}`);
-      return json;
-    };
-    const atVendor = async () =>
-      (
-        await api<{ events: { direction: string; event: { type: string; text?: string } }[] }>(
-          "GET",
-          `/conversations/${encodeURIComponent(conversation)}/events`,
-        )
-      ).events
-        .filter((e) => e.direction === "in" && e.event.type === "message")
-        .map((e) => e.event.text ?? "");
+    const api = vendor.api;
+    const atVendor = () => vendor.texts(conversation, "in");
     const inMatrix = (text: string) =>
       client
         .getRoom(roomId)
@@ -94,21 +52,8 @@ if (postgresUrl) {
     it("two bridges behind one address per listener: a conversation both ways", async () => {
       expect(org().bridgeBalancers).toHaveLength(2);
       expect(org().bridgeReplicas).toHaveLength(1);
-      vendor = await startReferenceVendor({
-        dataFile: join(net().dataDir, "vendor.sqlite"),
-        listen: { host: "127.0.0.1", port: vendorPort },
-        vendorId: "refmsg",
-        keyId: "refmsg-1",
-        privateKey: keys.privateKey,
-        medmesh: {
-          // The configured interop port: the balancer.
-          url: org().bridgeInteropUrl,
-          keyId: `medmesh-${org().org.id}`,
-          publicKey: createPublicKey(createPrivateKey(readFileSync(org().paths.bridgeSigningKey))).export({
-            format: "jwk",
-          }),
-        },
-      });
+      // Against the configured interop port: the balancer.
+      await vendor.start();
       const alice = await net().registerUser(org(), "alice");
       client = await net().client(alice);
       await api("POST", "/users", { id: "anna", display_name: "Anna Smit" });

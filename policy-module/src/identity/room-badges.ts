@@ -80,6 +80,7 @@ export function createRoomBadges(deps: {
 
   // A membership handed over again (a resent transaction) badges nobody twice.
   const handled = handledEvents();
+  const servers = joinedServers();
 
   return {
     /** The appservice's event stream: join when invited, badge members as they join. */
@@ -96,13 +97,18 @@ export function createRoomBadges(deps: {
                 if (member !== deps.botUserId) await badge(e.room_id, member);
           } else if (e.state_key !== deps.botUserId && e.content?.membership === "join") {
             await badge(e.room_id, e.state_key);
-            // A server joining may miss badges set while its join was in flight: set ours again.
-            if (!e.state_key.endsWith(`:${deps.serverName}`)) {
+            // A server joining may miss badges set while its join was in flight: set ours again,
+            // once per server and room (not at each of its members' joins: in a channel of
+            // thousands that re-sent every local badge per remote member, bench/broadcast.ts).
+            if (!e.state_key.endsWith(`:${deps.serverName}`) && servers.firstJoin(e.room_id, e.state_key)) {
               for (const member of await joinedMembers(e.room_id)) {
                 if (member !== deps.botUserId && member.endsWith(`:${deps.serverName}`))
                   await badge(e.room_id, member);
               }
             }
+          } else if (e.content?.membership === "leave" || e.content?.membership === "ban") {
+            // Its server may be gone from the room: its next join is a first one again.
+            servers.left(e.room_id, e.state_key);
           }
           handled.add(e.event_id);
         } catch (err) {
@@ -143,6 +149,31 @@ export function createRoomBadges(deps: {
       for (const roomId of rooms) await badge(roomId, userId).catch(() => undefined);
       await deps.afterChange?.(userId, rooms);
       return rooms.length;
+    },
+  };
+}
+
+/**
+ * Which members of other servers this process has seen join each room, per server: a server's
+ * first member (since the process started, or since its members seen here all left) is the join
+ * whose badges are re-sent. A profile change (a join after a join) is no first join; a restart
+ * forgets them all, so a server's next join re-sends once more.
+ */
+export function joinedServers() {
+  const members = new Map<string, Set<string>>();
+  const key = (roomId: string, userId: string) => `${roomId}|${userId.slice(userId.indexOf(":") + 1)}`;
+  return {
+    /** True for the first join of the user's server in the room (as far as this process saw). */
+    firstJoin(roomId: string, userId: string): boolean {
+      const joined = members.get(key(roomId, userId));
+      if (joined) joined.add(userId);
+      else members.set(key(roomId, userId), new Set([userId]));
+      return !joined;
+    },
+    left(roomId: string, userId: string): void {
+      const k = key(roomId, userId);
+      members.get(k)?.delete(userId);
+      if (members.get(k)?.size === 0) members.delete(k);
     },
   };
 }
