@@ -59,6 +59,8 @@ export function mountAppserviceApi(
     counter: Counter<"outcome">;
     /** The transaction was answered with an error (Synapse will retry it: a sign of a recovery). */
     onFailed?: () => void;
+    /** The homeserver's ping arrived, authorised (its `transaction_id`). */
+    onPing?: (transactionId: string) => void;
   },
 ): void {
   const authorise = homeserverTokenCheck(opts.registration);
@@ -91,6 +93,8 @@ export function mountAppserviceApi(
     "/_matrix/app/v1/ping",
     asyncHandler(async (req, res) => {
       await authorise(req);
+      const id = (req.body as { transaction_id?: unknown } | undefined)?.transaction_id;
+      if (typeof id === "string") opts.onPing?.(id);
       res.json({});
     }),
   );

@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { Express } from "express";
 import { Counter } from "prom-client";
@@ -161,6 +162,8 @@ export async function startAppserviceService(
       });
       if (!res.ok) throw new Error(`homeserver answered ${res.status}`);
     };
+    // The homeserver's pings that arrived (the start-up ping's proof, pingThroughHomeserver).
+    const pings = new Set<string>();
     const app = createServiceApp(
       {
         name: def.name,
@@ -187,6 +190,7 @@ export async function startAppserviceService(
           onFailed: () => {
             catchUp.suspect();
           },
+          onPing: (id) => pings.add(id),
         });
         mountDeadLetterApi(a, deadLetters, def.onEvents);
         def.mount?.(a, { store, log, metrics, registration });
@@ -204,7 +208,7 @@ export async function startAppserviceService(
         servers.push(running);
         listenerUrls[l.name] = running.url;
       }
-      await pingThroughHomeserver(config, registration, opts.pingTimeoutMs ?? 30_000);
+      await pingThroughHomeserver(config, registration, opts.pingTimeoutMs ?? 30_000, pings, log);
     } catch (err) {
       await closeAll();
       throw err;
@@ -279,10 +283,18 @@ function readAdminToken(file: string): string {
   return token;
 }
 
+/**
+ * Asks Synapse to ping this appservice: proof that Synapse knows it and reaches it with the right
+ * hs_token. `heard` holds the pings that arrived here: a ping that arrived counts although Synapse
+ * then answered 502 ("AlreadyCalled": Synapse 1.163 sometimes fails after the 200, seen when a
+ * replica is restarted on a killed one's port).
+ */
 async function pingThroughHomeserver(
   config: ServiceConfig,
   reg: Registration,
   timeoutMs: number,
+  heard: ReadonlySet<string>,
+  log: Logger,
 ): Promise<void> {
   const url = new URL(
     `/_matrix/client/v1/appservice/${encodeURIComponent(reg.id)}/ping`,
@@ -291,15 +303,20 @@ async function pingThroughHomeserver(
   const deadline = Date.now() + timeoutMs;
   let last = "";
   while (Date.now() < deadline) {
+    const transactionId = `startup-${String(Date.now())}-${randomBytes(4).toString("hex")}`;
     try {
       const res = await fetch(url, {
         method: "POST",
         headers: { authorization: `Bearer ${reg.as_token}`, "content-type": "application/json" },
-        body: JSON.stringify({ transaction_id: `startup-${String(Date.now())}` }),
+        body: JSON.stringify({ transaction_id: transactionId }),
         signal: AbortSignal.timeout(5000),
       });
       if (res.ok) return;
       last = `${String(res.status)} ${await res.text()}`;
+      if (heard.has(transactionId)) {
+        log.warn({ answer: last }, "the homeserver's ping arrived, but it answered with an error; going on");
+        return;
+      }
       // A wrong as_token or an unknown appservice will not fix itself by waiting.
       if (res.status === 401 || res.status === 403 || res.status === 404) break;
     } catch (err) {
