@@ -131,12 +131,7 @@ export class BridgeCrypto {
     for (const [userId, device] of this.devices) {
       if (this.d.leaders.vendorOf(userId) !== vendor) continue;
       this.devices.delete(userId);
-      void device.then(
-        (x) => {
-          shut(x, this.d.log);
-        },
-        () => undefined,
-      );
+      this.shutWhenMade(device);
     }
   }
 
@@ -359,14 +354,17 @@ export class BridgeCrypto {
 
   close(): void {
     this.closed = true;
-    for (const d of this.devices.values())
-      void d.then(
-        (x) => {
-          shut(x, this.d.log);
-        },
-        () => undefined,
-      );
+    for (const d of this.devices.values()) this.shutWhenMade(d);
     this.devices.clear();
+  }
+
+  private shutWhenMade(device: Promise<Device>): void {
+    void device.then(
+      (made) => {
+        shut(made, this.d.log);
+      },
+      () => undefined,
+    );
   }
 }
 

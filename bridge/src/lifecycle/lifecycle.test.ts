@@ -26,6 +26,16 @@ for (const backend of storeBackends())
     const metrics = new Registry();
     const removed = removedCounter(metrics);
     const log = createLogger("test", "silent");
+    // This replica's configuration has the vendor "refmsg" only.
+    const newPruner = () =>
+      createPruner({
+        store: bridge,
+        leases: store.leases,
+        config: lifecycle,
+        vendors: ["refmsg"],
+        log,
+        removed,
+      });
     const count = async (table: string) =>
       Number((await store.knex(table).count<{ n: string }[]>({ n: "*" }))[0]?.n);
 
@@ -140,14 +150,7 @@ for (const backend of storeBackends())
       });
       const dead = (await bridge.outbound.heads(10)).find((r) => r.idempotency_key === "mx-$dead");
       await bridge.outbound.giveUp(dead!, 1, "the messenger answered 400");
-      const pruner = createPruner({
-        store: bridge,
-        leases: store.leases,
-        config: lifecycle,
-        vendors: ["refmsg"],
-        log,
-        removed,
-      });
+      const pruner = newPruner();
       const at = (days: number) => new Date(Date.now() + days * DAY);
 
       expect(await pruner.run(at(1))).toMatchObject({ ran: true, requests: 0, nonces: 1, outbound_rows: 0 });
@@ -185,14 +188,7 @@ for (const backend of storeBackends())
       // A replica with an older configuration still leads "elsewhere"; "gone" had a lease once.
       await store.leases.tryAcquire("bridge:elsewhere", "old-replica", 60_000);
       await store.knex("leases").insert({ name: "bridge:gone", holder: "old", expires_at: new Date(0) });
-      const pruner = createPruner({
-        store: bridge,
-        leases: store.leases,
-        config: lifecycle,
-        vendors: ["refmsg"],
-        log,
-        removed,
-      });
+      const pruner = newPruner();
       const stateOf = async (table: string, vendor: string) =>
         store
           .knex(table)

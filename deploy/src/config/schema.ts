@@ -55,6 +55,10 @@ export const DemoUserSchema = z.object({
   admin: z.boolean().default(false),
 });
 
+/** How many replicas of a service the local runner starts (1–8; more than one needs PostgreSQL). */
+const replicasField = (description: string) =>
+  z.number().int().min(1).max(8).default(1).describe(description);
+
 export const OrganisationSchema = z.object({
   id: z
     .string()
@@ -126,26 +130,14 @@ export const OrganisationSchema = z.object({
   database: SynapseDatabaseSchema,
   workers: WorkersSchema.optional(),
   store: StoreSchema,
-  policy_module_replicas: z
-    .number()
-    .int()
-    .min(1)
-    .max(8)
-    .default(1)
-    .describe(
-      "Policy-module replicas the local runner starts on this organisation's store (PostgreSQL only); " +
-        "singleton jobs run on an elected leader (docs/replicas.md).",
-    ),
-  bridge_replicas: z
-    .number()
-    .int()
-    .min(1)
-    .max(8)
-    .default(1)
-    .describe(
-      "Bridge replicas the local runner starts on this organisation's store (PostgreSQL only), behind a " +
-        "balancer on the bridge's ports; each vendor is carried by the leader of its lease (docs/replicas.md).",
-    ),
+  policy_module_replicas: replicasField(
+    "Policy-module replicas the local runner starts on this organisation's store (PostgreSQL only); " +
+      "singleton jobs run on an elected leader (docs/replicas.md).",
+  ),
+  bridge_replicas: replicasField(
+    "Bridge replicas the local runner starts on this organisation's store (PostgreSQL only), behind a " +
+      "balancer on the bridge's ports; each vendor is carried by the leader of its lease (docs/replicas.md).",
+  ),
   demo_users: z
     .array(DemoUserSchema)
     .default([])
