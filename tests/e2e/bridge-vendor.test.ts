@@ -1,7 +1,7 @@
 import { MsgType, type MatrixClient } from "matrix-js-sdk";
 import { describe, expect, it } from "vitest";
 import { referenceVendor } from "../harness/reference-vendor.ts";
-import { nextRoom, useTestNetwork, waitForRoomEvent, waitUntil, type TestUser } from "../harness/index.ts";
+import { useTestNetwork, waitForRoomEvent, waitUntil } from "../harness/index.ts";
 
 // The reference messenger (bridge/src/vendor) against the real bridge: a conversation both ways,
 // then the vendor down for minutes and Synapse restarted, with nothing lost.
@@ -15,7 +15,6 @@ const net = useTestNetwork({
 const org = () => net().orgs[0]!;
 
 describe("bridge with the reference messenger", () => {
-  let alice: TestUser;
   let client: MatrixClient;
   let roomId: string;
   let conversation: string;
@@ -24,17 +23,9 @@ describe("bridge with the reference messenger", () => {
 
   it("a vendor user and a Matrix user talk both ways", async () => {
     await vendor.start();
-    alice = await net().registerUser(org(), "alice");
+    const alice = await net().registerUser(org(), "alice");
     client = await net().client(alice);
-    await api("POST", "/users", { id: "anna", display_name: "Anna Smit" });
-    const invited = nextRoom(client);
-    ({ conversation_id: conversation } = await api<{ conversation_id: string }>("POST", "/conversations", {
-      kind: "direct",
-      creator: "anna",
-      members: ["anna", alice.userId],
-    }));
-    roomId = await invited;
-    await client.joinRoom(roomId);
+    ({ conversation, roomId } = await vendor.directWithAnna(client));
     await api("POST", `/conversations/${encodeURIComponent(conversation)}/messages`, {
       sender: "anna",
       text: "Good morning from the reference messenger",

@@ -1,7 +1,7 @@
 import { hostname } from "node:os";
 import { MsgType, type MatrixClient } from "matrix-js-sdk";
 import { describe, expect, it } from "vitest";
-import { nextRoom, postgresForSuite, useTestNetwork, waitForRoomEvent, waitUntil } from "../harness/index.ts";
+import { postgresForSuite, useTestNetwork, waitForRoomEvent, waitUntil } from "../harness/index.ts";
 import { referenceVendor } from "../harness/reference-vendor.ts";
 
 // The local runner with `bridge_replicas: 2` (docs/replicas.md, deploy/src/service-replicas.ts):
@@ -56,15 +56,7 @@ if (postgresUrl) {
       await vendor.start();
       const alice = await net().registerUser(org(), "alice");
       client = await net().client(alice);
-      await api("POST", "/users", { id: "anna", display_name: "Anna Smit" });
-      const invited = nextRoom(client);
-      ({ conversation_id: conversation } = await api<{ conversation_id: string }>("POST", "/conversations", {
-        kind: "direct",
-        creator: "anna",
-        members: ["anna", alice.userId],
-      }));
-      roomId = await invited;
-      await client.joinRoom(roomId);
+      ({ conversation, roomId } = await vendor.directWithAnna(client));
       await talk("before");
     });
 

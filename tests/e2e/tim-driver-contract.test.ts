@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { EventTimeline } from "matrix-js-sdk";
 import { describe, expect, it } from "vitest";
 import { loadTimDriverOpenApi, UNIMPLEMENTED } from "@medmesh/tim-driver";
 import {
@@ -265,6 +266,25 @@ describe("TI-M test driver: contract", () => {
     expect(left.body.members).toContainEqual({ mxid: b.mxid, membershipState: "leave" });
     expect((await json(d, "DELETE", `/devices/2/rooms/${roomId}`)).status).toBe(204);
   });
+
+  it("lists a room's messages after a gappy sync reset the timeline during a back-pagination", async () => {
+    const created = await json<{ roomId: string }>(d, "POST", "/devices/1/rooms", { name: "gappy" });
+    const roomId = encodeURIComponent(created.body.roomId);
+    for (const body of ["first", "second"])
+      await json(d, "POST", `/devices/1/rooms/${roomId}/messages`, { msgtype: "m.text", body });
+    const client = d.driver.pool.devices[0]?.session?.client;
+    const room = client?.getRoom(created.body.roomId);
+    if (!client || !room) throw new Error("device 1 has no client or no room");
+    // What the sync does on a limited timeline, while a back-pagination of the old one is in flight.
+    const live = room.getLiveTimeline();
+    const token = live.getPaginationToken(EventTimeline.BACKWARDS);
+    const inFlight = client.paginateEventTimeline(live, { backwards: true, limit: 250 });
+    room.resetLiveTimeline(token, null);
+    await inFlight;
+    // Before: this listing paginated the new live timeline for ever (the events were all in the old one).
+    const listed = await json<{ body: string }[]>(d, "GET", `/devices/1/rooms/${roomId}/messages`);
+    expect(listed.body.map((m) => m.body)).toEqual(["first", "second"]);
+  }, 30_000);
 
   it("uploads encrypted media and downloads it byte-identical", async () => {
     const data = Buffer.from(Array.from({ length: 4096 }, (_, i) => i % 251));

@@ -1,8 +1,10 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import type { MatrixClient } from "matrix-js-sdk";
 import { startReferenceVendor } from "../../bridge/src/vendor/index.ts";
 import { freePorts } from "./ports.ts";
+import { nextRoom } from "./wait.ts";
 
 type Running = Awaited<ReturnType<typeof startReferenceVendor>>;
 
@@ -17,6 +19,8 @@ export interface ReferenceVendor {
   readonly api: <T = Record<string, unknown>>(method: string, path: string, body?: unknown) => Promise<T>;
   /** The texts of a conversation's messages that reached the vendor ("in") or left it ("out"). */
   readonly texts: (conversation: string, direction: "in" | "out") => Promise<string[]>;
+  /** Vendor user Anna Smit opens a direct conversation with the client's user, who joins its room. */
+  readonly directWithAnna: (client: MatrixClient) => Promise<{ conversation: string; roomId: string }>;
 }
 
 /**
@@ -82,5 +86,17 @@ export async function referenceVendor(
       ).events
         .filter((e) => e.direction === direction && e.event.type === "message")
         .map((e) => e.event.text ?? ""),
+    directWithAnna: async (client) => {
+      await api("POST", "/users", { id: "anna", display_name: "Anna Smit" });
+      const invited = nextRoom(client);
+      const { conversation_id } = await api<{ conversation_id: string }>("POST", "/conversations", {
+        kind: "direct",
+        creator: "anna",
+        members: ["anna", client.getSafeUserId()],
+      });
+      const roomId = await invited;
+      await client.joinRoom(roomId);
+      return { conversation: conversation_id, roomId };
+    },
   };
 }
