@@ -71,6 +71,7 @@ export {
   ensureAppserviceUser,
 } from "./synapse/accounts.ts";
 export { createSynapseAdmin, type SynapseAdmin } from "./synapse/admin-session.ts";
+export { roomStateOf, type RoomStateEvent } from "./synapse/room-state.ts";
 export {
   createStore,
   COMMON_MIGRATIONS,

@@ -1,4 +1,10 @@
-import { asUser, MatrixRequestError, type AppserviceEvent, type SynapseAdmin } from "@medmesh/common";
+import {
+  asUser,
+  MatrixRequestError,
+  roomStateOf,
+  type AppserviceEvent,
+  type SynapseAdmin,
+} from "@medmesh/common";
 import type { Knex } from "knex";
 import type { Logger } from "pino";
 import type { PeerClient } from "../directory/index.ts";
@@ -52,10 +58,13 @@ export function startGroups(d: {
     let entry: GroupEntry | undefined;
     let known = false;
     try {
-      const { state } = await d.admin.request<{
-        state: { type: string; state_key: string; content: Record<string, unknown> }[];
-      }>("GET", `/_synapse/admin/v1/rooms/${encodeURIComponent(roomId)}/state`);
-      const content = (type: string) => state.find((e) => e.type === type && e.state_key === "")?.content;
+      const state = await roomStateOf(d.admin, roomId, [
+        "m.room.create",
+        GROUP_EVENT,
+        "m.room.join_rules",
+        "m.room.name",
+      ]);
+      const content = (type: string) => state.get(type)?.content;
       // A room this server only knows from its users' knocks or invites (out of band: no room
       // state of its own) is one it does not take part in; its listing is not known here.
       known = content("m.room.create") !== undefined;

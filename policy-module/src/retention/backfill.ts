@@ -1,4 +1,4 @@
-import { MatrixRequestError, type SynapseAdmin } from "@medmesh/common";
+import { MatrixRequestError, roomStateOf, type SynapseAdmin } from "@medmesh/common";
 import type { Logger } from "pino";
 import { indexEntry, stateMediaOf, type RetentionIndex } from "./event-index.ts";
 import { RETENTION_EVENT } from "./config.ts";
@@ -69,10 +69,8 @@ export function createBackfill(d: {
 
   /** A foreign room's pins and period, from its current state. */
   const readState = async (roomId: string): Promise<void> => {
-    const { state } = await d.admin.request<{
-      state: { type: string; state_key: string; sender: string; content: Record<string, unknown> }[];
-    }>("GET", `/_synapse/admin/v1/rooms/${enc(roomId)}/state`);
-    const of = (type: string) => state.find((e) => e.type === type && e.state_key === "");
+    const state = await roomStateOf(d.admin, roomId, ["m.room.pinned_events", RETENTION_EVENT]);
+    const of = (type: string) => state.get(type);
     const pins = of("m.room.pinned_events");
     const pinned = new Set(
       Array.isArray(pins?.content.pinned) ? pins.content.pinned.filter((p) => typeof p === "string") : [],
