@@ -173,7 +173,16 @@ try {
   });
   const t1 = process.hrtime.bigint();
   await inParallel(members, async (m) => {
-    await client.invite(plain, m.userId);
+    // A refusal "try again shortly" (the module could not ask the policy module: fail closed) is retried.
+    for (let i = 0; ; i++) {
+      try {
+        await client.invite(plain, m.userId);
+        return;
+      } catch (err) {
+        if (i >= 4) throw err;
+        await new Promise((res) => setTimeout(res, 1000 * (i + 1)));
+      }
+    }
   });
   const invitesAloneMs = ms(t1);
   await joinAll(plain);

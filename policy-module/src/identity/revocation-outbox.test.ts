@@ -142,8 +142,10 @@ describe("revocation outbox", () => {
     const until = Date.now() + 10_000;
     while (applied.length === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
     expect(applied).toEqual(["@ann:a.example"]);
-    const delivered = await a.knex("revocation_outbox").where({ jti }).first<{ delivered_at: Date | null }>();
-    expect(delivered.delivered_at).not.toBeNull();
+    // B applies the notice before A has its answer: A records the delivery a moment later.
+    const deliveredAt = async () =>
+      (await a.knex("revocation_outbox").where({ jti }).first<{ delivered_at: Date | null }>()).delivered_at;
+    await expect.poll(deliveredAt, { timeout: 10_000, interval: 50 }).not.toBeNull();
 
     // The same notice again (a retry after a lost answer): recorded once, applied once.
     const notice = (await a.knex("revocation_outbox").where({ jti }).first<{ notice: string }>()).notice;
