@@ -100,23 +100,27 @@ try {
     const text = await res.text();
     return { status: res.status, body: (text ? JSON.parse(text) : {}) as Record<string, unknown> };
   };
+  /**
+   * Until a request is answered 200, 5 tries at most: a join can race its invite, and a decision the
+   * module could not ask is refused "try again shortly" (fail closed) on a loaded machine.
+   */
+  const until200 = async (what: string, send: () => ReturnType<typeof call>): Promise<void> => {
+    let last = {};
+    for (let i = 0; i < 5; i++) {
+      const r = await send();
+      if (r.status === 200) return;
+      last = r;
+      await new Promise((res) => setTimeout(res, 200 * (i + 1)));
+    }
+    throw new Error(`${what}: ${JSON.stringify(last)}`);
+  };
   const joinAll = (roomId: string) => {
     let joined = 0;
     return inParallel(members, async (m) => {
-      for (let i = 0; i < 5; i++) {
-        const r = await call(
-          m,
-          "POST",
-          `/_matrix/client/v3/join/${enc(roomId)}?server_name=${enc(a.serverName)}`,
-          {},
-        );
-        if (r.status === 200) {
-          if (++joined % 500 === 0) console.log(`${String(joined)} joined ${roomId} (${elapsed()})`);
-          return;
-        }
-        await new Promise((res) => setTimeout(res, 200 * (i + 1)));
-      }
-      throw new Error(`${m.userId} could not join ${roomId}`);
+      await until200(`${m.userId} could not join ${roomId}`, () =>
+        call(m, "POST", `/_matrix/client/v3/join/${enc(roomId)}?server_name=${enc(a.serverName)}`, {}),
+      );
+      if (++joined % 500 === 0) console.log(`${String(joined)} joined ${roomId} (${elapsed()})`);
     });
   };
   /** Until B's server has the event (a B member can fetch it there). */
@@ -173,16 +177,9 @@ try {
   });
   const t1 = process.hrtime.bigint();
   await inParallel(members, async (m) => {
-    // A refusal "try again shortly" (the module could not ask the policy module: fail closed) is retried.
-    for (let i = 0; ; i++) {
-      try {
-        await client.invite(plain, m.userId);
-        return;
-      } catch (err) {
-        if (i >= 4) throw err;
-        await new Promise((res) => setTimeout(res, 1000 * (i + 1)));
-      }
-    }
+    await until200(`${m.userId} could not be invited to ${plain}`, () =>
+      call(publisher, "POST", `/_matrix/client/v3/rooms/${enc(plain)}/invite`, { user_id: m.userId }),
+    );
   });
   const invitesAloneMs = ms(t1);
   await joinAll(plain);

@@ -139,8 +139,7 @@ describe("revocation outbox", () => {
           }),
         ),
     );
-    const until = Date.now() + 10_000;
-    while (applied.length === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    await expect.poll(() => applied.length, { timeout: 10_000, interval: 50 }).toBeGreaterThan(0);
     expect(applied).toEqual(["@ann:a.example"]);
     // B applies the notice before A has its answer: A records the delivery a moment later.
     const deliveredAt = async () =>
